@@ -1,0 +1,103 @@
+"""Mail in and out, and the thread event log: InboundEmail, OutboxEmail, ThreadEvent."""
+from __future__ import annotations
+
+from peewee import (
+    AutoField,
+    BigIntegerField,
+    BooleanField,
+    CharField,
+    DateTimeField,
+    ForeignKeyField,
+    IntegerField,
+    TextField,
+)
+
+from storage.models import BaseModel, Message, Thread, User, utcnow
+
+# InboundEmail.outcome
+ACCEPTED = "accepted"  # posted to a thread
+DROPPED = "dropped"  # answered 250 but not posted: auto-reply, bounce, loop, duplicate
+REJECTED = "rejected"  # answered 5xx
+DEFERRED = "deferred"  # answered 4xx, the sender retries
+OUTCOMES = (ACCEPTED, DROPPED, REJECTED, DEFERRED)
+
+# OutboxEmail.status
+PENDING = "pending"
+SENT = "sent"
+FAILED = "failed"  # permanent failure (5xx, bounce, gave up after retrying)
+SKIPPED = "skipped"  # recipient can no longer see the message, or muted
+STATUSES = (PENDING, SENT, FAILED, SKIPPED)
+
+# OutboxEmail.kind
+NOTIFICATION = "notification"
+LOGIN_LINK = "login_link"
+KINDS = (NOTIFICATION, LOGIN_LINK)
+
+
+class InboundEmail(BaseModel):
+    """Every mail the gateway received at DATA time, with what became of it.
+
+    The raw bytes live in the content-addressed file store under `raw_key`. A partial unique index
+    on (message_id_hash, reply_token) WHERE outcome = 'accepted' lets the database refuse a second
+    posting of the same mail through the same reply address (created in storage/migrations.py).
+    """
+
+    id = AutoField()
+    received_at = DateTimeField(default=utcnow, index=True)
+    peer = CharField(max_length=100, default="")
+    mail_from = CharField(max_length=1000, default="")
+    rcpt_to = CharField(max_length=1000, default="")
+    reply_token = CharField(max_length=64, null=True)
+    mail_message_id = CharField(max_length=1000, null=True)  # the Message-ID header
+    message_id_hash = CharField(max_length=64, null=True)
+    subject = CharField(max_length=1000, default="")
+    size = BigIntegerField(default=0)
+    raw_key = CharField(max_length=128, null=True)
+    outcome = CharField(max_length=10, choices=[(o, o) for o in OUTCOMES])
+    reason = CharField(max_length=40, default="")  # short machine word: posted, auto_reply, bounce, …
+    smtp_code = IntegerField(default=250)
+    smtp_text = TextField(default="")
+    message = ForeignKeyField(Message, null=True, backref="inbound_emails", on_delete="SET NULL")
+    outbox_email_id = BigIntegerField(null=True)  # for bounces: which notification bounced
+
+
+class OutboxEmail(BaseModel):
+    """One email to send, written in the same transaction as the change that causes it.
+
+    A notification row is written per (recipient, message). The worker sends all pending rows of one
+    recipient and thread together as one email (batching); the row that led the batch keeps the
+    rendered mail and the others point at it through `batch`.
+    """
+
+    id = AutoField()
+    kind = CharField(max_length=20, default=NOTIFICATION)
+    recipient = ForeignKeyField(User, null=True, backref="outbox_emails", on_delete="CASCADE")
+    to_address = CharField(max_length=320)
+    thread = ForeignKeyField(Thread, null=True, on_delete="CASCADE")
+    message = ForeignKeyField(Message, null=True, backref="outbox_emails", on_delete="CASCADE")
+    internal = BooleanField(default=False)
+    status = CharField(max_length=10, default=PENDING, index=True)
+    attempts = IntegerField(default=0)
+    next_attempt_at = DateTimeField(default=utcnow, index=True)
+    lease_until = DateTimeField(null=True)
+    leased_by = CharField(max_length=100, null=True)
+    last_error = TextField(default="")
+    created_at = DateTimeField(default=utcnow)
+    sent_at = DateTimeField(null=True)
+    batch = ForeignKeyField("self", null=True, backref="batched", on_delete="SET NULL")
+    mail_message_id = CharField(max_length=300, null=True)
+    bounce_token = CharField(max_length=64, null=True, unique=True)
+    subject = CharField(max_length=1000, default="")
+    headers = TextField(default="")  # rendered headers, one per line
+    body_text = TextField(default="")
+    body_html = TextField(default="")
+
+
+class ThreadEvent(BaseModel):
+    """Append-only log of what happened in threads; live updates read it after Last-Event-ID."""
+
+    id = AutoField()
+    thread = ForeignKeyField(Thread, backref="events", on_delete="CASCADE")
+    message = ForeignKeyField(Message, backref="events", on_delete="CASCADE")
+    kind = CharField(max_length=20, default="message")
+    created_at = DateTimeField(default=utcnow)

@@ -1,0 +1,130 @@
+"""Schema versions. Each migration runs once, in order, inside a transaction that holds a lock, so that
+several processes starting at the same moment upgrade the database exactly once and never lose data.
+
+To change the schema: append a function to MIGRATIONS; never edit one that has shipped.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from peewee import SQL, AutoField, DateTimeField, IntegerField
+
+from storage.db import database, is_sqlite
+from storage.mail_log import InboundEmail, OutboxEmail, ThreadEvent
+from storage.models import (
+    ApiToken,
+    Attachment,
+    BaseModel,
+    LoginAttempt,
+    LoginToken,
+    Membership,
+    Message,
+    ReadMarker,
+    ReplyToken,
+    Thread,
+    User,
+    Workspace,
+    utcnow,
+)
+
+log = logging.getLogger(__name__)
+
+# Any 64-bit number works as long as every WorkRate process uses the same one.
+PG_MIGRATION_LOCK = 0x576F726B52617465
+
+ALL_MODELS = [
+    Workspace, User, Membership, Thread, Message, Attachment, ReplyToken, LoginToken, ApiToken,
+    ReadMarker, LoginAttempt, InboundEmail, OutboxEmail, ThreadEvent,
+]
+
+
+class SchemaVersion(BaseModel):
+    id = AutoField()
+    version = IntegerField(unique=True)
+    applied_at = DateTimeField(default=utcnow)
+
+
+def _v1_initial() -> None:
+    database.create_tables(ALL_MODELS)
+    # Only accepted mail is unique per reply address: a retry after a logged 451 must be processed.
+    database.execute_sql(
+        "CREATE UNIQUE INDEX inbound_email_accepted_once ON inbound_email (message_id_hash, reply_token) "
+        "WHERE outcome = 'accepted'")
+    database.execute_sql("CREATE INDEX message_thread_visibility_id ON message (thread_id, visibility, id)")
+    database.execute_sql("CREATE INDEX outbox_due ON outbox_email (status, next_attempt_at)")
+    database.execute_sql("CREATE INDEX outbox_recipient_thread ON outbox_email (recipient_id, thread_id, status)")
+    database.execute_sql("CREATE INDEX thread_event_by_thread ON thread_event (thread_id, id)")
+    if is_sqlite():
+        database.execute_sql(
+            "CREATE VIRTUAL TABLE message_fts USING fts5(text, content='message', content_rowid='id', "
+            "tokenize='unicode61 remove_diacritics 2')")
+        database.execute_sql(
+            "CREATE TRIGGER message_fts_ai AFTER INSERT ON message BEGIN "
+            "INSERT INTO message_fts(rowid, text) VALUES (new.id, new.text); END")
+        database.execute_sql(
+            "CREATE TRIGGER message_fts_ad AFTER DELETE ON message BEGIN "
+            "INSERT INTO message_fts(message_fts, rowid, text) VALUES ('delete', old.id, old.text); END")
+        database.execute_sql(
+            "CREATE TRIGGER message_fts_au AFTER UPDATE OF text ON message BEGIN "
+            "INSERT INTO message_fts(message_fts, rowid, text) VALUES ('delete', old.id, old.text); "
+            "INSERT INTO message_fts(rowid, text) VALUES (new.id, new.text); END")
+    else:
+        database.execute_sql(
+            "CREATE INDEX message_fts ON message USING gin (to_tsvector('simple', text))")
+
+
+MIGRATIONS: list[tuple[int, Callable[[], None]]] = [
+    (1, _v1_initial),
+]
+
+LATEST_VERSION = MIGRATIONS[-1][0]
+
+
+def current_version() -> int:
+    if not database.table_exists(SchemaVersion._meta.table_name):
+        return 0
+    row = SchemaVersion.select(SchemaVersion.version).order_by(SchemaVersion.version.desc()).first()
+    return row.version if row else 0
+
+
+def migrate() -> list[int]:
+    """Brings the schema to LATEST_VERSION; returns the versions applied by this call."""
+    applied: list[int] = []
+    if is_sqlite():
+        # BEGIN IMMEDIATE takes the write lock at once, so a second process waits and then sees
+        # the versions the first one applied.
+        with database.connection_context():
+            with database.atomic("IMMEDIATE"):
+                applied = _apply_pending()
+    else:
+        with database.connection_context():
+            with database.atomic():
+                database.execute_sql("SELECT pg_advisory_xact_lock(%s)", (PG_MIGRATION_LOCK,))
+                applied = _apply_pending()
+    return applied
+
+
+def _apply_pending() -> list[int]:
+    database.create_tables([SchemaVersion], safe=True)
+    done = {v for (v,) in SchemaVersion.select(SchemaVersion.version).tuples()}
+    applied = []
+    for version, step in MIGRATIONS:
+        if version in done:
+            continue
+        log.info("applying schema migration %d (%s)", version, step.__name__)
+        step()
+        SchemaVersion.create(version=version)
+        applied.append(version)
+    return applied
+
+
+def drop_everything() -> None:
+    """Removes every table (tests only)."""
+    with database.connection_context():
+        if is_sqlite():
+            database.execute_sql("DROP TABLE IF EXISTS message_fts")
+        database.drop_tables(ALL_MODELS + [SchemaVersion], safe=True, cascade=not is_sqlite())
+
+
+__all__ = ["ALL_MODELS", "LATEST_VERSION", "SQL", "SchemaVersion", "current_version", "migrate"]

@@ -1,0 +1,190 @@
+"""The data model of the product: workspaces, people, the one thread per workspace and its messages.
+
+Vocabulary: a `Message` is a post in a thread; an email is always "mail" (see storage/mail_log.py).
+All timestamps are naive UTC datetimes.
+"""
+from __future__ import annotations
+
+import datetime as dt
+
+from peewee import (
+    AutoField,
+    BigIntegerField,
+    BooleanField,
+    CharField,
+    DateTimeField,
+    ForeignKeyField,
+    IntegerField,
+    Model,
+    TextField,
+)
+
+from storage.db import database
+
+TEAM = "team"
+CLIENT = "client"
+ROLES = (TEAM, CLIENT)
+
+VISIBILITY_CLIENT = "client"  # seen by the team and by clients with Messages access
+VISIBILITY_INTERNAL = "internal"  # seen by the team only
+VISIBILITIES = (VISIBILITY_CLIENT, VISIBILITY_INTERNAL)
+
+SOURCES = ("web", "portal", "email", "cli", "api")
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+class BaseModel(Model):
+    class Meta:
+        database = database
+        legacy_table_names = False
+
+
+class Workspace(BaseModel):
+    id = AutoField()
+    name = CharField(max_length=200)
+    slug = CharField(max_length=80, unique=True)
+    created_at = DateTimeField(default=utcnow)
+
+
+class User(BaseModel):
+    """A team member or a client contact. `email` is stored lower-cased, so it is unique whatever the case."""
+
+    id = AutoField()
+    email = CharField(max_length=320, unique=True)
+    name = CharField(max_length=200)
+    role = CharField(max_length=10, choices=[(r, r) for r in ROLES])
+    password_hash = TextField(null=True)
+    active = BooleanField(default=True)
+    email_muted = BooleanField(default=False)  # mutes every notification email to this person
+    hard_bounces = IntegerField(default=0)  # consecutive hard bounces of notifications to this address
+    email_disabled = BooleanField(default=False)  # set after repeated hard bounces, until the team re-enables
+    created_at = DateTimeField(default=utcnow)
+
+    @property
+    def is_team(self) -> bool:
+        return self.role == TEAM
+
+    @property
+    def is_client(self) -> bool:
+        return self.role == CLIENT
+
+
+class Membership(BaseModel):
+    """A person's relation to a workspace.
+
+    For a client: belonging to the workspace's client company, and whether they have Messages access.
+    For a team member (optional row): whether they follow the workspace; no row means following.
+    """
+
+    id = AutoField()
+    user = ForeignKeyField(User, backref="memberships", on_delete="CASCADE")
+    workspace = ForeignKeyField(Workspace, backref="memberships", on_delete="CASCADE")
+    messages_access = BooleanField(default=False)
+    following = BooleanField(default=True)
+    created_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("user", "workspace"), True),)
+
+
+class Thread(BaseModel):
+    """The one conversation of a workspace."""
+
+    id = AutoField()
+    workspace = ForeignKeyField(Workspace, backref="threads", unique=True, on_delete="CASCADE")
+    created_at = DateTimeField(default=utcnow)
+    last_activity_at = DateTimeField(default=utcnow)
+
+
+class Message(BaseModel):
+    id = AutoField()
+    thread = ForeignKeyField(Thread, backref="messages", on_delete="CASCADE")
+    author = ForeignKeyField(User, backref="messages")
+    visibility = CharField(max_length=10, choices=[(v, v) for v in VISIBILITIES])
+    text = TextField()  # Markdown source, as written (or as trimmed from an email)
+    html = TextField()  # rendered and sanitized
+    source = CharField(max_length=10, choices=[(s, s) for s in SOURCES])
+    trimmed_text = TextField(null=True)  # what reply extraction cut from an emailed reply
+    inbound_email_id = BigIntegerField(null=True)  # the InboundEmail this post came from
+    created_at = DateTimeField(default=utcnow)
+    edited_at = DateTimeField(null=True)
+
+    class Meta:
+        indexes = ((("thread", "id"), False),)
+
+    @property
+    def is_internal(self) -> bool:
+        return self.visibility == VISIBILITY_INTERNAL
+
+
+class Attachment(BaseModel):
+    id = AutoField()
+    message = ForeignKeyField(Message, backref="attachments", on_delete="CASCADE")
+    name = CharField(max_length=255)  # safe display/download name, never a path
+    content_type = CharField(max_length=255)
+    size = BigIntegerField()
+    sha256 = CharField(max_length=64)
+    storage_key = CharField(max_length=128)  # key in storage/files.py's content-addressed store
+    created_at = DateTimeField(default=utcnow)
+
+
+class ReplyToken(BaseModel):
+    """The random part of reply+TOKEN@REPLY_DOMAIN, bound to one person, one thread and one audience."""
+
+    id = AutoField()
+    token = CharField(max_length=64, unique=True)  # lower-case, 128 random bits or more
+    user = ForeignKeyField(User, backref="reply_tokens", on_delete="CASCADE")
+    thread = ForeignKeyField(Thread, backref="reply_tokens", on_delete="CASCADE")
+    internal = BooleanField(default=False)  # replies through it are posted as internal notes
+    created_at = DateTimeField(default=utcnow)
+    revoked_at = DateTimeField(null=True)
+    last_used_at = DateTimeField(null=True)
+
+    class Meta:
+        indexes = ((("user", "thread", "internal"), False),)
+
+
+class LoginToken(BaseModel):
+    """A one-time sign-in link (magic link); only the SHA-256 of the secret is stored."""
+
+    id = AutoField()
+    token_hash = CharField(max_length=64, unique=True)
+    user = ForeignKeyField(User, backref="login_tokens", on_delete="CASCADE")
+    created_at = DateTimeField(default=utcnow)
+    expires_at = DateTimeField()
+    used_at = DateTimeField(null=True)
+
+
+class ApiToken(BaseModel):
+    """A personal token for the team's JSON API; only the SHA-256 of the secret is stored."""
+
+    id = AutoField()
+    token_hash = CharField(max_length=64, unique=True)
+    user = ForeignKeyField(User, backref="api_tokens", on_delete="CASCADE")
+    name = CharField(max_length=200, default="")
+    created_at = DateTimeField(default=utcnow)
+    revoked_at = DateTimeField(null=True)
+
+
+class ReadMarker(BaseModel):
+    """The newest message a person has seen in a thread, for unread counts."""
+
+    id = AutoField()
+    user = ForeignKeyField(User, on_delete="CASCADE")
+    thread = ForeignKeyField(Thread, on_delete="CASCADE")
+    last_read_message_id = BigIntegerField(default=0)
+
+    class Meta:
+        indexes = ((("user", "thread"), True),)
+
+
+class LoginAttempt(BaseModel):
+    """One sign-in attempt, for rate limiting by email and by remote address."""
+
+    id = AutoField()
+    key = CharField(max_length=400, index=True)
+    created_at = DateTimeField(default=utcnow, index=True)
+

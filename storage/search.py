@@ -1,0 +1,34 @@
+"""Full-text search over one thread, through the visibility rule (SQLite FTS5 or PostgreSQL full text)."""
+from __future__ import annotations
+
+import re
+
+from peewee import SQL, ModelSelect
+
+from storage.db import is_sqlite
+from storage.models import Message, Thread
+from storage.visibility import Viewer, visible_messages
+
+WORD_RE = re.compile(r"\w+", re.UNICODE)
+MAX_TERMS = 12
+
+
+def search_terms(query: str) -> list[str]:
+    """The words of a query, as searched and highlighted (punctuation and operators are ignored)."""
+    return WORD_RE.findall(query or "")[:MAX_TERMS]
+
+
+def search_messages(viewer: Viewer, thread: Thread | int, query: str) -> ModelSelect:
+    """Messages of the thread that viewer may see and that contain every word of query, newest first."""
+    terms = search_terms(query)
+    base = visible_messages(viewer, thread)
+    if not terms:
+        return base.where(SQL("1 = 0"))
+    if is_sqlite():
+        # Each word a quoted FTS5 string with prefix match: user input never becomes FTS syntax.
+        fts_query = " ".join('"' + t.replace('"', "") + '"*' for t in terms)
+        matching = SQL("(SELECT rowid FROM message_fts WHERE message_fts MATCH ?)", (fts_query,))
+        return base.where(Message.id.in_(matching)).order_by(Message.id.desc())
+    ts_query = " & ".join(t.replace("'", "") + ":*" for t in terms)
+    return (base.where(SQL("to_tsvector('simple', text) @@ to_tsquery('simple', %s)", (ts_query,)))
+            .order_by(Message.id.desc()))

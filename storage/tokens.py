@@ -1,0 +1,104 @@
+"""Reply tokens, sign-in links and API tokens: random secrets bound to a person."""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import secrets
+
+from storage.models import (
+    TEAM,
+    ApiToken,
+    LoginToken,
+    Membership,
+    ReplyToken,
+    Thread,
+    User,
+    utcnow,
+)
+
+TOKEN_BYTES = 16  # 128 random bits; hex keeps it case-insensitive, as some servers fold local parts
+
+
+def new_reply_token() -> str:
+    return secrets.token_hex(TOKEN_BYTES)
+
+
+def hash_secret(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def reply_token_for(user: User, thread: Thread, internal: bool = False) -> ReplyToken:
+    """The person's live reply token for the thread and audience, issued on first use.
+
+    A client's token is never internal: asking for one is a programming error.
+    """
+    if internal and user.role != TEAM:
+        raise ValueError("a client's reply address can never be internal")
+    live = (ReplyToken.select()
+            .where((ReplyToken.user == user) & (ReplyToken.thread == thread)
+                   & (ReplyToken.internal == internal) & ReplyToken.revoked_at.is_null())
+            .order_by(ReplyToken.id.desc()).first())
+    if live:
+        return live
+    return ReplyToken.create(token=new_reply_token(), user=user, thread=thread, internal=internal)
+
+
+def find_live_reply_token(token: str) -> ReplyToken | None:
+    """The unrevoked token, compared case-insensitively, or None."""
+    return (ReplyToken.select().where((ReplyToken.token == token.lower()) & ReplyToken.revoked_at.is_null())
+            .first())
+
+
+def revoke_reply_tokens(user: User, thread: Thread | None = None) -> int:
+    query = ReplyToken.update(revoked_at=utcnow()).where(
+        (ReplyToken.user == user) & ReplyToken.revoked_at.is_null())
+    if thread is not None:
+        query = query.where(ReplyToken.thread == thread)
+    return query.execute()
+
+
+def set_messages_access(user: User, workspace_id: int, granted: bool) -> Membership:
+    """Grants or revokes a client's Messages access; revoking kills their reply tokens at once."""
+    membership, _ = Membership.get_or_create(user=user, workspace=workspace_id)
+    membership.messages_access = granted
+    membership.save()
+    if not granted:
+        thread = Thread.get(Thread.workspace == workspace_id)
+        revoke_reply_tokens(user, thread)
+    return membership
+
+
+def create_login_token(user: User, minutes: int) -> str:
+    """Issues a single-use sign-in secret valid for `minutes`; returns the secret (only its hash is kept)."""
+    secret = secrets.token_urlsafe(32)
+    LoginToken.create(token_hash=hash_secret(secret), user=user,
+                      expires_at=utcnow() + dt.timedelta(minutes=minutes))
+    return secret
+
+
+def redeem_login_token(secret: str) -> User | None:
+    """Marks the sign-in secret used and returns its active user, or None if unknown, used or expired."""
+    now = utcnow()
+    row = LoginToken.select().where(LoginToken.token_hash == hash_secret(secret)).first()
+    if row is None or row.used_at is not None or row.expires_at < now:
+        return None
+    # The conditional update makes a link single-use even when two requests race.
+    taken = (LoginToken.update(used_at=now)
+             .where((LoginToken.id == row.id) & LoginToken.used_at.is_null()).execute())
+    user = User.get_by_id(row.user_id)
+    return user if taken and user.active else None
+
+
+def create_api_token(user: User, name: str = "") -> str:
+    secret = "wrk_" + secrets.token_urlsafe(32)
+    ApiToken.create(token_hash=hash_secret(secret), user=user, name=name)
+    return secret
+
+
+def user_for_api_token(secret: str) -> User | None:
+    row = (ApiToken.select().where((ApiToken.token_hash == hash_secret(secret)) & ApiToken.revoked_at.is_null())
+           .first())
+    if row is None:
+        return None
+    user = User.get_by_id(row.user_id)
+    return user if user.active else None
