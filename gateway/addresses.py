@@ -35,3 +35,23 @@ def parse_reply_address(address: str, domain: str | None = None) -> str | None:
 
 def domain_of(address: str) -> str:
     return address.strip().strip("<>").rpartition("@")[2].lower().rstrip(".")
+
+
+# Envelope sender of each notification: bounce+TOKEN@REPLY_DOMAIN (VERP), TOKEN = OutboxEmail.bounce_token.
+BOUNCE_LOCAL_PREFIX = "bounce"
+BOUNCE_ADDRESS = re.compile(r"^bounce\+([0-9a-f]{32,64})@([a-z0-9.-]{1,253})$")
+
+
+def format_bounce_address(token: str, domain: str) -> str:
+    return f"{BOUNCE_LOCAL_PREFIX}+{token.lower()}@{domain.lower()}"
+
+
+def parse_bounce_address(address: str, domain: str | None = None) -> str | None:
+    """The bounce token of a bounce address (lower-cased), or None."""
+    if not address or len(address) > MAX_ADDRESS_LENGTH:
+        return None
+    address = address.strip().strip("<>").strip().lower()
+    match = BOUNCE_ADDRESS.match(address)
+    if not match or (domain is not None and match.group(2) != domain.lower().rstrip(".")):
+        return None
+    return match.group(1)
