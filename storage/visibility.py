@@ -95,6 +95,7 @@ def audience(message: Message) -> list[User]:
 
     - From the team, client-visible: every active client of the workspace with Messages access.
     - From a client: the active team members who follow the workspace.
+    (A client who used a one-click unsubscribe has Membership.following = False and is not emailed.)
     - Internal: the active team members who follow the workspace, never a client.
     Never the author; never a muted person or an address disabled after hard bounces. Each candidate
     is then checked with can_see(), so the fan-out obeys the one rule.
@@ -106,7 +107,7 @@ def audience(message: Message) -> list[User]:
     if author.is_team and message.visibility == VISIBILITY_CLIENT:
         candidates = (User.select().join(Membership)
                       .where(mailable & (User.role == CLIENT) & (Membership.workspace == thread.workspace_id)
-                             & (Membership.messages_access == True)))  # noqa: E712
+                             & (Membership.messages_access == True) & (Membership.following == True)))  # noqa: E712
     else:
         unfollowed = Membership.select(Membership.user).where(
             (Membership.workspace == thread.workspace_id) & (Membership.following == False))  # noqa: E712
