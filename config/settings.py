@@ -86,9 +86,18 @@ def _load_defaults() -> dict[str, object]:
         return tomllib.load(f)
 
 
+_FIELD_TYPES = {f.name: f.type for f in dataclasses.fields(Settings)}
+
+
 def _convert(name: str, raw: str, default: object) -> object:
     var = ENV_PREFIX + name.upper()
     raw = raw.strip()
+    kind = _FIELD_TYPES.get(name)
+    if kind == "float":
+        try:
+            return float(raw)
+        except ValueError:
+            raise ConfigError(f"{var} must be a number, not {raw!r}.") from None
     if isinstance(default, bool):
         if raw.lower() in ("1", "true", "yes", "on"):
             return True
@@ -100,11 +109,6 @@ def _convert(name: str, raw: str, default: object) -> object:
             return int(raw)
         except ValueError:
             raise ConfigError(f"{var} must be a whole number, not {raw!r}.") from None
-    if isinstance(default, float):
-        try:
-            return float(raw)
-        except ValueError:
-            raise ConfigError(f"{var} must be a number, not {raw!r}.") from None
     return raw
 
 

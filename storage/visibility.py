@@ -87,7 +87,12 @@ def visible_threads(viewer: Viewer) -> ModelSelect:
     query = Thread.select(Thread, Workspace).join(Workspace)
     if viewer.is_team:
         return query
-    return query.where(_client_has_access(viewer, Thread.workspace).exists())
+    if not viewer.is_client:
+        return query.where(Thread.id.is_null(True) & Thread.id.is_null(False))
+    workspaces = (Membership.select(Membership.workspace).join(User)
+                  .where((Membership.user == viewer.user_id) & (Membership.messages_access == True)  # noqa: E712
+                         & (User.active == True)))  # noqa: E712
+    return query.where(Thread.workspace.in_(workspaces))
 
 
 def audience(message: Message) -> list[User]:

@@ -1,0 +1,180 @@
+"""Storage: migrations from an empty database, models and their constraints, posting side effects,
+search, and the file store."""
+from __future__ import annotations
+
+import io
+import threading
+from pathlib import Path
+
+import pytest
+
+from config import Settings
+from storage import db, migrations
+from storage.directory import DirectoryError, add_user, create_workspace, get_user, set_access, thread_of
+from storage.files import FileStore, TooLarge, safe_filename
+from storage.mail_log import OutboxEmail, ThreadEvent
+from storage.models import Message, ReplyToken, Thread
+from storage.posting import PostingError, post_message
+from storage.search import search_messages
+from storage.tokens import find_live_reply_token, redeem_login_token, create_login_token, reply_token_for
+from storage.visibility import Viewer
+
+
+def test_migrate_from_empty_database_is_idempotent(database: object) -> None:
+    # The fixture migrated an empty database; migrating again applies nothing and the version is the latest.
+    assert migrations.current_version() == migrations.LATEST_VERSION
+    assert migrations.migrate() == []
+
+
+def test_concurrent_migrations_apply_once(tmp_path: Path) -> None:
+    # Several processes starting at once upgrade the schema exactly once (threads with their own connections).
+    settings = Settings(data_dir=tmp_path, database_url=f"sqlite:///{tmp_path / 'race.db'}")
+    db.bind(settings)
+    results: list[list[int]] = []
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            results.append(migrations.migrate())
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert sorted(len(r) for r in results) == [0, 0, 0, len(migrations.MIGRATIONS)]
+
+
+def test_workspace_gets_one_thread_and_unique_slug(make: object) -> None:
+    # A workspace is created with its one thread; slugs are unique, made from the name when not given.
+    a = create_workspace("Acme Co")
+    b = create_workspace("Acme Co")
+    assert (a.slug, b.slug) == ("acme-co", "acme-co-2")
+    assert Thread.select().where(Thread.workspace == a).count() == 1
+    with pytest.raises(DirectoryError, match="already exists"):
+        create_workspace("Other", slug="acme-co")
+    with pytest.raises(DirectoryError, match="not a valid slug"):
+        create_workspace("Other", slug="Bad Slug!")
+
+
+def test_emails_are_unique_whatever_the_case(make: object) -> None:
+    # Email addresses are stored lower-cased, so "Kim@X" and "kim@x" are the same person.
+    add_user("Kim@Agency.test", "Kim", "team")
+    assert get_user("KIM@agency.TEST").email == "kim@agency.test"
+    with pytest.raises(DirectoryError, match="already exists"):
+        add_user("kim@agency.test", "Kim again", "team")
+    with pytest.raises(DirectoryError, match="not a valid email"):
+        add_user("nobody", "No One", "team")
+
+
+def test_post_writes_message_outbox_and_event_together(make) -> None:
+    # One post writes the message, one outbox row per person to notify, and one thread event.
+    ws = make.workspace()
+    kim, bob = make.team(), make.client(ws)
+    make.client(ws, access=False)
+    message = post_message(make.thread(ws), kim, "Hello **Bob**")
+    assert message.html == "<p>Hello <strong>Bob</strong></p>\n"
+    assert [r.to_address for r in OutboxEmail.select().where(OutboxEmail.message == message)] == [bob.email]
+    assert ThreadEvent.select().where(ThreadEvent.message == message).count() == 1
+
+
+def test_post_refuses_what_cannot_be_posted(make) -> None:
+    # Empty posts, internal notes by clients and posts without access are refused with a sentence.
+    ws = make.workspace()
+    thread = make.thread(ws)
+    bob, eve = make.client(ws), make.client(ws, access=False)
+    with pytest.raises(PostingError, match="needs some text"):
+        post_message(thread, bob, "   ")
+    with pytest.raises(PostingError, match="Only team members"):
+        post_message(thread, bob, "x", internal=True)
+    with pytest.raises(PostingError, match="no Messages access"):
+        post_message(thread, eve, "x")
+    assert Message.select().count() == 0
+
+
+def test_markdown_is_sanitized(make) -> None:
+    # Script tags, event handlers and javascript: links never survive rendering.
+    ws = make.workspace()
+    m = post_message(make.thread(ws), make.team(),
+                     "<script>alert(1)</script> [x](javascript:alert(1)) <img src=x onerror=alert(1)> <svg onload=x>")
+    assert "<script" not in m.html and 'href="javascript' not in m.html and "<img" not in m.html
+    assert "<svg" not in m.html
+    # The same with the payload in a real link: the href is dropped, the text stays.
+    link = post_message(make.thread(ws), make.team(), "[click](javascript:alert(1)) <b onmouseover=x>hi</b>")
+    assert "href" not in link.html and "<b " not in link.html
+
+
+def test_search_finds_words_and_respects_visibility(make) -> None:
+    # Search finds messages by word prefix; a client's search never finds an internal note.
+    ws = make.workspace()
+    thread = make.thread(ws)
+    kim, bob = make.team(), make.client(ws)
+    post_message(thread, kim, "The budget for the homepage is approved")
+    post_message(thread, kim, "Internal: budget is tight", internal=True)
+    post_message(thread, kim, "Unrelated news")
+    team_hits = [m.text for m in search_messages(Viewer.of(kim), thread, "budg")]
+    client_hits = [m.text for m in search_messages(Viewer.of(bob), thread, "budget")]
+    assert len(team_hits) == 2
+    assert client_hits == ["The budget for the homepage is approved"]
+    assert list(search_messages(Viewer.of(kim), thread, '"; DROP TABLE message; --')) == []
+
+
+def test_reply_tokens_are_random_stable_and_revocable(make) -> None:
+    # A person's reply token is 128-bit hex, reused while live, looked up case-insensitively, revoked with access.
+    ws = make.workspace()
+    thread = make.thread(ws)
+    bob = make.client(ws)
+    token = reply_token_for(bob, thread)
+    assert len(token.token) == 32 and token.token == token.token.lower()
+    assert reply_token_for(bob, thread).id == token.id
+    assert find_live_reply_token(token.token.upper()).id == token.id
+    with pytest.raises(ValueError):
+        reply_token_for(bob, thread, internal=True)
+    set_access(bob, ws, False)
+    assert find_live_reply_token(token.token) is None
+    assert ReplyToken.get_by_id(token.id).revoked_at is not None
+
+
+def test_login_token_is_single_use(make) -> None:
+    # A sign-in link works once.
+    bob = make.client(make.workspace())
+    secret = create_login_token(bob, 15)
+    assert redeem_login_token(secret).id == bob.id
+    assert redeem_login_token(secret) is None
+    assert redeem_login_token("nonsense") is None
+
+
+def test_file_store_is_content_addressed_and_limited(tmp_path: Path) -> None:
+    # Bytes are stored under their SHA-256, once; a stream over the limit is refused and leaves nothing behind.
+    store = FileStore(tmp_path / "files")
+    a = store.put_stream(io.BytesIO(b"hello" * 1000))
+    b = store.put_bytes(b"hello" * 1000)
+    assert a == b and store.read(a.key) == b"hello" * 1000 and a.size == 5000
+    with pytest.raises(TooLarge):
+        store.put_stream(io.BytesIO(b"x" * 100), limit=10)
+    leftovers = [p for p in (tmp_path / "files").rglob("*") if p.is_file() and p.name.startswith(".incoming")]
+    assert leftovers == []
+    with pytest.raises(ValueError):
+        store.path("../../etc/passwd")
+
+
+@pytest.mark.parametrize("name,expected", [
+    ("../../etc/passwd", "passwd"),
+    ("..\\..\\boot.ini", "boot.ini"),
+    ("a\x00b.txt", "a_b.txt"),
+    ("", "attachment"),
+    ("...", "attachment"),
+    ("report 2026.pdf", "report 2026.pdf"),
+    ("x" * 300 + ".pdf", "x" * 140 + ".pdf"),
+])
+def test_safe_filename(name: str, expected: str) -> None:
+    # Client file names never become paths: directories, NUL and control characters are removed.
+    assert safe_filename(name) == expected
+
+
+def test_thread_of_workspace(make) -> None:
+    ws = make.workspace("Thread Test")
+    assert thread_of(ws).workspace_id == ws.id

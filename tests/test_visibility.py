@@ -1,0 +1,87 @@
+"""The one visibility rule: a client never gets an internal message, from any read path that exists.
+
+One matrix: every storage-level surface × (team, client with access, client without access, client of
+another workspace, deactivated client) × (client-visible, internal). Web, SSE and API surfaces have their
+own tests in test_web_*.py, test_events.py and test_api.py, built on the same rule.
+"""
+from __future__ import annotations
+
+import pytest
+
+from storage.directory import set_access
+from storage.mail_log import OutboxEmail
+from storage.posting import post_message
+from storage.search import search_messages
+from storage.visibility import Viewer, audience, can_open_thread, can_see, visible_messages, visible_threads
+
+
+@pytest.fixture
+def world(make):
+    ws, other = make.workspace("Acme"), make.workspace("Other")
+    kim = make.team(email="kim@agency.test")
+    people = {
+        "team": kim,
+        "client": make.client(ws, email="bob@acme.test"),
+        "no_access": make.client(ws, email="eve@acme.test", access=False),
+        "other_ws": make.client(other, email="zed@other.test"),
+        "deactivated": make.client(ws, email="old@acme.test"),
+    }
+    people["deactivated"].active = False
+    people["deactivated"].save()
+    thread = make.thread(ws)
+    public = post_message(thread, kim, "Public zebra note")
+    internal = post_message(thread, kim, "Internal zebra note", internal=True)
+    return {"ws": ws, "thread": thread, "people": people, "public": public, "internal": internal}
+
+
+EXPECTED = {  # who sees (public, internal)
+    "team": (True, True),
+    "client": (True, False),
+    "no_access": (False, False),
+    "other_ws": (False, False),
+    "deactivated": (False, False),
+}
+
+
+def _surfaces(viewer: Viewer, thread, message) -> dict[str, bool]:
+    return {
+        "visible_messages": message.id in {m.id for m in visible_messages(viewer, thread)},
+        "can_see": can_see(viewer, message),
+        "search": message.id in {m.id for m in search_messages(viewer, thread, "zebra")},
+    }
+
+
+@pytest.mark.parametrize("who", sorted(EXPECTED))
+@pytest.mark.parametrize("which", ["public", "internal"])
+def test_every_surface_obeys_the_rule(world, who: str, which: str) -> None:
+    # Each storage surface answers the same as the rule's table, for every kind of viewer and message.
+    viewer = Viewer.of(world["people"][who])
+    expected = EXPECTED[who][0 if which == "public" else 1]
+    assert _surfaces(viewer, world["thread"], world[which]) == {
+        "visible_messages": expected, "can_see": expected, "search": expected}
+
+
+def test_thread_access(world) -> None:
+    # Only the team and clients with Messages access can open the thread or see it listed.
+    thread = world["thread"]
+    opens = {who: can_open_thread(Viewer.of(u), thread) for who, u in world["people"].items()}
+    assert opens == {"team": True, "client": True, "no_access": False, "other_ws": False, "deactivated": False}
+    listed = {who: [t.id for t in visible_threads(Viewer.of(u))] for who, u in world["people"].items()}
+    assert thread.id in listed["team"] and listed["client"] == [thread.id]
+    assert listed["no_access"] == [] and thread.id not in listed["other_ws"]
+
+
+def test_revoking_access_hides_everything_at_once(world) -> None:
+    # A client whose access is revoked sees nothing any more.
+    bob = world["people"]["client"]
+    set_access(bob, world["ws"], False)
+    assert list(visible_messages(Viewer.of(bob), world["thread"])) == []
+
+
+def test_internal_notes_never_notify_a_client(world) -> None:
+    # The fan-out of an internal note is team-only; a client-visible team post reaches clients with access only.
+    clients = {u.id for who, u in world["people"].items() if who != "team"}
+    internal_rows = OutboxEmail.select().where(OutboxEmail.message == world["internal"])
+    assert not {r.recipient_id for r in internal_rows} & clients
+    assert [u.email for u in audience(world["public"])] == ["bob@acme.test"]
+    assert [u.email for u in audience(world["internal"])] == []  # the author is the only team member
