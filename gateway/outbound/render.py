@@ -1,0 +1,272 @@
+"""Turns outbox rows into mail: notifications from templates/email/new_message.{txt,html}, sign-in links
+from templates/email/login_link.{txt,html}.
+
+Rendering happens at send time and asks the visibility rule again (defense in depth): a row whose
+message the recipient can no longer see is left out (visible_rows), and render_notification refuses
+to draw one. Every header value that comes from people (names, workspace names) goes through
+_one_line(), so a CR, LF or other control character can never start a header of its own.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import format_datetime
+from pathlib import Path
+from urllib.parse import quote
+
+import jinja2
+
+from config import Settings
+from gateway.addresses import format_reply_address
+from gateway.markers import HTML_MARKER_ID_PREFIX, LOOP_HEADER, REPLY_ABOVE_LINE
+from gateway.outbound.unsubscribe import unsubscribe_url
+from storage.mail_log import OutboxEmail
+from storage.models import Attachment, Message, Thread, User, Workspace
+from storage.outbox import previous_mail_ids
+from storage.rendering import sanitize_html
+from storage.tokens import reply_token_for
+from storage.visibility import Viewer, can_see
+
+TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "templates" / "email"
+PRODUCT = "WorkRate"
+SUBJECT_SEPARATOR = " \u2014 "  # em dash: "Acme Co — messages"
+INTERNAL_SUBJECT_PREFIX = "[Internal] "
+MAX_NAME_LENGTH = 120
+
+_env = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR)),
+    autoescape=jinja2.select_autoescape(enabled_extensions=("html",), default_for_string=False),
+    undefined=jinja2.StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+    keep_trailing_newline=True,
+)
+
+
+class NothingVisible(ValueError):
+    """None of the rows may be shown to their recipient; the batch is skipped, not sent."""
+
+
+@dataclass(frozen=True)
+class RenderedLoginLink:
+    subject: str
+    text: str
+    html: str
+
+
+def _one_line(value: str, limit: int = MAX_NAME_LENGTH) -> str:
+    """A header-safe single line: control and line/paragraph-separator characters become spaces."""
+    cleaned = "".join(" " if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") else c for c in value or "")
+    cleaned = " ".join(cleaned.split())
+    return cleaned[:limit].strip()
+
+
+def mail_domain(settings: Settings) -> str:
+    return settings.effective_mail_from.rpartition("@")[2].lower() or settings.reply_domain
+
+
+def _digest(settings: Settings, text: str) -> str:
+    return hmac.new(settings.secret_key.encode(), text.encode(), hashlib.sha256).hexdigest()[:12]
+
+
+def mail_message_id(row_ids: Sequence[int], settings: Settings) -> str:
+    """The Message-ID of the email made of these outbox rows.
+
+    Derived from the row ids (and the secret, so two installations never collide): a resend of the same
+    rows after a crash carries the same Message-ID; a batch that grew meanwhile gets a new one, so a
+    mail client never hides the new messages as a duplicate.
+    """
+    ids = sorted(int(i) for i in row_ids)
+    return f"<wr.{ids[0]}.{_digest(settings, ','.join(map(str, ids)))}@{mail_domain(settings)}>"
+
+
+def thread_root_id(settings: Settings, recipient_id: int, thread_id: int, internal: bool) -> str:
+    """A stable, never-sent Message-ID every notification of this thread to this person refers to."""
+    key = f"thread:{thread_id}:{recipient_id}:{'internal' if internal else 'client'}"
+    return f"<wr.thread.{thread_id}.{_digest(settings, key)}@{mail_domain(settings)}>"
+
+
+def subject_for(workspace: Workspace, internal: bool) -> str:
+    subject = f"{_one_line(workspace.name, 150) or 'Workspace'}{SUBJECT_SEPARATOR}messages"
+    return INTERNAL_SUBJECT_PREFIX + subject if internal else subject
+
+
+def thread_url(settings: Settings, recipient: User, workspace: Workspace) -> str:
+    base = settings.effective_base_url
+    slug = quote(workspace.slug, safe="")
+    return f"{base}/w/{slug}" if recipient.is_team else f"{base}/portal/w/{slug}"
+
+
+def attachment_url(settings: Settings, attachment: Attachment) -> str:
+    return f"{settings.effective_base_url}/attachments/{attachment.id}/{quote(attachment.name, safe='')}"
+
+
+def human_size(size: int) -> str:
+    value = float(size)
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{int(value)} {unit}" if unit == "bytes" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} bytes"
+
+
+def _when(created_at: dt.datetime) -> str:
+    return created_at.strftime("%a %d %b %Y, %H:%M UTC")
+
+
+def _address(name: str, addr: str) -> Address | str:
+    try:
+        return Address(display_name=_one_line(name), addr_spec=addr)
+    except (ValueError, IndexError):
+        return addr
+
+
+def visible_rows(rows: Sequence[OutboxEmail]) -> tuple[list[OutboxEmail], list[OutboxEmail]]:
+    """(rows the recipient may still be told about, rows they may not), asking can_see() for each.
+
+    A message that became internal after a client-visible notification row was written is not sent in
+    that email either: the reply address it carries would post client-visible answers.
+    """
+    visible: list[OutboxEmail] = []
+    hidden: list[OutboxEmail] = []
+    for row in rows:
+        recipient = User.get_or_none(User.id == row.recipient_id)
+        message = Message.get_or_none(Message.id == row.message_id)
+        ok = (recipient is not None and message is not None and can_see(Viewer.of(recipient), message)
+              and not (message.is_internal and not row.internal)
+              and not (row.internal and not recipient.is_team))
+        (visible if ok else hidden).append(row)
+    return visible, hidden
+
+
+def _base_headers(mail: EmailMessage, settings: Settings, *, display_name: str, to_name: str, to_address: str,
+                  subject: str, message_id: str, now: dt.datetime) -> None:
+    mail["From"] = _address(f"{display_name} via {PRODUCT}" if display_name else PRODUCT,
+                            settings.effective_mail_from)
+    mail["To"] = _address(to_name, to_address)
+    mail["Subject"] = subject
+    mail["Date"] = format_datetime(now.replace(tzinfo=dt.UTC))
+    mail["Message-ID"] = message_id
+    # Out-of-office responders and mail servers: this is automatic mail, do not answer it (RFC 3834).
+    mail["Auto-Submitted"] = "auto-generated"
+    mail["X-Auto-Response-Suppress"] = "All"
+    mail[LOOP_HEADER] = settings.reply_domain
+
+
+def render_notification(rows: Sequence[OutboxEmail], settings: Settings,
+                        now: dt.datetime | None = None) -> EmailMessage:
+    """One notification email for rows of one (recipient, thread, internal), oldest message first.
+
+    Raises NothingVisible when the recipient may see none of the messages, and ValueError when the rows
+    do not belong together (a programming error).
+    """
+    rows = sorted(rows, key=lambda r: r.id)
+    if not rows:
+        raise NothingVisible("no rows to render")
+    keys = {(r.recipient_id, r.thread_id, bool(r.internal)) for r in rows}
+    if len(keys) != 1:
+        raise ValueError(f"rows of different recipients, threads or audiences in one email: {sorted(keys)}")
+    rows, _hidden = visible_rows(rows)
+    if not rows:
+        raise NothingVisible("the recipient can no longer see any of these messages")
+    lead = rows[0]
+    internal = bool(lead.internal)
+    recipient = User.get_by_id(lead.recipient_id)
+    thread = Thread.get_by_id(lead.thread_id)
+    workspace = Workspace.get_by_id(thread.workspace_id)
+    messages = list(Message.select().where(Message.id.in_([r.message_id for r in rows])).order_by(Message.id))
+    authors = {u.id: u for u in User.select().where(User.id.in_({m.author_id for m in messages}))}
+    attachments: dict[int, list[Attachment]] = {}
+    for a in Attachment.select().where(Attachment.message.in_([m.id for m in messages])).order_by(Attachment.id):
+        attachments.setdefault(a.message_id, []).append(a)
+
+    row_ids = [r.id for r in rows]
+    message_id = mail_message_id(row_ids, settings)
+    token = reply_token_for(recipient, thread, internal=internal).token
+    unsubscribe = unsubscribe_url(settings, recipient.id, thread.id)
+    workspace_name = _one_line(workspace.name, 200) or "Workspace"
+    subject = subject_for(workspace, internal)
+    last_author = authors[messages[-1].author_id]
+    names = sorted({_one_line(authors[m.author_id].name) for m in messages})
+    context = {
+        "subject": subject,
+        "workspace": workspace_name,
+        "internal": internal,
+        "recipient": _one_line(recipient.name),
+        "intro": (f"{len(messages)} new messages in {workspace_name} from {', '.join(names)}:" if len(messages) > 1
+                  else f"New {'internal note' if internal else 'message'} in {workspace_name}:"),
+        "messages": [{
+            "author": _one_line(authors[m.author_id].name),
+            "when": _when(m.created_at),
+            "internal": m.is_internal,
+            "text": m.text,
+            "html": sanitize_html(m.html),
+            "attachments": [{"name": a.name, "size": human_size(a.size), "url": attachment_url(settings, a)}
+                            for a in attachments.get(m.id, [])],
+        } for m in messages],
+        "thread_url": thread_url(settings, recipient, workspace),
+        "unsubscribe_url": unsubscribe,
+        "reply_above_line": REPLY_ABOVE_LINE,
+        "marker_id": f"{HTML_MARKER_ID_PREFIX}{lead.id:x}",
+    }
+    text = _env.get_template("new_message.txt").render(context)
+    html = _env.get_template("new_message.html").render(context)
+
+    mail = EmailMessage(policy=SMTP)
+    _base_headers(mail, settings, display_name=_one_line(last_author.name), to_name=recipient.name,
+                  to_address=lead.to_address, subject=subject, message_id=message_id, now=now or _utcnow())
+    mail["Reply-To"] = format_reply_address(token, settings.reply_domain)
+    root = thread_root_id(settings, recipient.id, thread.id, internal)
+    previous = previous_mail_ids(recipient.id, thread.id, internal, before_id=lead.id)
+    mail["In-Reply-To"] = previous[-1] if previous else root
+    mail["References"] = " ".join([root, *previous])
+    mail["List-Unsubscribe"] = f"<{unsubscribe}>"
+    mail["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    mail.set_content(text)
+    mail.add_alternative(html, subtype="html")
+    return mail
+
+
+def render_login_link(settings: Settings, user: User, url: str, *, invitation: bool = False,
+                      workspace_name: str = "") -> RenderedLoginLink:
+    """Subject and bodies of a sign-in link (or an invitation) email, kept on its outbox row."""
+    workspace = _one_line(workspace_name, 200)
+    subject = (f"You are invited to {workspace} on {PRODUCT}" if invitation and workspace
+               else f"You are invited to {PRODUCT}" if invitation else f"Your sign-in link for {PRODUCT}")
+    context = {"subject": subject, "name": _one_line(user.name), "url": url, "invitation": invitation,
+               "workspace": workspace, "minutes": settings.login_link_minutes}
+    return RenderedLoginLink(subject=subject, text=_env.get_template("login_link.txt").render(context),
+                             html=_env.get_template("login_link.html").render(context))
+
+
+def stored_mail(row: OutboxEmail, settings: Settings, now: dt.datetime | None = None) -> EmailMessage:
+    """The email of a row whose subject and bodies were rendered when it was queued (sign-in links)."""
+    recipient = User.get_or_none(User.id == row.recipient_id)
+    mail = EmailMessage(policy=SMTP)
+    _base_headers(mail, settings, display_name="", to_name=recipient.name if recipient else "",
+                  to_address=row.to_address, subject=_one_line(row.subject, 300),
+                  message_id=mail_message_id([row.id], settings), now=now or _utcnow())
+    mail.set_content(row.body_text)
+    if row.body_html:
+        mail.add_alternative(row.body_html, subtype="html")
+    return mail
+
+
+def header_block(mail: EmailMessage) -> str:
+    """The headers of a mail, one per line, as kept on the outbox row."""
+    return "\n".join(f"{k}: {v}" for k, v in mail.items())
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+__all__ = ["render_notification", "render_login_link", "stored_mail", "visible_rows", "mail_message_id",
+           "thread_root_id", "subject_for", "NothingVisible", "header_block"]

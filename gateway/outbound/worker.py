@@ -1,0 +1,228 @@
+"""OutboxWorker: claim due outbox rows → render → send → mark, with back-off; stops cleanly.
+
+It runs on the same asyncio loop as the SMTP gateway (web/processes.py), so it never blocks that loop:
+every database step runs in the worker's own single database thread (one connection per step, returned
+at once), and SMTP goes through aiosmtplib.
+
+Delivery is at least once. A row is marked sent only after the relay's 250; a crash between that 250 and
+the commit of mark_sent() sends that email again once its lease expires (with the same Message-ID).
+That window, plus a send that outlives its lease, is the only way an email goes out twice; several
+workers never claim the same row while its lease holds.
+"""
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import os
+import secrets
+import socket
+import ssl
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from config import Settings
+from gateway.addresses import format_bounce_address
+from gateway.outbound import dkim, transport
+from gateway.outbound.render import (
+    NothingVisible,
+    header_block,
+    render_notification,
+    stored_mail,
+    visible_rows,
+)
+from storage import outbox
+from storage.db import connection
+from storage.mail_log import NOTIFICATION
+from storage.models import User, utcnow
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+POLL_INTERVAL = 0.5  # seconds between two looks at the outbox when nothing was due
+ERROR_PAUSE = 5.0  # seconds to wait after a round failed (database unreachable, …)
+BATCH_SIZE = 20  # emails claimed per round
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A rendered email, saved on its rows, ready for the relay."""
+
+    row_ids: tuple[int, ...]
+    raw: bytes
+    envelope_from: str
+    to_address: str
+    mail_message_id: str
+
+
+class OutboxWorker:
+    """Drains the outbox. `run(stop)` until stop is set; `run_once()` for one round (tests, CLI)."""
+
+    def __init__(self, settings: Settings, *, worker_id: str | None = None, batch_size: int = BATCH_SIZE,
+                 lease_seconds: float = outbox.DEFAULT_LEASE_SECONDS, poll_interval: float = POLL_INTERVAL,
+                 retry_first: float = outbox.RETRY_FIRST_DELAY, retry_max: float = outbox.RETRY_MAX_DELAY,
+                 tls_context: ssl.SSLContext | None = None) -> None:
+        self.settings = settings
+        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        self.batch_size = batch_size
+        self.lease_seconds = lease_seconds
+        self.poll_interval = poll_interval
+        self.retry_first = retry_first
+        self.retry_max = retry_max
+        self.tls_context = tls_context
+        self._executor: ThreadPoolExecutor | None = None
+
+    # -- the loop -------------------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Sends due emails until `stop` is set; then finishes the email in flight and returns."""
+        log.info("outbox worker %s started (%s)", self.worker_id, self._relay_description())
+        try:
+            while not stop.is_set():
+                try:
+                    handled = await self._round(stop, None)
+                    pause = 0.0 if handled >= self.batch_size else self.poll_interval
+                except Exception:
+                    log.exception("outbox worker round failed; trying again in %.0f s", ERROR_PAUSE)
+                    pause = ERROR_PAUSE
+                if pause and not stop.is_set():
+                    try:
+                        await asyncio.wait_for(stop.wait(), pause)
+                    except TimeoutError:
+                        pass
+        finally:
+            self.close()
+            log.info("outbox worker %s stopped", self.worker_id)
+
+    async def run_once(self, now: dt.datetime | None = None) -> int:
+        """Handles what is due now (or at `now`); returns how many emails were sent, failed or skipped."""
+        return await self._round(None, now)
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+
+    # -- one round ------------------------------------------------------------------------------------
+
+    async def _round(self, stop: asyncio.Event | None, now: dt.datetime | None) -> int:
+        batches = await self._db(outbox.claim_due, now or utcnow(), self.batch_size, self.worker_id,
+                                 self.lease_seconds)
+        handled = 0
+        waiting: set[int] = set()  # recipients whose older email failed in this round: keep their order
+        for i, batch in enumerate(batches):
+            if stop is not None and stop.is_set():
+                await self._db(outbox.release, [rid for b in batches[i:] for rid in b.row_ids])
+                break
+            if batch.kind == NOTIFICATION and batch.recipient_id in waiting:
+                await self._db(outbox.release, batch)
+                continue
+            if not await self._deliver(batch, now):
+                waiting.add(batch.recipient_id)  # type: ignore[arg-type]
+            handled += 1
+        return handled
+
+    async def _deliver(self, batch: outbox.Batch, now: dt.datetime | None) -> bool:
+        """Sends one batch and marks it; False when it must be tried again later."""
+        try:
+            prepared = await self._db(self._prepare, batch, now)
+        except Exception as e:
+            log.exception("could not render outbox email #%d", batch.lead_id)
+            await self._retry(batch, f"could not render the email: {type(e).__name__}: {e}", now)
+            return False
+        if prepared is None:
+            return True
+        try:
+            where = await transport.send(prepared.raw, prepared.envelope_from, [prepared.to_address], self.settings,
+                                         tls_context=self.tls_context)
+        except transport.PermanentFailure as e:
+            await self._db(outbox.mark_failed, prepared.row_ids, e.text)
+            log.warning("outbox email #%d to %s failed for good: %s", batch.lead_id, prepared.to_address, e.text)
+            return True
+        except transport.TemporaryFailure as e:
+            await self._retry(batch, e.text, now, prepared.row_ids)
+            return False
+        await self._db(outbox.mark_sent, prepared.row_ids)
+        log.info("outbox email #%d (%d message%s) to %s sent: %s", batch.lead_id, len(prepared.row_ids),
+                 "" if len(prepared.row_ids) == 1 else "s", prepared.to_address, where)
+        return True
+
+    async def _retry(self, batch: outbox.Batch, error: str, now: dt.datetime | None,
+                     row_ids: tuple[int, ...] | None = None) -> None:
+        at = now or utcnow()
+        delay = outbox.retry_delay(batch.attempts + 1, self.retry_first, self.retry_max)
+        status = await self._db(outbox.mark_retry, row_ids or batch, error, at + dt.timedelta(seconds=delay), at)
+        if status == outbox.PENDING:
+            log.warning("outbox email #%d to %s not sent (%s); next try in %.0f s", batch.lead_id,
+                        batch.to_address, error, delay)
+        else:
+            log.error("outbox email #%d to %s given up: %s", batch.lead_id, batch.to_address, error)
+
+    def _prepare(self, batch: outbox.Batch, now: dt.datetime | None) -> Prepared | None:
+        """In the database thread: re-check, render, sign and save the email of a batch (None: nothing to send)."""
+        rows = outbox.load_rows(batch)
+        if not rows:
+            return None
+        recipient = User.get_or_none(User.id == batch.recipient_id) if batch.recipient_id else None
+        if batch.kind == NOTIFICATION:
+            reason = "recipient no longer exists" if recipient is None else \
+                outbox.recipient_block_reason(recipient, batch.thread_id)
+            if reason:
+                outbox.mark_skipped(rows, reason)
+                log.info("outbox email #%d to %s skipped: %s", batch.lead_id, batch.to_address, reason)
+                return None
+            visible, hidden = visible_rows(rows)
+            if hidden:
+                outbox.mark_skipped(hidden, "the recipient can no longer see the message")
+                log.info("outbox rows %s skipped: %s can no longer see their messages",
+                         [r.id for r in hidden], batch.to_address)
+            if not visible:
+                return None
+            try:
+                mail = render_notification(visible, self.settings, now)
+            except NothingVisible as e:
+                outbox.mark_skipped(visible, str(e))
+                return None
+        else:
+            visible = rows[:1]
+            if recipient is None or not recipient.active or recipient.email_disabled:
+                outbox.mark_skipped(visible, "recipient deactivated or address disabled")
+                return None
+            mail = stored_mail(visible[0], self.settings, now)
+        lead = visible[0]
+        bounce_token = lead.bounce_token or outbox.new_bounce_token()
+        raw = dkim.sign(transport.to_bytes(mail), self.settings)
+        text_part = mail.get_body(("plain",))
+        html_part = mail.get_body(("html",))
+        outbox.save_rendered(
+            visible, mail_message_id=str(mail["Message-ID"]), bounce_token=bounce_token, subject=str(mail["Subject"]),
+            headers=header_block(mail), body_text=text_part.get_content() if text_part else "",
+            body_html=html_part.get_content() if html_part else "")
+        return Prepared(row_ids=tuple(r.id for r in visible), raw=raw,
+                        envelope_from=format_bounce_address(bounce_token, self.settings.reply_domain),
+                        to_address=lead.to_address, mail_message_id=str(mail["Message-ID"]))
+
+    # -- helpers --------------------------------------------------------------------------------------
+
+    async def _db(self, fn: Callable[..., T], *args: Any) -> T:
+        """Runs fn in this worker's database thread, inside a connection opened for it and closed after."""
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox-db")
+
+        def job() -> T:
+            with connection():
+                return fn(*args)
+
+        return await asyncio.get_running_loop().run_in_executor(self._executor, job)
+
+    def _relay_description(self) -> str:
+        if not self.settings.relay_url:
+            return f"no relay: writing .eml files to {self.settings.data_dir}/{transport.EML_FOLDER}"
+        relay = transport.Relay.parse(self.settings.relay_url)
+        return f"relay {relay.scheme}://{relay.host}:{relay.port}" + (" with login" if relay.username else "")
+
+
+__all__ = ["OutboxWorker"]
