@@ -156,7 +156,7 @@ class OutboxWorker:
         delay = outbox.retry_delay(batch.attempts + 1, self.retry_first, self.retry_max)
         status = await self._db(outbox.mark_retry, row_ids or batch, error, at + dt.timedelta(seconds=delay), at)
         if status == outbox.PENDING:
-            log.warning("outbox email #%d to %s not sent (%s); next try in %.0f s", batch.lead_id,
+            log.warning("outbox email #%d to %s not sent (%s); next try in %.3g s", batch.lead_id,
                         batch.to_address, error, delay)
         else:
             log.error("outbox email #%d to %s given up: %s", batch.lead_id, batch.to_address, error)
