@@ -1,0 +1,191 @@
+"""Blueprint "team": the agency's app. Workspaces list, the thread page with the Internal toggle, "load
+older", search, posting, the original email of an emailed post, and the "what the client sees" switch.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, abort, g, jsonify, redirect, render_template, request, url_for
+
+from storage.directory import thread_of
+from storage.files import FileStore
+from storage.mail_log import InboundEmail
+from storage.models import CLIENT, Membership, Thread, User, Workspace
+from storage.posting import PostingError, post_message
+from storage.visibility import Viewer, visible_threads
+from web import app_settings
+from web.auth import login_required, team_required
+from web.forms import Composer, ComposerError, read_composer
+from web.threadview import (
+    build_views,
+    get_visible_message,
+    latest_event_id,
+    load_page,
+    mark_read,
+    render_views,
+    search_views,
+    workspace_rows,
+)
+
+bp = Blueprint("team", __name__)
+
+RAW_MAIL_SHOWN = 2 * 1024 * 1024  # the "show full email" page shows at most this much of the raw mail
+
+
+def get_workspace_or_404(slug: str) -> Workspace:
+    """:raise 404: no workspace with that slug."""
+    workspace = Workspace.get_or_none(Workspace.slug == slug.lower())
+    if workspace is None:
+        abort(404)
+    return workspace
+
+
+def wants_json() -> bool:
+    return request.accept_mimetypes.best == "application/json"
+
+
+def int_arg(name: str) -> int | None:
+    raw = request.args.get(name, "")
+    return int(raw) if raw.isdigit() and len(raw) < 19 else None
+
+
+@bp.route("/workspaces")
+@team_required
+def index() -> Any:
+    threads = list(visible_threads(g.viewer))
+    return render_template("team/index.html", rows=workspace_rows(g.viewer, threads))
+
+
+def preview_clients(workspace: Workspace) -> list[tuple[User, bool]]:
+    """The workspace's client contacts and whether each has Messages access (access first)."""
+    rows = (Membership.select(Membership, User).join(User)
+            .where((Membership.workspace == workspace) & (User.role == CLIENT))
+            .order_by(Membership.messages_access.desc(), User.name, User.id))
+    return [(m.user, m.messages_access and m.user.active) for m in rows]
+
+
+def choose_preview(workspace: Workspace) -> tuple[User | None, list[tuple[User, bool]]]:
+    """"What the client sees": one real client of this workspace (?as=ID, else the first with access),
+    whose Viewer then draws the thread through visible_messages exactly as the portal does for them."""
+    clients = preview_clients(workspace)
+    wanted = int_arg("as")
+    chosen = [c for c, _ in clients if c.id == wanted] or [c for c, ok in clients if ok]
+    return (chosen[0] if chosen else None), clients
+
+
+@bp.route("/w/<slug>")
+@login_required
+def thread(slug: str) -> Any:
+    if g.user.is_client:  # a link shared between team and client opens the client's portal page
+        return redirect(url_for("portal.thread", slug=slug))
+    return render_thread(get_workspace_or_404(slug))
+
+
+def render_thread(workspace: Workspace, composer: Composer | None = None, error: str | None = None,
+                  status: int = 200) -> Any:
+    thread = thread_of(workspace)
+    query = request.args.get("q", "").strip()
+    viewer = g.viewer
+    preview_as = None
+    clients = []
+    if "as" in request.args:
+        preview_as, clients = choose_preview(workspace)
+        if preview_as is not None:
+            viewer = Viewer.of(preview_as)
+    after = latest_event_id(thread)
+    if query and preview_as is None:
+        views, has_more = search_views(viewer, thread, query), False
+    else:
+        messages, has_more = load_page(viewer, thread, before=int_arg("before"))
+        views = build_views(messages, viewer)
+        if preview_as is None and messages and int_arg("before") is None:
+            mark_read(g.user, thread, messages[-1].id)
+    return render_template(
+        "team/thread.html", workspace=workspace, thread=thread, messages=views, has_more=has_more,
+        oldest_id=views[0].id if views else 0, after=after, query=query, preview_as=preview_as,
+        preview_mode="as" in request.args, clients=clients, composer=composer or Composer(), error=error,
+        max_bytes=app_settings().max_message_size, paged="before" in request.args,
+    ), status
+
+
+@bp.route("/w/<slug>/older")
+@team_required
+def older(slug: str) -> Any:
+    """JSON {html, oldest_id, has_more}: the page of messages before ?before=ID."""
+    workspace = get_workspace_or_404(slug)
+    viewer, mode = g.viewer, "team"
+    if "as" in request.args:
+        preview_as, _ = choose_preview(workspace)
+        if preview_as is None:
+            return jsonify({"html": "", "oldest_id": None, "has_more": False, "count": 0})
+        viewer, mode = Viewer.of(preview_as), "preview"
+    return older_json(viewer, thread_of(workspace), mode)
+
+
+def older_json(viewer: Viewer, thread: Thread, mode: str) -> Any:
+    before = int_arg("before")
+    if before is None:
+        return jsonify({"error": "Say which message to load older ones before (?before=ID)."}), 400
+    messages, has_more = load_page(viewer, thread, before=before)
+    views = build_views(messages, viewer)
+    return jsonify({"html": render_views(views, mode), "oldest_id": views[0].id if views else None,
+                    "has_more": has_more, "count": len(views)})
+
+
+@bp.route("/w/<slug>/messages", methods=["POST"])
+@team_required
+def post(slug: str) -> Any:
+    workspace = get_workspace_or_404(slug)
+    return post_from_form(workspace, allow_internal=True, source="web", mode="team",
+                          page=lambda c, e: render_thread(workspace, c, e, 400),
+                          done_url=url_for("team.thread", slug=workspace.slug))
+
+
+def post_from_form(workspace: Workspace, *, allow_internal: bool, source: str, mode: str, page: Any,
+                   done_url: str) -> Any:
+    """Posts the composer; JSON for the page's script, a redirect (or the page with the error) without it."""
+    settings = app_settings()
+    try:
+        composer = read_composer(request, settings, allow_internal=allow_internal)
+    except ComposerError as e:
+        return _post_failed(str(e), e.composer, page)
+    try:
+        message = post_message(thread_of(workspace), g.user, composer.text, internal=composer.internal,
+                               source=source, attachments=composer.attachments,
+                               notify_delay=settings.notify_delay)
+    except PostingError as e:
+        return _post_failed(str(e), composer, page)
+    if wants_json():
+        views = build_views([message], g.viewer)
+        return jsonify({"id": message.id, "html": render_views(views, mode)}), 201
+    return redirect(f"{done_url}#m-{message.id}")
+
+
+def _post_failed(sentence: str, composer: Composer, page: Any) -> Any:
+    if wants_json():
+        return jsonify({"error": sentence}), 400
+    return page(composer, sentence)
+
+
+@bp.route("/messages/<int:message_id>/email")
+@team_required
+def original_email(message_id: int) -> Any:
+    """The raw email an emailed post came from, shown as escaped text (never as HTML).
+
+    :raise 404: the message is not visible, did not come by email, or its raw mail is gone.
+    """
+    message = get_visible_message(g.viewer, message_id)
+    inbound = InboundEmail.get_or_none(InboundEmail.id == message.inbound_email_id) \
+        if message.inbound_email_id else None
+    if inbound is None or not inbound.raw_key:
+        abort(404)
+    store = FileStore(app_settings().effective_files_dir)
+    try:
+        with store.open(inbound.raw_key) as f:
+            raw = f.read(RAW_MAIL_SHOWN + 1)
+    except (OSError, ValueError):
+        abort(404)
+    truncated = len(raw) > RAW_MAIL_SHOWN
+    workspace = Workspace.select().join(Thread).where(Thread.id == message.thread_id).get()
+    return render_template("team/email.html", message=message, inbound=inbound, workspace=workspace,
+                           raw=raw[:RAW_MAIL_SHOWN].decode("utf-8", errors="replace"), truncated=truncated)

@@ -1,0 +1,199 @@
+"""What the team page, the portal page, "load older", search and the live stream share: loading a page of
+a thread through the visibility rule and drawing messages with the one macro in templates/_macros.html.
+
+Every list of messages here starts from `storage.visibility.visible_messages(viewer, thread)`.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import html
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import abort, get_template_attribute
+from markupsafe import Markup
+from peewee import fn
+
+from storage.mail_log import ThreadEvent
+from storage.models import Attachment, Message, ReadMarker, Thread, User, Workspace
+from storage.rendering import sanitize_html
+from storage.search import search_terms
+from storage.visibility import Viewer, visible_messages
+
+PAGE_SIZE = 50
+UNREAD_CAP = 99
+
+
+@dataclass
+class MessageView:
+    """A message as one viewer is shown it. Fields only the team sees stay empty for clients."""
+
+    id: int
+    author_name: str
+    author_email: str
+    author_is_team: bool
+    created_at: dt.datetime
+    source: str
+    internal: bool
+    html: Markup
+    attachments: list[Attachment] = field(default_factory=list)
+    mine: bool = False
+    trimmed_text: str | None = None  # team only
+    has_email: bool = False  # team only: the original email can be opened
+    delivery: dict[str, Any] | None = None  # team only: {"sent": n, "pending": n, "failed": n, "errors": [...]}
+    highlight: Markup | None = None  # search results: the text with matching words in <mark>
+
+    @property
+    def trimmed_lines(self) -> int:
+        return len(self.trimmed_text.splitlines()) if self.trimmed_text else 0
+
+    @property
+    def iso_time(self) -> str:
+        return self.created_at.replace(microsecond=0).isoformat() + "Z"
+
+    @property
+    def display_time(self) -> str:
+        return self.created_at.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def get_visible_message(viewer: Viewer, message_id: int) -> Message:
+    """The message if viewer may see it.
+
+    :raise 404: unknown, internal for a client, or in a workspace the viewer cannot open.
+    """
+    message = Message.get_or_none(Message.id == message_id)
+    if message is None:
+        abort(404)
+    found = visible_messages(viewer, message.thread_id).where(Message.id == message_id).first()
+    if found is None:
+        abort(404)
+    return found
+
+
+def latest_event_id(thread: Thread) -> int:
+    """The newest ThreadEvent of the thread; the page's live stream starts after it."""
+    return ThreadEvent.select(fn.MAX(ThreadEvent.id)).where(ThreadEvent.thread == thread.id).scalar() or 0
+
+
+def load_page(viewer: Viewer, thread: Thread, before: int | None = None,
+              limit: int = PAGE_SIZE) -> tuple[list[Message], bool]:
+    """The newest `limit` visible messages (older than `before` when given), oldest first, and whether
+    older ones remain. An id cursor on the (thread, id) index: page 200 costs what page 1 costs."""
+    query = visible_messages(viewer, thread)
+    if before is not None:
+        query = query.where(Message.id < before)
+    rows = list(query.order_by(Message.id.desc()).limit(limit + 1))
+    has_more = len(rows) > limit
+    return list(reversed(rows[:limit])), has_more
+
+
+def load_after(viewer: Viewer, thread: Thread, after: int, limit: int = PAGE_SIZE) -> list[Message]:
+    query = visible_messages(viewer, thread).where(Message.id > after)
+    return list(query.order_by(Message.id).limit(limit))
+
+
+def _delivery(message_ids: list[int]) -> dict[int, dict[str, Any]]:
+    if not message_ids:
+        return {}
+    try:
+        from storage.outbox import delivery_status
+    except ImportError:  # the outbox module arrives with the outbound mail work
+        return {}
+    return delivery_status(message_ids)
+
+
+def build_views(messages: list[Message], viewer: Viewer, *, terms: list[str] | None = None) -> list[MessageView]:
+    """Turns messages (already filtered by visible_messages) into views with three or four queries in all."""
+    if not messages:
+        return []
+    ids = [m.id for m in messages]
+    authors = {u.id: u for u in User.select().where(User.id.in_({m.author_id for m in messages}))}
+    files: dict[int, list[Attachment]] = {i: [] for i in ids}
+    for a in Attachment.select().where(Attachment.message.in_(ids)).order_by(Attachment.id):
+        files[a.message_id].append(a)
+    delivery = _delivery(ids) if viewer.is_team else {}
+    views = []
+    for m in messages:
+        author = authors[m.author_id]
+        views.append(MessageView(
+            id=m.id, author_name=author.name, author_email=author.email, author_is_team=author.is_team,
+            created_at=m.created_at, source=m.source, internal=m.is_internal,
+            html=Markup(sanitize_html(m.html)), attachments=files[m.id], mine=m.author_id == viewer.user_id,
+            trimmed_text=m.trimmed_text if viewer.is_team else None,
+            has_email=viewer.is_team and m.inbound_email_id is not None,
+            delivery=delivery.get(m.id) if viewer.is_team else None,
+            highlight=highlight(m.text, terms) if terms else None,
+        ))
+    return views
+
+
+def render_views(views: list[MessageView], mode: str) -> str:
+    """HTML of messages as the page draws them (used by "load older", the live stream and posting by JS)."""
+    render_message = get_template_attribute("_macros.html", "render_message")
+    return "".join(str(render_message(v, mode)) for v in views)
+
+
+def highlight(text: str, terms: list[str] | None) -> Markup:
+    """The text, escaped, with each word that starts with a search term wrapped in <mark>."""
+    text = text or ""
+    if not terms:
+        return Markup(html.escape(text))
+    pattern = re.compile(r"(?<!\w)(?:" + "|".join(re.escape(t) for t in terms) + r")\w*", re.IGNORECASE)
+    out, pos = [], 0
+    for match in pattern.finditer(text):
+        out.append(html.escape(text[pos:match.start()]))
+        out.append("<mark>" + html.escape(match.group(0)) + "</mark>")
+        pos = match.end()
+    out.append(html.escape(text[pos:]))
+    return Markup("".join(out))
+
+
+def search_views(viewer: Viewer, thread: Thread, query: str, limit: int = PAGE_SIZE) -> list[MessageView]:
+    from storage.search import search_messages
+
+    terms = search_terms(query)
+    if not terms:
+        return []
+    found = list(search_messages(viewer, thread, query).limit(limit))
+    found.sort(key=lambda m: m.id)
+    return build_views(found, viewer, terms=terms)
+
+
+def mark_read(user: User, thread: Thread, message_id: int) -> None:
+    """Remembers the newest message this person has seen in the thread (for unread counts)."""
+    if not message_id:
+        return
+    updated = (ReadMarker.update(last_read_message_id=message_id)
+               .where((ReadMarker.user == user.id) & (ReadMarker.thread == thread.id)
+                      & (ReadMarker.last_read_message_id < message_id)).execute())
+    if not updated and not ReadMarker.select().where((ReadMarker.user == user.id)
+                                                     & (ReadMarker.thread == thread.id)).exists():
+        (ReadMarker.insert(user=user.id, thread=thread.id, last_read_message_id=message_id)
+         .on_conflict_ignore().execute())
+
+
+@dataclass
+class WorkspaceRow:
+    workspace: Workspace
+    thread: Thread
+    unread: int
+
+    @property
+    def unread_label(self) -> str:
+        return f"{UNREAD_CAP}+" if self.unread > UNREAD_CAP else str(self.unread)
+
+
+def workspace_rows(viewer: Viewer, threads: list[Thread]) -> list[WorkspaceRow]:
+    """Workspaces with last activity and unread count (visible messages after the person's read marker)."""
+    markers = {r.thread_id: r.last_read_message_id
+               for r in ReadMarker.select().where((ReadMarker.user == viewer.user_id)
+                                                  & ReadMarker.thread.in_([t.id for t in threads]))} if threads else {}
+    rows = []
+    for t in threads:
+        unread_q = (visible_messages(viewer, t)
+                    .where((Message.id > markers.get(t.id, 0)) & (Message.author != viewer.user_id))
+                    .select(Message.id).limit(UNREAD_CAP + 1))
+        rows.append(WorkspaceRow(workspace=t.workspace, thread=t, unread=unread_q.count()))
+    rows.sort(key=lambda r: r.thread.last_activity_at, reverse=True)
+    return rows
