@@ -1,0 +1,147 @@
+"""Who is speaking: reply addresses resolved at RCPT time, and the authenticate_sender step at DATA time.
+
+A reply is posted as the owner of its reply token, and only when the From address is the owner's own;
+the token's audience (internal or not) decides the post's visibility. A client must still have Messages
+access and every author must still be active. Behind a trusted MTA (TRUSTED_AUTHSERV_ID), a DMARC
+failure it reports is refused.
+"""
+from __future__ import annotations
+
+import re
+
+from config import Settings
+from gateway.addresses import domain_of, parse_bounce_address, parse_reply_address
+from gateway.errors import (
+    AccessLost,
+    DmarcFailed,
+    NoRelay,
+    NoSender,
+    RevokedReplyAddress,
+    UnknownReplyAddress,
+    UserDeactivated,
+    WrongSender,
+)
+from gateway.inbound.mail import BOUNCE, PLAIN, REPLY, InboundMail, Recipient, Target
+from gateway.inbound.parse import ParsedMail, references_of
+from storage.mail_log import NOTIFICATION, OutboxEmail
+from storage.models import CLIENT, Membership, ReplyToken, Thread, User
+
+PLAIN_LOCAL_PART = "reply"  # reply@REPLY_DOMAIN: a reply address whose +TOKEN was lost on the way
+_DMARC_FAIL = re.compile(r"\bdmarc\s*=\s*fail\b", re.IGNORECASE)
+
+
+# --- RCPT time -----------------------------------------------------------------------------------------
+
+def resolve_recipient(address: str, settings: Settings) -> Recipient:
+    """What an RCPT TO address stands for; raises the refusal (NoRelay, UnknownReplyAddress, …) otherwise."""
+    domain = settings.reply_domain.lower().rstrip(".")
+    clean = (address or "").strip().strip("<>").strip().lower()
+    if len(clean) > 320 or domain_of(clean) != domain:
+        raise NoRelay()
+    token = parse_reply_address(clean, domain)
+    if token:
+        return _reply_recipient(clean, token)
+    bounce_token = parse_bounce_address(clean, domain)
+    if bounce_token:
+        row = OutboxEmail.select(OutboxEmail.id).where(OutboxEmail.bounce_token == bounce_token).first()
+        if row is None:
+            raise UnknownReplyAddress()
+        return Recipient(clean, BOUNCE, token=bounce_token, outbox_email_id=row.id)
+    if clean.partition("@")[0] == PLAIN_LOCAL_PART:
+        return Recipient(clean, PLAIN)
+    raise UnknownReplyAddress()
+
+
+def _reply_recipient(address: str, token: str) -> Recipient:
+    row = (ReplyToken.select(ReplyToken, User, Thread)
+           .join(User).switch(ReplyToken).join(Thread)
+           .where(ReplyToken.token == token).first())
+    if row is None:
+        raise UnknownReplyAddress()
+    if row.revoked_at is not None:
+        raise RevokedReplyAddress()
+    check_may_post(row.user, row.thread)
+    return Recipient(address, REPLY, token=token, user_id=row.user.id, thread_id=row.thread.id,
+                     internal=bool(row.internal) and not row.user.role == CLIENT, user=row.user, thread=row.thread)
+
+
+def check_may_post(user: User, thread: Thread) -> None:
+    """Raises UserDeactivated or AccessLost when user may no longer post to thread."""
+    if not user.active:
+        raise UserDeactivated()
+    if user.role == CLIENT:
+        granted = (Membership.select(Membership.id)
+                   .where((Membership.user == user.id) & (Membership.workspace == thread.workspace_id)
+                          & (Membership.messages_access == True))  # noqa: E712
+                   .exists())
+        if not granted:
+            raise AccessLost()
+
+
+# --- DATA time -----------------------------------------------------------------------------------------
+
+def authenticate_sender(mail: InboundMail) -> None:
+    """Step: decide the threads the reply goes to, as whom, for which audience; refuse other senders."""
+    parsed = mail.parsed
+    assert parsed is not None
+    if dmarc_failed(parsed, mail.settings.trusted_authserv_id):
+        raise DmarcFailed()
+    if not mail.from_address:
+        raise NoSender()
+    candidates = [r for r in mail.recipients if r.kind == REPLY]
+    if not candidates and any(r.kind == PLAIN for r in mail.recipients):
+        candidates = recipients_from_references(parsed)
+        if not candidates:
+            raise UnknownReplyAddress(detail="reply@ without a reference to one of our notifications")
+    if not candidates:
+        raise UnknownReplyAddress()
+    own = [r for r in candidates if r.user is not None and r.user.email == mail.from_address]
+    if not own:
+        raise WrongSender(detail=f"From {mail.from_address}")
+    by_thread: dict[int, Target] = {}
+    for r in own:
+        if r.kind == PLAIN:
+            check_may_post(r.user, r.thread)
+        known = by_thread.get(r.thread.id)
+        # Two addresses of one person for one thread: the internal audience wins, so a reply that went
+        # to an internal note's address can never reach the client.
+        if known is None or (r.internal and not known.internal):
+            by_thread[r.thread.id] = Target(thread=r.thread, author=r.user, internal=r.internal, dedup_key=r.token)
+    mail.targets = list(by_thread.values())
+
+
+def dmarc_failed(parsed: ParsedMail, trusted_authserv_id: str) -> bool:
+    """Whether the trusted MTA's Authentication-Results header says dmarc=fail.
+
+    Only the first (topmost, so newest) header naming the trusted authserv-id counts: a sender can write
+    any header it likes further down.
+    """
+    trusted = (trusted_authserv_id or "").strip().lower()
+    if not trusted:
+        return False
+    for value in parsed.headers.get("authentication-results", ()):
+        fields = value.split(";", 1)[0].split()
+        if fields and fields[0].lower() == trusted:
+            return bool(_DMARC_FAIL.search(value))
+    return False
+
+
+def recipients_from_references(parsed: ParsedMail) -> list[Recipient]:
+    """For reply@REPLY_DOMAIN: the person and thread of the notification that In-Reply-To or References
+    names (our Message-IDs carry a keyed digest, so they cannot be guessed)."""
+    ids = references_of(parsed)
+    if not ids:
+        return []
+    wanted = [f"<{i}>" for i in ids]
+    rows: dict[str, OutboxEmail] = {}
+    for row in (OutboxEmail.select(OutboxEmail, User, Thread).join(User).switch(OutboxEmail).join(Thread)
+                .where(OutboxEmail.mail_message_id.in_(wanted) & (OutboxEmail.kind == NOTIFICATION))
+                .order_by(OutboxEmail.id)):
+        rows.setdefault(row.mail_message_id, row)  # a batch shares one Message-ID: its lead row
+    for mid in wanted:  # nearest reference first
+        row = rows.get(mid)
+        if row is not None:
+            internal = bool(row.internal) and row.recipient.role != CLIENT
+            return [Recipient(f"reply ({mid})", PLAIN, token=f"mid:{row.id}", user_id=row.recipient.id,
+                              thread_id=row.thread.id, internal=internal, user=row.recipient, thread=row.thread)]
+    return []

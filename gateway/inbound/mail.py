@@ -1,0 +1,97 @@
+"""InboundMail: one received mail on its way through the pipeline (a typed version of Mailman's msgdata).
+
+The SMTP handler fills the envelope fields; each step then fills the fields listed under its name, in the
+order the steps run (see gateway/inbound/pipeline.py STEPS). A step reads only fields filled before it.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from config import Settings
+
+if TYPE_CHECKING:
+    from gateway.inbound.parse import ParsedMail
+    from storage.posting import NewAttachment
+
+# RCPT kinds
+REPLY = "reply"  # reply+TOKEN@REPLY_DOMAIN
+BOUNCE = "bounce"  # bounce+TOKEN@REPLY_DOMAIN (the envelope sender of our notifications)
+PLAIN = "plain"  # reply@REPLY_DOMAIN: the plus part was lost; threads are found from In-Reply-To
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """An RCPT TO address the gateway accepted, and what it stands for."""
+
+    address: str
+    kind: str
+    token: str = ""  # the reply or bounce token, lower-case
+    user_id: int | None = None  # reply: the token's owner
+    thread_id: int | None = None  # reply: the token's thread
+    internal: bool = False  # reply: an internal-audience token
+    outbox_email_id: int | None = None  # bounce: the notification that bounced
+    user: Any = field(default=None, compare=False, repr=False)  # reply: the owner (storage.models.User)
+    thread: Any = field(default=None, compare=False, repr=False)  # reply: storage.models.Thread
+
+
+@dataclass(frozen=True)
+class Target:
+    """A thread the reply is posted to, by whom, for which audience (one per thread)."""
+
+    thread: Any  # storage.models.Thread
+    author: Any  # storage.models.User
+    internal: bool
+    dedup_key: str  # InboundEmail.reply_token: with message_id_hash, posted at most once
+
+
+@dataclass
+class InboundMail:
+    # --- the envelope: set by gateway/server.py
+    raw: bytes
+    settings: Settings
+    mail_from: str = ""
+    recipients: list[Recipient] = field(default_factory=list)
+    peer: str = ""
+    received_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC).replace(tzinfo=None))
+    deadline: float = field(default_factory=lambda: time.monotonic() + 3600)  # time.monotonic() limit
+
+    # --- parse_mail
+    raw_key: str | None = None  # the raw bytes' key in the file store
+    size: int = 0
+    parsed: ParsedMail | None = None
+    subject: str = ""
+    message_id: str = ""  # without angle brackets; "" when the mail has none
+    message_id_hash: str = ""  # the Message-ID's hash, or the content's when there is none
+    from_name: str = ""
+    from_address: str = ""  # lower-case; "" when the From header has no usable address
+
+    # --- drop_automatic_mail
+    outbox_email_id: int | None = None  # a bounce: the notification it is about
+
+    # --- authenticate_sender
+    targets: list[Target] = field(default_factory=list)
+
+    # --- extract_reply_text
+    text: str = ""  # the new text of the reply (Markdown-safe plain text)
+    trimmed: str = ""  # what was cut: quotes, signatures
+
+    # --- collect_attachments
+    attachments: list[NewAttachment] = field(default_factory=list)
+
+    # --- store_reply
+    inbound_email_ids: list[int] = field(default_factory=list)
+    posted_message_ids: list[int] = field(default_factory=list)
+
+    @property
+    def reply_tokens(self) -> list[str]:
+        return [r.token for r in self.recipients if r.kind == REPLY]
+
+    @property
+    def rcpt_to(self) -> str:
+        return ", ".join(r.address for r in self.recipients)
+
+    def time_left(self) -> float:
+        return self.deadline - time.monotonic()

@@ -1,0 +1,445 @@
+"""parse_mail: keep the raw mail, then read it into a ParsedMail that later steps can trust.
+
+flanker parses first (fast, keeps the mail as one string); when it gives up on broken MIME, the standard
+library's parser tries, and when both fail the mail is read as headers only. Every charset is decoded
+with replacement, so no byte sequence can make a later step fail. The raw bytes are written to the
+content-addressed file store (fsynced) before anything else, so even a mail that crashes a step is kept.
+"""
+from __future__ import annotations
+
+import codecs
+import email
+import email.header
+import email.policy
+import email.utils
+import hashlib
+import logging
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from gateway.inbound.flanker_quiet import mime as flanker_mime
+from gateway.inbound.mail import InboundMail
+
+log = logging.getLogger(__name__)
+
+MAX_DEPTH = 60  # MIME nesting followed; deeper parts are ignored (a real reply nests 3 or 4 deep)
+MAX_PARTS = 2000  # leaf parts looked at; a reply never has more
+MAX_HEADER_VALUE = 100_000  # characters kept of one header value
+_SURROGATES = re.compile(r"[\ud800-\udfff]")
+_NUL = "\x00"
+_HEADER_LINE = re.compile(rb"^[!-9;-~]{1,76}:")  # a header field name (RFC 5322 ftext) and a colon
+_MESSAGE_ID = re.compile(r"<([^<>\s]{1,900})>")
+_CONTENT_TYPE = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]{0,62}/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}$")
+# Labels that mean "Western European" to mail clients decode best as Windows-1252, as browsers do.
+_CHARSET_ALIASES = {"iso-8859-1": "cp1252", "latin-1": "cp1252", "latin1": "cp1252", "us-ascii": "cp1252",
+                    "ascii": "cp1252", "ansi_x3.4-1968": "cp1252", "x-unknown": "utf-8", "unknown-8bit": "cp1252",
+                    "ks_c_5601-1987": "cp949", "gb2312": "gb18030", "gbk": "gb18030", "big5": "big5hkscs"}
+
+
+@dataclass
+class MailPart:
+    """A leaf MIME part that is not body text: an attachment, an inline image, a report."""
+
+    content_type: str  # lower-case type/subtype, checked; application/octet-stream when unusable
+    filename: str  # as the sender declared it (decoded, unsafe: never use as a path)
+    disposition: str  # "attachment", "inline" or ""
+    content_id: str  # without angle brackets, "" when none
+    data: bytes  # the decoded bytes
+
+
+@dataclass
+class ParsedMail:
+    """What the steps need from a mail, decoded and cleaned, whichever parser read it."""
+
+    headers: dict[str, list[str]] = field(default_factory=dict)  # lower-case name -> decoded values, in order
+    plain: str | None = None  # every inline text/plain part, joined
+    html: str | None = None  # every inline text/html part, joined
+    parts: list[MailPart] = field(default_factory=list)
+    content_type: str = "text/plain"  # of the whole mail
+    report_type: str = ""  # multipart/report's report-type parameter
+    delivery_status: str = ""  # text of message/delivery-status parts (bounces)
+    parser: str = "flanker"  # which parser read it: flanker, stdlib or headers
+    defects: list[str] = field(default_factory=list)
+
+    def header(self, name: str) -> str:
+        values = self.headers.get(name.lower())
+        return values[0] if values else ""
+
+
+def parse_mail(mail: InboundMail) -> None:
+    """Step 1: keep the raw mail in the file store, parse it, and note who it claims to be from."""
+    from storage.files import FileStore
+
+    stored = FileStore(mail.settings.effective_files_dir).put_bytes(mail.raw)
+    mail.raw_key, mail.size = stored.key, stored.size
+    describe(mail, parse_bytes(mail.raw))
+
+
+def describe(mail: InboundMail, parsed: ParsedMail) -> None:
+    """Fills the header-derived fields of mail from parsed (shared with preview_reply)."""
+    mail.parsed = parsed
+    mail.subject = clean(parsed.header("subject"))[:1000]
+    mail.message_id = message_id_of(parsed.header("message-id"))
+    mail.message_id_hash = message_id_hash(mail.message_id, mail.raw)
+    mail.from_name, mail.from_address = sender_of(parsed)
+
+
+# --- reading -----------------------------------------------------------------------------------------
+
+def parse_bytes(raw: bytes) -> ParsedMail:
+    """Parses raw mail; never raises."""
+    text, exact = _decode_raw(raw)
+    try:
+        return _from_flanker(flanker_mime.from_string(text), exact)
+    except Exception as e:  # flanker raises DecodingError, RecursionError, ValueError … on broken MIME
+        flanker_error = f"{type(e).__name__}: {e}"
+    try:
+        parsed = _from_stdlib(email.message_from_bytes(raw, policy=email.policy.compat32))
+        parsed.defects.insert(0, f"flanker: {flanker_error}")
+        return parsed
+    except Exception as e:
+        log.info("neither parser could read a mail (%s; stdlib: %s: %s)", flanker_error, type(e).__name__, e)
+        parsed = ParsedMail(parser="headers", headers=_headers_only(raw))
+        parsed.defects.append(f"flanker: {flanker_error}")
+        return parsed
+
+
+def _decode_raw(raw: bytes) -> tuple[str, bool]:
+    """The raw mail as text for flanker. Valid UTF-8 (and so ASCII) is exact; anything else keeps its
+    bytes as surrogates, which decode_text() turns back into bytes to decode with the part's charset."""
+    try:
+        return raw.decode("utf-8"), True
+    except UnicodeDecodeError:
+        return raw.decode("utf-8", "surrogateescape"), False
+
+
+def _from_flanker(root: object, exact: bool) -> ParsedMail:
+    parsed = ParsedMail(parser="flanker")
+    headers: dict[str, list[str]] = {}
+    for name, value in root.headers.items():  # type: ignore[attr-defined]
+        headers.setdefault(name.lower(), []).append(_header_text(value, exact))
+    parsed.headers = headers
+    ctype = root.content_type  # type: ignore[attr-defined]
+    parsed.content_type = f"{ctype.main}/{ctype.sub}".lower()
+    parsed.report_type = str(ctype.params.get("report-type", "")).lower()
+    plain: list[str] = []
+    html: list[str] = []
+    for part in _walk(root):
+        ptype = part.content_type
+        main, sub = str(ptype.main).lower(), str(ptype.sub).lower()
+        try:
+            disposition = str(part.content_disposition[0] or "").lower()
+            filename = part.detected_file_name or ""
+        except Exception:
+            disposition, filename = "", ""
+        if sub == "delivery-status":
+            parsed.delivery_status += _flanker_text(part, exact) + "\n"
+            continue
+        if main == "text" and sub in ("plain", "html") and not filename and disposition != "attachment":
+            (plain if sub == "plain" else html).append(_flanker_text(part, exact))
+            continue
+        parsed.parts.append(MailPart(
+            content_type=checked_content_type(f"{main}/{sub}"), filename=clean(str(filename)),
+            disposition=disposition, content_id=_content_id(part.headers.get("Content-Id", "")),
+            data=_flanker_bytes(part, exact)))
+    _set_bodies(parsed, plain, html)
+    return parsed
+
+
+def _set_bodies(parsed: ParsedMail, plain: list[str], html: list[str]) -> None:
+    parsed.plain = "\n\n".join(plain).replace("\r\n", "\n") if plain else None
+    parsed.html = "\n".join(html).replace("\r\n", "\n") if html else None
+
+
+def _walk(root: object) -> Iterator[object]:
+    """Leaf parts in document order, iteratively (no recursion, whatever the nesting)."""
+    stack = [(root, 0)]
+    seen = 0
+    while stack:
+        part, depth = stack.pop()
+        ctype = part.content_type  # type: ignore[attr-defined]
+        if ctype.is_multipart():
+            if depth < MAX_DEPTH:
+                stack.extend((child, depth + 1) for child in reversed(part.parts))  # type: ignore[attr-defined]
+            continue
+        seen += 1
+        if seen > MAX_PARTS:
+            return
+        yield part
+
+
+def _flanker_text(part: object, exact: bool) -> str:
+    try:
+        body = part.body  # type: ignore[attr-defined]
+    except Exception:
+        body = None
+    if body is None:
+        return decode_text(_flanker_raw_body(part), _charset(part))
+    if isinstance(body, bytes):
+        return decode_text(body, _charset(part))
+    return clean(body if exact else decode_text(body, _charset(part)))
+
+
+def _flanker_bytes(part: object, exact: bool) -> bytes:
+    ctype = part.content_type  # type: ignore[attr-defined]
+    try:
+        if ctype.is_message_container():
+            return part.enclosed.to_string().encode("utf-8", "surrogateescape")  # type: ignore[attr-defined]
+        body = part.body  # type: ignore[attr-defined]
+    except Exception:
+        return _flanker_raw_body(part)
+    if body is None:
+        return b""
+    if isinstance(body, str):
+        try:
+            return body.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:
+            return body.encode("utf-8", "replace")
+    return bytes(body)
+
+
+def _flanker_raw_body(part: object) -> bytes:
+    """The part's body with only its transfer encoding undone, when flanker cannot decode it."""
+    import base64
+    import binascii
+    import quopri
+
+    try:
+        raw = part._container.read_body()  # type: ignore[attr-defined]
+        data = raw.encode("utf-8", "surrogateescape") if isinstance(raw, str) else bytes(raw)
+        cte = str(part.content_encoding.value).lower()  # type: ignore[attr-defined]
+    except Exception:
+        return b""
+    try:
+        if cte == "base64":
+            return base64.b64decode(re.sub(rb"[^A-Za-z0-9+/]", b"", data) + b"===")
+        if cte == "quoted-printable":
+            return quopri.decodestring(data)
+    except (binascii.Error, ValueError):
+        return data
+    return data
+
+
+def _charset(part: object) -> str:
+    try:
+        return str(part.content_type.params.get("charset", "") or "")  # type: ignore[attr-defined]
+    except Exception:
+        return ""
+
+
+def _content_id(value: object) -> str:
+    text = str(value or "").strip()
+    return text[1:-1].strip() if text.startswith("<") and text.endswith(">") else text
+
+
+def _header_text(value: object, exact: bool) -> str:
+    if not isinstance(value, str):
+        # Content-Type and friends come back as (value, params); keep the value and its parameters.
+        try:
+            main = str(value[0])  # type: ignore[index]
+            params = value[1]  # type: ignore[index]
+            value = main + "".join(f'; {k}="{v}"' for k, v in params.items())
+        except Exception:
+            value = str(value)
+    text = value[:MAX_HEADER_VALUE]
+    return clean(text) if exact else clean(decode_text(text, ""))
+
+
+def _from_stdlib(msg: email.message.Message) -> ParsedMail:
+    parsed = ParsedMail(parser="stdlib")
+    headers: dict[str, list[str]] = {}
+    for name, value in msg.items():
+        headers.setdefault(str(name).lower(), []).append(_stdlib_header(value))
+    parsed.headers = headers
+    parsed.content_type = msg.get_content_type()
+    parsed.report_type = str(msg.get_param("report-type", "") or "").lower()
+    parsed.defects = [type(d).__name__ for d in msg.defects]
+    plain: list[str] = []
+    html: list[str] = []
+    stack = [(msg, 0)]
+    seen = 0
+    while stack:
+        part, depth = stack.pop()
+        if part.is_multipart():
+            children = part.get_payload()
+            if depth < MAX_DEPTH and isinstance(children, list):
+                stack.extend((child, depth + 1) for child in reversed(children))
+            continue
+        seen += 1
+        if seen > MAX_PARTS:
+            break
+        ctype = part.get_content_type()
+        disposition = (part.get_content_disposition() or "").lower()
+        try:
+            filename = part.get_filename() or ""
+        except Exception:
+            filename = ""
+        data = part.get_payload(decode=True) or b""
+        if ctype == "message/delivery-status":
+            parsed.delivery_status += _stdlib_payload_text(part) + "\n"
+            continue
+        if ctype in ("text/plain", "text/html") and not filename and disposition != "attachment":
+            text = decode_text(data, part.get_content_charset() or "")
+            (plain if ctype == "text/plain" else html).append(text)
+            continue
+        parsed.parts.append(MailPart(
+            content_type=checked_content_type(ctype), filename=clean(_stdlib_header(filename)),
+            disposition=disposition, content_id=_content_id(part.get("Content-Id", "")), data=data))
+    _set_bodies(parsed, plain, html)
+    return parsed
+
+
+def _stdlib_payload_text(part: email.message.Message) -> str:
+    payload = part.get_payload()
+    if isinstance(payload, list):  # the stdlib reads delivery-status as a list of header blocks
+        return "\n\n".join(str(block) for block in payload)
+    return decode_text(part.get_payload(decode=True) or b"", part.get_content_charset() or "")
+
+
+def _stdlib_header(value: object) -> str:
+    try:
+        chunks = email.header.decode_header(value)  # type: ignore[arg-type]
+        text = "".join(decode_text(chunk, charset or "") if isinstance(chunk, bytes) else chunk
+                       for chunk, charset in chunks)
+    except Exception:
+        text = str(value)
+    return clean(text[:MAX_HEADER_VALUE])
+
+
+def _headers_only(raw: bytes) -> dict[str, list[str]]:
+    """The header block read line by line: the last resort for mail neither parser could read."""
+    headers: dict[str, list[str]] = {}
+    block = re.split(rb"\r?\n\r?\n", raw[:1_000_000], maxsplit=1)[0]
+    name = None
+    for line in re.split(rb"\r?\n", block):
+        if line[:1] in (b" ", b"\t") and name is not None:
+            headers[name][-1] += " " + decode_text(line.strip(), "")
+        elif _HEADER_LINE.match(line):
+            key, _, value = line.partition(b":")
+            name = key.decode("ascii", "replace").lower()
+            headers.setdefault(name, []).append(decode_text(value.strip(), ""))
+    return {k: [_stdlib_header(v) for v in vs] for k, vs in headers.items()}
+
+
+# --- decoding ------------------------------------------------------------------------------------------
+
+def decode_text(data: bytes | str, charset: str) -> str:
+    """Text from bytes in a declared charset that may be wrong, unknown or missing; never raises.
+
+    A str holding surrogate escapes (raw bytes that were not UTF-8) is turned back into its bytes first.
+    """
+    if isinstance(data, str):
+        if not _SURROGATES.search(data):
+            return clean(data)
+        data = data.encode("utf-8", "surrogateescape")
+    codec = _codec(charset)
+    for name in (codec, "utf-8"):
+        if name:
+            try:
+                return clean(data.decode(name))
+            except (UnicodeDecodeError, LookupError):
+                continue
+    return clean(data.decode(codec or "cp1252", "replace"))
+
+
+def _codec(charset: str) -> str:
+    name = (charset or "").strip().strip('"').lower()
+    if not name:
+        return ""
+    name = _CHARSET_ALIASES.get(name, name)
+    try:
+        info = codecs.lookup(name)
+    except LookupError:
+        return ""
+    # UTF-7 hides markup from filters and no mail client sends it for real text.
+    return "" if info.name in ("utf-7", "rot-13") else info.name
+
+
+def clean(text: str) -> str:
+    """Text safe to store in any database column: no NUL, no lone surrogates."""
+    if _SURROGATES.search(text):
+        text = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        text = _SURROGATES.sub("\ufffd", text)
+    return text.replace(_NUL, "") if _NUL in text else text
+
+
+def checked_content_type(value: str) -> str:
+    value = (value or "").strip().lower()
+    return value if _CONTENT_TYPE.match(value) else "application/octet-stream"
+
+
+# --- identity -----------------------------------------------------------------------------------------
+
+def message_id_of(value: str) -> str:
+    """The Message-ID without angle brackets ("" when absent or unusable)."""
+    match = _MESSAGE_ID.search(value or "")
+    if match:
+        return match.group(1)
+    value = (value or "").strip()
+    return value if value and len(value) <= 900 and " " not in value else ""
+
+
+def message_id_hash(message_id: str, raw: bytes) -> str:
+    """What makes two deliveries "the same mail": the Message-ID, or when there is none, the mail's
+    content without the trace headers that relays add on a retry."""
+    if message_id:
+        return hashlib.sha256(b"mid:" + message_id.encode("utf-8", "surrogateescape")).hexdigest()
+    return hashlib.sha256(b"raw:" + _without_trace_headers(raw)).hexdigest()
+
+
+_TRACE_HEADER = re.compile(rb"^(received|return-path|delivered-to|x-original-to|authentication-results"
+                           rb"|arc-[a-z-]+|dkim-signature|x-received)\s*:", re.IGNORECASE)
+
+
+def _without_trace_headers(raw: bytes) -> bytes:
+    head, sep, body = raw.partition(b"\r\n\r\n")
+    if not sep:
+        head, sep, body = raw.partition(b"\n\n")
+    kept: list[bytes] = []
+    skipping = False
+    for line in head.splitlines():
+        if line[:1] in (b" ", b"\t"):
+            if not skipping:
+                kept.append(line)
+            continue
+        skipping = bool(_TRACE_HEADER.match(line))
+        if not skipping:
+            kept.append(line)
+    return b"\n".join(kept) + b"\n\n" + body.replace(b"\r\n", b"\n")
+
+
+def sender_of(parsed: ParsedMail) -> tuple[str, str]:
+    """(display name, lower-case address) of the first From mailbox, ("", "") when there is none."""
+    value = parsed.header("from")
+    if not value or len(value) > 10_000:
+        return "", ""
+    try:
+        pairs = email.utils.getaddresses([value])
+    except Exception:
+        return "", ""
+    for name, address in pairs:
+        address = address.strip().lower()
+        if "@" in address and len(address) <= 320 and not any(c.isspace() for c in address):
+            return clean(" ".join(name.split()))[:200], address
+    return "", ""
+
+
+def references_of(parsed: ParsedMail) -> list[str]:
+    """Message-IDs named in In-Reply-To and References (without brackets), nearest first."""
+    ids = _MESSAGE_ID.findall(parsed.header("in-reply-to")[:10_000])
+    ids += reversed(_MESSAGE_ID.findall(parsed.header("references")[:50_000]))
+    seen: list[str] = []
+    for mid in ids:
+        if mid not in seen:
+            seen.append(mid)
+    return seen[:50]
+
+
+def looks_like_mail(data: bytes) -> bool:
+    """Whether data starts with a header block (used by `workrate trim` to tell mail from plain text)."""
+    head = data.lstrip(b"\r\n")[:10_000]
+    first = head.split(b"\n", 1)[0]
+    if first.startswith(b"From ") and b"\n" in head:  # mbox separator line
+        first = head.split(b"\n", 2)[1]
+    return bool(_HEADER_LINE.match(first)) and b":" in first and not first.startswith((b"http:", b"https:"))

@@ -1,0 +1,91 @@
+"""The inbound pipeline: the steps a received mail goes through, in order, and the one place that decides
+what its outcome is (Mailman's pipelines: a tuple of handlers and a small driving loop).
+
+A step is `step(mail: InboundMail) -> None`: it fills fields of mail or raises an outcome from
+gateway/errors.py (Dropped, Rejected, Deferred). run() is the only try/except of the gateway: it turns an
+unexpected error into Deferred (451, the raw mail is kept in the file store) and writes the InboundEmail
+row of every outcome other than Accepted, which store_reply writes in the same transaction as the post.
+"""
+from __future__ import annotations
+
+import logging
+
+from peewee import DatabaseError, InterfaceError
+
+from gateway.errors import Accepted, DatabaseBusy, Deferred, InboundError, Outcome, ProcessingTimeout, ReplyTooLong
+from gateway.inbound.attachments import collect_attachments
+from gateway.inbound.authenticate import authenticate_sender
+from gateway.inbound.classify import drop_automatic_mail
+from gateway.inbound.extract import reply_from_parts
+from gateway.inbound.mail import InboundMail
+from gateway.inbound.parse import decode_text, looks_like_mail, parse_bytes, parse_mail
+from gateway.inbound.store import _reset_connection, record_outcome, store_reply
+from storage.db import database
+from storage.posting import MAX_TEXT_LENGTH
+
+log = logging.getLogger(__name__)
+
+
+def extract_reply_text(mail: InboundMail) -> None:
+    """Step: the new text of the reply, without quoted history and signature (gateway/inbound/extract.py)."""
+    parsed = mail.parsed
+    assert parsed is not None
+    result = reply_from_parts(parsed.plain, parsed.html)
+    mail.text, mail.trimmed = result.text.strip(), result.trimmed
+    if len(mail.text) > MAX_TEXT_LENGTH:
+        raise ReplyTooLong()
+
+
+STEPS = (
+    parse_mail,  # parse.py: keep the raw mail, read it with flanker (stdlib on broken MIME)
+    drop_automatic_mail,  # classify.py: bounces, auto-replies, our own loop -> Dropped (before any refusal)
+    authenticate_sender,  # authenticate.py: From must be the token's owner, still active and with access
+    extract_reply_text,  # extract.py: the new text only, quotes and signature cut
+    collect_attachments,  # attachments.py: files stored; nothing at all -> Rejected 550 5.6.0
+    store_reply,  # store.py: one transaction: InboundEmail row + post_message(), once per thread
+)
+
+
+def run(mail: InboundMail) -> Outcome:
+    """Runs every step on mail and returns its outcome; never raises."""
+    try:
+        database.connect(reuse_if_open=True)
+        for step in STEPS:
+            if mail.time_left() <= 0:
+                raise ProcessingTimeout(detail=f"before {step.__name__}")
+            step(mail)
+        return Accepted()
+    except InboundError as e:
+        outcome: Outcome = e
+    except (DatabaseError, InterfaceError) as e:
+        # "database is locked", a lost PostgreSQL connection, a serialization failure: try again later.
+        log.warning("database error on mail from %s (raw mail kept as %s): %s: %s", mail.mail_from or "<>",
+                    mail.raw_key or "not stored", type(e).__name__, e)
+        _reset_connection()
+        outcome = DatabaseBusy(detail=str(e)[:200])
+    except Exception as e:
+        log.exception("unexpected error on mail from %s (raw mail kept as %s)", mail.mail_from or "<>",
+                      mail.raw_key or "not stored")
+        outcome = Deferred(detail=f"{type(e).__name__}: {e}"[:200])
+    record_outcome(mail, outcome)
+    level = logging.WARNING if isinstance(outcome, Deferred) else logging.INFO
+    log.log(level, "%s mail from %s to %s: %s%s", outcome.outcome, mail.mail_from or "<>", mail.rcpt_to,
+            outcome.reason, f" ({outcome.detail})" if outcome.detail else "")
+    return outcome
+
+
+def preview_reply(raw: bytes) -> str:
+    """The text the gateway would post for raw (`workrate trim`): a whole mail is parsed exactly as the
+    gateway parses it; anything else is taken as a plain-text body. Never raises."""
+    try:
+        if looks_like_mail(raw):
+            parsed = parse_bytes(raw)
+            return reply_from_parts(parsed.plain, parsed.html).text.strip()
+        text = decode_text(raw, "utf-8").replace("\r\n", "\n")
+        return reply_from_parts(text, None).text.strip()
+    except Exception:
+        log.debug("preview_reply fell back to the raw text", exc_info=True)
+        try:
+            return decode_text(raw, "utf-8").strip()
+        except Exception:
+            return ""

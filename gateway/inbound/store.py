@@ -1,0 +1,119 @@
+"""store_reply: one transaction that records the mail as accepted and posts it, once per thread.
+
+The InboundEmail row and everything storage.posting.post_message() writes (the Message, its attachments,
+the notification outbox rows, the thread event) commit together, before the gateway answers 250. The
+partial unique index inbound_email_accepted_once on (message_id_hash, reply_token) makes a second
+delivery of the same mail a Duplicate, decided by the database even when two deliveries race.
+Outcomes other than Accepted are written by record_outcome() in their own short transaction.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+from peewee import IntegrityError
+
+from gateway.errors import Accepted, Duplicate, NotPostable, Outcome, ProcessingTimeout
+from gateway.inbound.mail import InboundMail
+from gateway.inbound.parse import clean
+from storage.db import database, is_sqlite
+from storage.mail_log import InboundEmail
+from storage.posting import PostingError, post_message
+
+log = logging.getLogger(__name__)
+
+# SQLite has one writer at a time. Threads of this process queue here instead of in SQLite's busy
+# handler, whose sleeps (up to 100 ms each) would show up as latency; other processes still wait in it.
+_sqlite_writer = threading.Lock()
+ACCEPTED_OUTCOME = Accepted()
+
+
+@contextlib.contextmanager
+def write_transaction() -> Iterator[None]:
+    """A transaction that writes; on SQLite it takes the write lock at BEGIN (IMMEDIATE), so that it never
+    fails half-way when another writer committed since it started reading."""
+    if is_sqlite():
+        with _sqlite_writer, database.atomic("IMMEDIATE"):
+            yield
+    else:
+        with database.atomic():
+            yield
+
+
+def store_reply(mail: InboundMail) -> None:
+    """Step: record the mail and post the reply to each target thread, all in one transaction."""
+    settings = mail.settings
+    with write_transaction():
+        for target in mail.targets:
+            try:
+                with database.atomic():  # a savepoint: a duplicate undoes only its own row
+                    row = InboundEmail.create(**row_fields(mail, ACCEPTED_OUTCOME, reply_token=target.dedup_key))
+            except IntegrityError:
+                continue
+            try:
+                message = post_message(
+                    target.thread, target.author, mail.text, internal=target.internal, source="email",
+                    attachments=mail.attachments, trimmed_text=mail.trimmed or None, inbound_email_id=row.id,
+                    notify_delay=settings.notify_delay)
+            except PostingError as e:
+                raise NotPostable(str(e)) from e
+            InboundEmail.update(message=message.id).where(InboundEmail.id == row.id).execute()
+            mail.inbound_email_ids.append(row.id)
+            mail.posted_message_ids.append(message.id)
+        if not mail.posted_message_ids:
+            raise Duplicate()
+        if mail.time_left() <= 0:
+            # The handler has answered (or is about to answer) 451: commit nothing it did not promise.
+            raise ProcessingTimeout()
+
+
+def record_outcome(mail: InboundMail, outcome: Outcome) -> int | None:
+    """Writes the InboundEmail row of a dropped, rejected or deferred mail; returns its id, or None when
+    the database cannot take it (logged with the raw mail's key, which is kept in the file store)."""
+    tokens = mail.reply_tokens
+    try:
+        with write_transaction():
+            row = InboundEmail.create(**row_fields(mail, outcome, reply_token=tokens[0] if tokens else None))
+        return row.id
+    except Exception as e:
+        log.error("could not record %s mail from %s (raw mail kept as %s): %s: %s", outcome.reason,
+                  mail.mail_from or "<>", mail.raw_key or "not stored", type(e).__name__, e)
+        _reset_connection()
+        return None
+
+
+def row_fields(mail: InboundMail, outcome: Outcome, *, reply_token: str | None) -> dict[str, Any]:
+    return {
+        "received_at": mail.received_at,
+        "peer": _clip(mail.peer, 100),
+        "mail_from": _clip(mail.mail_from, 1000),
+        "rcpt_to": _clip(mail.rcpt_to, 1000),
+        "reply_token": reply_token[:64] if reply_token else None,
+        "mail_message_id": _clip(mail.message_id, 1000) or None,
+        "message_id_hash": mail.message_id_hash or None,
+        "subject": _clip(mail.subject, 1000),
+        "size": mail.size or len(mail.raw),
+        "raw_key": mail.raw_key,
+        "outcome": outcome.outcome,
+        "reason": outcome.reason[:40],
+        "smtp_code": outcome.code,
+        "smtp_text": outcome.text,
+        "outbox_email_id": mail.outbox_email_id,
+    }
+
+
+def _clip(text: str, limit: int) -> str:
+    return clean(text or "")[:limit]
+
+
+def _reset_connection() -> None:
+    """After a database error the connection may be unusable (PostgreSQL aborted transaction, server gone):
+    close it, so the next mail on this thread opens a fresh one."""
+    try:
+        if not database.is_closed():
+            database.close()
+    except Exception:
+        pass

@@ -1,0 +1,402 @@
+"""The SMTP gateway: receives replies at reply+TOKEN@REPLY_DOMAIN and answers only after they are stored.
+
+GatewayHandler is aiosmtpd's handler and stays thin: RCPT checks the address (gateway/inbound/
+authenticate.py) and DATA hands the mail to gateway/inbound/pipeline.py in a worker thread, so the event
+loop never waits on parsing or the database. This module is the only place that writes SMTP reply
+text; it takes it from the outcome objects of gateway/errors.py.
+
+GatewaySMTP adds what aiosmtpd leaves to the application: a connection limit (421 beyond it), long lines
+up to MAX_LINE_LENGTH, PIPELINING in EHLO, no AUTH, and our own wording for aiosmtpd's fixed refusals.
+"""
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import queue
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from config import Settings
+from gateway.errors import (
+    DatabaseBusy,
+    Deferred,
+    InboundError,
+    LineTooLong,
+    Outcome,
+    ProcessingTimeout,
+    ShuttingDown,
+    TooLarge,
+    TooManyConnections,
+    TooManyRecipients,
+)
+from gateway.inbound import pipeline
+from gateway.inbound.authenticate import resolve_recipient
+from gateway.inbound.mail import InboundMail, Recipient
+from gateway.inbound.store import _reset_connection, record_outcome
+
+log = logging.getLogger(__name__)
+
+IDENT = "WorkRate Messages ESMTP"
+MAX_RECIPIENTS = 50  # per mail; a reply goes to one address, a reply-all to a few
+RCPT_OK = "250 2.1.5 OK"
+# Seconds past the processing limit that the handler still waits for a worker thread. The pipeline checks
+# the limit itself before it commits, so a mail answered 451 after this is never posted afterwards.
+GRACE_SECONDS = 5.0
+# aiosmtpd's own refusals, reworded as sentences with enhanced status codes.
+_AIOSMTPD_TOO_MUCH_DATA = "552 Error: Too much mail data"
+_AIOSMTPD_SIZE_EXCEEDED = "552 Error: message size exceeds fixed maximum message size"
+_AIOSMTPD_LINE_TOO_LONG = "500 Line too long"
+
+
+class Gate:
+    """Connections and DATA transactions in progress, shared by the connections of one listener."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.connections: set[GatewaySMTP] = set()
+        self.in_flight = 0
+        self.closing = False
+
+
+class WorkerThreads(concurrent.futures.Executor):
+    """A small pool of daemon threads for the pipeline. Each keeps its own database connection open
+    between mails (and closes it on shutdown); being daemons, a thread stuck on a hostile mail cannot
+    keep the process from exiting."""
+
+    def __init__(self, count: int, name: str = "smtp-worker") -> None:
+        self._count = count
+        self._name = name
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> concurrent.futures.Future[Any]:
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        self._queue.put((future, fn, args, kwargs))
+        with self._lock:
+            if len(self._threads) < self._count:
+                thread = threading.Thread(target=self._work, name=f"{self._name}-{len(self._threads)}", daemon=True)
+                self._threads.append(thread)
+                thread.start()
+        return future
+
+    def _work(self) -> None:
+        from storage.db import database
+
+        try:
+            while True:
+                item = self._queue.get()
+                if item is None:
+                    return
+                future, fn, args, kwargs = item
+                if not future.set_running_or_notify_cancel():
+                    continue
+                try:
+                    future.set_result(fn(*args, **kwargs))
+                except BaseException as e:
+                    future.set_exception(e)
+        finally:
+            try:
+                if database.obj is not None and not database.is_closed():
+                    database.close()
+            except Exception:
+                pass
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False, timeout: float | None = None) -> None:
+        with self._lock:
+            threads = list(self._threads)
+        for _ in threads:
+            self._queue.put(None)
+        if wait:
+            end = time.monotonic() + (timeout if timeout is not None else 3600)
+            for thread in threads:
+                thread.join(max(0.0, end - time.monotonic()))
+
+
+class GatewaySMTP(SMTP):
+    """aiosmtpd's SMTP protocol with the gateway's limits and wording."""
+
+    def __init__(self, handler: GatewayHandler, *, gate: Gate, line_length_limit: int, **kwargs: Any) -> None:
+        # aiosmtpd sizes its stream reader from this attribute in __init__; RFC 5321's 1,000 octets is too
+        # little for the one-line HTML that real mail carries.
+        self.line_length_limit = line_length_limit
+        self._gate = gate
+        super().__init__(handler, **kwargs)
+
+    async def _handle_client(self) -> None:
+        gate = self._gate
+        if gate.closing or len(gate.connections) >= gate.limit:
+            outcome = ShuttingDown() if gate.closing else TooManyConnections()
+            log.warning("refused a connection from %s: %s", self.session.peer if self.session else "?",
+                        outcome.reason)
+            try:
+                await SMTP.push(self, outcome.smtp_reply)
+            finally:
+                if self.transport is not None:
+                    self.transport.close()
+            return
+        gate.connections.add(self)
+        try:
+            await super()._handle_client()
+        finally:
+            gate.connections.discard(self)
+
+    async def push(self, status: Any) -> None:
+        if isinstance(status, str) and status[:3] in ("552", "500"):
+            outcome: Outcome | None = None
+            if status.startswith((_AIOSMTPD_TOO_MUCH_DATA, _AIOSMTPD_SIZE_EXCEEDED)):
+                outcome = TooLarge()
+            elif status.startswith(_AIOSMTPD_LINE_TOO_LONG):
+                outcome = LineTooLong()
+            if outcome is not None:
+                if status.startswith((_AIOSMTPD_TOO_MUCH_DATA, _AIOSMTPD_LINE_TOO_LONG)):
+                    await self.event_handler.record_unread(self.session, self.envelope, outcome)
+                status = outcome.smtp_reply
+        await super().push(status)
+
+
+class GatewayHandler:
+    """aiosmtpd handler: RCPT and DATA hooks that hand the work to worker threads."""
+
+    def __init__(self, settings: Settings, workers: WorkerThreads, gate: Gate) -> None:
+        self.settings = settings
+        self.workers = workers
+        self.gate = gate
+
+    async def _in_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self.workers, fn, *args)
+
+    async def handle_EHLO(self, server: SMTP, session: Session, envelope: Envelope, hostname: str,
+                          responses: list[str]) -> list[str]:
+        session.host_name = hostname
+        # aiosmtpd reads pipelined commands in order anyway; say so. There is no AUTH: nobody logs in here.
+        lines = [line for line in responses if not line.startswith("250-AUTH")]
+        lines.insert(len(lines) - 1, "250-PIPELINING")
+        return lines
+
+    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str,
+                          rcpt_options: list[str]) -> str:
+        if len(envelope.rcpt_tos) >= MAX_RECIPIENTS:
+            return TooManyRecipients().smtp_reply
+        try:
+            recipient = await self._in_thread(self._resolve, address)
+        except InboundError as e:
+            log.info("refused RCPT %r from %s: %s", address[:200], _peer(session), e.reason)
+            return e.smtp_reply
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        recipients: list[Recipient] | None = getattr(envelope, "workrate_recipients", None)
+        if recipients is None:
+            recipients = []
+            envelope.workrate_recipients = recipients  # type: ignore[attr-defined]
+        recipients.append(recipient)
+        return RCPT_OK
+
+    def _resolve(self, address: str) -> Recipient:
+        """In a worker thread: the recipient, or an InboundError to answer with (451 on database trouble)."""
+        from peewee import DatabaseError, InterfaceError
+
+        from storage.db import database
+
+        try:
+            database.connect(reuse_if_open=True)
+            return resolve_recipient(address, self.settings)
+        except InboundError:
+            raise
+        except (DatabaseError, InterfaceError) as e:
+            log.warning("database error checking RCPT %r: %s", address[:200], e)
+            _reset_connection()
+            raise DatabaseBusy() from e
+        except Exception as e:
+            log.exception("unexpected error checking RCPT %r", address[:200])
+            raise Deferred() from e
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        limit = self.settings.smtp_processing_timeout
+        mail = InboundMail(
+            raw=envelope.original_content or b"", settings=self.settings,
+            mail_from=str(envelope.mail_from or ""), recipients=list(getattr(envelope, "workrate_recipients", [])),
+            peer=_peer(session), deadline=time.monotonic() + limit)
+        self.gate.in_flight += 1
+        try:
+            outcome = await asyncio.wait_for(self._in_thread(pipeline.run, mail), limit + GRACE_SECONDS)
+        except TimeoutError:
+            log.warning("mail from %s to %s took longer than %ss; answered 451 (raw mail kept as %s)",
+                        mail.mail_from or "<>", mail.rcpt_to, limit, mail.raw_key or "not yet stored")
+            outcome = ProcessingTimeout()
+        finally:
+            self.gate.in_flight -= 1
+        return outcome.smtp_reply
+
+    async def record_unread(self, session: Session | None, envelope: Envelope | None, outcome: Outcome) -> None:
+        """Records a DATA transaction that aiosmtpd refused before the DATA hook (too large, line too long)."""
+        mail = InboundMail(
+            raw=b"", settings=self.settings, mail_from=str(getattr(envelope, "mail_from", "") or ""),
+            recipients=list(getattr(envelope, "workrate_recipients", [])), peer=_peer(session))
+        try:
+            await self._in_thread(record_outcome, mail, outcome)
+        except Exception:
+            log.exception("could not record a refused mail")
+
+    async def handle_exception(self, error: Exception) -> str:
+        # aiosmtpd would answer "500 Error: (ExceptionType) text": permanent, and it shows internals.
+        log.exception("SMTP session error: %s: %s", type(error).__name__, error)
+        return Deferred().smtp_reply
+
+
+def _peer(session: Session | None) -> str:
+    peer = getattr(session, "peer", None)
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        return f"{peer[0]}:{peer[1]}"
+    return str(peer or "")
+
+
+def tls_context(settings: Settings) -> ssl.SSLContext | None:
+    if not (settings.smtp_tls_cert and settings.smtp_tls_key):
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(settings.smtp_tls_cert, settings.smtp_tls_key)
+    return context
+
+
+def worker_count(settings: Settings) -> int:
+    # SQLite takes one writer at a time and parsing holds the GIL: a few threads keep the loop free.
+    # PostgreSQL round trips release the GIL, so more threads overlap them.
+    return 8 if settings.is_postgres else 4
+
+
+class Gateway:
+    """One listening SMTP gateway on the running event loop: start(), then close()."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.gate = Gate(settings.smtp_max_connections)
+        self.workers = WorkerThreads(worker_count(settings))
+        self.handler = GatewayHandler(settings, self.workers, self.gate)
+        self.server: asyncio.base_events.Server | None = None
+        self.host = settings.smtp_host
+        self.port = settings.smtp_port
+        self._tls = tls_context(settings)
+
+    def _protocol(self) -> GatewaySMTP:
+        s = self.settings
+        return GatewaySMTP(
+            self.handler, gate=self.gate, line_length_limit=s.max_line_length,
+            data_size_limit=s.max_message_size, enable_SMTPUTF8=True, decode_data=False,
+            hostname=s.reply_domain, ident=IDENT, tls_context=self._tls, timeout=s.smtp_timeout,
+            loop=asyncio.get_running_loop())
+
+    async def start(self) -> None:
+        from storage import db
+
+        if db.database.obj is None:
+            db.bind(self.settings)
+        if self.settings.log_level != "DEBUG":
+            # aiosmtpd logs every command line at INFO: costly per mail, and it would log addresses.
+            logging.getLogger("mail.log").setLevel(logging.WARNING)
+        loop = asyncio.get_running_loop()
+        self.server = await loop.create_server(
+            self._protocol, host=self.settings.smtp_host, port=self.settings.smtp_port, reuse_address=True,
+            reuse_port=hasattr(socket, "SO_REUSEPORT"), backlog=max(100, self.settings.smtp_max_connections))
+        sockname = self.server.sockets[0].getsockname()
+        self.host, self.port = sockname[0], sockname[1]
+        log.info("SMTP gateway listening on %s:%s for replies to *@%s", self.host, self.port,
+                 self.settings.reply_domain)
+
+    async def close(self) -> None:
+        """Stops listening, lets mails being processed finish (bounded), then closes idle connections."""
+        self.gate.closing = True
+        if self.server is not None:
+            self.server.close()
+        end = time.monotonic() + self.settings.smtp_processing_timeout + GRACE_SECONDS
+        while self.gate.in_flight and time.monotonic() < end:
+            await asyncio.sleep(0.05)
+        for connection in list(self.gate.connections):
+            transport = connection.transport
+            if transport is not None and not transport.is_closing():
+                try:
+                    transport.write(ShuttingDown().smtp_reply.encode() + b"\r\n")
+                finally:
+                    transport.close()
+        await asyncio.sleep(0)
+        await asyncio.get_running_loop().run_in_executor(None, lambda: self.workers.shutdown(timeout=5))
+        log.info("SMTP gateway stopped")
+
+
+async def serve(settings: Settings, stop: asyncio.Event) -> None:
+    """Serves SMTP on SMTP_HOST:SMTP_PORT until stop is set, then closes cleanly and returns."""
+    gateway = Gateway(settings)
+    await gateway.start()
+    try:
+        await stop.wait()
+    finally:
+        await gateway.close()
+
+
+class GatewayThread:
+    """The gateway on its own event loop in a background thread (tests, tools), like aiosmtpd's Controller:
+    start() returns once it listens (see .host and .port); stop() closes it as serve() does."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.gateway: Gateway | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+
+    @property
+    def host(self) -> str:
+        assert self.gateway is not None
+        return self.gateway.host
+
+    @property
+    def port(self) -> int:
+        assert self.gateway is not None
+        return self.gateway.port
+
+    def start(self) -> GatewayThread:
+        self._thread = threading.Thread(target=self._run, name="smtp-gateway", daemon=True)
+        self._thread.start()
+        self._ready.wait(30)
+        if self._error is not None:
+            raise self._error
+        return self
+
+    def _run(self) -> None:
+        async def main() -> None:
+            self._loop = asyncio.get_running_loop()
+            self._stop = asyncio.Event()
+            self.gateway = Gateway(self.settings)
+            try:
+                await self.gateway.start()
+            except BaseException as e:
+                self._error = e
+                self._ready.set()
+                return
+            self._ready.set()
+            try:
+                await self._stop.wait()
+            finally:
+                await self.gateway.close()
+
+        asyncio.run(main())
+
+    def stop(self) -> None:
+        if self._loop is not None and self._stop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._stop.set)
+        if self._thread is not None:
+            self._thread.join(60)
+
+
+def make_controller(settings: Settings) -> GatewayThread:
+    """A gateway for tests: `controller = make_controller(settings).start()` … `controller.stop()`."""
+    return GatewayThread(settings)
