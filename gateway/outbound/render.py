@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from email.headerregistry import Address
 from email.message import EmailMessage
-from email.policy import SMTP
+from email.policy import EmailPolicy
 from email.utils import format_datetime
 from pathlib import Path
 from urllib.parse import quote
@@ -40,6 +40,27 @@ SUBJECT_SEPARATOR = " \u2014 "  # em dash: "Acme Co — messages"
 INTERNAL_SUBJECT_PREFIX = "[Internal] "
 MAX_NAME_LENGTH = 120
 
+
+
+class MailPolicy(EmailPolicy):
+    """The SMTP policy (CRLF), except that a few ASCII headers made of one long token stay on one line.
+
+    Folding `List-Unsubscribe: <https://…/unsubscribe/…>` puts the URL on a continuation line, and some
+    receivers then read the value with a leading space; RFC 5322 allows lines up to 998 octets.
+    """
+
+    UNFOLDED = frozenset({"list-unsubscribe", "list-unsubscribe-post", "message-id", "in-reply-to", "reply-to"})
+
+    def fold_binary(self, name: str, value: str) -> bytes:
+        text = str(value)
+        if (name.lower() in self.UNFOLDED and text.isascii() and len(name) + len(text) + 2 <= 998
+                and not any(c in text for c in "\r\n")):
+            return f"{name}: {text}{self.linesep}".encode("ascii")
+        return super().fold_binary(name, value)
+
+
+MAIL_POLICY = MailPolicy(linesep="\r\n")
+
 _env = jinja2.Environment(
     loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR)),
     autoescape=jinja2.select_autoescape(enabled_extensions=("html",), default_for_string=False),
@@ -62,10 +83,29 @@ class RenderedLoginLink:
 
 
 def _one_line(value: str, limit: int = MAX_NAME_LENGTH) -> str:
-    """A header-safe single line: control and line/paragraph-separator characters become spaces."""
+    """A header-safe single line: control and line/paragraph-separator characters become spaces, and
+    "=?" is broken up, because Python's header parser decodes RFC 2047 encoded-words in the values we set
+    (an encoded "=0D=0A" would come out as a real CR LF on the wire; CVE-2024-6923, unfixed in 3.11.7)."""
     cleaned = "".join(" " if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") else c for c in value or "")
-    cleaned = " ".join(cleaned.split())
+    cleaned = " ".join(cleaned.split()).replace("=?", "= ?")
     return cleaned[:limit].strip()
+
+
+class UnsafeHeaders(ValueError):
+    """The serialized mail has a header line we did not set: never send it."""
+
+
+def wire_bytes(mail: EmailMessage) -> bytes:
+    """The mail as it goes to the relay (CRLF), after checking that every header line on the wire is one
+    of the headers we set, in the same number: a last guard against header injection."""
+    raw = mail.as_bytes(policy=MAIL_POLICY)
+    head = raw.split(b"\r\n\r\n", 1)[0]
+    starts = [line.split(b":", 1)[0].decode("ascii", "replace").lower()
+              for line in head.split(b"\r\n") if line and line[:1] not in (b" ", b"\t")]
+    expected = [k.lower() for k in mail.keys()]
+    if starts != expected or b"\n" in head.replace(b"\r\n", b"") or b"\r" in head.replace(b"\r\n", b""):
+        raise UnsafeHeaders(f"serialized headers {starts} differ from the headers set {expected}")
+    return raw
 
 
 def mail_domain(settings: Settings) -> str:
@@ -219,7 +259,7 @@ def render_notification(rows: Sequence[OutboxEmail], settings: Settings,
     text = _env.get_template("new_message.txt").render(context)
     html = _env.get_template("new_message.html").render(context)
 
-    mail = EmailMessage(policy=SMTP)
+    mail = EmailMessage(policy=MAIL_POLICY)
     _base_headers(mail, settings, display_name=_one_line(last_author.name), to_name=recipient.name,
                   to_address=lead.to_address, subject=subject, message_id=message_id, now=now or _utcnow())
     mail["Reply-To"] = format_reply_address(token, settings.reply_domain)
@@ -249,7 +289,7 @@ def render_login_link(settings: Settings, user: User, url: str, *, invitation: b
 def stored_mail(row: OutboxEmail, settings: Settings, now: dt.datetime | None = None) -> EmailMessage:
     """The email of a row whose subject and bodies were rendered when it was queued (sign-in links)."""
     recipient = User.get_or_none(User.id == row.recipient_id)
-    mail = EmailMessage(policy=SMTP)
+    mail = EmailMessage(policy=MAIL_POLICY)
     _base_headers(mail, settings, display_name="", to_name=recipient.name if recipient else "",
                   to_address=row.to_address, subject=_one_line(row.subject, 300),
                   message_id=mail_message_id([row.id], settings), now=now or _utcnow())
@@ -269,4 +309,4 @@ def _utcnow() -> dt.datetime:
 
 
 __all__ = ["render_notification", "render_login_link", "stored_mail", "visible_rows", "mail_message_id",
-           "thread_root_id", "subject_for", "NothingVisible", "header_block"]
+           "thread_root_id", "subject_for", "NothingVisible", "header_block", "MAIL_POLICY"]

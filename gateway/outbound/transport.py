@@ -20,13 +20,13 @@ import ssl
 import tempfile
 from dataclasses import dataclass
 from email.message import EmailMessage
-from email.policy import SMTP
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import aiosmtplib
 
 from config import Settings
+from gateway.outbound.render import wire_bytes
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ def to_bytes(mail: EmailMessage | bytes) -> bytes:
     """The mail as it goes on the wire: CRLF line ends."""
     if isinstance(mail, bytes):
         return mail
-    return mail.as_bytes(policy=SMTP)
+    return wire_bytes(mail)
 
 
 def _describe(e: aiosmtplib.SMTPResponseException) -> str:
