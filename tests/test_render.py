@@ -194,7 +194,7 @@ def test_batch_lists_every_message_with_its_author_oldest_first(settings: Settin
     "Kim\r\nBcc: victim@evil.test",
     "Kim\nX-Injected: yes",
     "Kim\rSubject: phish",
-    "Kim\x00\x1b[31m\x7f\u2028X-Injected: yes",
+    "Kim\x01\x1b[31m\x7f\u2028X-Injected: yes",
     "Kim =?utf-8?q?=0D=0ABcc:_victim@evil.test?=",
 ])
 def test_names_and_workspace_names_cannot_inject_headers(settings: Settings, make, evil: str) -> None:
