@@ -1,0 +1,258 @@
+"""Recognising the lines that introduce quoted history in a plain-text reply: "On … wrote:" attributions
+in many languages (also wrapped over several lines), Outlook's From/Sent/To/Subject header blocks and
+"-----Original Message-----" / forwarded-message markers, and ">" quoted lines.
+
+Every check looks at one line (or a few joined lines) of bounded length, with plain string operations and
+anchored regular expressions that cannot backtrack badly, so hostile input stays linear."""
+from __future__ import annotations
+
+import re
+
+MAX_ATTRIBUTION = 400  # longer logical lines are never attributions
+MAX_JOIN_LINES = 5  # an attribution wrapped by a mail client spans at most this many non-blank lines
+MAX_CONTINUATION = 120  # each wrapped continuation line is short
+
+# First word of "On <date>, <someone> wrote:" in the languages we know (lower case).
+ON_WORDS = frozenset("on at am le el em il op den dnia dňa 在 às".split()) | {"in message", "il giorno", "w dniu"}
+
+# "wrote" at the end of an attribution (lower case); CJK ones need no word boundary.
+END_VERBS = (
+    "wrote", "writes", "said", "says", "wrote ----",
+    "schrieb", "geschrieben", "schreef", "het volgende geschreven",
+    "a écrit", "écrit", "escribió", "escreveu", "ha scritto", "scrisse",
+    "skrev", "skriver", "kirjoitti", "napisał(a)", "napisał", "napisała", "pisze", "napsal", "napsal(a)",
+    "написал(а)", "написал", "написала", "пишет", "пише", "написав", "написала(а)",
+    "írta", "a scris", "yazdı", "έγραψε",
+)
+CJK_END_VERBS = ("写道", "寫道", "のメール", "書きました", "님이 작성:", "작성:")
+# The verb in the middle: "Am 5. Juni 2017 um 12:22 schrieb Bob <b@x.org>:", "Bob <b@x.org> schrieb am …:".
+MID_VERBS = (
+    " schrieb ", " schreef ", " skrev ", " wrote ", " a écrit ", " escribió ", " escreveu ", " ha scritto ",
+    " napisał(a) ", " написал ", " написал(а) ", " heeft ", " kirjoitti ", " writes ",
+)
+
+_YEAR = re.compile(r"(?<!\d)(?:19|20)\d\d(?!\d)")
+_TIME = re.compile(r"(?<!\d)\d{1,2}[:.h]\d\d(?!\d)")
+_NUMERIC_DATE = re.compile(r"(?<!\d)\d{1,4}[./-]\d{1,2}[./-]\d{1,4}(?!\d)")
+_CJK_DATE = re.compile(r"\d{1,4}\s?[年月日]")
+_DATE_FIRST = re.compile(r"(?:19|20)\d\d[-/]\d{1,2}[-/]\d{1,2}[ T]")
+_EMAIL = re.compile(r"[^\s@<>()\[\]\"']{1,64}@[^\s@<>()\[\]\"']{1,255}\.[^\s@<>()\[\]\"'.]{2,24}")
+_SUPERCITE = re.compile(r"[A-Za-z0-9]{1,12}>(?:[ >]|$)")
+
+
+def is_quoted(line: str) -> bool:
+    """A line quoted with ">" (also "Name>" supercite style)."""
+    bare = line.lstrip(" \t")
+    if bare.startswith(">"):
+        return True
+    return bool(bare) and bare[0].isalnum() and _SUPERCITE.match(bare[:16]) is not None
+
+
+def unquote(line: str) -> str:
+    """The line without its ">" quoting (any depth)."""
+    bare = line.lstrip(" \t")
+    while bare.startswith(">"):
+        bare = bare[1:].lstrip(" \t")
+    return bare
+
+
+def has_date(text: str) -> bool:
+    return bool(_YEAR.search(text) or _TIME.search(text) or _NUMERIC_DATE.search(text) or _CJK_DATE.search(text))
+
+
+def _first_words(low: str) -> tuple[str, str]:
+    words = low.replace(",", " ").split(None, 2)
+    first = words[0] if words else ""
+    two = " ".join(words[:2])
+    return first, two
+
+
+def _starts_with_on(low: str) -> bool:
+    first, two = _first_words(low)
+    if first in ON_WORDS or two in ON_WORDS:
+        return True
+    return low.startswith(("在", "wiadomość napisana przez", "in message"))
+
+
+def _ends_with_verb(core: str) -> bool:
+    for verb in CJK_END_VERBS:
+        if core.endswith(verb.rstrip(":")):
+            return True
+    for verb in END_VERBS:
+        if core.endswith(verb):
+            before = core[-len(verb) - 1: -len(verb)]
+            if not before or not before.isalpha():
+                return True
+    return False
+
+
+def is_attribution(text: str) -> bool:
+    """Whether one logical line is an "On <date>, <someone> wrote:" line (any supported language)."""
+    s = text.strip(" \t-*_\u00a0")
+    if not 6 <= len(s) <= MAX_ATTRIBUTION:
+        return False
+    low = s.lower()
+    ends_colon = low.endswith((":", "："))
+    core = low.rstrip(" :：.-\u00a0")
+    on_start = _starts_with_on(low)
+    email = "@" in low and _EMAIL.search(low) is not None
+    dated = has_date(low)
+    via = " via " in low
+    if _ends_with_verb(core) and ((on_start and dated) or email or via or (dated and ends_colon)):
+        return True
+    if ends_colon and dated and (on_start or email):
+        padded = " " + core + " "
+        if any(verb in padded for verb in MID_VERBS):
+            return True
+    if ends_colon and email and dated and core.endswith(">") and (_YEAR.search(low) or _CJK_DATE.search(low)):
+        return True  # Gmail in Russian, Japanese…: "пн, 5 июн. 2017 г. в 12:22, Bob <bob@x.org>:"
+    if _DATE_FIRST.match(low) and (email or "gmt" in low) and len(s) <= 200:
+        return True  # "2016-03-03 17:21 GMT+01:00 Some One", "2013/7/20 sam <sam@x.org>"
+    if low.startswith("wiadomość napisana przez") and ends_colon:
+        return True
+    return False
+
+
+def may_start_wrapped_attribution(line: str) -> bool:
+    """Whether a line could be the first part of an attribution a mail client wrapped over lines."""
+    s = line.strip(" \t-*")
+    if not s or len(s) > 300 or s.endswith((":", "：")):
+        return False
+    low = s.lower()
+    return _starts_with_on(low) or has_date(low) or "@" in low or low.endswith("<")
+
+
+def continuation(line: str) -> str:
+    """A wrapped continuation line with the quoting and dashes a client may put in front removed."""
+    return line.lstrip(" \t>-")
+
+
+def join_wrapped(lines: list[str], i: int) -> int:
+    """If lines[i] starts an attribution wrapped over several lines, the index after its last line, else 0."""
+    parts = [lines[i].strip()]
+    blanks = 0
+    count = 1
+    j = i + 1
+    while j < len(lines) and count < MAX_JOIN_LINES:
+        piece = continuation(lines[j]).strip()
+        if not piece:
+            blanks += 1
+            if blanks > 1:
+                return 0
+            j += 1
+            continue
+        if len(piece) > MAX_CONTINUATION or _starts_with_on(piece.lower()) and count > 1:
+            return 0
+        parts.append(piece)
+        count += 1
+        j += 1
+        if is_attribution(" ".join(parts)):
+            return j
+    return 0
+
+
+# Outlook-style header labels (lower case), by what they say.
+HEADER_LABELS: dict[str, str] = {}
+for kind, labels in {
+    "from": "from von de da van fra från od от від 差出人 发件人 寄件者 expéditeur remitente afzender lähettäjä",
+    "date": "sent date gesendet datum envoyé enviado enviada inviato data verzonden sendt skickat wysłano "
+            "отправлено надіслано дата 送信日時 发送时间 寄件日期 日期 fecha dato päivämäärä lähetetty",
+    "to": "to an à a para aan til till do кому 宛先 收件人 收件者 destinataire destinatario vastaanottaja",
+    "subject": "subject betreff objet asunto assunto oggetto onderwerp emne ämne temat тема 件名 主题 主旨 aihe",
+    "cc": "cc bcc kopie kopia kopi копия 抄送 副本 cci",
+    "other": "reply-to risposta antwort an importance priorität",
+}.items():
+    for label in labels.split():
+        HEADER_LABELS[label] = kind
+for label, kind in {
+    "enviado el": "date", "enviada em": "date", "enviado em": "date", "répondre à": "other",
+    "beantwoorden - aan": "other", "reply to": "other", "antwort an": "other", "envoyé le": "date",
+    "date d'envoi": "date",
+}.items():
+    HEADER_LABELS[label] = kind
+
+
+def header_kind(line: str) -> str | None:
+    """The kind ("from", "date", "to", "subject", "cc", "other") of an Outlook-style header line, or None."""
+    head = line[:60]
+    colon = -1
+    for mark in (":", "："):
+        at = head.find(mark)
+        if at > 0 and (colon < 0 or at < colon):
+            colon = at
+    if colon <= 0:
+        return None
+    label = head[:colon].strip(" \t*_>").lower()
+    if label not in HEADER_LABELS:
+        return None
+    value = line[colon + 1:].strip(" \t*_")
+    if not value and HEADER_LABELS[label] not in ("to", "cc", "subject"):
+        return None
+    return HEADER_LABELS[label]
+
+
+def header_block_end(lines: list[str], i: int) -> int:
+    """If an Outlook header block (From + at least two of Sent/To/Subject) starts at lines[i], the index after
+    it, else 0. Wrapped header values and single blank lines between headers are part of the block."""
+    kinds: set[str] = set()
+    headers = 0
+    j = i
+    last = i
+    blank_run = 0
+    since_header = 0
+    while j < len(lines) and j - i < 40:
+        line = lines[j]
+        if not line.strip():
+            blank_run += 1
+            if blank_run > 1:
+                break
+            j += 1
+            continue
+        kind = header_kind(line)
+        if kind is not None:
+            if kind in kinds and kind in ("from", "subject"):
+                break  # a second header block starts
+            kinds.add(kind)
+            headers += 1
+            last = j
+            since_header = 0
+        else:
+            since_header += 1
+            if blank_run or since_header > 2 or headers == 0:
+                break  # continuation lines follow a header directly
+            last = j
+        blank_run = 0
+        j += 1
+    if headers >= 3 and "from" in kinds and len(kinds & {"date", "to", "subject"}) >= 2:
+        return last + 1
+    return 0
+
+
+_FORWARD_PHRASES = frozenset(
+    """original message|forwarded message|reply message|forwarded e-mail|message d'origine|message original
+    |message transféré|ursprüngliche nachricht|weitergeleitete nachricht|mensaje original|mensaje reenviado
+    |mensagem original|mensagem encaminhada|messaggio originale|messaggio inoltrato|oorspronkelijk bericht
+    |doorgestuurd bericht|origineel bericht|opprinnelig melding|videresendt melding|oprindelig meddelelse
+    |original meddelelse|videresendt meddelelse|ursprungligt meddelande|vidarebefordrat meddelande
+    |wiadomość oryginalna|oryginalna wiadomość|przekazana wiadomość|исходное сообщение|пересылаемое сообщение
+    |переслане повідомлення|оригінальне повідомлення|元のメッセージ|転送されたメッセージ|原始邮件|转发的邮件
+    |原始郵件|轉寄的郵件|alkuperäinen viesti|välitetty viesti""".replace("\n", "").replace("    ", "").split("|")
+)
+_FORWARD_STARTS = (
+    "begin forwarded message", "début du message transféré", "anfang der weitergeleiteten nachricht",
+    "inicio del mensaje reenviado", "início da mensagem reencaminhada", "inizio messaggio inoltrato",
+    "begin doorgestuurd bericht", "videresendt besked", "vidarebefordrat brev", "начало переадресованного",
+    "転送されたメッセージ", "转发的邮件", "forwarded message:",
+)
+
+
+def is_forward_marker(line: str) -> bool:
+    """"-----Original Message-----", "---------- Forwarded message ---------", "Begin forwarded message:"…"""
+    s = line.strip()
+    if not s or len(s) > 120:
+        return False
+    low = s.lower()
+    core = low.strip(" \t*_-=>")
+    if core.rstrip(" :") in _FORWARD_PHRASES and ("-" in low or "=" in low or "_" in low):
+        return True
+    return low.lstrip(" >*").startswith(_FORWARD_STARTS)
