@@ -1,0 +1,112 @@
+"""Fixtures and helpers shared by the web tests: an app on the test database, a world of people in two
+workspaces, signing in, CSRF tokens, and posting. Imported by tests/test_web_*.py, test_events.py and
+test_api.py (it is not a test module itself)."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from config import Settings
+from storage.directory import create_workspace, thread_of
+from storage.files import FileStore
+from storage.models import Message, Thread, User, Workspace
+from storage.posting import NewAttachment, post_message
+
+CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
+INTERNAL_TEXT = "SECRET-internal-budget-note"
+CLIENT_TEXT = "Hello client, the draft is ready"
+TEAM_PASSWORD = "correct horse battery"
+
+
+@dataclass
+class World:
+    """Acme (slug acme) with a team member, a client with access, a client without access; Globex with
+    its own client. Acme's thread holds a client-visible message and an internal note, each with a file."""
+
+    acme: Workspace
+    globex: Workspace
+    thread: Thread
+    globex_thread: Thread
+    team: User
+    client: User  # Acme, with Messages access
+    no_access: User  # Acme, without Messages access
+    other: User  # Globex's client, with access there
+    public: Message
+    internal: Message
+    public_file: int  # attachment ids
+    internal_file: int
+    globex_message: Message
+    globex_file: int
+
+
+def attach(settings: Settings, name: str, data: bytes, content_type: str = "text/plain") -> NewAttachment:
+    stored = FileStore(settings.effective_files_dir).put_bytes(data)
+    return NewAttachment(name=name, content_type=content_type, size=stored.size, sha256=stored.sha256,
+                         storage_key=stored.key)
+
+
+@pytest.fixture
+def app(settings: Settings, database: object) -> Flask:
+    from web import create_app
+
+    app = create_app(settings)
+    app.config["TESTING"] = True
+    return app
+
+
+@pytest.fixture
+def world(settings: Settings, make: Any) -> World:
+    acme = create_workspace("Acme Co", "acme")
+    globex = create_workspace("Globex", "globex")
+    team = make.team(email="kim@agency.test", name="Kim Lee", password=TEAM_PASSWORD)
+    client = make.client(acme, email="bob@acme.test", name="Bob Stone", access=True)
+    no_access = make.client(acme, email="carol@acme.test", name="Carol Park", access=False)
+    other = make.client(globex, email="gina@globex.test", name="Gina Globex", access=True)
+    thread, globex_thread = thread_of(acme), thread_of(globex)
+    public = post_message(thread, team, CLIENT_TEXT, attachments=[attach(settings, "plan.txt", b"the plan")])
+    internal = post_message(thread, team, INTERNAL_TEXT, internal=True,
+                            attachments=[attach(settings, "budget.txt", b"internal numbers")])
+    globex_message = post_message(globex_thread, team, "Globex only",
+                                  attachments=[attach(settings, "globex.txt", b"globex bytes")])
+    return World(acme=acme, globex=globex, thread=thread, globex_thread=globex_thread, team=team, client=client,
+                 no_access=no_access, other=other, public=public, internal=internal,
+                 public_file=public.attachments[0].id, internal_file=internal.attachments[0].id,
+                 globex_message=globex_message, globex_file=globex_message.attachments[0].id)
+
+
+def sign_in(client: FlaskClient, user: User | None) -> FlaskClient:
+    """Puts the person in the test client's session (the sign-in forms have their own tests)."""
+    with client.session_transaction() as session:
+        session.clear()
+        if user is not None:
+            session["user_id"] = user.id
+            session["role"] = user.role
+    return client
+
+
+def csrf_token(client: FlaskClient) -> str:
+    """A CSRF token for the client's session, read from a page's form like a browser would."""
+    page = client.get("/login")
+    match = CSRF_RE.search(page.get_data(as_text=True))
+    if match is None:  # signed in: /login redirects, so read it from the sign-out form of any page
+        page = client.get("/login", follow_redirects=True)
+        match = CSRF_RE.search(page.get_data(as_text=True))
+    assert match, "no CSRF token on the page"
+    return match.group(1)
+
+
+def post_form(client: FlaskClient, url: str, data: dict[str, Any] | None = None, *, json: bool = False,
+              **kwargs: Any) -> Any:
+    data = dict(data or {})
+    data.setdefault("csrf_token", csrf_token(client))
+    headers = {"Accept": "application/json"} if json else {}
+    return client.post(url, data=data, headers=headers, **kwargs)
+
+
+def newest(thread: Thread) -> Message:
+    return Message.select().where(Message.thread == thread).order_by(Message.id.desc()).get()
