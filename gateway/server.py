@@ -226,7 +226,7 @@ class GatewayHandler:
             peer=_peer(session), deadline=time.monotonic() + limit)
         self.gate.in_flight += 1
         try:
-            outcome = await asyncio.wait_for(self._in_thread(pipeline.run, mail), limit + GRACE_SECONDS)
+            outcome = await asyncio.wait_for(self._in_thread(pipeline.run, mail), limit + grace_seconds(limit))
         except TimeoutError:
             log.warning("mail from %s to %s took longer than %ss; answered 451 (raw mail kept as %s)",
                         mail.mail_from or "<>", mail.rcpt_to, limit, mail.raw_key or "not yet stored")
@@ -249,6 +249,10 @@ class GatewayHandler:
         # aiosmtpd would answer "500 Error: (ExceptionType) text": permanent, and it shows internals.
         log.exception("SMTP session error: %s: %s", type(error).__name__, error)
         return Deferred().smtp_reply
+
+
+def grace_seconds(limit: float) -> float:
+    return min(GRACE_SECONDS, max(1.0, limit))
 
 
 def _peer(session: Session | None) -> str:
@@ -315,7 +319,8 @@ class Gateway:
         self.gate.closing = True
         if self.server is not None:
             self.server.close()
-        end = time.monotonic() + self.settings.smtp_processing_timeout + GRACE_SECONDS
+        limit = self.settings.smtp_processing_timeout
+        end = time.monotonic() + limit + grace_seconds(limit)
         while self.gate.in_flight and time.monotonic() < end:
             await asyncio.sleep(0.05)
         for connection in list(self.gate.connections):
