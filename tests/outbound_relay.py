@@ -26,6 +26,8 @@ class Received:
     rcpt_tos: list[str]
     raw: bytes
     mail: EmailMessage
+    tls: bool = False
+    auth_data: object = None
 
     def text(self) -> str:
         part = self.mail.get_body(("plain",))
@@ -61,24 +63,30 @@ class Keeper:
         raw = envelope.original_content or envelope.content
         mail = email.message_from_bytes(raw, policy=email.policy.default)
         with self.lock:
-            self.received.append(Received(envelope.mail_from, [r.lower() for r in envelope.rcpt_tos], raw, mail))
+            self.received.append(Received(envelope.mail_from, [r.lower() for r in envelope.rcpt_tos], raw, mail,
+                                          tls=server.transport.get_extra_info("ssl_object") is not None,
+                                          auth_data=session.auth_data))
         return "250 2.0.0 kept"
 
 
 class CapturingRelay:
-    """`with CapturingRelay() as relay:` a started relay; relay.url for WORKRATE_RELAY_URL."""
+    """`with CapturingRelay() as relay:` a started relay; relay.url for WORKRATE_RELAY_URL.
 
-    def __init__(self, port: int | None = None) -> None:
+    Extra keyword arguments go to aiosmtpd's Controller/SMTP (ssl_context, tls_context, authenticator, …).
+    """
+
+    def __init__(self, port: int | None = None, **smtp_options: object) -> None:
         self.port = port or free_port()
         self.keeper = Keeper()
         self.controller: Controller | None = None
+        self.smtp_options = smtp_options
 
     @property
     def url(self) -> str:
         return f"smtp://127.0.0.1:{self.port}"
 
     def start(self) -> CapturingRelay:
-        self.controller = Controller(self.keeper, hostname="127.0.0.1", port=self.port)
+        self.controller = Controller(self.keeper, hostname="127.0.0.1", port=self.port, **self.smtp_options)
         self.controller.start()
         return self
 

@@ -6,20 +6,28 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime as dt
+import ipaddress
 import logging
 import re
+import ssl
 from collections.abc import Iterator
 from email import message_from_bytes
+from email.message import EmailMessage
 from email.policy import default as default_policy
+from pathlib import Path
 
 import dkim as dkimpy
 import pytest
-from cryptography.hazmat.primitives import serialization
+from aiosmtpd.smtp import AuthResult, LoginPassword
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from outbound_relay import CapturingRelay
+from cryptography.x509.oid import NameOID
+from outbound_relay import CapturingRelay, free_port
 
 from config import Settings
 from gateway.addresses import format_reply_address, parse_bounce_address
+from gateway.outbound import transport
 from gateway.outbound.unsubscribe import make_unsubscribe_token, read_unsubscribe_token
 from gateway.outbound.worker import OutboxWorker
 from storage import outbox
@@ -536,3 +544,96 @@ def test_set_messages_access_regrant_is_emailed_again(settings: Settings, make, 
     post_message(make.thread(ws), make.team(), "Welcome back")
     send_due(settings)
     assert "Welcome back" in relay.to("bob@acme.test")[0].text()
+
+
+# --- Transport: TLS, STARTTLS, login ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and its key."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "relay.test")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(days=1))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    folder = tmp_path_factory.mktemp("tls")
+    (folder / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (folder / "key.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                                       serialization.PrivateFormat.TraditionalOpenSSL,
+                                                       serialization.NoEncryption()))
+    return folder / "cert.pem", folder / "key.pem"
+
+
+def server_context(tls_files: tuple[Path, Path]) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(*map(str, tls_files))
+    return ctx
+
+
+def client_context(tls_files: tuple[Path, Path]) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=str(tls_files[0]))
+
+
+def simple_mail() -> EmailMessage:
+    mail = EmailMessage()
+    mail["From"], mail["To"], mail["Subject"] = "notifications@reply.test", "bob@acme.test", "Hi"
+    mail.set_content("Hello over the wire.")
+    return mail
+
+
+def send(settings: Settings, url: str, tls_files: tuple[Path, Path] | None = None) -> str:
+    return asyncio.run(transport.send(simple_mail(), "bounce+" + "a" * 32 + "@reply.test", ["bob@acme.test"],
+                                      settings.replace(relay_url=url),
+                                      tls_context=client_context(tls_files) if tls_files else None))
+
+
+def accept_kim(server, session, envelope, mechanism, auth_data) -> AuthResult:  # noqa: ANN001
+    ok = isinstance(auth_data, LoginPassword) and (auth_data.login, auth_data.password) == (b"kim", b"s3cr:t")
+    return AuthResult(success=ok, handled=False, auth_data=auth_data)
+
+
+def test_implicit_tls_relay_with_login(settings: Settings, tls_files) -> None:
+    # smtps:// speaks TLS from the first byte and logs in with the URL's user and (percent-encoded) password.
+    # aiosmtpd does not notice implicit TLS when deciding to offer AUTH, hence auth_require_tls=False
+    with CapturingRelay(ssl_context=server_context(tls_files), authenticator=accept_kim,
+                        auth_require_tls=False) as relay:
+        send(settings, f"smtps://kim:s3cr%3At@127.0.0.1:{relay.port}", tls_files)
+        [got] = relay.received
+        assert got.tls and got.auth_data.login == b"kim" and "Hello over the wire." in got.text()
+        with pytest.raises(transport.TemporaryFailure, match="535"):  # a wrong password is our setup: retry
+            send(settings, f"smtps://kim:wrong@127.0.0.1:{relay.port}", tls_files)
+
+
+def test_starttls_used_when_offered_and_required_when_asked(settings: Settings, tls_files) -> None:
+    # smtp:// upgrades with STARTTLS when the relay offers it; smtp+starttls:// refuses a relay without it
+    # (a temporary failure: the email waits until the setup is fixed).
+    with CapturingRelay(tls_context=server_context(tls_files)) as relay:
+        send(settings, relay.url, tls_files)
+        send(settings, f"smtp+starttls://127.0.0.1:{relay.port}", tls_files)
+        assert [r.tls for r in relay.received] == [True, True]
+    with CapturingRelay() as plain:
+        send(settings, plain.url)
+        assert [r.tls for r in plain.received] == [False]
+        with pytest.raises(transport.TemporaryFailure):
+            send(settings, f"smtp+starttls://127.0.0.1:{plain.port}")
+        assert len(plain.received) == 1
+
+
+def test_relay_answers_are_classified(settings: Settings, relay) -> None:
+    # 5xx is permanent with the relay's words; 4xx and a refused connection are temporary.
+    relay.keeper.refuse["bob@acme.test"] = "550 5.1.1 No such user here"
+    with pytest.raises(transport.PermanentFailure) as permanent:
+        send(settings, relay.url)
+    assert permanent.value.code == 550 and permanent.value.text == "550 5.1.1 No such user here"
+    relay.keeper.refuse["bob@acme.test"] = "452 4.2.2 Mailbox full"
+    with pytest.raises(transport.TemporaryFailure) as temporary:
+        send(settings, relay.url)
+    assert temporary.value.code == 452
+    with pytest.raises(transport.TemporaryFailure):
+        send(settings, f"smtp://127.0.0.1:{free_port()}")
