@@ -1,0 +1,239 @@
+"""Ingest benchmark: our SMTP gateway against a bare aiosmtpd sink, in the same run, as ratios.
+
+usage: python bench/ingest.py [--messages 2000] [--connections 8] [--size 2048] [--attachment 0]
+                              [--new-connection] [--database-url URL] [--gateways 1] [--time-limit 120]
+
+Starts a bare aiosmtpd process (handle_DATA answers 250 at once) and our gateway (`workrate smtp`, its own
+data folder, a workspace and a client's reply address made through the CLI), sends the same N replies over C
+connections to each in turn, and prints msgs/s, p50/p99 DATA→250 latency and server CPU per message for both,
+and the ratio. Loopback only; bounded in count and time.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from email.message import EmailMessage
+from email.utils import make_msgid
+from pathlib import Path
+
+import aiosmtplib
+
+ROOT = Path(__file__).resolve().parent.parent
+SINK_CODE = """
+import asyncio, sys
+from aiosmtpd.smtp import SMTP
+class Sink:
+    async def handle_DATA(self, server, session, envelope):
+        return "250 OK"
+async def main():
+    loop = asyncio.get_running_loop()
+    srv = await loop.create_server(lambda: SMTP(Sink(), hostname="sink.bench", data_size_limit=None),
+                                   "127.0.0.1", int(sys.argv[1]))
+    await srv.serve_forever()
+asyncio.run(main())
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, proc: subprocess.Popen, timeout: float = 30) -> None:
+    end = time.time() + timeout
+    while time.time() < end:
+        if proc.poll() is not None:
+            raise SystemExit(f"server exited early with status {proc.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit(f"nothing listens on port {port} after {timeout} s")
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU of the given processes, from /proc (Linux)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+        except (OSError, IndexError, ValueError):
+            pass
+    return total
+
+
+def make_mail(sender: str, rcpt: str, i: int, size: int, attachment: int) -> bytes:
+    m = EmailMessage()
+    m["From"] = sender
+    m["To"] = rcpt
+    m["Subject"] = f"Re: benchmark {i}"
+    m["Message-ID"] = make_msgid(domain="bench.test")
+    words = f"Reply number {i}: the homepage looks good, ship it on Friday please. "
+    body = (words * (size // len(words) + 1))[:size]
+    quoted = "\n".join("> " + body[j:j + 70] for j in range(0, min(len(body), 700), 70))
+    m.set_content(f"{body}\n\nOn Tue, Kim Lee wrote:\n{quoted}\n")
+    if attachment:
+        m.add_attachment(os.urandom(attachment), maintype="application", subtype="octet-stream",
+                         filename=f"file{i}.bin")
+    return m.as_bytes()
+
+
+@dataclass
+class Result:
+    name: str
+    sent: int
+    ok: int
+    seconds: float
+    latencies: list[float]
+    cpu: float
+
+    @property
+    def rate(self) -> float:
+        return self.ok / self.seconds if self.seconds else 0.0
+
+    def pct(self, p: float) -> float:
+        if not self.latencies:
+            return float("nan")
+        data = sorted(self.latencies)
+        return data[min(len(data) - 1, int(p / 100 * len(data)))] * 1000
+
+    @property
+    def cpu_ms(self) -> float:
+        return self.cpu / self.ok * 1000 if self.ok else float("nan")
+
+
+async def blast(ports: list[int], mails: list[bytes], sender: str, rcpt: str, connections: int,
+                new_connection: bool, time_limit: float) -> tuple[int, float, list[float]]:
+    queue: asyncio.Queue[bytes] = asyncio.Queue()
+    for raw in mails:
+        queue.put_nowait(raw)
+    latencies: list[float] = []
+    ok = 0
+    deadline = time.monotonic() + time_limit
+
+    async def one_connection(n: int) -> None:
+        nonlocal ok
+        port = ports[n % len(ports)]
+        client: aiosmtplib.SMTP | None = None
+        while not queue.empty() and time.monotonic() < deadline:
+            raw = queue.get_nowait()
+            if client is None:
+                client = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, timeout=60, start_tls=False)
+                await client.connect()
+                await client.ehlo()
+            await client.mail(sender)
+            await client.rcpt(rcpt)
+            t0 = time.perf_counter()
+            try:
+                await client.data(raw)
+                ok += 1
+                latencies.append(time.perf_counter() - t0)
+            except aiosmtplib.SMTPResponseException:
+                pass
+            if new_connection:
+                await client.quit()
+                client = None
+        if client is not None:
+            await client.quit()
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(one_connection(n) for n in range(connections)))
+    return ok, time.perf_counter() - t0, latencies
+
+
+def run_target(name: str, ports: list[int], pids: list[int], mails: list[bytes], sender: str, rcpt: str,
+               args: argparse.Namespace) -> Result:
+    # A short warm-up so imports and caches are not measured.
+    asyncio.run(blast(ports, mails[:20], sender, rcpt, min(4, args.connections), args.new_connection, 30))
+    cpu0 = cpu_seconds(pids)
+    ok, seconds, latencies = asyncio.run(blast(ports, mails[20:], sender, rcpt, args.connections,
+                                               args.new_connection, args.time_limit))
+    return Result(name, len(mails) - 20, ok, seconds, latencies, cpu_seconds(pids) - cpu0)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--messages", type=int, default=2000)
+    ap.add_argument("--connections", type=int, default=8)
+    ap.add_argument("--size", type=int, default=2048, help="body size in bytes")
+    ap.add_argument("--attachment", type=int, default=0, help="attachment size in bytes (0: none)")
+    ap.add_argument("--new-connection", action="store_true", help="a new SMTP connection per message")
+    ap.add_argument("--database-url", default="", help="postgresql://… (default: SQLite in a temp folder)")
+    ap.add_argument("--gateways", type=int, default=1, help="number of `workrate smtp` processes")
+    ap.add_argument("--time-limit", type=float, default=120, help="seconds per target at most")
+    ap.add_argument("--workrate", default=shutil.which("workrate") or str(Path(sys.executable).with_name("workrate")))
+    args = ap.parse_args()
+    args.messages = max(40, min(args.messages, 100_000))
+
+    data = tempfile.mkdtemp(prefix="wr-bench-")
+    env = dict(os.environ, WORKRATE_DATA_DIR=data, WORKRATE_REPLY_DOMAIN="reply.bench.test",
+               WORKRATE_SECRET_KEY="bench-secret-key-0123456789abcdef0123", WORKRATE_LOG_LEVEL="WARNING",
+               WORKRATE_MAX_MESSAGE_SIZE=str(max(26214400, args.attachment * 2 + 1_000_000)))
+    if args.database_url:
+        env["WORKRATE_DATABASE_URL"] = args.database_url
+
+    def cli(*a: str) -> str:
+        return subprocess.run([args.workrate, *a], env=env, check=True, capture_output=True, text=True).stdout
+
+    procs: list[subprocess.Popen] = []
+    try:
+        slug = cli("workspace", "create", f"Bench {time.time_ns()}").strip().splitlines()[-1]
+        sender = f"client{time.time_ns()}@bench.test"
+        cli("user", "add", sender, "--name", "Bench Client", "--client", slug, "--messages-access")
+        rcpt = cli("reply-address", slug, "--as", sender).strip()
+        mails = [make_mail(sender, rcpt, i, args.size, args.attachment) for i in range(args.messages + 20)]
+
+        sink_port = free_port()
+        sink = subprocess.Popen([sys.executable, "-c", SINK_CODE, str(sink_port)])
+        procs.append(sink)
+        wait_port(sink_port, sink)
+        bare = run_target("bare aiosmtpd", [sink_port], [sink.pid], mails, sender, rcpt, args)
+        sink.terminate()
+
+        ports, gateways = [], []
+        for _ in range(args.gateways):
+            port = free_port()
+            gw = subprocess.Popen([args.workrate, "smtp"], env=dict(env, WORKRATE_SMTP_PORT=str(port)))
+            procs.append(gw)
+            gateways.append(gw)
+            wait_port(port, gw)
+            ports.append(port)
+        ours = run_target(f"workrate smtp ×{args.gateways}", ports, [g.pid for g in gateways], mails, sender, rcpt,
+                          args)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.terminate()
+                try:
+                    p.wait(10)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+        shutil.rmtree(data, ignore_errors=True)
+
+    db = "PostgreSQL" if args.database_url else "SQLite"
+    print(f"ingest: {args.messages} replies of {args.size} B"
+          + (f" + {args.attachment} B attachment" if args.attachment else "")
+          + f", {args.connections} connections{', new connection per message' if args.new_connection else ''}, {db}")
+    print(f"{'target':24} {'ok':>6} {'msgs/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'CPU ms/msg':>11}")
+    for r in (bare, ours):
+        print(f"{r.name:24} {r.ok:6d} {r.rate:9.1f} {r.pct(50):8.2f} {r.pct(99):8.2f} {r.cpu_ms:11.3f}")
+    ratio = ours.rate / bare.rate if bare.rate else float("nan")
+    print(f"ratio (workrate / bare aiosmtpd): throughput {ratio:.2f}×, CPU per message {ours.cpu_ms / bare.cpu_ms:.2f}×")
+    return 0 if ours.ok == ours.sent else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
