@@ -15,7 +15,6 @@ import asyncio
 import os
 import shutil
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -231,7 +230,8 @@ def main() -> int:
     for r in (bare, ours):
         print(f"{r.name:24} {r.ok:6d} {r.rate:9.1f} {r.pct(50):8.2f} {r.pct(99):8.2f} {r.cpu_ms:11.3f}")
     ratio = ours.rate / bare.rate if bare.rate else float("nan")
-    print(f"ratio (workrate / bare aiosmtpd): throughput {ratio:.2f}×, CPU per message {ours.cpu_ms / bare.cpu_ms:.2f}×")
+    cpu_ratio = ours.cpu_ms / bare.cpu_ms if bare.cpu_ms else float("nan")
+    print(f"ratio (workrate / bare aiosmtpd): throughput {ratio:.2f}×, CPU per message {cpu_ratio:.2f}×")
     return 0 if ours.ok == ours.sent else 1
 
 
