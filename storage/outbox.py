@@ -110,12 +110,12 @@ def claim_due(now: dt.datetime | None = None, limit: int = 20, worker_id: str = 
     now = now or utcnow()
     lease_until = now + dt.timedelta(seconds=lease_seconds)
     batches: list[Batch] = []
+    due = (OutboxEmail.status == PENDING) & (OutboxEmail.next_attempt_at <= now) & _lease_free(now)
+    if not OutboxEmail.select(OutboxEmail.id).where(due).exists():
+        return batches  # the common idle case: no write lock taken (SQLite has only one)
     with _claim_transaction():
         candidates = list(_locked(
-            OutboxEmail.select()
-            .where((OutboxEmail.status == PENDING) & (OutboxEmail.next_attempt_at <= now) & _lease_free(now))
-            .order_by(OutboxEmail.id)
-            .limit(limit * 10)))
+            OutboxEmail.select().where(due).order_by(OutboxEmail.id).limit(limit * 10)))
         claimed: set[int] = set()
         blocked: set[int] = set()  # recipients whose older notification is not in this claim
         for row in candidates:
