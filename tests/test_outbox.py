@@ -9,11 +9,13 @@ import datetime as dt
 import ipaddress
 import logging
 import re
+import smtplib
 import ssl
 from collections.abc import Iterator
 from email import message_from_bytes
 from email.message import EmailMessage
 from email.policy import default as default_policy
+from email.utils import make_msgid
 from pathlib import Path
 
 import dkim as dkimpy
@@ -23,17 +25,18 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
-from outbound_relay import CapturingRelay, free_port
+from outbound_relay import CapturingRelay, Received, free_port
 
 from config import Settings
 from gateway.addresses import format_reply_address, parse_bounce_address
 from gateway.outbound import transport
 from gateway.outbound.unsubscribe import make_unsubscribe_token, read_unsubscribe_token
 from gateway.outbound.worker import OutboxWorker
+from gateway.server import make_controller
 from storage import outbox
 from storage.directory import set_access, set_following
 from storage.mail_log import FAILED, PENDING, SENT, SKIPPED, OutboxEmail
-from storage.models import Membership, ReplyToken, User, utcnow
+from storage.models import Membership, Message, ReplyToken, User, utcnow
 from storage.posting import post_message
 from storage.tokens import set_messages_access
 
@@ -637,3 +640,77 @@ def test_relay_answers_are_classified(settings: Settings, relay) -> None:
     assert temporary.value.code == 452
     with pytest.raises(transport.TemporaryFailure):
         send(settings, f"smtp://127.0.0.1:{free_port()}")
+
+
+# --- The whole loop through the real gateway -------------------------------------------------------------
+
+
+def smtp_send(gateway, mail_from: str, rcpt: str, raw: bytes) -> int:  # noqa: ANN001
+    with smtplib.SMTP(gateway.host, gateway.port, timeout=30) as client:
+        client.ehlo("mx.sender.test")
+        client.mail(mail_from)
+        code, _ = client.rcpt(rcpt)
+        if code != 250:
+            return code
+        code, _ = client.data(re.sub(rb"\r?\n", b"\r\n", raw))
+        return code
+
+
+def reply_to(received: Received, sender: str, text: str) -> tuple[str, bytes]:
+    """A reply as a mail client writes it: new text on top, the notification quoted below."""
+    note = received.mail
+    quoted = "\n".join("> " + line for line in received.text().splitlines())
+    reply = EmailMessage()
+    reply["From"], reply["To"], reply["Subject"] = sender, note["Reply-To"], "Re: " + note["Subject"]
+    reply["Message-ID"] = make_msgid(domain="sender.test")
+    reply["In-Reply-To"] = reply["References"] = note["Message-ID"]
+    reply.set_content(f"{text}\n\nOn Mon, {note['From']} wrote:\n{quoted}\n")
+    return note["Reply-To"], reply.as_bytes(policy=default_policy)
+
+
+def test_round_trip_through_gateway_and_relay(settings: Settings, make, relay) -> None:
+    # A team message is emailed to the client; the client's reply to it (quote and all) is posted and emailed
+    # to the team; the team's emailed answer reaches the client. Our own notification looping back, and a
+    # bounce report to the envelope sender, are recorded and never posted.
+    settings = settings.replace(relay_url=relay.url)
+    gateway = make_controller(settings).start()
+    try:
+        ws = make.workspace("Acme Co")
+        kim = make.team("kim@agency.test", name="Kim Lee")
+        bob = make.client(ws, "bob@acme.test", name="Bob Stone")
+        thread = make.thread(ws)
+        post_message(thread, kim, "Homepage revisions are **ready** for review.")
+        send_due(settings)
+        [to_bob] = relay.to(bob.email)
+
+        address, raw = reply_to(to_bob, "Bob Stone <bob@acme.test>", "Looks great, approved!")
+        assert smtp_send(gateway, bob.email, address, raw) == 250
+        posted = Message.select().where(Message.author == bob.id).get()
+        assert posted.text == "Looks great, approved!" and not posted.is_internal
+        send_due(settings)
+        [to_kim] = relay.to(kim.email)
+        assert "Looks great, approved!" in to_kim.text() and to_kim.mail["Reply-To"] != to_bob.mail["Reply-To"]
+
+        address, raw = reply_to(to_kim, "Kim Lee <kim@agency.test>", "Great, I'll ship it on Friday.")
+        assert smtp_send(gateway, kim.email, address, raw) == 250
+        send_due(settings)
+        latest = relay.to(bob.email)[-1]
+        assert "ship it on Friday" in latest.text()
+        assert latest.mail["In-Reply-To"] == to_bob.mail["Message-ID"]
+
+        count = Message.select().count()
+        assert smtp_send(gateway, bob.email, to_bob.mail["Reply-To"], to_bob.raw) == 250  # our own mail, looped
+        raw_bounce = (f"From: MAILER-DAEMON@acme.test\r\nTo: {to_bob.mail_from}\r\n"
+                      "Subject: Undelivered Mail Returned to Sender\r\nAuto-Submitted: auto-replied\r\n"
+                      'MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status; boundary="b1"'
+                      "\r\n\r\n--b1\r\nContent-Type: text/plain\r\n\r\nYour message could not be delivered.\r\n"
+                      "--b1\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.acme.test\r\n\r\n"
+                      "Final-Recipient: rfc822; bob@acme.test\r\nAction: failed\r\nStatus: 5.1.1\r\n"
+                      "Diagnostic-Code: smtp; 550 5.1.1 user unknown\r\n--b1--\r\n").encode()
+        assert smtp_send(gateway, "", to_bob.mail_from, raw_bounce) == 250
+        assert Message.select().count() == count
+        bounced = OutboxEmail.get(OutboxEmail.bounce_token == parse_bounce_address(to_bob.mail_from))
+        assert bounced.status == FAILED and "5.1.1" in bounced.last_error
+        assert User.get_by_id(bob.id).hard_bounces == 1
+    finally:
+        gateway.stop()
