@@ -4,6 +4,7 @@ test_api.py (it is not a test module itself)."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,12 +52,14 @@ def attach(settings: Settings, name: str, data: bytes, content_type: str = "text
 
 
 @pytest.fixture
-def app(settings: Settings, database: object) -> Flask:
+def app(settings: Settings, database: object) -> Iterator[Flask]:
     from web import create_app
+    from web.events import stop_watcher
 
     app = create_app(settings)
     app.config["TESTING"] = True
-    return app
+    yield app
+    stop_watcher(app)
 
 
 @pytest.fixture

@@ -65,13 +65,24 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     @app.before_request
     def _open_connection() -> None:
-        if request.endpoint != "static":
-            db.database.connect(reuse_if_open=True)
+        if request.endpoint == "static":
+            return
+        if request.blueprint == "events":
+            # Live-update streams reconnect in bursts; they share a few database slots (see web/events.py).
+            from web.events import read_slots
+
+            read_slots.acquire()
+            g.holds_read_slot = True
+        db.database.connect(reuse_if_open=True)
 
     @app.teardown_request
     def _close_connection(exc: BaseException | None) -> None:
         if not db.database.is_closed():
             db.database.close()
+        if g.pop("holds_read_slot", False):
+            from web.events import read_slots
+
+            read_slots.release()
 
     @app.after_request
     def _security_headers(response: Response) -> Response:

@@ -87,7 +87,8 @@ def list_messages(slug: str) -> Any:
     workspace = _workspace(slug)
     thread = thread_of(workspace)
     after, before = _int_arg("after"), _int_arg("before")
-    limit = _int_arg("limit") or DEFAULT_LIMIT
+    limit = _int_arg("limit")
+    limit = DEFAULT_LIMIT if limit is None else limit
     if not 1 <= limit <= MAX_LIMIT:
         raise ApiError(400, f"?limit= must be between 1 and {MAX_LIMIT}.")
     query = visible_messages(g.api_viewer, thread)

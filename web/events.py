@@ -43,6 +43,10 @@ RETRY_MS = 1000  # what the browser waits before reconnecting
 SETTLE_SECONDS = 10
 BATCH = 100
 WATCHER_IDLE_SECONDS = 30  # the watcher thread stops after this long without any stream
+# When a message arrives, every open stream wakes at once. At most this many read the database at the
+# same time, so 200 streams never ask PostgreSQL for 200 connections (a read takes a few milliseconds).
+READ_SLOTS = 8
+read_slots = threading.BoundedSemaphore(READ_SLOTS)
 
 
 class _Settling:
@@ -228,7 +232,7 @@ def _read_new(app: Flask, environ: dict[str, Any], viewer: Viewer, thread_id: in
               sent: set[int], mode: str) -> tuple[list[str], bool]:
     """New events of the thread after the cursor (re-reading the settling window), as SSE chunks."""
     chunks: list[str] = []
-    with app.request_context(environ), database.connection_context():
+    with read_slots, app.request_context(environ), database.connection_context():
         if not can_open_thread(viewer, _thread(thread_id)):
             return chunks, False
         scan_from = cursor.low

@@ -1,0 +1,300 @@
+"""Live updates: the SSE stream reads the ThreadEvent log through the visibility rule. A new message
+reaches an open stream within 2 seconds whether it was posted in this process, in another thread or in
+another process; a client's stream never carries an internal note; Last-Event-ID resumes; streams end
+after live_stream_seconds and hold no database connection between reads; the real server (cheroot)
+serves streams without slowing ordinary pages."""
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import web_support
+from web_support import CLIENT_TEXT, INTERNAL_TEXT, World, sign_in
+
+from storage.db import database
+from storage.mail_log import ThreadEvent
+from storage.posting import post_message
+
+app = web_support.app  # fixtures
+world = web_support.world
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def parse_sse(text: str) -> list[dict[str, Any]]:
+    """The dispatched events of an SSE body: [{"id", "event", "data"}], comments and retry lines dropped."""
+    events = []
+    for block in text.replace("\r\n", "\n").split("\n\n"):
+        fields: dict[str, Any] = {}
+        for line in block.split("\n"):
+            if not line or line.startswith(":"):
+                continue
+            name, _, value = line.partition(":")
+            fields[name] = value[1:] if value.startswith(" ") else value
+        if "data" in fields:
+            events.append({"id": fields.get("id"), "event": fields.get("event", "message"),
+                           "data": json.loads(fields["data"])})
+    return events
+
+
+def last_event_id() -> int:
+    return ThreadEvent.select().order_by(ThreadEvent.id.desc()).first().id
+
+
+def stream_body(app: Any, who: Any, url: str, seconds: float = 0.6, **kwargs: Any) -> str:
+    app.extensions["workrate_settings"] = app.extensions["workrate_settings"].replace(live_stream_seconds=seconds)
+    response = sign_in(app.test_client(), who).get(url, **kwargs)
+    assert response.status_code == 200 and response.mimetype == "text/event-stream"
+    return response.get_data(as_text=True)
+
+
+def test_team_stream_carries_new_messages_rendered(app: Any, world: World) -> None:
+    # Messages committed after the page's cursor come as "message" events with the page's own HTML.
+    after = last_event_id()
+    one = post_message(world.thread, world.team, "first **live**")
+    two = post_message(world.thread, world.team, "second, internal", internal=True)
+    events = parse_sse(stream_body(app, world.team, f"/events/w/acme?after={after}"))
+    assert [e["data"]["message_id"] for e in events] == [one.id, two.id]
+    assert all(e["event"] == "message" for e in events)
+    assert f'id="m-{one.id}"' in events[0]["data"]["html"] and "<strong>live</strong>" in events[0]["data"]["html"]
+    assert 'class="message internal' in events[1]["data"]["html"]
+    assert int(events[1]["id"]) > int(events[0]["id"]) > after
+
+
+def test_client_stream_never_carries_internal_notes(app: Any, world: World) -> None:
+    # The same events, read by a client: only the client-visible message; no trace of the internal one.
+    after = 0
+    public = post_message(world.thread, world.team, "for the client")
+    internal = post_message(world.thread, world.team, "team only: " + INTERNAL_TEXT, internal=True)
+    body = stream_body(app, world.client, f"/events/w/acme?after={after}")
+    ids = [e["data"]["message_id"] for e in parse_sse(body)]
+    assert public.id in ids and world.public.id in ids
+    assert internal.id not in ids and world.internal.id not in ids
+    assert INTERNAL_TEXT not in body and "budget.txt" not in body and 'data-visibility="internal"' not in body
+
+
+def test_last_event_id_resumes_after_the_last_event_seen(app: Any, world: World) -> None:
+    # A reconnecting EventSource sends Last-Event-ID; it wins over ?after= and only newer events come.
+    after = last_event_id()
+    one = post_message(world.thread, world.team, "one")
+    first = parse_sse(stream_body(app, world.team, f"/events/w/acme?after={after}"))
+    two = post_message(world.thread, world.team, "two")
+    resumed = parse_sse(stream_body(app, world.team, f"/events/w/acme?after={after}",
+                                    headers={"Last-Event-ID": first[-1]["id"]}))
+    assert [e["data"]["message_id"] for e in first] == [one.id]
+    assert [e["data"]["message_id"] for e in resumed] == [two.id]
+
+
+def test_stream_starts_with_retry_and_ends_after_its_time(app: Any, world: World) -> None:
+    # The stream tells the browser to reconnect after 1 s and closes after live_stream_seconds.
+    start = time.monotonic()
+    body = stream_body(app, world.team, f"/events/w/acme?after={last_event_id()}", seconds=0.8)
+    took = time.monotonic() - start
+    assert body.startswith("retry: 1000\n") and parse_sse(body) == []
+    assert 0.7 <= took < 3
+
+
+def test_stream_is_not_buffered_by_proxies(app: Any, world: World) -> None:
+    app.extensions["workrate_settings"] = app.extensions["workrate_settings"].replace(live_stream_seconds=0)
+    response = sign_in(app.test_client(), world.team).get("/events/w/acme")
+    assert response.headers["X-Accel-Buffering"] == "no" and "no-cache" in response.headers["Cache-Control"]
+    response.close()
+
+
+def _post_later(world: World, delay: float, text: str, done: dict[str, Any]) -> threading.Thread:
+    def run() -> None:
+        time.sleep(delay)
+        with database.connection_context():
+            done["message"] = post_message(world.thread, world.team, text)
+        done["committed_at"] = time.monotonic()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+def test_message_posted_elsewhere_arrives_within_two_seconds_without_holding_a_connection(
+        app: Any, world: World) -> None:
+    # A stream open while another thread commits a message delivers it within 2 s; between reads the stream
+    # holds no database connection.
+    app.extensions["workrate_settings"] = app.extensions["workrate_settings"].replace(live_stream_seconds=4)
+    client = sign_in(app.test_client(), world.client)
+    response = client.get(f"/events/w/acme?after={last_event_id()}")
+    if not database.is_closed():
+        database.close()
+    done: dict[str, Any] = {}
+    poster = _post_later(world, 0.5, "arrives live", done)
+    arrived_at = None
+    for chunk in response.response:
+        assert database.is_closed(), "the stream holds a database connection between reads"
+        events = parse_sse(chunk.decode())
+        if events:
+            arrived_at = time.monotonic()
+            assert events[0]["data"]["message_id"] == done["message"].id
+            break
+    response.close()
+    poster.join()
+    assert arrived_at is not None and arrived_at - done["committed_at"] < 2.0
+
+
+def test_revoked_access_closes_the_stream(app: Any, world: World) -> None:
+    # When the client loses access, the stream sends "closed" and ends; the reconnect then gets 404.
+    from storage.directory import set_access
+
+    app.extensions["workrate_settings"] = app.extensions["workrate_settings"].replace(live_stream_seconds=5)
+    client = sign_in(app.test_client(), world.client)
+    response = client.get(f"/events/w/acme?after={last_event_id()}")
+    chunks = iter(response.response)
+    assert next(chunks).startswith(b"retry:")
+    set_access(world.client, world.acme, False)
+    post_message(world.thread, world.team, "after revoke")
+    rest = b"".join(chunks).decode()
+    events = parse_sse(rest)
+    assert [e["event"] for e in events] == ["closed"]
+    assert client.get("/events/w/acme").status_code == 404
+
+
+POSTER = """
+import sys
+from pathlib import Path
+from config import Settings
+from storage import db
+from storage.directory import get_user, get_workspace, thread_of
+from storage.posting import post_message
+
+settings = Settings(data_dir=Path(sys.argv[1]), database_url=sys.argv[2], secret_key="x")
+db.bind(settings)
+with db.database.connection_context():
+    m = post_message(thread_of(get_workspace("acme")), get_user("kim@agency.test"), sys.argv[3], source="cli")
+    print(m.id)
+"""
+
+
+def test_message_posted_by_another_process_arrives(app: Any, world: World, settings: Any) -> None:
+    # The database is the bus: a message committed by a separate process reaches the stream.
+    app.extensions["workrate_settings"] = settings.replace(live_stream_seconds=6)
+    client = sign_in(app.test_client(), world.team)
+    response = client.get(f"/events/w/acme?after={last_event_id()}")
+    proc = subprocess.Popen([sys.executable, "-c", POSTER, str(settings.data_dir), settings.effective_database_url,
+                             "from another process"], stdout=subprocess.PIPE, cwd=ROOT,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    got = None
+    for chunk in response.response:
+        events = parse_sse(chunk.decode())
+        if events:
+            got = events[0]["data"]
+            break
+    response.close()
+    out, _ = proc.communicate(timeout=30)
+    assert got is not None and got["message_id"] == int(out.strip())
+    assert "from another process" in got["html"] and "via command line" in got["html"]
+
+
+# ---------------------------------------------------------------------------------------------------
+# The real server
+
+
+@pytest.fixture
+def server(settings: Any, database: Any, world: World) -> Any:
+    from web.server import WebServer
+
+    web = WebServer(settings.replace(live_stream_seconds=3, web_threads=32))
+    web.start()
+    yield web
+    web.stop()
+
+
+def session_cookie(app: Any, user: Any) -> str:
+    client = sign_in(app.test_client(), user)
+    return f"workrate_session={client.get_cookie('workrate_session').value}"
+
+
+def open_stream(port: int, cookie: str, path: str) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: app.test\r\nCookie: {cookie}\r\nAccept: text/event-stream\r\n\r\n"
+                 .encode())
+    return sock
+
+
+def test_real_server_serves_pages_and_live_updates(server: Any, world: World) -> None:
+    # cheroot on a real socket: a page with its headers, and a live update within 2 s of the commit.
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    conn.request("GET", "/login")
+    page = conn.getresponse()
+    assert page.status == 200 and page.getheader("X-Frame-Options") == "DENY"
+    page.read()
+    cookie = session_cookie(server.app, world.client)
+    sock = open_stream(server.port, cookie, f"/events/w/acme?after={last_event_id()}")
+    head = read_until(sock, b"retry:")
+    assert b"200 OK" in head and b"text/event-stream" in head
+    done: dict[str, Any] = {}
+    _post_later(world, 0.2, "over the wire", done).join()
+    read_until(sock, b"over the wire")
+    assert time.monotonic() - done["committed_at"] < 2.0
+    sock.close()
+
+
+def test_server_stops_promptly_with_open_streams(settings: Any, database: Any, world: World) -> None:
+    # stop() ends open streams instead of waiting for them to time out.
+    from web.server import WebServer
+
+    web = WebServer(settings.replace(live_stream_seconds=60, web_threads=8))
+    web.start()
+    sock = open_stream(web.port, session_cookie(web.app, world.team), "/events/w/acme")
+    read_until(sock, b"retry:")
+    start = time.monotonic()
+    web.stop()
+    assert time.monotonic() - start < 4
+    sock.close()
+
+
+def read_until(sock: socket.socket, marker: bytes) -> bytes:
+    buffer = b""
+    while marker not in buffer:
+        data = sock.recv(65536)
+        assert data, f"connection closed before {marker!r}"
+        buffer += data
+    return buffer
+
+
+@pytest.mark.slow
+def test_200_open_streams_do_not_slow_page_loads(settings: Any, database: Any, world: World) -> None:
+    # With 200 live-update streams open, an ordinary page loads at most 2x slower than with none.
+    from web.server import WebServer
+
+    web = WebServer(settings.replace(live_stream_seconds=60, web_threads=256))
+    web.start()
+    cookie = session_cookie(web.app, world.team)
+
+    def median_page_time() -> float:
+        times = []
+        for _ in range(15):
+            conn = http.client.HTTPConnection("127.0.0.1", web.port, timeout=10)
+            start = time.perf_counter()
+            conn.request("GET", "/w/acme", headers={"Cookie": cookie})
+            response = conn.getresponse()
+            assert response.status == 200 and CLIENT_TEXT in response.read().decode()
+            times.append(time.perf_counter() - start)
+            conn.close()
+        return statistics.median(times)
+
+    try:
+        baseline = median_page_time()
+        streams = [open_stream(web.port, cookie, f"/events/w/acme?after={last_event_id()}") for _ in range(200)]
+        for sock in streams:
+            read_until(sock, b"retry:")
+        loaded = median_page_time()
+        for sock in streams:
+            sock.close()
+    finally:
+        web.stop()
+    assert loaded <= max(2 * baseline, baseline + 0.02), (baseline, loaded)
