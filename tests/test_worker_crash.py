@@ -33,7 +33,8 @@ from gateway.outbound.worker import OutboxWorker
 settings = load_settings()
 logging.basicConfig(level="INFO", format="%(asctime)s %(name)s: %(message)s")
 db.bind(settings)
-asyncio.run(OutboxWorker(settings, lease_seconds=float(sys.argv[1]), poll_interval=0.05).run(asyncio.Event()))
+worker = OutboxWorker(settings, lease_seconds=float(sys.argv[1]), batch_size=int(sys.argv[2]), poll_interval=0.05)
+asyncio.run(worker.run(asyncio.Event()))
 """
 
 
@@ -46,8 +47,8 @@ def environment(settings: Settings, relay: CapturingRelay) -> dict[str, str]:
     return env
 
 
-def start_runner(env: dict[str, str], log: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", RUNNER, str(LEASE_SECONDS)], cwd=ROOT, env=env,
+def start_runner(env: dict[str, str], log: Path, batch_size: int = 20) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", RUNNER, str(LEASE_SECONDS), str(batch_size)], cwd=ROOT, env=env,
                             stdout=log.open("ab"), stderr=subprocess.STDOUT)
 
 
@@ -137,3 +138,33 @@ def test_workrate_worker_sends_and_stops_on_sigterm(settings: Settings, make, tm
                 proc.wait(5)
     assert "Hello from the CLI worker." in relay.received[0].text()
     assert statuses() and set(statuses().values()) == {SENT}
+
+
+def test_two_worker_processes_send_every_email_exactly_once(settings: Settings, make, tmp_path: Path) -> None:
+    # Two worker processes draining one database at once (SQLite or PostgreSQL) never send an email twice,
+    # and between them send every one.
+    ws = make.workspace("Acme Co")
+    kim = make.team()
+    clients = [make.client(ws, f"client{i}@acme.test") for i in range(20)]
+    texts = ["First message.", "Second message.", "Third message."]
+    with CapturingRelay() as relay:
+        relay.keeper.data_delay = 0.02
+        env = environment(settings, relay)
+        procs = [start_runner(env, tmp_path / f"worker{i}.log", batch_size=3) for i in range(2)]
+        try:
+            for text in texts:
+                post_message(make.thread(ws), kim, text)
+                time.sleep(0.3)
+            wait_until(lambda: PENDING not in statuses().values(), 60, "every row to be sent")
+        finally:
+            for proc in procs:
+                proc.send_signal(signal.SIGKILL)
+                proc.wait(10)
+    by_id = collections.Counter(r.mail["Message-ID"] for r in relay.received)
+    assert set(by_id.values()) == {1}
+    for client in clients:
+        got = collections.Counter(t for r in relay.to(client.email) for t in texts if t in r.text())
+        assert got == dict.fromkeys(texts, 1), client.email
+    assert {r.leased_by for r in OutboxEmail.select()} == {None}  # mark_sent clears the lease
+    for i in range(2):  # both took part
+        assert " sent: " in (tmp_path / f"worker{i}.log").read_text(), f"worker {i} sent nothing"
