@@ -397,3 +397,54 @@ def test_first_page_of_a_big_thread_is_as_fast_as_a_small_one(app: Any, world: W
     start = time.perf_counter()
     assert portal.get("/portal/w/acme").status_code == 200
     assert time.perf_counter() - start < 0.25
+
+
+# ---------------------------------------------------------------------------------------------------
+# One-click unsubscribe and the demo
+
+
+def test_unsubscribe_link_confirms_then_unsubscribes(app: Any, world: World, settings: Any) -> None:
+    # GET only shows a button (mail scanners follow links); POST works without session or CSRF (RFC 8058).
+    from gateway.outbound.unsubscribe import make_unsubscribe_token
+
+    token = make_unsubscribe_token(settings, world.client.id, world.thread.id)
+    client = app.test_client()
+    page = client.get(f"/unsubscribe/{token}")
+    assert page.status_code == 200 and 'id="unsubscribe"' in page.get_data(as_text=True)
+    assert Membership.get(Membership.user == world.client).following is True
+    response = client.post(f"/unsubscribe/{token}", data={"List-Unsubscribe": "One-Click"})
+    assert response.status_code == 200 and "no longer get emails" in response.get_data(as_text=True)
+    assert Membership.get(Membership.user == world.client).following is False
+
+
+@pytest.mark.parametrize("token", ["garbage", "WzEsMV0.forged-signature"])
+def test_forged_unsubscribe_token_is_404(app: Any, world: World, token: str) -> None:
+    client = app.test_client()
+    assert client.get(f"/unsubscribe/{token}").status_code == 404
+    assert client.post(f"/unsubscribe/{token}").status_code == 404
+
+
+def test_demo_is_idempotent_and_its_links_work(app: Any, settings: Any, database: Any) -> None:
+    # `workrate run --demo` twice: one workspace, four sample messages (one internal), working sign-in links.
+    from storage.models import Workspace
+    from web.demo import create_demo
+
+    lines: list[str] = []
+    create_demo(settings, lines.append)
+    create_demo(settings, lines.append)
+    assert Workspace.select().count() == 1
+    messages = list(Message.select())
+    assert len(messages) == 4 and sum(m.visibility == "internal" for m in messages) == 1
+    assert any("kim@agency.example" in line and "demo-password" in line for line in lines)
+    links = [line.strip() for line in lines if line.strip().startswith("http") and "/login/" in line]
+    assert len(links) == 4  # per run: Bob's link, then Carol's
+    bob, carol = app.test_client(), app.test_client()
+    response = bob.post(f"/login/{links[2].rsplit('/', 1)[1]}", data={"csrf_token": csrf_token(bob)})
+    assert response.status_code == 302 and response.location == "/portal/"
+    html = bob.get("/portal/w/acme").get_data(as_text=True)
+    assert "Could we see the home page draft" in html and "designer is out" not in html
+    carol.post(f"/login/{links[3].rsplit('/', 1)[1]}", data={"csrf_token": csrf_token(carol)})
+    assert carol.get("/portal/w/acme").status_code == 403
+    team = app.test_client()
+    assert team.post("/login", data={"email": "kim@agency.example", "password": "demo-password",
+                                     "csrf_token": csrf_token(team)}).status_code == 302
