@@ -8,7 +8,8 @@ transaction as the message. A worker then drains the table:
     mark_sent() | mark_retry() | mark_failed() | mark_skipped() | release()
 
 Batching: when a notification row is due, every pending row of the same (recipient, thread, internal)
-goes into the same email, so a burst of messages within NOTIFY_DELAY is one email.
+goes into the same email (up to MAX_MESSAGES_PER_EMAIL), so a burst of messages within NOTIFY_DELAY is
+one email.
 
 Order: the notifications of one recipient leave in the order they were written. A due row is not
 claimed while an older pending notification of the same person waits in another batch (backing off
@@ -55,6 +56,7 @@ DEFAULT_LEASE_SECONDS = 300  # longer than one SMTP conversation may take (see t
 GIVE_UP_AFTER = dt.timedelta(days=2)  # a temporarily failing email is retried this long, then failed
 RETRY_FIRST_DELAY = 30.0  # seconds before the first retry; doubles each time
 RETRY_MAX_DELAY = 3600.0  # never wait longer than an hour between two tries
+MAX_MESSAGES_PER_EMAIL = 50  # a longer backlog is split into several emails, oldest first
 HARD_BOUNCES_TO_DISABLE = 3  # consecutive hard bounces after which an address is no longer emailed
 BOUNCED_PREFIX = "bounced: "
 LOGIN_LINK_SCRUBBED = "(The sign-in link was removed from the outbox after sending.)"
@@ -134,9 +136,9 @@ def claim_due(now: dt.datetime | None = None, limit: int = 20, worker_id: str = 
                     .where((OutboxEmail.status == PENDING) & (OutboxEmail.kind == NOTIFICATION)
                            & (OutboxEmail.recipient == row.recipient_id) & (OutboxEmail.thread == row.thread_id)
                            & (OutboxEmail.internal == row.internal) & _lease_free(now))
-                    .order_by(OutboxEmail.id)))
-                if not group or group[0].id > row.id:
-                    continue  # its own row was taken meanwhile (cannot happen while claims are serialized)
+                    .order_by(OutboxEmail.id).limit(MAX_MESSAGES_PER_EMAIL)))
+                if not group:
+                    continue
             ids = [r.id for r in group]
             taken = (OutboxEmail.update(lease_until=lease_until, leased_by=worker_id)
                      .where(OutboxEmail.id.in_(ids) & (OutboxEmail.status == PENDING) & _lease_free(now))

@@ -714,3 +714,19 @@ def test_round_trip_through_gateway_and_relay(settings: Settings, make, relay) -
         assert User.get_by_id(bob.id).hard_bounces == 1
     finally:
         gateway.stop()
+
+
+def test_a_long_backlog_is_split_into_emails_in_order(settings: Settings, make, relay) -> None:
+    # More pending messages than fit one email go out as several emails, oldest first, each message once.
+    settings = settings.replace(relay_url=relay.url, notify_delay=60)
+    ws = make.workspace()
+    kim = make.team()
+    make.client(ws, "bob@acme.test")
+    t0 = utcnow()
+    total = outbox.MAX_MESSAGES_PER_EMAIL + 5
+    for i in range(total):
+        post_message(make.thread(ws), kim, f"Backlog item {i}.", notify_delay=60, now=t0)
+    send_due(settings, now=t0 + dt.timedelta(seconds=61))
+    numbers = [[int(n) for n in re.findall(r"Backlog item (\d+)\.", r.text())] for r in relay.received]
+    assert [len(n) for n in numbers] == [outbox.MAX_MESSAGES_PER_EMAIL, 5]
+    assert [n for batch in numbers for n in batch] == list(range(total))
