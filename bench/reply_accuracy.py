@@ -1,10 +1,12 @@
 """Reply-trimming accuracy on folders of cases, ours against email-reply-parser in the same run.
 
 Usage: python bench/reply_accuracy.py --corpus ../shared/corpora/reply-trimmer [--corpus DIR ...] [--verbose]
+       python bench/reply_accuracy.py --stress     (1 MB hostile bodies: ms for ours and the baseline)
 
-A corpus folder holds NAME.input.txt (a body) or NAME.input.eml (a whole mail) and NAME.expected.txt,
-directly or under cases/. Texts are compared after normalising line ends, trailing spaces and outer blank
-lines. Prints, per corpus: cases, exact matches, mean similarity (difflib ratio) and ms per message.
+A corpus folder holds NAME.input.txt (a body), NAME.input.html (an HTML-only body) or NAME.input.eml
+(a whole mail) and NAME.expected.txt, directly or under cases/. Texts are compared after normalising line
+ends, trailing spaces and outer blank lines. Prints, per corpus: cases, exact matches, mean similarity
+(difflib ratio) and ms per message, for our trimmer and email-reply-parser, and the ratio.
 """
 from __future__ import annotations
 
@@ -12,6 +14,8 @@ import argparse
 import difflib
 import email
 import email.policy
+import random
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -22,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from email_reply_parser import EmailReplyParser  # noqa: E402
 
-from gateway.inbound.extract import reply_from_parts  # noqa: E402
+from gateway.inbound.extract import clear_caches, reply_from_parts  # noqa: E402
 
 REPEAT_FOR_TIMING = 5  # each case is trimmed this many times; the timing is the mean
 
@@ -73,9 +77,11 @@ def load_corpus(folder: Path) -> list[Case]:
     for expected_path in sorted(base.glob("*.expected.txt")):
         name = expected_path.name[: -len(".expected.txt")]
         expected = expected_path.read_text(encoding="utf-8", errors="replace")
-        txt, eml = base / f"{name}.input.txt", base / f"{name}.input.eml"
+        txt, html, eml = (base / f"{name}.input.{ext}" for ext in ("txt", "html", "eml"))
         if txt.exists():
             cases.append(Case(name, txt.read_text(encoding="utf-8", errors="replace"), None, expected))
+        elif html.exists():
+            cases.append(Case(name, None, html.read_text(encoding="utf-8", errors="replace"), expected))
         elif eml.exists():
             plain, html = mail_bodies(eml.read_bytes())
             cases.append(Case(name, plain, html, expected))
@@ -110,19 +116,79 @@ def score(cases: list[Case], trimmer: Callable[[Case], str]) -> Score:
         else:
             failures.append((case.name, want, got))
         ratio += difflib.SequenceMatcher(None, got, want, autojunk=False).ratio()
-    start = time.perf_counter()
+    elapsed = 0.0
     for _ in range(REPEAT_FOR_TIMING):
+        clear_caches()  # each pass starts cold, as a fresh process would
+        start = time.perf_counter()
         for case in cases:
             trimmer(case)
-    ms = (time.perf_counter() - start) * 1000 / max(1, len(cases) * REPEAT_FOR_TIMING)
+        elapsed += time.perf_counter() - start
+    ms = elapsed * 1000 / max(1, len(cases) * REPEAT_FOR_TIMING)
     return Score(exact, ratio / max(1, len(cases)), ms, failures)
+
+
+MB = 1_000_000
+BASELINE_TIMEOUT = 20  # seconds the baseline gets per stress input before it is reported as "> limit"
+
+
+def stress_inputs() -> dict[str, tuple[str | None, str | None]]:
+    """Hostile bodies of about 1 MB each, as (plain, html)."""
+    rng = random.Random(7)
+    attribution_like = "".join(
+        f"On {rng.randint(1, 28)} Jun 2017 at 12:{rng.randint(10, 59)} Kim{rng.randint(0, 99999)} <kim@a.test>\n"
+        for _ in range(MB // 45))
+    return {
+        "quote lines (20k)": ("Thanks!\n\nOn Mon, Jun 5, 2017 at 12:22 PM Kim <kim@a.test> wrote:\n"
+                              + "> a line of the long quoted history, again and again\n" * (MB // 52), None),
+        "ordinary text lines": ("Hello there, this is just some ordinary text in a reply\n" * (MB // 56), None),
+        "attribution-like lines": (attribution_like, None),
+        "one 1 MB line": ("x" * MB, None),
+        "'On ' repeated, 'wrote:'": ("On " * (MB // 3) + "wrote:", None),
+        "header-like lines": ("From: a\nSent: b\n" * (MB // 16), None),
+        "separator lines": ("text\n-----\n" * (MB // 11), None),
+        "deep '>' quoting": ((">" * 2000 + " x\n") * 400, None),
+        "HTML quote (45k elements)": (None, "<div>hi</div><blockquote type=cite>"
+                                      + "<div>quoted line</div>" * (MB // 22) + "</blockquote>"),
+        "HTML text paragraph": (None, "<p>hi " + "word " * (MB // 5)),
+        "HTML unclosed links": (None, '<a href="https://x.test/">hi ' * (MB // 31)),
+    }
+
+
+def _time_ms(function: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    function()
+    return (time.perf_counter() - start) * 1000
+
+
+def stress() -> None:
+    """Print ms per hostile input for ours and for the baseline (run in a child process with a time limit)."""
+    print(f"{'stress input (about 1 MB)':<28} {'ours ms':>9} {'baseline ms':>12} {'ratio':>7}")
+    for name, (plain, html) in stress_inputs().items():
+        case = Case(name, plain, html, "")
+        mine = min(_time_ms(lambda case=case: (clear_caches(), ours(case))) for _ in range(3))
+        try:
+            out = subprocess.run([sys.executable, __file__, "--baseline-stress", name], capture_output=True,
+                                 text=True, timeout=BASELINE_TIMEOUT, check=True)
+            base = float(out.stdout.strip())
+            print(f"{name:<28} {mine:>9.1f} {base:>12.1f} {mine / base:>7.2f}")
+        except subprocess.TimeoutExpired:
+            limit = BASELINE_TIMEOUT * 1000
+            print(f"{name:<28} {mine:>9.1f} {'>' + str(limit):>12} {'<' + f'{mine / limit:.3f}':>7}")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--corpus", action="append", required=True, type=Path, help="a folder of cases")
+    parser.add_argument("--corpus", action="append", default=[], type=Path, help="a folder of cases")
     parser.add_argument("--verbose", action="store_true", help="list our failures with a diff")
+    parser.add_argument("--stress", action="store_true", help="time 1 MB hostile bodies")
+    parser.add_argument("--baseline-stress", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.baseline_stress:
+        plain, html = stress_inputs()[args.baseline_stress]
+        print(min(_time_ms(lambda: baseline(Case("", plain, html, ""))) for _ in range(3)))
+        return 0
+    if not args.corpus and not args.stress:
+        parser.error("give --corpus DIR (one or more) and/or --stress")
     print(f"{'corpus':<24} {'trimmer':<20} {'cases':>5} {'exact':>5} {'similarity':>10} {'ms/msg':>8}")
     for folder in args.corpus:
         cases = load_corpus(folder)
@@ -143,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"\n--- FAIL {label}/{name}")
                 diff = difflib.unified_diff(want.split("\n"), got.split("\n"), "expected", "ours", lineterm="")
                 print("\n".join(diff))
+    if args.stress:
+        stress()
     return 0
 
 

@@ -18,19 +18,24 @@ Plain text is trimmed line by line (never rewriting a line, only keeping or drop
 from __future__ import annotations
 
 import logging
+from bisect import bisect_left
 from dataclasses import dataclass
+from itertools import accumulate
 
 from gateway.inbound import html_text
 from gateway.inbound.quotes import (
+    has_date,
     header_block_end,
     is_attribution,
     is_forward_marker,
     is_quoted,
     join_wrapped,
     may_start_wrapped_attribution,
+    starts_with_attribution,
     unquote,
 )
 from gateway.inbound.signatures import (
+    DELIMITER_CHARS,
     is_dash_name,
     is_delimiter,
     is_mobile_signoff,
@@ -42,20 +47,30 @@ log = logging.getLogger(__name__)
 
 # A separator line ends the reply when at most this many non-blank lines follow it (a footer or signature);
 # further down a message it is a Markdown rule between paragraphs.
-FOOTER_LINES = 12
+FOOTER_LINES = 8
 # New text of at least this many lines after a quote makes it a bottom-posted answer, not a footer.
 ANSWER_LINES = 3
 MAX_LINE_CHECK = 2000  # lines longer than this are always plain text (nothing we look for is that long)
 
 _MARKER_WORDS = " ".join(REPLY_ABOVE_LINE.lower().strip("#- ").split())
 
-EMPTY, QUOTE, TEXT = 0, 1, 2
+EMPTY, QUOTE, TEXT, LITERAL = 0, 1, 2, 3  # LITERAL: fenced code or an overlong line, text never examined
 
 
 @dataclass(frozen=True)
 class Trimmed:
     text: str  # the new reply text (plain text, posted as the message's Markdown source)
     trimmed: str  # what was cut (quoted history, signature), stored beside the message
+
+
+def clear_caches() -> None:
+    """Forget the per-line answers the checks keep (benchmarks call this between passes)."""
+    from gateway.inbound import quotes, signatures
+
+    for module in (quotes, signatures):
+        for value in vars(module).values():
+            if hasattr(value, "cache_clear"):
+                value.cache_clear()
 
 
 def split_lines(text: str) -> list[str]:
@@ -67,14 +82,16 @@ def _marker_words(line: str) -> str:
     return " ".join(line.lstrip(" \t>").lower().strip("#- \t").split())
 
 
-def find_marker(lines: list[str]) -> int | None:
+def find_marker(lines: list[str], text: str = "") -> int | None:
     """Index of the line where our "reply above this line" marker starts, also quoted or re-wrapped."""
-    head = _MARKER_WORDS[:18]
+    head = _MARKER_WORDS[:8]
+    if text and head not in text.lower():
+        return None
     for i, line in enumerate(lines):
-        if head[:8] not in line.lower():
+        if head not in line.lower():
             continue
         words = _marker_words(line)
-        if not words.startswith(head[:8]):
+        if not words.startswith(head):
             continue
         joined = words
         for nxt in lines[i + 1: i + 4]:
@@ -87,72 +104,76 @@ def find_marker(lines: list[str]) -> int | None:
 
 
 class _Lines:
-    """One body's lines with their kind (empty, quoted, text) and fenced code blocks marked as text."""
+    """One body's lines with their kind: empty, quoted, text we examine, or literal text (fenced code and
+    overlong lines, never taken for a quote header or signature)."""
 
-    def __init__(self, lines: list[str]) -> None:
+    def __init__(self, lines: list[str], text: str) -> None:
         self.lines = lines
-        n = len(lines)
-        self.kind = [EMPTY] * n
-        self.code = [False] * n
-        fence = -1
-        for i, line in enumerate(lines):
-            stripped = line.strip()
-            if stripped.startswith("```") and len(stripped) < 100:
-                if fence < 0:
-                    fence = i
-                else:
-                    for j in range(fence, i + 1):
-                        self.code[j] = True
-                    fence = -1
-        for i, line in enumerate(lines):
-            if self.code[i]:
-                self.kind[i] = TEXT
-            elif not line.strip():
-                self.kind[i] = EMPTY
-            elif is_quoted(line[:64]):
-                self.kind[i] = QUOTE
+        kind = []
+        append = kind.append
+        for line in lines:
+            if not line or line.isspace():
+                append(EMPTY)
+                continue
+            first = line.lstrip(" \t")[:1]
+            if first == ">" or (first.isalnum() and ">" in line[:16] and is_quoted(line[:64])):
+                append(QUOTE)
+            elif len(line) > MAX_LINE_CHECK:
+                append(LITERAL)
             else:
-                self.kind[i] = TEXT
-        # next_quote[i]: first quoted line at or after i; nonblank[i]: non-blank lines before i
-        self.next_quote = [n] * (n + 1)
-        for i in range(n - 1, -1, -1):
-            self.next_quote[i] = i if self.kind[i] == QUOTE else self.next_quote[i + 1]
-        self.text_before = [0] * (n + 1)
-        for i in range(n):
-            self.text_before[i + 1] = self.text_before[i] + (self.kind[i] != EMPTY)
+                append(TEXT)
+        if "```" in text:
+            fence = -1
+            for i, line in enumerate(lines):
+                stripped = line.strip()
+                if stripped.startswith("```") and len(stripped) < 100:
+                    if fence < 0:
+                        fence = i
+                    else:
+                        kind[fence: i + 1] = [LITERAL] * (i + 1 - fence)
+                        fence = -1
+        self.kind = kind
+        self.quotes = [i for i, k in enumerate(kind) if k == QUOTE]
+        self.nonblank_before = [0, *accumulate(k != EMPTY for k in kind)]
 
     def nonblank(self, start: int, end: int) -> int:
-        return self.text_before[end] - self.text_before[start]
+        return self.nonblank_before[end] - self.nonblank_before[start]
 
     def next_nonblank(self, i: int, end: int) -> int | None:
+        kind = self.kind
         while i < end:
-            if self.kind[i] != EMPTY:
+            if kind[i] != EMPTY:
                 return i
             i += 1
         return None
 
-    def plain(self, i: int) -> bool:
-        """An unquoted line outside code blocks, short enough to be looked at."""
-        return self.kind[i] == TEXT and not self.code[i] and len(self.lines[i]) <= MAX_LINE_CHECK
+    def quote_after(self, i: int, end: int) -> bool:
+        """Whether a quoted line follows at or after i (before end)."""
+        at = bisect_left(self.quotes, i)
+        return at < len(self.quotes) and self.quotes[at] < end
 
 
 def _signature_end(body: _Lines, end: int) -> int:
     """Where a "-- " delimiter, or a separator line followed by a short footer, ends the reply."""
     seen_text = False
+    kind, lines = body.kind, body.lines
     for i in range(end):
-        if not body.plain(i):
-            seen_text = seen_text or (body.kind[i] == TEXT)
+        k = kind[i]
+        if k != TEXT:
+            seen_text = seen_text or k == LITERAL
             continue
-        line = body.lines[i]
+        line = lines[i]
+        if line.lstrip()[:1] not in DELIMITER_CHARS:
+            seen_text = True
+            continue
         if is_sig_delimiter(line):
             return i
         if seen_text and is_delimiter(line):
             nxt = body.next_nonblank(i + 1, end)
             if body.nonblank(i + 1, end) <= FOOTER_LINES:
                 return i
-            if nxt is not None and body.plain(nxt) and (
-                    header_block_end(body.lines, nxt) or is_forward_marker(body.lines[nxt])
-                    or is_attribution(body.lines[nxt])):
+            if nxt is not None and kind[nxt] == TEXT and (
+                    header_block_end(lines, nxt) or is_forward_marker(lines[nxt]) or is_attribution(lines[nxt])):
                 return i
         seen_text = True
     return end
@@ -169,7 +190,7 @@ def _history_start(body: _Lines, i: int, end: int) -> tuple[str, int, int] | Non
     block = header_block_end(lines, i)
     if block:
         return "headers", i, min(block, end)
-    if is_attribution(line):
+    if is_attribution(line) or starts_with_attribution(line):
         return "attribution", i, i + 1
     if may_start_wrapped_attribution(line):
         after = join_wrapped(lines, i)
@@ -191,20 +212,22 @@ def _continues(lines: list[str], first: int, k: int) -> bool:
     return above.rfind("<") > above.rfind(">") or above.rstrip().endswith(",")
 
 
-def _trim_lines(lines: list[str]) -> tuple[list[int], int]:
-    """Indexes of the lines to keep, and the count of leading lines examined (the rest is cut)."""
+def _trim_lines(lines: list[str], text: str) -> list[int]:
+    """Indexes of the lines to keep."""
     end = len(lines)
-    marker = find_marker(lines)
+    marker = find_marker(lines, text)
     if marker is not None:
         end = marker
-    body = _Lines(lines[:end])
+    body = _Lines(lines[:end], text)
+    kind = body.kind
     end = _signature_end(body, end)
     dropped: set[int] = set()
     seen_text = False
     i = 0
     while i < end:
-        if not body.plain(i):
-            seen_text = seen_text or body.kind[i] == TEXT
+        k = kind[i]
+        if k != TEXT:
+            seen_text = seen_text or k == LITERAL
             i += 1
             continue
         found = _history_start(body, i, end)
@@ -227,7 +250,7 @@ def _trim_lines(lines: list[str]) -> tuple[list[int], int]:
         if nxt is None:
             end = start
             break
-        if body.kind[nxt] != QUOTE:
+        if kind[nxt] != QUOTE:
             if seen_text:
                 end = start  # unquoted history below the reply (top-posting)
                 break
@@ -235,13 +258,13 @@ def _trim_lines(lines: list[str]) -> tuple[list[int], int]:
             i = after
             continue
         quote_end = nxt
-        while quote_end < end and body.kind[quote_end] != TEXT:
+        while quote_end < end and kind[quote_end] in (QUOTE, EMPTY):
             quote_end += 1
         answer = body.next_nonblank(quote_end, end)
         if answer is None:
             end = start  # only quotes follow
             break
-        more_quotes = body.next_quote[answer] < end
+        more_quotes = body.quote_after(answer, end)
         if not seen_text:
             # bottom-posting: the reply is below the quote
             dropped.update(range(start, quote_end if not more_quotes else after))
@@ -253,27 +276,41 @@ def _trim_lines(lines: list[str]) -> tuple[list[int], int]:
             continue
         end = start  # a short line or two under the quote is a footer
         break
-    keep = [k for k in range(end) if k not in dropped]
-    return _strip_tail(body, keep), end
+    keep = [k for k in range(end) if k not in dropped] if dropped else list(range(end))
+    if marker is not None:
+        _drop_marker_attribution(body, keep)
+    return _strip_tail(body, keep)
+
+
+def _drop_marker_attribution(body: _Lines, keep: list[int]) -> None:
+    """Above our marker, a client's attribution line in a language we don't know (ends with ":", names a
+    date or an address) is dropped too: whatever the client wrote there introduces our notification."""
+    while keep and body.kind[keep[-1]] == EMPTY:
+        keep.pop()
+    if not keep or body.kind[keep[-1]] != TEXT:
+        return
+    line = body.lines[keep[-1]].strip()
+    if line.endswith((":", "：")) and len(line) <= 400 and ("@" in line or has_date(line)):
+        keep.pop()
 
 
 def _strip_tail(body: _Lines, keep: list[int]) -> list[int]:
     """Drop trailing quotes, separators, sign-offs and blank lines; a body that is only a quote keeps it,
     unless it is a quoted thread (it opens with an attribution)."""
-    kinds = body.kind
-    has_text = any(kinds[k] == TEXT for k in keep)
+    kinds, lines = body.kind, body.lines
+    has_text = any(kinds[k] in (TEXT, LITERAL) for k in keep)
     if not has_text:
         first = next((k for k in keep if kinds[k] == QUOTE), None)
-        if first is not None and is_attribution(unquote(body.lines[first])[:MAX_LINE_CHECK]):
+        if first is not None and is_attribution(unquote(lines[first])[:MAX_LINE_CHECK]):
             return []
     while keep:
         k = keep[-1]
-        line = body.lines[k]
-        if kinds[k] == EMPTY or (has_text and kinds[k] == QUOTE):
+        kind = kinds[k]
+        if kind == EMPTY or (has_text and kind == QUOTE):
             keep.pop()
-        elif body.plain(k) and (is_delimiter(line) or is_mobile_signoff(line) or is_sig_delimiter(line)):
+        elif kind == TEXT and (is_delimiter(lines[k]) or is_mobile_signoff(lines[k]) or is_sig_delimiter(lines[k])):
             keep.pop()
-        elif body.plain(k) and is_dash_name(line) and len(keep) > 1 and kinds[keep[-2]] == EMPTY:
+        elif kind == TEXT and is_dash_name(lines[k]) and len(keep) > 1 and kinds[keep[-2]] == EMPTY:
             keep.pop()
         else:
             break
@@ -286,18 +323,17 @@ def _strip_tail(body: _Lines, keep: list[int]) -> list[int]:
 def _cut_part(lines: list[str], keep: list[int]) -> str:
     kept = set(keep)
     cut = [line for k, line in enumerate(lines) if k not in kept]
-    while cut and not cut[0].strip():
-        cut.pop(0)
-    while cut and not cut[-1].strip():
+    first = next((k for k, line in enumerate(cut) if line.strip()), len(cut))
+    while len(cut) > first and not cut[-1].strip():
         cut.pop()
-    return "\n".join(cut)
+    return "\n".join(cut[first:])
 
 
 def trim_text(text: str) -> Trimmed:
     """Plain-text body trimming: our marker, quoted history and signature are cut."""
     try:
         lines = split_lines(text or "")
-        keep, _ = _trim_lines(lines)
+        keep = _trim_lines(lines, text or "")
         return Trimmed("\n".join(lines[k] for k in keep), _cut_part(lines, keep))
     except Exception:  # never lose a reply to a bug here: post it whole
         log.exception("reply trimming failed; keeping the whole body")
@@ -326,7 +362,17 @@ def _reply_from_html(html: str) -> Trimmed:
         result = trim_text(document.text())
         text = result.text
         trimmed_parts = [result.trimmed]
-    return Trimmed(text, "\n".join(part for part in trimmed_parts if part))
+    return Trimmed(_single_blank_lines(text), "\n".join(part for part in trimmed_parts if part))
+
+
+def _single_blank_lines(text: str) -> str:
+    """HTML has no double blank lines; a dropped attribution line between two paragraphs leaves one."""
+    out: list[str] = []
+    for line in text.split("\n"):
+        if not line.strip() and out and not out[-1].strip():
+            continue
+        out.append(line)
+    return "\n".join(out)
 
 
 def reply_from_parts(plain: str | None, html: str | None) -> Trimmed:

@@ -7,6 +7,7 @@ Nothing here recurses over the tree: hostile mail nests elements thousands deep.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from html.parser import HTMLParser
 
 from gateway.markers import HTML_MARKER_ID_PREFIX
@@ -33,6 +34,7 @@ AUTO_CLOSE = {
     "td": frozenset(["td", "th", "tr"]),
     "th": frozenset(["td", "th", "tr"]),
     "option": frozenset(["option"]),
+    "a": frozenset(["a"]),
 }
 MAX_DEPTH = 300  # deeper nesting is flattened
 MAX_ATTRS = 30
@@ -189,16 +191,21 @@ class Document:
                 item.end = len(events)
                 events.append((CLOSE, item))
                 continue
-            if self.marker is None and is_marker(item):
-                self.marker = len(events)
-            if _hidden(item):
+            if item.attrs:
+                if self.marker is None and is_marker(item):
+                    self.marker = len(events)
+                if _hidden(item):
+                    if self.marker is None and _find(item, is_marker):
+                        self.marker = len(events)
+                    continue
+                if self.quote is None and self.marker is None:
+                    kind = quote_kind(item)
+                    if kind:
+                        self.quote, self.quote_kind = item, kind
+                if _signature(item):
+                    self.signatures.append(item)
+            elif item.tag in HIDDEN or item.tag.startswith("o:"):
                 continue
-            if self.quote is None and self.marker is None:
-                kind = quote_kind(item)
-                if kind:
-                    self.quote, self.quote_kind = item, kind
-            if _signature(item):
-                self.signatures.append(item)
             item.start = len(events)
             events.append((OPEN, item))
             stack.append((item, True))
@@ -207,27 +214,31 @@ class Document:
     def _stop(self) -> int:
         return self.marker if self.marker is not None else len(self.events)
 
-    def _skipped(self) -> list[tuple[int, int]]:
-        return [(node.start, node.end) for node in self.signatures if node.start >= 0]
+    def _channels(self, cut_from: int) -> bytearray:
+        """Per event: 1 for the reply, 2 for what is cut (from `cut_from` on, and signatures)."""
+        total = len(self.events)
+        channel = bytearray(b"\x01") * total
+        channel[cut_from:] = b"\x02" * (total - cut_from)
+        for node in self.signatures:
+            if 0 <= node.start < cut_from:
+                channel[node.start: node.end + 1] = b"\x02" * (node.end + 1 - node.start)
+        return channel
 
     def text(self) -> str:
         """The text up to our marker (signatures left out), quotes as "> " lines."""
-        return render(self.events, [(0, self._stop())], self._skipped())
+        return render(self.events, self._channels(self._stop()))[0]
 
     def split_at_quote(self) -> tuple[str, str | None, str]:
         """(text above the quoted part, text written below or between the quotes or None, text cut)."""
         stop = self._stop()
         quote = self.quote
         if quote is None or quote.start >= stop:
-            above = render(self.events, [(0, stop)], self._skipped())
-            cut = render(self.events, [(stop, len(self.events))], [])
+            above, cut = render(self.events, self._channels(stop))
             return above, None, cut
-        above = render(self.events, [(0, quote.start)], self._skipped())
-        cut = render(self.events, [(quote.start, len(self.events))], [])
+        above, cut = render(self.events, self._channels(quote.start))
         if self.quote_kind == "tail":
             return above, None, cut
-        after = self._answer_after_quote(quote, stop)
-        return above, after, cut
+        return above, self._answer_after_quote(quote, stop), cut
 
     def _answer_after_quote(self, quote: Node, stop: int) -> str | None:
         """Text written below or between the quotes, outside blockquotes, attributions and signatures."""
@@ -260,25 +271,38 @@ class Document:
 
 class _Renderer:
     """Text output: blocks on their own lines, blank lines between paragraphs, "- " and "1. " list items,
-    links as Markdown [text](url) unless the text is the address, blockquotes as "> " lines."""
+    links as Markdown [text](url) unless the text is the address, blockquotes as "> " lines.
+    Output goes to one of two channels (the reply, what is cut); layout state is shared by both."""
 
     def __init__(self) -> None:
-        self.lines: list[str] = []
+        self.outputs: tuple[list[str], list[str], list[str]] = ([], [], [])
+        self.lines = self.outputs[1]
         self.current: list[str] = []
         self.prefix = ""
+        self.last_prefix = ""
+        self.indent = ""  # of a nested list item, for the next line only
         self.blank = False  # a blank line is due before the next text
         self.lists: list[list] = []  # [tag, counter]
-        self.emit = True
+        self.word_lines: list[tuple[Node, int]] = []  # open Word paragraphs, with the line count at their start
+
+    def switch(self, channel: int) -> None:
+        self.flush()
+        self.lines = self.outputs[channel]
 
     def _line(self, text: str) -> None:
-        if not self.emit:
-            return
-        if self.blank and self.lines and self.lines[-1].strip(" >"):
-            self.lines.append(self.prefix.rstrip())
+        lines = self.lines
+        if self.blank and lines and lines[-1].strip(" >"):
+            # the blank line between two blocks carries the quoting both have in common
+            shared = self.prefix if len(self.prefix) <= len(self.last_prefix) else self.last_prefix
+            lines.append(shared.rstrip())
         self.blank = False
-        self.lines.append(self.prefix + text)
+        lines.append(self.prefix + self.indent + text)
+        self.indent = ""
+        self.last_prefix = self.prefix
 
     def flush(self) -> None:
+        if not self.current:
+            return
         text = _SPACE.sub(" ", "".join(self.current)).strip()
         self.current = []
         if text:
@@ -290,34 +314,36 @@ class _Renderer:
             self.blank = True
 
     def br(self) -> None:
-        text = _SPACE.sub(" ", "".join(self.current)).strip()
-        self.current = []
-        if text:
-            self._line(text)
-        elif self.emit and self.lines and self.lines[-1].strip(" >"):
+        if self.current:
+            text = _SPACE.sub(" ", "".join(self.current)).strip()
+            self.current = []
+            if text:
+                self._line(text)
+                return
+        if self.lines and self.lines[-1].strip(" >"):
             self.blank = True
 
     def text(self, data: str) -> None:
-        if self.emit:
-            self.current.append(data)
+        self.current.append(data)
 
     def pre(self, data: str) -> None:
         self.flush()
         for line in data.strip("\n").split("\n"):
             self._line(line.rstrip())
 
-    def result(self) -> str:
-        self.flush()
+    def result(self, channel: int) -> str:
         out: list[str] = []
-        for line in self.lines:
+        for line in self.outputs[channel]:
             if not line.strip(" >") and out and not out[-1].strip(" >"):
                 continue
             out.append(line)
         while out and not out[-1].strip(" >"):
             out.pop()
-        while out and not out[0].strip(" >"):
-            out.pop(0)
-        return "\n".join(out)
+        first = next((k for k, line in enumerate(out) if line.strip(" >")), len(out))
+        return "\n".join(out[first:])
+
+
+LINK_TEXT_EVENTS = 200  # a link's label is read from at most this many events (unclosed links nest)
 
 
 def _pre_text(events: list[tuple[int, Node | str]], start: int, end: int) -> str:
@@ -331,30 +357,28 @@ def _pre_text(events: list[tuple[int, Node | str]], start: int, end: int) -> str
 
 
 def _link_text(events: list[tuple[int, Node | str]], start: int, end: int) -> str:
-    parts = [item for op, item in events[start + 1: end] if op == TEXT and isinstance(item, str)]
+    stop = min(end, start + 1 + LINK_TEXT_EVENTS)
+    parts = [item for op, item in events[start + 1: stop] if op == TEXT and isinstance(item, str)]
+    if stop < end:
+        parts.append("…")
     return _SPACE.sub(" ", "".join(parts)).strip()
 
 
-def render(events: list[tuple[int, Node | str]], ranges: list[tuple[int, int]],
-           skip: list[tuple[int, int]]) -> str:
-    """Text of the events inside `ranges` (half-open index ranges), leaving out `skip` (closed ranges);
-    events outside still shape the layout, so a slice renders as it looks in the whole document."""
+def render(events: list[tuple[int, Node | str]], channel: bytearray | None = None) -> tuple[str, str]:
+    """(text of the events in channel 1, text of those in channel 2); channel 0 is left out.
+    Every event shapes the layout, so each part renders as it looks in the whole document."""
     r = _Renderer()
-
-    def shown(index: int) -> bool:
-        return any(a <= index < b for a, b in ranges) and not any(a <= index <= b for a, b in skip)
-
-    index = 0
+    current = 1
     total = len(events)
-    links: list[tuple[str, str]] = []
+    links: list[tuple[str, str, bool]] = []
+    index = 0
     while index < total:
         op, item = events[index]
-        emit = shown(index)
-        if emit != r.emit:
-            r.flush()
-            r.emit = emit
+        if channel is not None and channel[index] != current:
+            current = channel[index]
+            r.switch(current)
         if op == TEXT:
-            r.text(item)  # type: ignore[arg-type]
+            r.current.append(item)  # type: ignore[arg-type]
             index += 1
             continue
         node: Node = item  # type: ignore[assignment]
@@ -368,7 +392,7 @@ def render(events: list[tuple[int, Node | str]], ranges: list[tuple[int, int]],
                 alt = node.attrs.get("alt", "").strip()
                 if alt and len(alt) <= 8 and "." not in alt:
                     r.text(alt)
-            elif tag == "pre" and node.end > index:
+            elif tag == "pre" and node.end > index and (channel is None or channel[node.end] == current):
                 r.block(True)
                 r.pre(_pre_text(events, index, node.end))
                 r.block(True)
@@ -383,19 +407,25 @@ def render(events: list[tuple[int, Node | str]], ranges: list[tuple[int, int]],
             elif tag == "li":
                 r.block(False)
                 if r.lists:
-                    current = r.lists[-1]
-                    current[1] += 1
-                    indent = "  " * (len(r.lists) - 1)
-                    r.text(f"{indent}{current[1]}. " if current[0] == "ol" else f"{indent}- ")
+                    current_list = r.lists[-1]
+                    current_list[1] += 1
+                    r.indent = "   " * (len(r.lists) - 1)
+                    r.text(f"{current_list[1]}. " if current_list[0] == "ol" else "- ")
                 else:
                     r.text("- ")
             elif tag == "a":
                 href = node.attrs.get("href", "").strip()
-                links.append((href, _link_text(events, index, node.end) if node.end > index else ""))
-                if _markdown_link(href, links[-1][1]):
+                label = _link_text(events, index, node.end) if node.end > index else ""
+                markdown = _markdown_link(href, label)
+                links.append((href, label, markdown))
+                if markdown:
                     r.text("[")
             elif tag in ("td", "th"):
                 r.text(" ")
+            elif tag == "p" and "msonormal" in node.attrs.get("class", "").lower():
+                # Word's paragraphs are lines (no margin); an empty one is a blank line
+                r.block(False)
+                r.word_lines.append((node, len(r.lines)))
             elif tag in BLOCK:
                 r.block(tag in PARAGRAPH)
         else:
@@ -403,20 +433,26 @@ def render(events: list[tuple[int, Node | str]], ranges: list[tuple[int, int]],
                 r.block(True)
                 r.prefix = r.prefix[:-2]
             elif tag in ("ul", "ol"):
-                r.block(True)
                 if r.lists:
                     r.lists.pop()
+                r.block(not r.lists)
             elif tag == "a":
                 if links:
-                    href, label = links.pop()
-                    if _markdown_link(href, label):
+                    href, _label, markdown = links.pop()
+                    if markdown:
                         r.text(f"]({href})")
             elif tag in ("td", "th"):
                 r.text(" ")
+            elif r.word_lines and r.word_lines[-1][0] is node:
+                r.flush()
+                _node, count = r.word_lines.pop()
+                if len(r.lines) == count and r.lines and r.lines[-1].strip(" >"):
+                    r.blank = True
             elif tag in BLOCK:
                 r.block(tag in PARAGRAPH)
         index += 1
-    return r.result()
+    r.flush()
+    return r.result(1), r.result(2)
 
 
 def _markdown_link(href: str, label: str) -> bool:
@@ -428,7 +464,17 @@ def _markdown_link(href: str, label: str) -> bool:
     return href.rstrip("/") != label.rstrip("/") and low.split("://", 1)[-1].rstrip("/") != label.lower().rstrip("/")
 
 
+def _find(node: Node, predicate: Callable[[Node], bool]) -> Node | None:
+    stack: list[Node | str] = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, Node):
+            if predicate(item):
+                return item
+            stack.extend(item.children)
+    return None
+
+
 def html_to_text(html: str) -> str:
     """The whole HTML body as plain text (blockquotes as "> " lines, signatures kept)."""
-    document = Document(html)
-    return render(document.events, [(0, len(document.events))], [])
+    return render(Document(html).events)[0]

@@ -7,10 +7,12 @@ anchored regular expressions that cannot backtrack badly, so hostile input stays
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 MAX_ATTRIBUTION = 400  # longer logical lines are never attributions
 MAX_JOIN_LINES = 5  # an attribution wrapped by a mail client spans at most this many non-blank lines
 MAX_CONTINUATION = 120  # each wrapped continuation line is short
+CACHE = 4096  # recent answers kept per check: bodies repeat lines ("", ">", "--"), hostile ones a lot
 
 # First word of "On <date>, <someone> wrote:" in the languages we know (lower case).
 ON_WORDS = frozenset("on at am le el em il op den dnia dňa 在 às".split()) | {"in message", "il giorno", "w dniu"}
@@ -56,28 +58,31 @@ def unquote(line: str) -> str:
     return bare
 
 
+_DIGIT = re.compile(r"\d")
+
+
 def has_date(text: str) -> bool:
+    if _DIGIT.search(text) is None:
+        return False
     return bool(_YEAR.search(text) or _TIME.search(text) or _NUMERIC_DATE.search(text) or _CJK_DATE.search(text))
 
 
-def _first_words(low: str) -> tuple[str, str]:
-    words = low.replace(",", " ").split(None, 2)
-    first = words[0] if words else ""
-    two = " ".join(words[:2])
-    return first, two
+_ON_PHRASES = ("in message", "il giorno", "w dniu", "在", "wiadomość napisana przez")
+_CJK_VERBS = tuple(verb.rstrip(":") for verb in CJK_END_VERBS)
 
 
 def _starts_with_on(low: str) -> bool:
-    first, two = _first_words(low)
-    if first in ON_WORDS or two in ON_WORDS:
+    first = low[:24].split(None, 1)
+    if first and first[0].rstrip(",") in ON_WORDS:
         return True
-    return low.startswith(("在", "wiadomość napisana przez", "in message"))
+    return low.startswith(_ON_PHRASES)
 
 
 def _ends_with_verb(core: str) -> bool:
-    for verb in CJK_END_VERBS:
-        if core.endswith(verb.rstrip(":")):
-            return True
+    if core.endswith(_CJK_VERBS):
+        return True
+    if not core.endswith(END_VERBS):
+        return False
     for verb in END_VERBS:
         if core.endswith(verb):
             before = core[-len(verb) - 1: -len(verb)]
@@ -86,6 +91,7 @@ def _ends_with_verb(core: str) -> bool:
     return False
 
 
+@lru_cache(maxsize=CACHE)
 def is_attribution(text: str) -> bool:
     """Whether one logical line is an "On <date>, <someone> wrote:" line (any supported language)."""
     s = text.strip(" \t-*_\u00a0")
@@ -94,11 +100,14 @@ def is_attribution(text: str) -> bool:
     low = s.lower()
     ends_colon = low.endswith((":", "："))
     core = low.rstrip(" :：.-\u00a0")
+    verb_end = _ends_with_verb(core)
+    if not (ends_colon or verb_end or low[0].isdigit()):
+        return False  # the common case: an ordinary line
     on_start = _starts_with_on(low)
     email = "@" in low and _EMAIL.search(low) is not None
     dated = has_date(low)
     via = " via " in low
-    if _ends_with_verb(core) and ((on_start and dated) or email or via or (dated and ends_colon)):
+    if verb_end and ((on_start and dated) or email or via or (dated and ends_colon)):
         return True
     if ends_colon and dated and (on_start or email):
         padded = " " + core + " "
@@ -113,6 +122,25 @@ def is_attribution(text: str) -> bool:
     return False
 
 
+@lru_cache(maxsize=CACHE)
+def starts_with_attribution(line: str) -> bool:
+    """An attribution with the quoted text run on after it on the same line, as Yahoo's mobile apps write
+    ("On Mon, Jun 5, 2017 at 12:22, Kim<kim@x.org> wrote:   The invoice is attached.")."""
+    head = line[:MAX_ATTRIBUTION]
+    if not _starts_with_on(head.strip(" \t-*").lower()):
+        return False
+    start = 0
+    for _ in range(8):
+        colon = head.find(":", start)
+        if colon < 0:
+            return False
+        if head[colon + 1:].strip() and is_attribution(head[: colon + 1]):
+            return True
+        start = colon + 1
+    return False
+
+
+@lru_cache(maxsize=CACHE)
 def may_start_wrapped_attribution(line: str) -> bool:
     """Whether a line could be the first part of an attribution a mail client wrapped over lines."""
     s = line.strip(" \t-*")
@@ -172,14 +200,14 @@ for label, kind in {
     HEADER_LABELS[label] = kind
 
 
+@lru_cache(maxsize=CACHE)
 def header_kind(line: str) -> str | None:
     """The kind ("from", "date", "to", "subject", "cc", "other") of an Outlook-style header line, or None."""
     head = line[:60]
-    colon = -1
-    for mark in (":", "："):
-        at = head.find(mark)
-        if at > 0 and (colon < 0 or at < colon):
-            colon = at
+    colon = head.find(":")
+    wide = head.find("：")
+    if wide > 0 and (colon < 0 or wide < colon):
+        colon = wide
     if colon <= 0:
         return None
     label = head[:colon].strip(" \t*_>").lower()
@@ -194,6 +222,8 @@ def header_kind(line: str) -> str | None:
 def header_block_end(lines: list[str], i: int) -> int:
     """If an Outlook header block (From + at least two of Sent/To/Subject) starts at lines[i], the index after
     it, else 0. Wrapped header values and single blank lines between headers are part of the block."""
+    if header_kind(lines[i]) is None:
+        return 0
     kinds: set[str] = set()
     headers = 0
     j = i
@@ -246,13 +276,14 @@ _FORWARD_STARTS = (
 )
 
 
+@lru_cache(maxsize=CACHE)
 def is_forward_marker(line: str) -> bool:
     """"-----Original Message-----", "---------- Forwarded message ---------", "Begin forwarded message:"…"""
     s = line.strip()
     if not s or len(s) > 120:
         return False
     low = s.lower()
-    core = low.strip(" \t*_-=>")
-    if core.rstrip(" :") in _FORWARD_PHRASES and ("-" in low or "=" in low or "_" in low):
-        return True
+    if "-" in low or "=" in low or "_" in low:
+        if low.strip(" \t*_-=>").rstrip(" :") in _FORWARD_PHRASES:
+            return True
     return low.lstrip(" >*").startswith(_FORWARD_STARTS)

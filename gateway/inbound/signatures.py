@@ -4,9 +4,11 @@ Each check looks at one line of bounded length."""
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 # Characters a separator line is made of ("-----", "_____", "=====", "ᐧ" from mail-tracking images…).
 DELIMITER_CHARS = frozenset("-_=+~#*ᐧ—–•·")
+_DELIMITER_STRING = "".join(sorted(DELIMITER_CHARS))
 SHORT_DELIMITERS = frozenset({"ᐧ", "—", "--", "–"})
 
 # Sign-offs mail apps append (lower case, start of line).
@@ -38,6 +40,9 @@ _WORD_FROM_MOBILE = re.compile(r"\w{1,30} from mobile\b")
 _SPLIT = re.compile(r"[,.;!]\s|[,;!]$|\.$| - ")
 
 
+_ALL_PREFIXES = MOBILE_PREFIXES + DEVICE_PREFIXES
+
+
 def is_sig_delimiter(line: str) -> bool:
     """The usenet signature delimiter "-- " (also without its space)."""
     return line.rstrip("\r\n") in ("-- ", "--") or line.strip() == "--"
@@ -48,20 +53,23 @@ def is_delimiter(line: str) -> bool:
     s = line.strip()
     if not s or len(s) > 200:
         return False
-    if not all(ch in DELIMITER_CHARS for ch in s):
+    if s.strip(_DELIMITER_STRING):
         return False
     return len(s) >= 3 or s in SHORT_DELIMITERS
 
 
+@lru_cache(maxsize=4096)
 def is_mobile_signoff(line: str) -> bool:
     """"Sent from my iPhone", "Get Outlook for iOS", "Envoyé depuis mon iPhone", "(Sent from mobile device)"…"""
     s = line.strip()
     if not s or len(s) > 200:
         return False
-    s = _MD_LINK.sub(r"\1", s)
-    s = _ANGLE_LINK.sub(" ", s)
+    if "[" in s:
+        s = _MD_LINK.sub(r"\1", s)
+    if "<" in s or "http" in s:
+        s = _ANGLE_LINK.sub(" ", s)
     s = s.strip(" \t()<>[]*_").lower()
-    if not s:
+    if not s or not (s.startswith(_ALL_PREFIXES) or s.endswith(MOBILE_SUFFIXES) or " from mobile" in s):
         return False
     if s.endswith(MOBILE_SUFFIXES) and len(s) <= 40:
         return True

@@ -1,0 +1,252 @@
+"""Reply extraction: the new text of an emailed reply is kept, quoted history and signatures are cut.
+
+Our own fixtures in tests/replies/ cover today's mail clients (text and HTML-only) and "On … wrote:" lines
+and Outlook header blocks in many languages; the rest pins down our marker, what is kept beside the
+message, HTML to text, and that no input makes trimming fail or slow."""
+from __future__ import annotations
+
+import random
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from gateway.inbound.extract import Trimmed, html_to_text, reply_from_parts, trim_text
+from gateway.markers import HTML_MARKER_ID_PREFIX, REPLY_ABOVE_LINE
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+from reply_accuracy import load_corpus, normalise  # noqa: E402
+
+REPLIES = Path(__file__).resolve().parent / "replies"
+CASES = load_corpus(REPLIES)
+HANG_GUARD = 60  # seconds; only catches a hang (speed is measured by bench/reply_accuracy.py)
+
+
+def finishes(function, *args):
+    """Run `function(*args)`; fail instead of hanging forever if it does not return."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(function, *args).result(timeout=HANG_GUARD)
+
+
+def test_fixture_folder_has_text_and_html_cases():
+    # Behaviour: the fixture folder covers both plain-text and HTML-only mail from every client family.
+    names = {case.name for case in CASES}
+    assert len(CASES) >= 100
+    assert sum(case.html is not None for case in CASES) >= 15
+    for family in ("gmail", "outlook", "apple_mail", "thunderbird", "yahoo", "protonmail"):
+        assert any(name.startswith(family) and name.endswith("_html") for name in names), family
+        assert any(name.startswith(family) and not name.endswith("_html") for name in names), family
+    for language in ("de", "fr", "es", "pt", "it", "nl", "da", "sv", "no", "pl", "ru", "ja", "zh"):
+        assert f"wrote_{language}" in names
+        assert f"outlook_headers_{language}" in names
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
+def test_fixture_reply(case):
+    # Behaviour: each fixture's reply is exactly its expected text (after normalising line ends, trailing
+    # spaces and outer blank lines).
+    assert normalise(reply_from_parts(case.plain, case.html).text) == normalise(case.expected)
+
+
+def test_trimmed_part_is_kept_beside_the_reply():
+    # Behaviour: what was cut (attribution, quote, signature) comes back as `trimmed`, in order.
+    body = "Thanks!\n\n-- \nBob Stone\n\nOn Mon, Jun 5, 2017 at 12:22 PM Kim <kim@a.test> wrote:\n> Old text\n"
+    result = trim_text(body)
+    assert result == Trimmed("Thanks!", "-- \nBob Stone\n\nOn Mon, Jun 5, 2017 at 12:22 PM Kim <kim@a.test> "
+                                        "wrote:\n> Old text")
+
+
+def test_nothing_to_trim_keeps_everything():
+    # Behaviour: a body without history or signature is returned whole (inner blank lines and indentation too).
+    body = "Formatting and\n\n\nspaces\n\n    code block\n- item"
+    assert trim_text(body) == Trimmed(body, "")
+
+
+@pytest.mark.parametrize("quote", ["", "> ", ">> "])
+@pytest.mark.parametrize("wrap", [False, True])
+def test_marker_cuts_exactly_quoted_or_rewrapped(quote, wrap):
+    # Behaviour: our "reply above this line" marker cuts everything from it down, whether the client quotes
+    # it with "> " or re-wraps it, and the client's attribution line above it goes too.
+    marker = REPLY_ABOVE_LINE if not wrap else REPLY_ABOVE_LINE.replace(" above ", f" above\n{quote}")
+    body = (f"Sounds good.\n\nOn Mon, Jun 5, 2017 at 12:22 PM WorkRate <reply+ab12@reply.test> wrote:\n\n"
+            f"{quote}{marker}\n{quote}Kim Lee posted:\n{quote}> the old text\n")
+    result = trim_text(body)
+    assert result.text == "Sounds good."
+    assert "Please type your reply" in result.trimmed
+
+
+def test_marker_wins_over_text_that_follows():
+    # Behaviour: text written below our marker (inside our quoted notification) is never posted.
+    body = f"Top reply\n{REPLY_ABOVE_LINE}\nNew text someone typed inside the quote\n"
+    assert trim_text(body).text == "Top reply"
+
+
+@pytest.mark.parametrize("marker_id", [f"{HTML_MARKER_ID_PREFIX}1f", f"x_{HTML_MARKER_ID_PREFIX}1f",
+                                       f"m_-9876{HTML_MARKER_ID_PREFIX}1f"])
+def test_html_marker_cuts_even_without_quote_structure(marker_id):
+    # Behaviour: our hidden HTML marker cuts there, also when a client prefixed its id or dropped the
+    # quote structure, and even when the visible marker text was removed.
+    html = (f'<div>Looks good.</div><div>Forwarded by a client we do not know:</div>'
+            f'<div id="{marker_id}" style="display:none"></div><div>Kim Lee posted in Acme</div>')
+    result = reply_from_parts(None, html)
+    assert result.text == "Looks good.\nForwarded by a client we do not know:"
+    assert "Kim Lee posted" in result.trimmed
+
+
+def test_plain_part_is_preferred_over_html():
+    # Behaviour: with both parts present, the text/plain part is what gets posted.
+    result = reply_from_parts("Plain reply\n\n> quoted", "<p>HTML reply</p>")
+    assert result.text == "Plain reply"
+
+
+@pytest.mark.parametrize("plain, html", [(None, None), ("", ""), ("  \n ", None), (None, "<div><br></div>")])
+def test_empty_bodies_give_empty_text(plain, html):
+    # Behaviour: no body, or only whitespace, gives an empty reply (the gateway refuses it).
+    assert reply_from_parts(plain, html).text == ""
+
+
+def test_only_a_quoted_thread_is_empty():
+    # Behaviour: a reply that is nothing but the quoted thread has no new text.
+    body = "> On Mon, Jun 5, 2017 at 12:22 PM Kim <kim@a.test> wrote:\n>\n>> Old\n"
+    assert trim_text(body).text == ""
+
+
+def test_html_to_text_keeps_paragraphs_lists_links():
+    # Behaviour: HTML→text keeps paragraphs, line breaks, lists (nested too), links and preformatted text,
+    # and leaves out scripts, styles and hidden elements.
+    html = """<html><head><style>p{color:red}</style><script>alert(1)</script></head><body>
+    <h1>Title</h1><p>First&nbsp;paragraph<br>second line</p>
+    <ul><li>one<ul><li>nested</li></ul></li><li><a href="https://x.test/a">two</a></li></ul>
+    <ol><li>first</li><li>second</li></ol>
+    <pre>  code
+    kept</pre><div style="display:none">hidden</div><p>See <a href="https://x.test/">https://x.test/</a>.</p>
+    <blockquote>quoted</blockquote></body></html>"""
+    assert html_to_text(html) == (
+        "Title\n\nFirst paragraph\nsecond line\n\n- one\n   - nested\n- [two](https://x.test/a)\n\n"
+        "1. first\n2. second\n\n  code\n    kept\n\nSee https://x.test/.\n\n> quoted"
+    )
+
+
+@pytest.mark.parametrize("html", [
+    "<div", "</div></p></blockquote>", "<a href='javascript:alert(1)'>x</a>", "<<>>&&;;&#0;&#xffffff;",
+    "<table><tr><td>a<td>b<tr><td>c</table>", "<p>" * 5000, "<!-- unclosed comment", "<![CDATA[x",
+    "<svg onload=alert(1)><p>text", "\x00<p>\x00nul</p>",
+])
+def test_broken_html_never_raises(html):
+    # Behaviour: broken or hostile markup still gives a result, never an exception.
+    assert isinstance(reply_from_parts(None, html), Trimmed)
+    assert isinstance(html_to_text(html), str)
+
+
+# ---------- properties ----------
+
+TRICKY_LINES = [
+    "", " ", ">", "> quoted", ">> deeper", "C> supercite", "--", "-- ", "__________", "-----Original Message-----",
+    "---------- Forwarded message ---------", "From: Kim <kim@a.test>", "Sent: Monday, June 5, 2017 12:22",
+    "To: Bob", "Subject: Re: plan", "On Mon, Jun 5, 2017 at 12:22 PM Kim <kim@a.test> wrote:",
+    "On Mon, Jun 5, 2017 at 12:22 PM Kim <", "kim@a.test> wrote:", "Am 05.06.2017 um 12:22 schrieb Kim:",
+    "Sent from my iPhone", "Get Outlook for iOS", "-Bob", "```", "    code", REPLY_ABOVE_LINE,
+    "##- Please type your reply", "above this line -##", "2017-06-05 12:22 GMT+02:00 Kim <kim@a.test>:",
+    "Le 5 juin 2017 à 12:22, Kim <kim@a.test> a écrit :", "在 2017年6月5日 写道：", "Thanks!", "ᐧ",
+]
+line_strategy = st.one_of(st.sampled_from(TRICKY_LINES), st.text(max_size=80))
+body_strategy = st.tuples(
+    st.lists(line_strategy, max_size=40),
+    st.sampled_from(["\n", "\r\n", "\r"]),
+).map(lambda parts: parts[1].join(parts[0]))
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(body_strategy)
+def test_trim_text_only_returns_input_lines(body):
+    # Behaviour: for any plain-text input, trimming never raises, and every line it returns was a line of
+    # the input; together with what was cut it accounts for the input's lines.
+    result = trim_text(body)
+    source = body.splitlines()
+    assert all(line in source for line in result.text.splitlines())
+    assert all(line in source for line in result.trimmed.splitlines())
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(line_strategy, max_size=30), st.sampled_from(["quoted-printable", "base64", "8bit"]))
+def test_parse_then_trim_only_returns_body_lines(lines, encoding):
+    # Behaviour: a whole mail goes through the gateway's parse and then trimming without raising, and the
+    # reply only holds lines of the parsed text body.
+    from email.message import EmailMessage
+
+    from gateway.inbound.parse import parse_bytes
+
+    mail = EmailMessage()
+    mail["From"] = "Bob <bob@acme.test>"
+    mail["To"] = "reply+ab12@reply.test"
+    mail["Subject"] = "Re: plan"
+    mail.set_content("\n".join(lines) + "\n", cte=encoding if encoding != "8bit" else "8bit")
+    parsed = parse_bytes(mail.as_bytes())
+    result = reply_from_parts(parsed.plain, parsed.html)
+    source = (parsed.plain or "").splitlines()
+    assert all(line in source for line in result.text.splitlines())
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.one_of(st.sampled_from([
+    "<div>", "</div>", "<blockquote type=cite>", "</blockquote>", '<div class="gmail_quote">', "<br>",
+    '<div id="divRplyFwdMsg">', '<a href="https://x.test">', "</a>", "<ul>", "<li>", "</ul>", "<pre>", "</pre>",
+    f'<div id="{HTML_MARKER_ID_PREFIX}1" style="display:none">', '<div class="moz-cite-prefix">',
+    "On Mon, Jun 5, 2017 at 12:22 PM Kim <kim@a.test> wrote:", "&nbsp;", "&", "<", ">",
+]), st.text(max_size=20)), max_size=60))
+def test_html_never_raises(parts):
+    # Behaviour: any tag soup gives a reply and a text conversion, never an exception.
+    html = "".join(parts)
+    assert isinstance(reply_from_parts(None, html).text, str)
+    assert isinstance(html_to_text(html), str)
+
+
+# ---------- no input makes it slow (hang guards only; timings are in bench/reply_accuracy.py) ----------
+
+MB = 1_000_000
+
+
+def _quote_lines() -> str:
+    return ("Thanks, see below.\n\nOn Mon, Jun 5, 2017 at 12:22 PM Kim <kim@a.test> wrote:\n"
+            + "> a line of the long quoted history, again and again\n" * (MB // 52))
+
+
+def _attribution_like_lines() -> str:
+    rng = random.Random(7)
+    return "".join(f"On {rng.randint(1, 28)} Jun 2017 at 12:{rng.randint(10, 59)} Kim{rng.randint(0, 99999)} "
+                   f"<kim@a.test>\n" for _ in range(MB // 45))
+
+
+@pytest.mark.parametrize("body, expected_start", [
+    (_quote_lines(), "Thanks, see below."),
+    ("x" * MB, "xxx"),
+    ("On " * (MB // 3) + "wrote:", "On On"),
+    (":" * MB, ":::"),
+    ("From: a\nSent: b\n" * (MB // 16), "From: a"),
+    ("\n" * MB + "text", "text"),
+    ("text\n-----\n" * (MB // 11), "text"),
+    (_attribution_like_lines(), "On "),
+    ((">" * 2000 + " x\n") * 400, ">>>"),
+    ("```\n" * (MB // 4), "```"),
+])
+def test_pathological_bodies_finish(body, expected_start):
+    # Behaviour: a 1 MB body with thousands of quote lines, or pathological lines, is trimmed (no hang,
+    # no regular-expression blow-up) and the result still starts with the reply.
+    result = finishes(trim_text, body)
+    assert result.text.startswith(expected_start)
+
+
+@pytest.mark.parametrize("html", [
+    "<div>hi</div><blockquote type=cite>" + "<div>quoted line</div>" * (MB // 22) + "</blockquote>",
+    "<div>" * 100_000 + "hi" + "</div>" * 100_000,
+    "<blockquote>" * 50_000 + "hi",
+    '<a href="https://x.test/">hi ' * (MB // 31),
+    "<p>hi " + "word " * (MB // 5),
+])
+def test_pathological_html_finishes(html):
+    # Behaviour: huge, deeply nested or unclosed HTML is converted (no recursion error, no hang).
+    result = finishes(reply_from_parts, None, html)
+    assert "hi" in result.text
