@@ -16,7 +16,7 @@ from storage.mail_log import OutboxEmail, ThreadEvent
 from storage.models import Message, ReplyToken, Thread
 from storage.posting import PostingError, post_message
 from storage.search import search_messages
-from storage.tokens import find_live_reply_token, redeem_login_token, create_login_token, reply_token_for
+from storage.tokens import create_login_token, find_live_reply_token, redeem_login_token, reply_token_for
 from storage.visibility import Viewer
 
 
