@@ -38,6 +38,7 @@ GET_RULES = [
     ("/w/acme", {"out": LOGIN, "team": 200, "client": "->/portal/w/acme", "no_access": "->/portal/w/acme",
                  "other": "->/portal/w/acme"}),
     ("/w/acme/older?before=999999", {"out": LOGIN, "team": 200, "client": 404, "no_access": 404, "other": 404}),
+    ("/w/acme/delivery?ids=1,2", {"out": LOGIN, "team": 200, "client": 404, "no_access": 404, "other": 404}),
     ("/w/acme/members", {"out": LOGIN, "team": 200, "client": 404, "no_access": 404, "other": 404}),
     ("/w/nope", {"out": LOGIN, "team": 404, "client": "->/portal/w/nope", "no_access": "->/portal/w/nope",
                  "other": "->/portal/w/nope"}),

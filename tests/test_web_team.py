@@ -236,6 +236,19 @@ def test_delivery_status_is_shown_next_to_messages(app: Any, world: World) -> No
     assert "1 queued" in html  # the welcome message's email to Bob is still pending
 
 
+def test_delivery_lines_refresh(app: Any, world: World) -> None:
+    # The page asks again for queued messages' delivery lines; a sent email then shows as sent. Ids of
+    # other workspaces are ignored.
+    row = OutboxEmail.get(OutboxEmail.message == world.public)
+    client = sign_in(app.test_client(), world.team)
+    ids = f"{world.public.id},{world.globex_message.id},abc"
+    before = client.get(f"/w/acme/delivery?ids={ids}").get_json()
+    assert list(before) == [str(world.public.id)] and "1 queued" in before[str(world.public.id)]
+    OutboxEmail.update(status="sent").where(OutboxEmail.id == row.id).execute()
+    after = client.get(f"/w/acme/delivery?ids={ids}").get_json()
+    assert "1 sent" in after[str(world.public.id)] and 'data-pending="0"' in after[str(world.public.id)]
+
+
 # ---------------------------------------------------------------------------------------------------
 # The composer
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, abort, g, jsonify, redirect, render_template, request, url_for
+from flask import Blueprint, abort, g, get_template_attribute, jsonify, redirect, render_template, request, url_for
 
 from storage.directory import thread_of
 from storage.files import FileStore
 from storage.mail_log import InboundEmail
-from storage.models import CLIENT, Membership, Thread, User, Workspace
+from storage.models import CLIENT, Membership, Message, Thread, User, Workspace
 from storage.posting import PostingError, post_message
-from storage.visibility import Viewer, visible_threads
+from storage.visibility import Viewer, visible_messages, visible_threads
 from web import app_settings
 from web.auth import login_required, team_required
 from web.forms import Composer, ComposerError, read_composer
@@ -29,7 +29,8 @@ from web.threadview import (
 
 bp = Blueprint("team", __name__)
 
-RAW_MAIL_SHOWN = 2 * 1024 * 1024  # the "show full email" page shows at most this much of the raw mail
+RAW_MAIL_SHOWN = 2 * 1024 * 1024
+MAX_DELIVERY_IDS = 100  # the "show full email" page shows at most this much of the raw mail
 
 
 def get_workspace_or_404(slug: str) -> Workspace:
@@ -130,6 +131,19 @@ def older_json(viewer: Viewer, thread: Thread, mode: str) -> Any:
     views = build_views(messages, viewer)
     return jsonify({"html": render_views(views, mode), "oldest_id": views[0].id if views else None,
                     "has_more": has_more, "count": len(views)})
+
+
+@bp.route("/w/<slug>/delivery")
+@team_required
+def delivery(slug: str) -> Any:
+    """JSON {message id: HTML of its delivery line} for ?ids=1,2,3 (the page refreshes queued ones)."""
+    workspace = get_workspace_or_404(slug)
+    raw = [i for i in request.args.get("ids", "").split(",") if i.isdigit() and len(i) < 19][:MAX_DELIVERY_IDS]
+    if not raw:
+        return jsonify({})
+    messages = list(visible_messages(g.viewer, thread_of(workspace)).where(Message.id.in_([int(i) for i in raw])))
+    render = get_template_attribute("_macros.html", "render_delivery")
+    return jsonify({str(v.id): str(render(v)).strip() for v in build_views(messages, g.viewer)})
 
 
 @bp.route("/w/<slug>/messages", methods=["POST"])

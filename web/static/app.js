@@ -4,6 +4,8 @@
 (function () {
   "use strict";
 
+  var DELIVERY_REFRESH_MS = 10000;
+
   function $(sel, root) { return (root || document).querySelector(sel); }
 
   function localTimes(root) {
@@ -76,6 +78,29 @@
     });
     source.addEventListener("closed", function () { source.close(); });
     thread.dataset.live = "on";
+  }
+
+  // The team sees whether notification emails went out; queued ones are looked at again now and then.
+  function setupDelivery(thread) {
+    var url = thread.dataset.deliveryUrl;
+    if (!url) { return; }
+    window.setInterval(function () {
+      var ids = [];
+      document.querySelectorAll("#messages .message").forEach(function (article) {
+        var line = article.querySelector(".delivery");
+        if (ids.length < 100 && line && line.dataset.pending !== "0") { ids.push(article.dataset.messageId); }
+      });
+      if (!ids.length || document.hidden) { return; }
+      fetch(url + "?ids=" + ids.join(","), { headers: { Accept: "application/json" }, credentials: "same-origin" })
+        .then(function (r) { return r.json(); })
+        .then(function (lines) {
+          Object.keys(lines).forEach(function (id) {
+            var old = document.querySelector("#m-" + id + " .delivery");
+            if (old && lines[id]) { old.outerHTML = lines[id]; }
+          });
+        })
+        .catch(function () {});
+    }, DELIVERY_REFRESH_MS);
   }
 
   function totalSize(input) {
@@ -166,6 +191,7 @@
     if (thread) {
       setupOlder(thread);
       setupLive(thread);
+      setupDelivery(thread);
       if (!location.hash && location.search.indexOf("before=") < 0 && !$("#search-summary")) { scrollToBottom(); }
     }
     var form = $("#composer");
