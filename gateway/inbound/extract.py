@@ -270,7 +270,7 @@ def _trim_lines(lines: list[str], text: str) -> list[int]:
             dropped.update(range(start, quote_end if not more_quotes else after))
             i = quote_end if not more_quotes else after
             continue
-        if more_quotes or body.nonblank(answer, end) >= ANSWER_LINES:
+        if more_quotes or body.nonblank(answer, end) >= ANSWER_LINES or _only_greeting_above(body, start):
             dropped.update(range(start, after))  # inline answers: keep the quotes between, drop the attribution
             i = after
             continue
@@ -280,6 +280,12 @@ def _trim_lines(lines: list[str], text: str) -> list[int]:
     if marker is not None:
         _drop_marker_attribution(body, keep)
     return _strip_tail(body, keep)
+
+
+def _only_greeting_above(body: _Lines, start: int) -> bool:
+    """Whether the only text above an attribution is a salutation ("Hi Kim,"): the answer is below."""
+    texts = [k for k in range(start) if body.kind[k] != EMPTY]
+    return len(texts) == 1 and body.lines[texts[0]].rstrip().endswith(",") and len(body.lines[texts[0]]) <= 60
 
 
 def _drop_marker_attribution(body: _Lines, keep: list[int]) -> None:
@@ -329,8 +335,17 @@ def _cut_part(lines: list[str], keep: list[int]) -> str:
     return "\n".join(cut[first:])
 
 
+def _as_text(value: object) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bytes | bytearray):
+        return bytes(value).decode("utf-8", "replace")
+    return "" if value is None else str(value)
+
+
 def trim_text(text: str) -> Trimmed:
     """Plain-text body trimming: our marker, quoted history and signature are cut."""
+    text = _as_text(text)
     try:
         lines = split_lines(text or "")
         keep = _trim_lines(lines, text or "")
@@ -343,7 +358,7 @@ def trim_text(text: str) -> Trimmed:
 def html_to_text(html: str) -> str:
     """HTML body as plain text, keeping paragraphs, lists and links (quotes as "> " lines)."""
     try:
-        return html_text.html_to_text(html or "")
+        return html_text.html_to_text(_as_text(html))
     except Exception:
         log.exception("HTML to text failed")
         return ""
@@ -352,13 +367,14 @@ def html_to_text(html: str) -> str:
 def _reply_from_html(html: str) -> Trimmed:
     document = html_text.Document(html)
     above, after, cut = document.split_at_quote()
-    if after is None:
+    result = trim_text(above) if after is None else None
+    if result is not None and result.text.strip():
         # nothing new below the quoted part: what is above it is the reply
-        result = trim_text(above)
         text = result.text
         trimmed_parts = [result.trimmed, cut]
     else:
-        # new text below or between quotes: trim the whole text, quotes rendered as "> " lines
+        # new text below or between quotes, or nothing above them (a forward): trim the whole text,
+        # quotes rendered as "> " lines, by the same rules as a plain-text body
         result = trim_text(document.text())
         text = result.text
         trimmed_parts = [result.trimmed]
@@ -377,6 +393,8 @@ def _single_blank_lines(text: str) -> str:
 
 def reply_from_parts(plain: str | None, html: str | None) -> Trimmed:
     """The reply to post from a mail's text/plain and text/html bodies (plain preferred)."""
+    plain = _as_text(plain) if plain is not None else None
+    html = _as_text(html) if html is not None else None
     try:
         if plain is not None and plain.strip():
             return trim_text(plain)

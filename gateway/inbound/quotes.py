@@ -7,12 +7,17 @@ anchored regular expressions that cannot backtrack badly, so hostile input stays
 from __future__ import annotations
 
 import re
-from functools import lru_cache
+from collections.abc import Callable
+from functools import lru_cache, wraps
+from typing import TypeVar
+
+T = TypeVar("T")
 
 MAX_ATTRIBUTION = 400  # longer logical lines are never attributions
 MAX_JOIN_LINES = 5  # an attribution wrapped by a mail client spans at most this many non-blank lines
 MAX_CONTINUATION = 120  # each wrapped continuation line is short
-CACHE = 4096  # recent answers kept per check: bodies repeat lines ("", ">", "--"), hostile ones a lot
+CACHE = 2048  # recent answers kept per check: bodies repeat lines ("", ">", "--"), hostile ones a lot
+CACHED_LENGTH = 400  # only lines up to this length are cached, so the caches stay small
 
 # First word of "On <date>, <someone> wrote:" in the languages we know (lower case).
 ON_WORDS = frozenset("on at am le el em il op den dnia dňa 在 às".split()) | {"in message", "il giorno", "w dniu"}
@@ -58,6 +63,18 @@ def unquote(line: str) -> str:
     return bare
 
 
+def cached(function: Callable[[str], T]) -> Callable[[str], T]:
+    """Remember the answers of a check on one line; long lines are checked every time (never kept)."""
+    remembered = lru_cache(maxsize=CACHE)(function)
+
+    @wraps(function)
+    def check(line: str) -> T:
+        return remembered(line) if len(line) <= CACHED_LENGTH else function(line)
+
+    check.cache_clear = remembered.cache_clear  # type: ignore[attr-defined]
+    return check
+
+
 _DIGIT = re.compile(r"\d")
 
 
@@ -91,7 +108,7 @@ def _ends_with_verb(core: str) -> bool:
     return False
 
 
-@lru_cache(maxsize=CACHE)
+@cached
 def is_attribution(text: str) -> bool:
     """Whether one logical line is an "On <date>, <someone> wrote:" line (any supported language)."""
     s = text.strip(" \t-*_\u00a0")
@@ -122,7 +139,7 @@ def is_attribution(text: str) -> bool:
     return False
 
 
-@lru_cache(maxsize=CACHE)
+@cached
 def starts_with_attribution(line: str) -> bool:
     """An attribution with the quoted text run on after it on the same line, as Yahoo's mobile apps write
     ("On Mon, Jun 5, 2017 at 12:22, Kim<kim@x.org> wrote:   The invoice is attached.")."""
@@ -140,7 +157,7 @@ def starts_with_attribution(line: str) -> bool:
     return False
 
 
-@lru_cache(maxsize=CACHE)
+@cached
 def may_start_wrapped_attribution(line: str) -> bool:
     """Whether a line could be the first part of an attribution a mail client wrapped over lines."""
     s = line.strip(" \t-*")
@@ -200,7 +217,7 @@ for label, kind in {
     HEADER_LABELS[label] = kind
 
 
-@lru_cache(maxsize=CACHE)
+@cached
 def header_kind(line: str) -> str | None:
     """The kind ("from", "date", "to", "subject", "cc", "other") of an Outlook-style header line, or None."""
     head = line[:60]
@@ -276,7 +293,7 @@ _FORWARD_STARTS = (
 )
 
 
-@lru_cache(maxsize=CACHE)
+@cached
 def is_forward_marker(line: str) -> bool:
     """"-----Original Message-----", "---------- Forwarded message ---------", "Begin forwarded message:"…"""
     s = line.strip()

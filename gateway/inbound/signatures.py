@@ -4,7 +4,8 @@ Each check looks at one line of bounded length."""
 from __future__ import annotations
 
 import re
-from functools import lru_cache
+
+from gateway.inbound.quotes import cached
 
 # Characters a separator line is made of ("-----", "_____", "=====", "ᐧ" from mail-tracking images…).
 DELIMITER_CHARS = frozenset("-_=+~#*ᐧ—–•·")
@@ -58,7 +59,7 @@ def is_delimiter(line: str) -> bool:
     return len(s) >= 3 or s in SHORT_DELIMITERS
 
 
-@lru_cache(maxsize=4096)
+@cached
 def is_mobile_signoff(line: str) -> bool:
     """"Sent from my iPhone", "Get Outlook for iOS", "Envoyé depuis mon iPhone", "(Sent from mobile device)"…"""
     s = line.strip()
