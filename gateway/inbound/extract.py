@@ -24,6 +24,7 @@ from itertools import accumulate
 
 from gateway.inbound import html_text
 from gateway.inbound.quotes import (
+    continuation,
     has_date,
     header_block_end,
     is_attribution,
@@ -196,9 +197,15 @@ def _history_start(body: _Lines, i: int, end: int) -> tuple[str, int, int] | Non
         after = join_wrapped(lines, i)
         if after and after <= end:
             # a line inside the joined span that is an attribution alone starts it (the lines above are text)
+            # the latest line that opens an attribution by itself starts it (the lines above are text)
             for k in range(i + 1, after):
-                if body.kind[k] == TEXT and is_attribution(lines[k]) and not _continues(lines, i, k):
+                if body.kind[k] != TEXT or _continues(lines, i, k):
+                    continue
+                if is_attribution(lines[k]):
                     return "attribution", k, k + 1
+                rest = " ".join(continuation(line).strip() for line in lines[k:after] if line.strip())
+                if is_attribution(rest):
+                    return "attribution", k, after
             return "attribution", i, after
     return None
 

@@ -38,6 +38,7 @@ MID_VERBS = (
     " napisał(a) ", " написал ", " написал(а) ", " heeft ", " kirjoitti ", " writes ",
 )
 
+_MID_VERB_WORDS = tuple(verb.strip() for verb in MID_VERBS)
 _YEAR = re.compile(r"(?<!\d)(?:19|20)\d\d(?!\d)")
 _TIME = re.compile(r"(?<!\d)\d{1,2}[:.h]\d\d(?!\d)")
 _NUMERIC_DATE = re.compile(r"(?<!\d)\d{1,4}[./-]\d{1,2}[./-]\d{1,4}(?!\d)")
@@ -151,7 +152,7 @@ def starts_with_attribution(line: str) -> bool:
         colon = head.find(":", start)
         if colon < 0:
             return False
-        if head[colon + 1:].strip() and is_attribution(head[: colon + 1]):
+        if head[colon + 1: colon + 2].isspace() and head[colon + 1:].strip() and is_attribution(head[: colon + 1]):
             return True
         start = colon + 1
     return False
@@ -175,6 +176,7 @@ def continuation(line: str) -> str:
 def join_wrapped(lines: list[str], i: int) -> int:
     """If lines[i] starts an attribution wrapped over several lines, the index after its last line, else 0."""
     parts = [lines[i].strip()]
+    opens_with_on = _starts_with_on(parts[0].lower())
     blanks = 0
     count = 1
     j = i + 1
@@ -186,8 +188,10 @@ def join_wrapped(lines: list[str], i: int) -> int:
                 return 0
             j += 1
             continue
-        if len(piece) > MAX_CONTINUATION or _starts_with_on(piece.lower()) and count > 1:
+        if len(piece) > MAX_CONTINUATION:
             return 0
+        if _starts_with_on(piece.lower()) and (opens_with_on or not parts[-1].lower().endswith(_MID_VERB_WORDS)):
+            return 0  # a new "On …" line, unless it finishes "Kim <k@x.org> schrieb / am 5. Juni …:"
         parts.append(piece)
         count += 1
         j += 1
