@@ -56,7 +56,8 @@ def postgres_unavailable_reason(server: str = PG_SERVER) -> str:
     try:
         psycopg2.connect(f"{server}/postgres", connect_timeout=3).close()
     except Exception as e:  # any failure to connect means: no server for us
-        return f"no PostgreSQL answers at {server}: {str(e).strip().splitlines()[0] if str(e).strip() else e!r}"
+        why = str(e).strip().splitlines()[0] if str(e).strip() else repr(e)
+        return f"no PostgreSQL answers at {server}: {why}"
     return ""
 
 
