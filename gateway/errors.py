@@ -72,7 +72,7 @@ class Dropped(InboundError):
     code = 250
     status = "2.0.0"
     reason = "dropped"
-    text = "Received, but not posted."
+    text = "Received, but it is not posted."
 
 
 class AutoReply(Dropped):

@@ -279,6 +279,8 @@ def _from_stdlib(msg: email.message.Message) -> ParsedMail:
         if ctype == "message/delivery-status":
             parsed.delivery_status += _stdlib_payload_text(part) + "\n"
             continue
+        if ctype.startswith("multipart/"):
+            ctype = "text/plain"  # a multipart the parser could not split: its body is text to read
         if ctype in ("text/plain", "text/html") and not filename and disposition != "attachment":
             text = decode_text(data, part.get_content_charset() or "")
             (plain if ctype == "text/plain" else html).append(text)

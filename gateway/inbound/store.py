@@ -110,10 +110,10 @@ def _clip(text: str, limit: int) -> str:
 
 
 def _reset_connection() -> None:
-    """After a database error the connection may be unusable (PostgreSQL aborted transaction, server gone):
-    close it, so the next mail on this thread opens a fresh one."""
+    """After a database error a connection may be unusable (PostgreSQL server restarted, connection lost,
+    transaction left in error): close it, so the next mail on this thread opens a fresh one."""
     try:
-        if not database.is_closed():
+        if not database.is_closed() and not database.is_connection_usable():
             database.close()
     except Exception:
         pass
