@@ -14,6 +14,10 @@ Plain text is trimmed line by line (never rewriting a line, only keeping or drop
    bottom-posting keep their text and the quotes between, and lose the attribution line);
    a forwarded mail with nothing written above keeps the forwarded content;
 4. trailing quotes, separator lines, mobile sign-offs ("Sent from my iPhone") and a "-Name" line go.
+
+HTML-only mail is cut where the client's quote structure starts (see html_text.py) and the part above is
+trimmed as text; when new text follows the quote (inline answers, bottom-posting) or nothing is above it
+(a forward), the whole body is rendered with quotes as "> " lines and trimmed by the rules above.
 """
 from __future__ import annotations
 

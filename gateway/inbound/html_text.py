@@ -53,6 +53,7 @@ _SPACE = re.compile(r"[ \t\r\n\f\u00a0\u200b\u200c\ufeff]+")
 _BORDER_TOP = re.compile(r"border-top\s*:\s*(?:solid|1(?:\.0)?pt|1px)", re.IGNORECASE)
 
 OPEN, CLOSE, TEXT = 0, 1, 2
+_QUOTE_ATTRS = frozenset({"class", "id", "type", "style"})  # a quote element is recognised by one of these
 
 
 class Node:
@@ -159,12 +160,15 @@ def _is_header_box(node: Node) -> bool:
 def _hidden(node: Node) -> bool:
     if node.tag in HIDDEN or node.tag.startswith("o:"):
         return True
-    style = node.attrs.get("style", "")[:300].replace(" ", "").lower()
-    return "display:none" in style
+    style = node.attrs.get("style")
+    return style is not None and "display:none" in style[:300].replace(" ", "").lower()
 
 
 def _signature(node: Node) -> bool:
-    return bool(node.classes() & SIGNATURE_CLASSES) or node.attrs.get("id", "").lower() in SIGNATURE_IDS
+    attrs = node.attrs
+    if "class" in attrs and node.classes() & SIGNATURE_CLASSES:
+        return True
+    return "id" in attrs and attrs["id"].lower() in SIGNATURE_IDS
 
 
 class Document:
@@ -198,7 +202,7 @@ class Document:
                     if self.marker is None and _find(item, is_marker):
                         self.marker = len(events)
                     continue
-                if self.quote is None and self.marker is None:
+                if self.quote is None and self.marker is None and item.attrs.keys() & _QUOTE_ATTRS:
                     kind = quote_kind(item)
                     if kind:
                         self.quote, self.quote_kind = item, kind
@@ -209,7 +213,8 @@ class Document:
             item.start = len(events)
             events.append((OPEN, item))
             stack.append((item, True))
-            stack.extend((child, False) for child in reversed(item.children))
+            if item.children:
+                stack.extend([(child, False) for child in reversed(item.children)])
 
     def _stop(self) -> int:
         return self.marker if self.marker is not None else len(self.events)
