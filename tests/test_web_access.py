@@ -160,6 +160,16 @@ def test_session_cookie_flags(app: Any, world: World, settings: Any) -> None:
     assert secure_app.config["SESSION_COOKIE_SECURE"] is True
 
 
+def test_app_reuses_the_database_handle_bound_for_its_settings(app: Any, settings: Any) -> None:
+    # `workrate run` binds the database before the web role starts; the app keeps that handle.
+    from storage import db
+    from web import create_app
+
+    handle = db.database.obj
+    create_app(settings)
+    assert db.database.obj is handle
+
+
 def test_deactivated_person_is_signed_out(app: Any, world: World) -> None:
     # A person deactivated after signing in is treated as signed out on their next request.
     client = sign_in(app.test_client(), world.team)

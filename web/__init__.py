@@ -60,7 +60,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     if not settings.secret_key:
         raise ValueError("create_app needs settings with a secret_key (load_settings() provides one).")
     app.extensions["workrate_settings"] = settings
-    db.bind(settings)
+    if not _already_bound(settings):
+        db.bind(settings)
     csrf.init_app(app)
 
     @app.before_request
@@ -111,6 +112,22 @@ def create_app(settings: Settings | None = None) -> Flask:
         return {"viewer": g.get("viewer"), "current_user": g.get("user")}
 
     return app
+
+
+def _already_bound(settings: Settings) -> bool:
+    """Whether the process's database handle already points at settings' database (bound by the CLI or
+    by another role of `workrate run`); rebinding would swap the handle under the other roles' feet."""
+    from playhouse.db_url import parse
+
+    from storage import db
+
+    bound = db.database.obj
+    if bound is None:
+        return False
+    wanted = parse(settings.effective_database_url)
+    if bound.database != wanted.pop("database", None):
+        return False
+    return all(bound.connect_params.get(key) == value for key, value in wanted.items())
 
 
 def app_settings(app: Flask | None = None) -> Settings:
