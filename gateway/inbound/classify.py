@@ -46,7 +46,8 @@ _UNDELIVERED_SUBJECT = re.compile(
 _DSN_STATUS = re.compile(r"^\s*status\s*:\s*([245])\.(\d{1,3})\.(\d{1,3})", re.IGNORECASE | re.MULTILINE)
 _DSN_ACTION = re.compile(r"^\s*action\s*:\s*([a-z]+)", re.IGNORECASE | re.MULTILINE)
 _DSN_DIAGNOSTIC = re.compile(r"^\s*diagnostic-code\s*:\s*(.{1,300})", re.IGNORECASE | re.MULTILINE)
-_TEXT_STATUS = re.compile(r"(?<![\d.])([45])\.(\d{1,3})\.(\d{1,3})(?![\d.])|^\s*([45])\d\d[\s-]", re.MULTILINE)
+_TEXT_ENHANCED_STATUS = re.compile(r"(?<![\d.])([45])\.(\d{1,3})\.(\d{1,3})(?![\d.])")
+_TEXT_REPLY_CODE = re.compile(r"(?<![\w.])([45])[0-5]\d(?=[\s-])")
 
 
 @dataclass(frozen=True)
@@ -103,14 +104,14 @@ def _dsn_report(status_text: str) -> BounceReport:
 
 
 def _text_report(body: str) -> BounceReport:
-    match = _TEXT_STATUS.search(body[:20_000])
-    if match is None:
-        return BounceReport(failed=True, hard=False, status="", diagnostic="")
-    if match.group(1):
-        status, klass = ".".join(match.group(1, 2, 3)), match.group(1)
-    else:
-        status, klass = "", match.group(4)
-    return BounceReport(failed=True, hard=klass == "5", status=status, diagnostic="")
+    """A bounce written for people (qmail, Exchange): the first status code it quotes, if any."""
+    body = body[:20_000]
+    enhanced = _TEXT_ENHANCED_STATUS.search(body)
+    if enhanced:
+        return BounceReport(failed=True, hard=enhanced.group(1) == "5", status=".".join(enhanced.groups()),
+                            diagnostic="")
+    code = _TEXT_REPLY_CODE.search(body)
+    return BounceReport(failed=True, hard=bool(code) and code.group(1) == "5", status="", diagnostic="")
 
 
 def is_our_loop(parsed: ParsedMail, from_address: str, reply_domain: str, mail_from: str) -> bool:
