@@ -37,10 +37,12 @@ from gateway.inbound.quotes import (
     join_wrapped,
     may_start_wrapped_attribution,
     starts_with_attribution,
+    strong_attribution,
     unquote,
 )
 from gateway.inbound.signatures import (
     DELIMITER_CHARS,
+    SHORT_DELIMITERS,
     is_dash_name,
     is_delimiter,
     is_mobile_signoff,
@@ -53,6 +55,7 @@ log = logging.getLogger(__name__)
 # A separator line ends the reply when at most this many non-blank lines follow it (a footer or signature);
 # further down a message it is a Markdown rule between paragraphs.
 FOOTER_LINES = 8
+FOOTER_RULE = 10  # ...and the separator is at least this long
 # New text of at least this many lines after a quote makes it a bottom-posted answer, not a footer.
 ANSWER_LINES = 3
 MAX_LINE_CHECK = 2000  # lines longer than this are always plain text (nothing we look for is that long)
@@ -175,13 +178,20 @@ def _signature_end(body: _Lines, end: int) -> int:
             return i
         if seen_text and is_delimiter(line):
             nxt = body.next_nonblank(i + 1, end)
-            if body.nonblank(i + 1, end) <= FOOTER_LINES:
+            if body.nonblank(i + 1, end) <= FOOTER_LINES and _footer_separator(body, i):
                 return i
             if nxt is not None and kind[nxt] == TEXT and (
                     header_block_end(lines, nxt) or is_forward_marker(lines[nxt]) or is_attribution(lines[nxt])):
                 return i
         seen_text = True
     return end
+
+
+def _footer_separator(body: _Lines, i: int) -> bool:
+    """A separator that sets off a footer: a long rule after a blank line (or a tracking image's "ᐧ"); a short
+    "-----" or "***" is a Markdown rule, and "====" under a line is a heading."""
+    line = body.lines[i].strip()
+    return line in SHORT_DELIMITERS or (len(line) >= FOOTER_RULE and (i == 0 or body.kind[i - 1] == EMPTY))
 
 
 def _history_start(body: _Lines, i: int, end: int) -> tuple[str, int, int] | None:
@@ -262,6 +272,10 @@ def _trim_lines(lines: list[str], text: str) -> list[int]:
             end = start
             break
         if kind[nxt] != QUOTE:
+            if seen_text and not strong_attribution(" ".join(lines[start:after])):
+                seen_text = True  # "At 10:30 Bob said:" and text: a sentence, not history
+                i = after
+                continue
             if seen_text:
                 end = start  # unquoted history below the reply (top-posting)
                 break

@@ -140,6 +140,14 @@ def is_attribution(text: str) -> bool:
     return False
 
 
+def strong_attribution(text: str) -> bool:
+    """An attribution that names an address, a year or a list ("via"): strong enough to cut the unquoted
+    text below it as history ("At 10:30 Bob said:" followed by notes is not)."""
+    low = text.lower()
+    return ("@" in low and _EMAIL.search(low) is not None) or _YEAR.search(low) is not None \
+        or " via " in low or _CJK_DATE.search(low) is not None
+
+
 @cached
 def starts_with_attribution(line: str) -> bool:
     """An attribution with the quoted text run on after it on the same line, as Yahoo's mobile apps write
