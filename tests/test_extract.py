@@ -96,6 +96,13 @@ def test_html_marker_cuts_even_without_quote_structure(marker_id):
     assert "Kim Lee posted" in result.trimmed
 
 
+def test_html_visible_marker_cuts_when_the_hidden_one_is_gone():
+    # Behaviour: a client that drops hidden elements still keeps our visible marker line, which cuts too.
+    html = (f"<div>Looks good.</div><div><br></div><div>Sent from a web client we do not know</div>"
+            f"<p>{REPLY_ABOVE_LINE}</p><p>Kim Lee posted in Acme</p>")
+    assert reply_from_parts(None, html).text == "Looks good.\n\nSent from a web client we do not know"
+
+
 def test_plain_part_is_preferred_over_html():
     # Behaviour: with both parts present, the text/plain part is what gets posted.
     result = reply_from_parts("Plain reply\n\n> quoted", "<p>HTML reply</p>")

@@ -309,8 +309,10 @@ def _trim_lines(lines: list[str], text: str) -> list[int]:
 
 def _only_greeting_above(body: _Lines, start: int) -> bool:
     """Whether the only text above an attribution is a salutation ("Hi Kim,"): the answer is below."""
-    texts = [k for k in range(start) if body.kind[k] != EMPTY]
-    return len(texts) == 1 and body.lines[texts[0]].rstrip().endswith(",") and len(body.lines[texts[0]]) <= 60
+    if body.nonblank(0, start) != 1:
+        return False
+    line = body.lines[body.next_nonblank(0, start) or 0]
+    return line.rstrip().endswith(",") and len(line) <= 60
 
 
 def _drop_marker_attribution(body: _Lines, keep: list[int]) -> None:
