@@ -98,9 +98,9 @@ def test_html_marker_cuts_even_without_quote_structure(marker_id):
 
 def test_html_visible_marker_cuts_when_the_hidden_one_is_gone():
     # Behaviour: a client that drops hidden elements still keeps our visible marker line, which cuts too.
-    html = (f"<div>Looks good.</div><div><br></div><div>Sent from a web client we do not know</div>"
+    html = (f"<div>Looks good.</div><div><br></div><div>Please go ahead with the print run.</div>"
             f"<p>{REPLY_ABOVE_LINE}</p><p>Kim Lee posted in Acme</p>")
-    assert reply_from_parts(None, html).text == "Looks good.\n\nSent from a web client we do not know"
+    assert reply_from_parts(None, html).text == "Looks good.\n\nPlease go ahead with the print run."
 
 
 def test_plain_part_is_preferred_over_html():
