@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from flask import Blueprint, Flask, Response, abort, current_app, g, request
-from peewee import fn
+from peewee import InterfaceError, OperationalError, fn
 
 from storage.db import database
 from storage.directory import thread_of
@@ -212,7 +212,12 @@ def _events(app: Flask, environ: dict[str, Any], viewer: Viewer, thread_id: int,
     last_write = time.monotonic()
     while True:
         generation = watcher.generation()
-        chunks, still_open = _read_new(app, environ, viewer, thread_id, cursor, sent, mode)
+        try:
+            chunks, still_open = _read_new(app, environ, viewer, thread_id, cursor, sent, mode)
+        except (OperationalError, InterfaceError):
+            # The database is away for a moment: end the stream; the browser reconnects and resumes.
+            log.warning("live updates: cannot read the event log; closing the stream", exc_info=True)
+            return
         for chunk in chunks:
             yield chunk
             last_write = time.monotonic()
