@@ -89,6 +89,8 @@ def describe(mail: InboundMail, parsed: ParsedMail) -> None:
 
 def parse_bytes(raw: bytes) -> ParsedMail:
     """Parses raw mail; never raises."""
+    if raw[:1] in (b"\r", b"\n"):
+        raw = raw.lstrip(b"\r\n")  # blank lines before the headers would leave the mail without any
     text, exact = _decode_raw(raw)
     try:
         return _from_flanker(flanker_mime.from_string(text), exact)
