@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, abort, g, redirect, render_template, request, url_for
+from flask import Blueprint, abort, g, make_response, redirect, render_template, request, url_for
 
 from storage.directory import thread_of
 from storage.models import Membership, Workspace
@@ -13,7 +13,7 @@ from storage.visibility import can_open_thread, visible_threads
 from web import app_settings
 from web.auth import client_required, login_required
 from web.forms import Composer
-from web.team import int_arg, older_json, post_from_form, wants_json
+from web.team import int_arg, older_json, post_from_form
 from web.threadview import build_views, latest_event_id, load_page, mark_read, search_views, workspace_rows
 
 bp = Blueprint("portal", __name__)
@@ -38,8 +38,6 @@ def get_open_workspace(slug: str) -> Workspace:
 
 
 def _no_access(workspace: Workspace | None) -> Any:
-    from flask import make_response
-
     return make_response(render_template("portal/no_access.html", workspace=workspace), 403)
 
 
@@ -94,5 +92,3 @@ def post(slug: str) -> Any:
                           page=lambda c, e: render_thread(workspace, c, e, 400),
                           done_url=url_for("portal.thread", slug=workspace.slug))
 
-
-__all__ = ["bp", "wants_json"]

@@ -88,11 +88,6 @@ def load_page(viewer: Viewer, thread: Thread, before: int | None = None,
     return list(reversed(rows[:limit])), has_more
 
 
-def load_after(viewer: Viewer, thread: Thread, after: int, limit: int = PAGE_SIZE) -> list[Message]:
-    query = visible_messages(viewer, thread).where(Message.id > after)
-    return list(query.order_by(Message.id).limit(limit))
-
-
 def _delivery(message_ids: list[int]) -> dict[int, dict[str, Any]]:
     if not message_ids:
         return {}
