@@ -79,7 +79,7 @@ def parse_mail(mail: InboundMail) -> None:
 def describe(mail: InboundMail, parsed: ParsedMail) -> None:
     """Fills the header-derived fields of mail from parsed (shared with preview_reply)."""
     mail.parsed = parsed
-    mail.subject = clean(parsed.header("subject"))[:1000]
+    mail.subject = " ".join(clean(parsed.header("subject")[:2000]).split())[:1000]  # one line, whatever it held
     mail.message_id = message_id_of(parsed.header("message-id"))
     mail.message_id_hash = message_id_hash(mail.message_id, mail.raw)
     mail.from_name, mail.from_address = sender_of(parsed)
