@@ -34,7 +34,8 @@ def _files() -> list[object]:
     path = HOSTILE / "manifest.json"
     if not path.exists():
         return [pytest.param(None, id="corpus-absent")]
-    return [pytest.param(entry["file"], id=entry["file"]) for entry in json.loads(path.read_text())]
+    return [pytest.param(entry["file"], id=entry["file"], marks=pytest.mark.slow)
+            for entry in json.loads(path.read_text())]
 
 
 def _clean_answer(code: int, text: str) -> None:
@@ -159,6 +160,7 @@ GENERATED = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("desc", list(GENERATED))
 def test_generated_nasties(desc, settings, people: People):
     # Each made-up attack gets a clean answer in time; nothing dangerous is stored; the server goes on.
