@@ -74,8 +74,21 @@ def _v1_initial() -> None:
             "CREATE INDEX message_fts ON message USING gin (to_tsvector('simple', text))")
 
 
+def _v2_postgres_search_column() -> None:
+    # Searching through an expression index let the planner walk the primary key backwards and recompute
+    # to_tsvector on every row for rare words (0.5–1.4 s over 100,000 messages); a stored column is 0.1–34 ms.
+    if is_sqlite():
+        return
+    database.execute_sql("DROP INDEX IF EXISTS message_fts")
+    database.execute_sql(
+        "ALTER TABLE message ADD COLUMN search_tsv tsvector "
+        "GENERATED ALWAYS AS (to_tsvector('simple', text)) STORED")
+    database.execute_sql("CREATE INDEX message_search_tsv ON message USING gin (search_tsv)")
+
+
 MIGRATIONS: list[tuple[int, Callable[[], None]]] = [
     (1, _v1_initial),
+    (2, _v2_postgres_search_column),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]

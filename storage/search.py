@@ -30,5 +30,5 @@ def search_messages(viewer: Viewer, thread: Thread | int, query: str) -> ModelSe
         matching = SQL("(SELECT rowid FROM message_fts WHERE message_fts MATCH ?)", (fts_query,))
         return base.where(Message.id.in_(matching)).order_by(Message.id.desc())
     ts_query = " & ".join(t.replace("'", "") + ":*" for t in terms)
-    return (base.where(SQL("to_tsvector('simple', text) @@ to_tsquery('simple', %s)", (ts_query,)))
+    return (base.where(SQL("search_tsv @@ to_tsquery('simple', %s)", (ts_query,)))
             .order_by(Message.id.desc()))
