@@ -23,6 +23,7 @@ from gateway.errors import (
 )
 from gateway.inbound.mail import BOUNCE, PLAIN, REPLY, InboundMail, Recipient, Target
 from gateway.inbound.parse import ParsedMail, references_of
+from storage.db import database
 from storage.mail_log import NOTIFICATION, OutboxEmail
 from storage.models import CLIENT, Membership, ReplyToken, Thread, User
 
@@ -53,16 +54,41 @@ def resolve_recipient(address: str, settings: Settings) -> Recipient:
 
 
 def _reply_recipient(address: str, token: str) -> Recipient:
-    row = (ReplyToken.select(ReplyToken, User, Thread)
-           .join(User).switch(ReplyToken).join(Thread)
-           .where(ReplyToken.token == token).first())
-    if row is None:
+    cursor = database.execute_sql(_token_sql(), (token,))
+    rows = cursor.fetchall()
+    if not rows:
         raise UnknownReplyAddress()
-    if row.revoked_at is not None:
+    revoked_at, internal, user_id, email, name, role, active, thread_id, workspace_id, access = rows[0]
+    if revoked_at is not None:
         raise RevokedReplyAddress()
-    check_may_post(row.user, row.thread)
-    return Recipient(address, REPLY, token=token, user_id=row.user.id, thread_id=row.thread.id,
-                     internal=bool(row.internal) and not row.user.role == CLIENT, user=row.user, thread=row.thread)
+    if not active:
+        raise UserDeactivated()
+    if role == CLIENT and not access:
+        raise AccessLost()
+    user = User(id=user_id, email=email, name=name, role=role, active=True)
+    thread = Thread(id=thread_id, workspace=workspace_id)
+    return Recipient(address, REPLY, token=token, user_id=user_id, thread_id=thread_id,
+                     internal=bool(internal) and role != CLIENT, user=user, thread=thread)
+
+
+# RCPT runs for every mail: its one query is built once per kind of database and reused.
+_TOKEN_SQL: dict[type, str] = {}
+
+
+def _token_sql() -> str:
+    """Token, owner, thread and (for a client) Messages access, in one statement."""
+    kind = type(database.obj)
+    sql = _TOKEN_SQL.get(kind)
+    if sql is None:
+        access = (Membership.select(Membership.messages_access)
+                  .where((Membership.user == User.id) & (Membership.workspace == Thread.workspace)))
+        query = (ReplyToken.select(ReplyToken.revoked_at, ReplyToken.internal, User.id, User.email, User.name,
+                                   User.role, User.active, Thread.id, Thread.workspace, access.alias("access"))
+                 .join(User).switch(ReplyToken).join(Thread)
+                 .where(ReplyToken.token == "token"))
+        sql, _ = query.sql()
+        _TOKEN_SQL[kind] = sql
+    return sql
 
 
 def check_may_post(user: User, thread: Thread) -> None:

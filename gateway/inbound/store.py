@@ -50,18 +50,19 @@ def store_reply(mail: InboundMail) -> None:
         for target in mail.targets:
             try:
                 with database.atomic():  # a savepoint: a duplicate undoes only its own row
-                    row = InboundEmail.create(**row_fields(mail, ACCEPTED_OUTCOME, reply_token=target.dedup_key))
+                    row_id = InboundEmail.insert(
+                        **row_fields(mail, ACCEPTED_OUTCOME, reply_token=target.dedup_key)).execute()
             except IntegrityError:
                 continue
             try:
                 message = post_message(
                     target.thread, target.author, mail.text, internal=target.internal, source="email",
-                    attachments=mail.attachments, trimmed_text=mail.trimmed or None, inbound_email_id=row.id,
+                    attachments=mail.attachments, trimmed_text=mail.trimmed or None, inbound_email_id=row_id,
                     notify_delay=settings.notify_delay)
             except PostingError as e:
                 raise NotPostable(str(e)) from e
-            InboundEmail.update(message=message.id).where(InboundEmail.id == row.id).execute()
-            mail.inbound_email_ids.append(row.id)
+            InboundEmail.update(message=message.id).where(InboundEmail.id == row_id).execute()
+            mail.inbound_email_ids.append(row_id)
             mail.posted_message_ids.append(message.id)
         if not mail.posted_message_ids:
             raise Duplicate()
