@@ -506,3 +506,74 @@ def test_gateway_logs_where_it_listens(settings, database, caplog):
     with caplog.at_level("INFO", logger="gateway.server"):
         asyncio.run(main())
     assert any("listening on 127.0.0.1:" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_moments_loses_nothing_and_doubles_nothing(settings, people: People):
+    # `workrate smtp` is killed with SIGKILL again and again while a client sends a few hundred replies with
+    # distinct Message-IDs, retrying whatever was not answered 250 (as a sending MTA does). Afterwards every
+    # reply is posted exactly once.
+    import os
+    import random
+    import signal
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ, WORKRATE_DATA_DIR=str(settings.data_dir), WORKRATE_DATABASE_URL=settings.database_url,
+               WORKRATE_SMTP_HOST="127.0.0.1", WORKRATE_SMTP_PORT=str(port), WORKRATE_REPLY_DOMAIN="reply.test",
+               WORKRATE_SECRET_KEY=settings.secret_key, WORKRATE_LOG_LEVEL="WARNING")
+    workrate = str(Path(sys.executable).with_name("workrate"))
+    state = {"proc": None, "kills": 0, "done": False}
+
+    def start() -> subprocess.Popen:
+        return subprocess.Popen([workrate, "smtp"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def killer() -> None:
+        rng = random.Random(7)
+        while not state["done"] and state["kills"] < 6:
+            time.sleep(rng.uniform(0.4, 1.2))
+            proc = state["proc"]
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            state["kills"] += 1
+            state["proc"] = start()
+
+    state["proc"] = start()
+    address = people.bob_address
+    thread = threading.Thread(target=killer, daemon=True)
+    total, answered = 150, 0
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+        thread.start()
+        give_up = time.monotonic() + 240
+        for i in range(total):
+            raw = eml("plain_reply.eml", to=address, message_id=f"kill-{i}@client.test").replace(
+                b"Looks great, approved!", f"Reply number {i} of the kill test.".encode())
+            while time.monotonic() < give_up:
+                try:
+                    code, _ = send(port, raw, address)
+                except (OSError, smtplib.SMTPException):
+                    code = 0
+                if code == 250:
+                    answered += 1
+                    break
+                time.sleep(0.1)  # the server is restarting, or said 4xx: try again, as an MTA would
+    finally:
+        state["done"] = True
+        thread.join(30)
+        state["proc"].send_signal(signal.SIGKILL)
+        state["proc"].wait()
+    assert answered == total and state["kills"] >= 3
+    texts = [m.text for m in posts(people.thread)]
+    for i in range(total):
+        assert texts.count(f"Reply number {i} of the kill test.") == 1, i
+    assert len(texts) == total
