@@ -193,6 +193,18 @@ def measure(fn: Callable[[], float], n: int, warmup: int = 3) -> Timing:
     return Timing([fn() for _ in range(n)])
 
 
+def measure_interleaved(fns: dict[str, Callable[[], float]], n: int, warmup: int = 3) -> dict[str, Timing]:
+    """Like measure(), taking turns between the functions, so that a change in machine load hits all alike."""
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    samples: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(n):
+        for name, fn in fns.items():
+            samples[name].append(fn())
+    return {name: Timing(v) for name, v in samples.items()}
+
+
 def live_latency(settings: Settings, port: int, cookie: str, slug: str, author_email: str, posts: int,
                  streams: list[SseStream]) -> Timing:
     """Commit of a post (post_message returned) → its event on the first stream, in ms."""
@@ -284,15 +296,15 @@ def main() -> int:
         n = args.requests
 
         results: dict[str, Timing] = {}
-        results["thread 10"] = measure(lambda: client.get(f"/w/{s['small']}"), n)
-        results["thread 50"] = measure(lambda: client.get(f"/w/{s['page']}"), n)
-        results[f"thread {args.big:,}"] = measure(lambda: client.get(f"/w/{s['big']}"), n)
+        results.update(measure_interleaved({
+            "thread 10": lambda: client.get(f"/w/{s['small']}"),
+            "thread 50": lambda: client.get(f"/w/{s['page']}"),
+            f"thread {args.big:,}": lambda: client.get(f"/w/{s['big']}")}, n))
         check_time()
         for word, label in ((RARE, "rare"), (COMMON, "common")):
-            results[f"search {label} {args.search_small:,}"] = measure(
-                lambda w=word: client.get(f"/w/{s['search-small']}?q={w}"), n)
-            results[f"search {label} {args.search:,}"] = measure(
-                lambda w=word: client.get(f"/w/{s['search-big']}?q={w}"), n)
+            results.update(measure_interleaved({
+                f"search {label} {args.search_small:,}": lambda w=word: client.get(f"/w/{s['search-small']}?q={w}"),
+                f"search {label} {args.search:,}": lambda w=word: client.get(f"/w/{s['search-big']}?q={w}")}, n))
             check_time()
 
         after = latest_event(settings)
