@@ -10,7 +10,7 @@ import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from storage.db import database
+from storage.db import database, is_sqlite
 from storage.files import safe_filename
 from storage.mail_log import NOTIFICATION, OutboxEmail, ThreadEvent
 from storage.models import (
@@ -74,7 +74,9 @@ def post_message(
     if not can_open_thread(Viewer.of(author), thread):
         raise PostingError(f"{author.email} has no Messages access to this workspace.")
     now = now or utcnow()
-    with database.atomic():
+    # On SQLite, take the write lock at BEGIN (IMMEDIATE): a deferred transaction whose first write meets
+    # another process's commit fails at once with "database is locked", whatever busy_timeout says.
+    with database.atomic("IMMEDIATE") if is_sqlite() else database.atomic():
         message = Message.create(
             thread=thread, author=author, visibility=VISIBILITY_INTERNAL if internal else VISIBILITY_CLIENT,
             text=text, html=render_markdown(text), source=source, trimmed_text=trimmed_text or None,
