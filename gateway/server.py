@@ -186,7 +186,11 @@ class GatewayHandler:
         if len(envelope.rcpt_tos) >= MAX_RECIPIENTS:
             return TooManyRecipients().smtp_reply
         try:
-            recipient = await self._in_thread(self._resolve, address)
+            limit = self.settings.smtp_processing_timeout
+            recipient = await asyncio.wait_for(self._in_thread(self._resolve, address), limit + grace_seconds(limit))
+        except TimeoutError:
+            log.warning("checking RCPT %r took too long; answered 451", address[:200])
+            return ProcessingTimeout().smtp_reply
         except InboundError as e:
             log.info("refused RCPT %r from %s: %s", address[:200], _peer(session), e.reason)
             return e.smtp_reply
