@@ -22,9 +22,9 @@ trimmed as text; when new text follows the quote (inline answers, bottom-posting
 from __future__ import annotations
 
 import logging
-from bisect import bisect_left
+import re
 from dataclasses import dataclass
-from itertools import accumulate
+from itertools import chain, islice
 
 from gateway.inbound import html_text
 from gateway.inbound.quotes import (
@@ -60,9 +60,27 @@ FOOTER_RULE = 10  # ...and the separator is at least this long
 ANSWER_LINES = 3
 MAX_LINE_CHECK = 2000  # lines longer than this are always plain text (nothing we look for is that long)
 
-_MARKER_WORDS = " ".join(REPLY_ABOVE_LINE.lower().strip("#- ").split())
+# Bounded work on any input: past the first EXAMINED_LINES lines of text, a body is kept as written (runs of
+# quoted and blank lines cost nothing to skip, so a reply below a long quote is still found).
+EXAMINED_LINES = 3000
+CLASSIFIED_LINES = 20_000  # past these lines, only blank and ">" quoted lines are told apart from text
+MARKER_CANDIDATES = 50  # lines holding the marker's first words that are looked at
+FENCE_LINES = 1000  # "```" lines that are looked at
 
-EMPTY, QUOTE, TEXT, LITERAL = 0, 1, 2, 3  # LITERAL: fenced code or an overlong line, text never examined
+_MARKER_WORDS = " ".join(REPLY_ABOVE_LINE.lower().strip("#- ").split())
+_MARKER_HEAD = _MARKER_WORDS[:8]
+_MARKER_SEARCH = re.compile(re.escape(_MARKER_HEAD), re.IGNORECASE)
+_FENCE = re.compile(r"^[^\S\n]*```", re.MULTILINE)
+
+# Line kinds, one byte per line. LITERAL: fenced code, an overlong line, or text past the examined lines.
+EMPTY, QUOTE, TEXT, LITERAL = 0, 1, 2, 3
+_EMPTY_BYTE, _QUOTE_BYTE, _LITERAL_BYTE = bytes([EMPTY]), bytes([QUOTE]), bytes([LITERAL])
+_TEXT_LINE = re.compile(rb"\x02")
+_TEXT_OR_LITERAL = re.compile(rb"[\x02\x03]")
+_NONBLANK = re.compile(rb"[^\x00]")
+_QUOTE_RUN = re.compile(rb"[\x00\x01]*+")
+_NTH_TEXT = re.compile(rb"(?:[^\x02]*+\x02){%d}" % EXAMINED_LINES)
+_TEXT_TO_LITERAL = bytes.maketrans(b"\x02", b"\x03")
 
 
 @dataclass(frozen=True)
@@ -81,110 +99,163 @@ def clear_caches() -> None:
                 value.cache_clear()
 
 
+def _normalise_ends(text: str) -> str:
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
 def split_lines(text: str) -> list[str]:
     """Lines of a body, whatever its line ends (CRLF, CR or LF)."""
-    return text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    return _normalise_ends(text).split("\n")
 
 
 def _marker_words(line: str) -> str:
     return " ".join(line.lstrip(" \t>").lower().strip("#- \t").split())
 
 
+def _is_marker_at(lines: list[str], i: int) -> bool:
+    words = _marker_words(lines[i])
+    if not words.startswith(_MARKER_HEAD):
+        return False
+    joined = words
+    for nxt in lines[i + 1: i + 4]:
+        if joined.startswith(_MARKER_WORDS) or len(joined) > len(_MARKER_WORDS):
+            break
+        joined = (joined + " " + _marker_words(nxt)).strip()
+    return joined.startswith(_MARKER_WORDS[:30])
+
+
 def find_marker(lines: list[str], text: str = "") -> int | None:
-    """Index of the line where our "reply above this line" marker starts, also quoted or re-wrapped."""
-    head = _MARKER_WORDS[:8]
-    if text and head not in text.lower():
+    """Index of the line where our "reply above this line" marker starts, also quoted or re-wrapped.
+    `text`, when given, is the body the lines were split from (with "\\n" line ends): only the lines where
+    the marker's first words occur are looked at, at most MARKER_CANDIDATES of them."""
+    if not text:
+        text = "\n".join(lines)
+    if _MARKER_HEAD not in text.lower():
         return None
-    for i, line in enumerate(lines):
-        if head not in line.lower():
+    line_no, last, seen = 0, 0, 0
+    for match in _MARKER_SEARCH.finditer(text):
+        pos = match.start()
+        if pos < last:
             continue
-        words = _marker_words(line)
-        if not words.startswith(head):
-            continue
-        joined = words
-        for nxt in lines[i + 1: i + 4]:
-            if joined.startswith(_MARKER_WORDS) or len(joined) > len(_MARKER_WORDS):
-                break
-            joined = (joined + " " + _marker_words(nxt)).strip()
-        if joined.startswith(_MARKER_WORDS[:30]):
-            return i
+        line_no += text.count("\n", last, pos)
+        if line_no >= len(lines):
+            return None
+        end = text.find("\n", pos)
+        last = len(text) if end < 0 else end  # the next occurrence worth a look is on a later line
+        if _is_marker_at(lines, line_no):
+            return line_no
+        seen += 1
+        if seen >= MARKER_CANDIDATES:
+            return None
     return None
 
 
+def _kinds(lines: list[str]) -> bytearray:
+    """The kind of each line, in one pass with no function call for an ordinary line. Past the first
+    CLASSIFIED_LINES lines, supercite quotes ("Kim> ") are not looked for and text is literal."""
+    quoted = is_quoted
+    kind = bytearray([
+        EMPTY if not (bare := line.lstrip(" \t")) or bare.isspace()
+        else QUOTE if bare[0] == ">" or (bare[0].isalnum() and ">" in line[:16] and quoted(line[:64]))
+        else LITERAL if len(line) > MAX_LINE_CHECK
+        else TEXT
+        for line in islice(lines, CLASSIFIED_LINES)
+    ])
+    if len(lines) > CLASSIFIED_LINES:
+        kind += bytearray([
+            EMPTY if not (bare := line.lstrip(" \t")) or bare.isspace() else QUOTE if bare[0] == ">" else LITERAL
+            for line in islice(lines, CLASSIFIED_LINES, None)
+        ])
+    return kind
+
+
+def _mark_fences(lines: list[str], text: str, kind: bytearray) -> None:
+    """Lines from an opening "```" to its closing one are literal (at most FENCE_LINES fence lines)."""
+    fence = -1
+    line_no, last = 0, 0
+    for match in islice(_FENCE.finditer(text), FENCE_LINES):
+        pos = match.start()
+        line_no += text.count("\n", last, pos)
+        last = pos
+        if line_no >= len(lines):
+            break
+        if len(lines[line_no].strip()) >= 100:
+            continue
+        if fence < 0:
+            fence = line_no
+        else:
+            kind[fence: line_no + 1] = _LITERAL_BYTE * (line_no + 1 - fence)
+            fence = -1
+
+
 class _Lines:
-    """One body's lines with their kind: empty, quoted, text we examine, or literal text (fenced code and
-    overlong lines, never taken for a quote header or signature)."""
+    """One body's lines with their kind: empty, quoted, text we examine, or literal text (fenced code,
+    overlong lines, and text past the first EXAMINED_LINES lines of text; never taken for a quote header
+    or signature). Kinds are kept in a bytearray so runs of lines are skipped and counted in C."""
 
     def __init__(self, lines: list[str], text: str) -> None:
         self.lines = lines
-        kind = []
-        append = kind.append
-        for line in lines:
-            if not line or line.isspace():
-                append(EMPTY)
-                continue
-            first = line.lstrip(" \t")[:1]
-            if first == ">" or (first.isalnum() and ">" in line[:16] and is_quoted(line[:64])):
-                append(QUOTE)
-            elif len(line) > MAX_LINE_CHECK:
-                append(LITERAL)
-            else:
-                append(TEXT)
+        kind = _kinds(lines)
         if "```" in text:
-            fence = -1
-            for i, line in enumerate(lines):
-                stripped = line.strip()
-                if stripped.startswith("```") and len(stripped) < 100:
-                    if fence < 0:
-                        fence = i
-                    else:
-                        kind[fence: i + 1] = [LITERAL] * (i + 1 - fence)
-                        fence = -1
+            _mark_fences(lines, text, kind)
+        if kind.count(TEXT) > EXAMINED_LINES:
+            last = _NTH_TEXT.match(kind).end()  # type: ignore[union-attr]
+            kind[last:] = kind[last:].translate(_TEXT_TO_LITERAL)
         self.kind = kind
-        self.quotes = [i for i, k in enumerate(kind) if k == QUOTE]
-        self.nonblank_before = [0, *accumulate(k != EMPTY for k in kind)]
 
-    def nonblank(self, start: int, end: int) -> int:
-        return self.nonblank_before[end] - self.nonblank_before[start]
+    def nonblank_at_least(self, start: int, end: int, count: int) -> bool:
+        """Whether at least `count` non-blank lines are in lines[start:end]."""
+        pos = start
+        for _ in range(count):
+            found = _NONBLANK.search(self.kind, pos, end)
+            if found is None:
+                return False
+            pos = found.end()
+        return True
 
     def next_nonblank(self, i: int, end: int) -> int | None:
-        kind = self.kind
-        while i < end:
-            if kind[i] != EMPTY:
-                return i
-            i += 1
-        return None
+        found = _NONBLANK.search(self.kind, i, end)
+        return None if found is None else found.start()
+
+    def after_quotes(self, i: int, end: int) -> int:
+        """The index after the run of quoted and blank lines starting at i."""
+        return _QUOTE_RUN.match(self.kind, i, end).end()  # type: ignore[union-attr]
 
     def quote_after(self, i: int, end: int) -> bool:
         """Whether a quoted line follows at or after i (before end)."""
-        at = bisect_left(self.quotes, i)
-        return at < len(self.quotes) and self.quotes[at] < end
+        return self.kind.find(QUOTE, i, end) >= 0
 
 
 def _signature_end(body: _Lines, end: int) -> int:
     """Where a "-- " delimiter, or a separator line followed by a short footer, ends the reply."""
     seen_text = False
     kind, lines = body.kind, body.lines
-    for i in range(end):
-        k = kind[i]
-        if k != TEXT:
-            seen_text = seen_text or k == LITERAL
+    pattern = _TEXT_OR_LITERAL
+    i = 0
+    while True:
+        found = pattern.search(kind, i, end)
+        if found is None:
+            return end
+        i = found.start()
+        if kind[i] == LITERAL:
+            seen_text = True
+            pattern = _TEXT_LINE
+            i += 1
             continue
         line = lines[i]
-        if line.lstrip()[:1] not in DELIMITER_CHARS:
-            seen_text = True
-            continue
-        if is_sig_delimiter(line):
-            return i
-        if seen_text and is_delimiter(line):
-            nxt = body.next_nonblank(i + 1, end)
-            if body.nonblank(i + 1, end) <= FOOTER_LINES and _footer_separator(body, i):
+        if line.lstrip()[:1] in DELIMITER_CHARS:
+            if is_sig_delimiter(line):
                 return i
-            if nxt is not None and kind[nxt] == TEXT and (
-                    header_block_end(lines, nxt) or is_forward_marker(lines[nxt]) or is_attribution(lines[nxt])):
-                return i
+            if seen_text and is_delimiter(line):
+                nxt = body.next_nonblank(i + 1, end)
+                if not body.nonblank_at_least(i + 1, end, FOOTER_LINES + 1) and _footer_separator(body, i):
+                    return i
+                if nxt is not None and kind[nxt] == TEXT and (
+                        header_block_end(lines, nxt) or is_forward_marker(lines[nxt]) or is_attribution(lines[nxt])):
+                    return i
         seen_text = True
-    return end
+        pattern = _TEXT_LINE
+        i += 1
 
 
 def _footer_separator(body: _Lines, i: int) -> bool:
@@ -210,7 +281,6 @@ def _history_start(body: _Lines, i: int, end: int) -> tuple[str, int, int] | Non
     if may_start_wrapped_attribution(line):
         after = join_wrapped(lines, i)
         if after and after <= end:
-            # a line inside the joined span that is an attribution alone starts it (the lines above are text)
             # the latest line that opens an attribution by itself starts it (the lines above are text)
             for k in range(i + 1, after):
                 if body.kind[k] != TEXT or _continues(lines, i, k):
@@ -233,38 +303,45 @@ def _continues(lines: list[str], first: int, k: int) -> bool:
     return above.rfind("<") > above.rfind(">") or above.rstrip().endswith(",")
 
 
-def _trim_lines(lines: list[str], text: str) -> list[int]:
-    """Indexes of the lines to keep."""
+Spans = list[list[int]]  # sorted, disjoint [start, end) ranges of line indexes
+
+
+def _trim_lines(lines: list[str], text: str) -> Spans:
+    """The ranges of lines to keep. `text` is the body the lines were split from ("\\n" line ends)."""
     end = len(lines)
     marker = find_marker(lines, text)
     if marker is not None:
         end = marker
-    body = _Lines(lines[:end], text)
+        lines = lines[:end]
+    body = _Lines(lines, text)
     kind = body.kind
     end = _signature_end(body, end)
-    dropped: set[int] = set()
+    dropped: Spans = []
     seen_text = False
     i = 0
-    while i < end:
-        k = kind[i]
-        if k != TEXT:
-            seen_text = seen_text or k == LITERAL
+    while True:
+        found = (_TEXT_LINE if seen_text else _TEXT_OR_LITERAL).search(kind, i, end)
+        if found is None:
+            break
+        i = found.start()
+        if kind[i] == LITERAL:
+            seen_text = True
             i += 1
             continue
-        found = _history_start(body, i, end)
-        if found is None:
+        history = _history_start(body, i, end)
+        if history is None:
             if not is_mobile_signoff(lines[i]):
                 seen_text = True
             i += 1
             continue
-        what, start, after = found
+        what, start, after = history
         if start > i:
             seen_text = True  # lines between i and start are text
         if what != "attribution":
             if seen_text:
                 end = start
                 break
-            dropped.update(range(start, after))  # a forward with nothing above: keep what was forwarded
+            dropped.append([start, after])  # a forward with nothing above: keep what was forwarded
             i = after
             continue
         nxt = body.next_nonblank(after, end)
@@ -279,12 +356,10 @@ def _trim_lines(lines: list[str], text: str) -> list[int]:
             if seen_text:
                 end = start  # unquoted history below the reply (top-posting)
                 break
-            dropped.update(range(start, after))  # an attribution on top of unquoted text: drop the line
+            dropped.append([start, after])  # an attribution on top of unquoted text: drop the line
             i = after
             continue
-        quote_end = nxt
-        while quote_end < end and kind[quote_end] in (QUOTE, EMPTY):
-            quote_end += 1
+        quote_end = body.after_quotes(nxt, end)
         answer = body.next_nonblank(quote_end, end)
         if answer is None:
             end = start  # only quotes follow
@@ -292,74 +367,129 @@ def _trim_lines(lines: list[str], text: str) -> list[int]:
         more_quotes = body.quote_after(answer, end)
         if not seen_text:
             # bottom-posting: the reply is below the quote
-            dropped.update(range(start, quote_end if not more_quotes else after))
             i = quote_end if not more_quotes else after
+            dropped.append([start, i])
             continue
-        if more_quotes or body.nonblank(answer, end) >= ANSWER_LINES or _only_greeting_above(body, start):
-            dropped.update(range(start, after))  # inline answers: keep the quotes between, drop the attribution
+        if more_quotes or body.nonblank_at_least(answer, end, ANSWER_LINES) or _only_greeting_above(body, start):
+            dropped.append([start, after])  # inline answers: keep the quotes between, drop the attribution
             i = after
             continue
         end = start  # a short line or two under the quote is a footer
         break
-    keep = [k for k in range(end) if k not in dropped] if dropped else list(range(end))
+    keep = _complement(dropped, end)
     if marker is not None:
         _drop_marker_attribution(body, keep)
     return _strip_tail(body, keep)
 
 
+def _complement(dropped: Spans, end: int) -> Spans:
+    """The ranges of [0, end) outside the (sorted, disjoint) dropped ranges."""
+    keep: Spans = []
+    at = 0
+    for start, stop in dropped:
+        if start >= end:
+            break
+        if start > at:
+            keep.append([at, start])
+        at = max(at, stop)
+    if at < end:
+        keep.append([at, end])
+    return keep
+
+
 def _only_greeting_above(body: _Lines, start: int) -> bool:
     """Whether the only text above an attribution is a salutation ("Hi Kim,"): the answer is below."""
-    if body.nonblank(0, start) != 1:
+    if not body.nonblank_at_least(0, start, 1) or body.nonblank_at_least(0, start, 2):
         return False
     line = body.lines[body.next_nonblank(0, start) or 0]
     return line.rstrip().endswith(",") and len(line) <= 60
 
 
-def _drop_marker_attribution(body: _Lines, keep: list[int]) -> None:
+def _pop_last(keep: Spans) -> None:
+    keep[-1][1] -= 1
+    if keep[-1][1] <= keep[-1][0]:
+        keep.pop()
+
+
+def _strip_last(body: _Lines, keep: Spans, kinds: bytes) -> None:
+    """Drop the trailing lines of the given kinds (C-level, whole runs at a time)."""
+    while keep:
+        start, stop = keep[-1]
+        keep[-1][1] = start + len(body.kind[start:stop].rstrip(kinds))
+        if keep[-1][1] > start:
+            return
+        keep.pop()
+
+
+def _drop_marker_attribution(body: _Lines, keep: Spans) -> None:
     """Above our marker, a client's attribution line in a language we don't know (ends with ":", names a
     date or an address) is dropped too: whatever the client wrote there introduces our notification."""
-    while keep and body.kind[keep[-1]] == EMPTY:
-        keep.pop()
-    if not keep or body.kind[keep[-1]] != TEXT:
+    _strip_last(body, keep, _EMPTY_BYTE)
+    if not keep or body.kind[keep[-1][1] - 1] != TEXT:
         return
-    line = body.lines[keep[-1]].strip()
+    line = body.lines[keep[-1][1] - 1].strip()
     if line.endswith((":", "：")) and len(line) <= 400 and ("@" in line or has_date(line)):
-        keep.pop()
+        _pop_last(keep)
 
 
-def _strip_tail(body: _Lines, keep: list[int]) -> list[int]:
+def _strip_tail(body: _Lines, keep: Spans) -> Spans:
     """Drop trailing quotes, separators, sign-offs and blank lines; a body that is only a quote keeps it,
     unless it is a quoted thread (it opens with an attribution)."""
     kinds, lines = body.kind, body.lines
-    has_text = any(kinds[k] in (TEXT, LITERAL) for k in keep)
+    has_text = any(_TEXT_OR_LITERAL.search(kinds, start, stop) for start, stop in keep)
     if not has_text:
-        first = next((k for k in keep if kinds[k] == QUOTE), None)
+        first = next((found for start, stop in keep if (found := kinds.find(QUOTE, start, stop)) >= 0), None)
         if first is not None and is_attribution(unquote(lines[first])[:MAX_LINE_CHECK]):
             return []
+    blank = _EMPTY_BYTE + _QUOTE_BYTE if has_text else _EMPTY_BYTE
     while keep:
-        k = keep[-1]
-        kind = kinds[k]
-        if kind == EMPTY or (has_text and kind == QUOTE):
-            keep.pop()
-        elif kind == TEXT and (is_delimiter(lines[k]) or is_mobile_signoff(lines[k]) or is_sig_delimiter(lines[k])):
-            keep.pop()
-        elif kind == TEXT and is_dash_name(lines[k]) and len(keep) > 1 and kinds[keep[-2]] == EMPTY:
-            keep.pop()
+        _strip_last(body, keep, blank)
+        if not keep:
+            break
+        k = keep[-1][1] - 1
+        if kinds[k] != TEXT:
+            break
+        line = lines[k]
+        if is_delimiter(line) or is_mobile_signoff(line) or is_sig_delimiter(line):
+            _pop_last(keep)
+        elif is_dash_name(line) and _kept_before(keep, k) is not None and kinds[_kept_before(keep, k)] == EMPTY:
+            _pop_last(keep)
         else:
             break
-    start = 0
-    while start < len(keep) and kinds[keep[start]] == EMPTY:
-        start += 1
-    return keep[start:]
+    while keep:
+        start, stop = keep[0]
+        keep[0][0] = stop - len(kinds[start:stop].lstrip(_EMPTY_BYTE))
+        if keep[0][0] < stop:
+            break
+        keep.pop(0)
+    return keep
 
 
-def _cut_part(lines: list[str], keep: list[int]) -> str:
-    kept = set(keep)
-    cut = [line for k, line in enumerate(lines) if k not in kept]
-    first = next((k for k, line in enumerate(cut) if line.strip()), len(cut))
-    while len(cut) > first and not cut[-1].strip():
-        cut.pop()
-    return "\n".join(cut[first:])
+def _kept_before(keep: Spans, k: int) -> int | None:
+    """The kept line before the last kept line k."""
+    if k - 1 >= keep[-1][0]:
+        return k - 1
+    return keep[-2][1] - 1 if len(keep) > 1 else None
+
+
+def _join(lines: list[str], spans: Spans) -> str:
+    return "\n".join(chain.from_iterable(lines[start:stop] for start, stop in spans))
+
+
+def _without_blank_edges(text: str) -> str:
+    """The text without its leading and trailing blank (whitespace-only) lines."""
+    tail = len(text.rstrip())
+    if not tail:
+        return ""
+    head = len(text) - len(text.lstrip())
+    first = text.rfind("\n", 0, head) + 1
+    last = text.find("\n", tail)
+    return text[first: len(text) if last < 0 else last]
+
+
+def _cut_part(lines: list[str], keep: Spans) -> str:
+    cut = _complement(keep, len(lines))
+    return _without_blank_edges(_join(lines, cut))
 
 
 def _as_text(value: object) -> str:
@@ -374,9 +504,10 @@ def trim_text(text: str) -> Trimmed:
     """Plain-text body trimming: our marker, quoted history and signature are cut."""
     text = _as_text(text)
     try:
-        lines = split_lines(text or "")
-        keep = _trim_lines(lines, text or "")
-        return Trimmed("\n".join(lines[k] for k in keep), _cut_part(lines, keep))
+        body = _normalise_ends(text or "")
+        lines = body.split("\n")
+        keep = _trim_lines(lines, body)
+        return Trimmed(_join(lines, keep), _cut_part(lines, keep))
     except Exception:  # never lose a reply to a bug here: post it whole
         log.exception("reply trimming failed; keeping the whole body")
         return Trimmed((text or "").strip("\n"), "")

@@ -248,6 +248,10 @@ def header_kind(line: str) -> str | None:
     return HEADER_LABELS[label]
 
 
+_ONCE = frozenset({"from", "subject"})  # a second one starts another header block
+MAX_HEADERS = 12
+
+
 def header_block_end(lines: list[str], i: int) -> int:
     """If an Outlook header block (From + at least two of Sent/To/Subject) starts at lines[i], the index after
     it, else 0. Wrapped header values and single blank lines between headers are part of the block."""
@@ -269,8 +273,10 @@ def header_block_end(lines: list[str], i: int) -> int:
             continue
         kind = header_kind(line)
         if kind is not None:
-            if kind in kinds and kind in ("from", "subject"):
+            if kind in kinds and kind in _ONCE:
                 break  # a second header block starts
+            if headers == MAX_HEADERS:
+                return 0  # no mail client writes that many: a list of "Label: value" lines
             kinds.add(kind)
             headers += 1
             last = j
