@@ -193,6 +193,11 @@
       setupLive(thread);
       setupDelivery(thread);
       if (!location.hash && location.search.indexOf("before=") < 0 && !$("#search-summary")) { scrollToBottom(); }
+      // Thumbnails load after that and make the page taller: stay at the bottom, or the newest message
+      // ends up behind the composer.
+      thread.addEventListener("load", function (ev) {
+        if (ev.target.tagName === "IMG" && nearBottom()) { scrollToBottom(); }
+      }, true);
     }
     var form = $("#composer");
     if (form) { setupComposer(form); }
