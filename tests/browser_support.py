@@ -210,7 +210,8 @@ def horizontal_overflow(page: Any) -> list[str]:
 
 def tiny_png(width: int = 48, height: int = 32) -> bytes:
     """A real PNG image (a two-colour gradient), made with zlib only."""
-    rows = b"".join(b"\x00" + bytes(c for x in range(width) for c in (36 + 180 * x // width, 87 + 120 * y // height, 214))
+    rows = b"".join(b"\x00" + bytes(c for x in range(width)
+                                     for c in (36 + 180 * x // width, 87 + 120 * y // height, 214))
                     for y in range(height))
 
     def chunk(kind: bytes, data: bytes) -> bytes:

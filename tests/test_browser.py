@@ -58,6 +58,7 @@ if _reason:
     pytest.skip(_reason, allow_module_level=True)
 
 from playwright.sync_api import expect, sync_playwright  # noqa: E402  (only once we know it is installed)
+from procs import wait_until  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -268,6 +269,14 @@ def test_client_cannot_fetch_internal_attachment(product: Product, browser: Any,
         team_ctx.close()
 
 
+def _newest_clear_of_composer(page: Any) -> bool:
+    """Whether the newest message's bottom edge is above the (sticky) composer, i.e. nothing of it is hidden."""
+    return page.evaluate("""() => {
+        const last = document.querySelector('#messages .message:last-child').getBoundingClientRect();
+        return last.bottom <= document.getElementById('composer').getBoundingClientRect().top + 1;
+    }""")
+
+
 def _seed_for_screenshots(product: Product, slug: str, client: str, tmp_path: Path) -> None:
     """A thread that exercises the layout: lists, links, a long URL, an image, a long file name, a note."""
     image = tmp_path / "homepage-mockup.png"
@@ -307,6 +316,9 @@ def test_screenshots_team_and_portal(product: Product, browser: Any, tmp_path: P
     team_ctx, client_ctx = new_context(browser, phone=phone), new_context(browser, phone=phone)
     try:
         team = team_ctx.new_page()
+        team.goto(f"{product.url}/login")
+        assert horizontal_overflow(team) == [], f"sign-in page at {size} size sticks out sideways"
+        team.screenshot(path=str(SCREENSHOTS / f"signin-{size}.png"))
         sign_in_team(team, product, TEAM)
         team.goto(f"{product.url}/w/{slug}")
         wait_live(team)
@@ -319,8 +331,11 @@ def test_screenshots_team_and_portal(product: Product, browser: Any, tmp_path: P
         expect(client.locator("#messages .message")).to_have_count(3)
 
         for name, page in (("team", team), ("portal", client)):
-            expect(page.locator("img.thumb")).to_be_visible()
-            page.locator("img.thumb").evaluate("img => img.decode()")
+            thumb = page.locator("img.thumb")
+            expect(thumb).to_be_visible()
+            thumb.evaluate("img => img.decode()")
+            # Opening a thread shows its newest message whole, above the composer, once images have loaded.
+            wait_until(lambda p=page: _newest_clear_of_composer(p), 5, f"the newest message to show whole ({name})")
             page.locator("#composer-text").fill("Looks good, let's go ahead with **option B**.")
             if name == "team":
                 page.check("#internal-toggle")  # the amber composer shows in the screenshot
@@ -329,7 +344,8 @@ def test_screenshots_team_and_portal(product: Product, browser: Any, tmp_path: P
             viewport = page.viewport_size
             assert send is not None and send["x"] >= 0 and send["x"] + send["width"] <= viewport["width"]
             page.screenshot(path=str(SCREENSHOTS / f"{name}-{size}.png"))
-            page.screenshot(path=str(SCREENSHOTS / f"{name}-{size}-full.png"), full_page=True)
+            page.evaluate("() => window.scrollTo(0, 0)")
+            page.screenshot(path=str(SCREENSHOTS / f"{name}-{size}-top.png"))
         for name in ("team", "portal"):
             assert (SCREENSHOTS / f"{name}-{size}.png").stat().st_size > 5000
     finally:
