@@ -192,6 +192,7 @@ def test_team_and_client_converse_live(product: Product, browser: Any) -> None:
         expect(mine.locator(".message-body strong")).to_have_text("proposal")
         expect(mine).to_have_attribute("data-source", "portal")
         latency = _arrival_ms(team, reply, sent_ms)
+        print(f"client's reply reached the team's page in {latency:.0f} ms")
         assert latency < LIVE_LIMIT_MS, f"the client's reply took {latency:.0f} ms to reach the team's page"
         arrived = _message(team, reply)
         expect(arrived.locator(".message-body strong")).to_have_text("proposal")
@@ -210,6 +211,7 @@ def test_team_and_client_converse_live(product: Product, browser: Any) -> None:
         sent_ms = time.time() * 1000
         _post(team, answer)
         latency = _arrival_ms(client, answer, sent_ms)
+        print(f"team's answer reached the client's page in {latency:.0f} ms")
         assert latency < LIVE_LIMIT_MS, f"the team's answer took {latency:.0f} ms to reach the client's page"
         expect(client.locator("#messages .message")).to_have_count(3)
         html = client.content()
