@@ -539,14 +539,13 @@ def _reply_from_html(html: str) -> Trimmed:
     return Trimmed(_single_blank_lines(text), "\n".join(part for part in trimmed_parts if part))
 
 
+_BLANK_RUN = re.compile(r"(?m)^([^\S\n]*+)(?:\n[^\S\n]*+(?=\n|\Z))+")
+
+
 def _single_blank_lines(text: str) -> str:
-    """HTML has no double blank lines; a dropped attribution line between two paragraphs leaves one."""
-    out: list[str] = []
-    for line in text.split("\n"):
-        if not line.strip() and out and not out[-1].strip():
-            continue
-        out.append(line)
-    return "\n".join(out)
+    """HTML has no double blank lines; a dropped attribution line between two paragraphs leaves one.
+    (Of a run of blank lines, the first is kept.)"""
+    return _BLANK_RUN.sub(r"\1", text)
 
 
 def reply_from_parts(plain: str | None, html: str | None) -> Trimmed:

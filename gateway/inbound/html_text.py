@@ -6,8 +6,10 @@ protonmail_quote, and our own hidden marker), and text rendering that keeps para
 Nothing here recurses over the tree: hostile mail nests elements thousands deep."""
 from __future__ import annotations
 
+import heapq
 import re
 from collections.abc import Callable
+from html import unescape
 from html.parser import HTMLParser
 
 from gateway.markers import HTML_MARKER_ID_PREFIX
@@ -37,6 +39,16 @@ AUTO_CLOSE = {
     "a": frozenset(["a"]),
 }
 MAX_DEPTH = 300  # deeper nesting is flattened
+# Bounded work on huge bodies: only a prefix of at most this many tags and characters is parsed into the tree;
+# the rest is converted by a linear tag-stripping scan (see `crude_text`), and the quoted part is looked for in
+# it by a keyword scan whose hits are checked by parsing a small window.
+MAX_PARSED_TAGS = 2000
+MAX_PARSED_CHARS = 100_000
+VERIFY_WINDOW = 1000  # characters parsed after an Outlook header box's tag to check it
+PENDING_CHARS, PENDING_TAGS = 1000, 10  # see _parse
+MAX_VERIFIED = 20  # keyword hits checked at most
+MAX_HIDDEN_BLOCKS = 500  # style/script/title/comment blocks removed from the rest at most
+MAX_UNESCAPED = 2000  # character references decoded one by one at most (the common named ones always)
 MAX_ATTRS = 30
 END_TAG_SEARCH = 64  # how far up the open elements a stray end tag is looked for
 
@@ -74,6 +86,7 @@ class Node:
 class _TreeBuilder(HTMLParser):
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
+        self.unparsed = ""
         self.root = Node("#root", {}, None)
         self.stack: list[Node] = [self.root]
 
@@ -101,15 +114,44 @@ class _TreeBuilder(HTMLParser):
         self.stack[-1].children.append(data)
 
 
-def parse_html(html: str) -> Node:
-    """The document as a tree; never raises on broken markup."""
+def _parse(html: str) -> _TreeBuilder:
+    """Parse into a tree. What html.parser leaves pending after an unclosed comment, declaration or tag is
+    kept in `unparsed` when it is long and holds more tags: closing the parser would rescan it to its end
+    once per "<" (quadratic time)."""
     builder = _TreeBuilder()
     try:
         builder.feed(html)
+        pending = builder.rawdata
+        if len(pending) > PENDING_CHARS and pending.count("<", 1) > PENDING_TAGS and not builder.cdata_elem:
+            builder.unparsed = pending
+            builder.rawdata = ""
         builder.close()
     except Exception:  # html.parser is tolerant; whatever was parsed so far is kept
         pass
-    return builder.root
+    return builder
+
+
+def parse_html(html: str) -> Node:
+    """The document as a tree; never raises on broken markup."""
+    return _parse(html).root
+
+
+_NTH_TAG = re.compile(rf"(?:[^<]*+<){{{MAX_PARSED_TAGS}}}")
+
+
+def parse_limit(html: str) -> int:
+    """Where the parsed prefix of a body ends: before its MAX_PARSED_TAGS-th tag, within MAX_PARSED_CHARS
+    characters, at a tag or a space when there is one near."""
+    limit = min(len(html), MAX_PARSED_CHARS)
+    if html.count("<", 0, limit) >= MAX_PARSED_TAGS:
+        return _NTH_TAG.match(html).end() - 1  # type: ignore[union-attr]
+    if limit == len(html):
+        return limit
+    for boundary in ("<", "\n", " "):
+        at = html.rfind(boundary, limit - 2000, limit)
+        if at > 0:
+            return at
+    return limit
 
 
 def is_marker(node: Node) -> bool:
@@ -175,7 +217,14 @@ class Document:
     """One HTML body, flattened to events (open, close, text) in document order."""
 
     def __init__(self, html: str) -> None:
-        self.root = parse_html(html)
+        limit = parse_limit(html)
+        builder = _parse(html[:limit])
+        self.root = builder.root
+        rest = html[limit:]  # not parsed: a huge body's tail, converted by `crude_text`
+        if rest and builder.cdata_elem:  # the prefix ends inside a <style> or <script>
+            close = rest.lower().find(f"</{builder.cdata_elem}")
+            rest = "" if close < 0 else rest[close:]
+        self.rest = builder.unparsed + rest
         self.events: list[tuple[int, Node | str]] = []
         self.marker: int | None = None  # event index of our marker
         self.quote: Node | None = None  # the first element starting the quoted part
@@ -231,7 +280,11 @@ class Document:
 
     def text(self) -> str:
         """The text up to our marker (signatures left out), quotes as "> " lines."""
-        return render(self.events, self._channels(self._stop()))[0]
+        text = render(self.events, self._channels(self._stop()))[0]
+        if self.rest and self.marker is None:
+            marker = find_quote_start(self.rest, markers_only=True)
+            text = join_text(text, crude_text(self.rest[:marker]))
+        return text
 
     def split_at_quote(self) -> tuple[str, str | None, str]:
         """(text above the quoted part, text written below or between the quotes or None, text cut)."""
@@ -239,8 +292,14 @@ class Document:
         quote = self.quote
         if quote is None or quote.start >= stop:
             above, cut = render(self.events, self._channels(stop))
-            return above, None, cut
+            if self.rest and self.marker is None:
+                # the quoted part starts in the unparsed rest of a huge body, or there is none
+                start = find_quote_start(self.rest)
+                return join_text(above, crude_text(self.rest[:start])), None, join_text(
+                    cut, crude_text(self.rest[start:]))
+            return above, None, join_text(cut, crude_text(self.rest))
         above, cut = render(self.events, self._channels(quote.start))
+        cut = join_text(cut, crude_text(self.rest))
         if self.quote_kind == "tail":
             return above, None, cut
         return above, self._answer_after_quote(quote, stop), cut
@@ -482,4 +541,107 @@ def _find(node: Node, predicate: Callable[[Node], bool]) -> Node | None:
 
 def html_to_text(html: str) -> str:
     """The whole HTML body as plain text (blockquotes as "> " lines, signatures kept)."""
-    return render(Document(html).events)[0]
+    document = Document(html)
+    return join_text(render(document.events)[0], crude_text(document.rest))
+
+
+def join_text(first: str, second: str) -> str:
+    return f"{first}\n\n{second}" if first and second else first or second
+
+
+# ---------- the unparsed rest of a huge body ----------
+
+_QUOTE_KEYWORDS = (
+    b"gmail_quote", b"yahoo_quoted", b"protonmail_quote", b"zmail_extra", b"moz-cite-prefix", b"divrplyfwdmsg",
+    b"appendonsend", b"mail-editor-reference-message-container", b"stopspelling", b"<blockquote", b"border-top",
+)
+_MARKER_KEYWORD = HTML_MARKER_ID_PREFIX.lower().encode("ascii")
+
+
+def _ascii_lower(html: str) -> bytes:
+    """The body in lower case, one byte per character (so positions match), for keyword scans."""
+    return html.encode("ascii", "replace").lower()
+
+
+def _starts_quote(html: str, start: int, end: int, markers_only: bool) -> bool:
+    """Whether the element whose start tag is html[start:end] starts the quoted part (or is our marker)."""
+    root = parse_html(html[start:end])
+    node = next((child for child in root.children if isinstance(child, Node)), None)
+    if node is None:
+        return False
+    if is_marker(node):
+        return True
+    if markers_only or _hidden(node):
+        return False
+    if "border-top" in node.attrs.get("style", "").lower():  # Outlook's header box: its text is needed
+        root = parse_html(html[start: end + VERIFY_WINDOW])
+        node = next((child for child in root.children if isinstance(child, Node)), node)
+    return quote_kind(node) is not None
+
+
+def find_quote_start(html: str, markers_only: bool = False) -> int:
+    """Where the first element starting the quoted part (or our marker) opens in unparsed HTML, found by a
+    keyword scan (each hit checked by parsing its tag); len(html) when there is none."""
+    low = _ascii_lower(html)
+    keywords = (_MARKER_KEYWORD,) if markers_only else (*_QUOTE_KEYWORDS, _MARKER_KEYWORD)
+    hits = [(at, keyword) for keyword in keywords if (at := low.find(keyword)) >= 0]
+    heapq.heapify(hits)
+    for _ in range(MAX_VERIFIED):
+        if not hits:
+            break
+        at, keyword = heapq.heappop(hits)
+        start = at if keyword.startswith(b"<") else low.rfind(b"<", 0, at)
+        end = low.find(b">", at)
+        if end < 0:
+            continue  # no tag closes after this keyword (nor after its later occurrences)
+        if start >= 0 and low.find(b">", start, at) < 0 and _starts_quote(html, start, end + 1, markers_only):
+            return start
+        following = low.find(keyword, end)
+        if following >= 0:
+            heapq.heappush(hits, (following, keyword))
+    return len(html)
+
+
+_HIDDEN_START = re.compile(rb"<(style|script|title)\b|<!--")
+_CRUDE_BREAK = re.compile(  # a run of block tags is one line break
+    r"(?:<(?=[/a-zA-Z])(?:br|/?(?:p|div|li|tr|h[1-6]|blockquote|table|ul|ol|dl|dt|dd|pre|hr|section|article|header"
+    r"|footer))\b[^<>]*+>)++", re.IGNORECASE)
+_CRUDE_TAG = re.compile(r"<[^<>]*+>")
+_CRUDE_INDENT = re.compile(r"\n[^\S\n]++")  # source indentation would read as a Markdown code block
+_CRUDE_BLANKS = re.compile(r"\n{3,}")
+_COMMON_ENTITIES = (("&nbsp;", " "), ("&lt;", "<"), ("&gt;", ">"), ("&quot;", '"'), ("&#39;", "'"), ("&amp;", "&"))
+
+
+def _without_hidden(html: str) -> str:
+    """The markup without style, script and title contents and comments (an unclosed one runs to the end)."""
+    low = _ascii_lower(html)
+    parts: list[str] = []
+    at = 0
+    for _ in range(MAX_HIDDEN_BLOCKS):
+        found = _HIDDEN_START.search(low, at)
+        if found is None:
+            break
+        parts.append(html[at: found.start()])
+        closer = b"-->" if found.group(1) is None else b"</" + found.group(1)
+        close = low.find(closer, found.end())
+        if close < 0:
+            return "".join(parts)
+        end = low.find(b">", close)
+        at = len(html) if end < 0 else end + 1
+    parts.append(html[at:])
+    return "".join(parts)
+
+
+def crude_text(html: str) -> str:
+    """Text of unparsed markup in linear time: block tags become line breaks, other tags go, character
+    references are decoded and indentation dropped (no lists, links or quote prefixes)."""
+    if not html:
+        return ""
+    text = _CRUDE_TAG.sub("", _CRUDE_BREAK.sub("\n", _without_hidden(html)))
+    if "&" in text:
+        if text.count("&") <= MAX_UNESCAPED:
+            text = unescape(text)
+        else:
+            for entity, char in _COMMON_ENTITIES:
+                text = text.replace(entity, char)
+    return _CRUDE_BLANKS.sub("\n\n", _CRUDE_INDENT.sub("\n", text)).strip()
