@@ -141,9 +141,10 @@ def _validate(values: dict[str, object]) -> None:
                 "WORKRATE_RELAY_URL must look like smtp://host:port, smtp+starttls://user:password@host:587 "
                 f"or smtps://host:465, not {relay!r}.")
         try:
-            parts.port
+            _ = parts.port
         except ValueError:
-            raise ConfigError(f"WORKRATE_RELAY_URL has a port that is not a number from 1 to 65535: {relay!r}.") from None
+            raise ConfigError(
+                f"WORKRATE_RELAY_URL has a port that is not a number from 1 to 65535: {relay!r}.") from None
     base = str(values["base_url"])
     if base:
         parts = urlsplit(base)

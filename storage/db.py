@@ -73,3 +73,10 @@ class connection:
     def __exit__(self, *exc: object) -> None:
         if self._opened and not database.is_closed():
             database.close()
+
+
+def write_transaction() -> Any:
+    """A transaction that will write: on SQLite it takes the write lock at BEGIN (IMMEDIATE), so it waits for
+    another process's commit (busy_timeout) instead of failing with 'database is locked' when its first
+    write finds the database changed under a read snapshot; on PostgreSQL a plain transaction."""
+    return database.atomic("IMMEDIATE") if is_sqlite() else database.atomic()

@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from storage.db import database
+from storage.db import write_transaction
 from storage.models import CLIENT, ROLES, TEAM, Membership, Thread, User, Workspace
 from storage.tokens import set_messages_access
 
@@ -37,7 +37,8 @@ def create_workspace(name: str, slug: str | None = None) -> Workspace:
         slug = slug.strip().lower()
         if not SLUG_RE.match(slug):
             raise DirectoryError(
-                f"{slug!r} is not a valid slug: use lower-case letters, digits and hyphens, starting with a letter or digit.")
+                f"{slug!r} is not a valid slug: use lower-case letters, digits and hyphens, "
+                "starting with a letter or digit.")
         if Workspace.select().where(Workspace.slug == slug).exists():
             raise DirectoryError(f"A workspace with the slug {slug!r} already exists.")
     else:
@@ -45,7 +46,7 @@ def create_workspace(name: str, slug: str | None = None) -> Workspace:
         slug, n = base, 2
         while Workspace.select().where(Workspace.slug == slug).exists():
             slug, n = f"{base}-{n}", n + 1
-    with database.atomic():
+    with write_transaction():
         workspace = Workspace.create(name=name, slug=slug)
         Thread.create(workspace=workspace)
     return workspace
@@ -86,7 +87,7 @@ def add_user(email: str, name: str, role: str, *, password_hash: str | None = No
 
 
 def add_client(email: str, name: str, workspace: Workspace, messages_access: bool) -> User:
-    with database.atomic():
+    with write_transaction():
         user = add_user(email, name, CLIENT)
         Membership.create(user=user, workspace=workspace, messages_access=messages_access)
     return user
@@ -103,7 +104,7 @@ def client_membership(user: User, workspace: Workspace) -> Membership:
 
 def set_access(user: User, workspace: Workspace, granted: bool) -> Membership:
     client_membership(user, workspace)
-    with database.atomic():
+    with write_transaction():
         return set_messages_access(user, workspace.id, granted)
 
 

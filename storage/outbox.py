@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 
 from peewee import fn
 
-from storage.db import database, is_sqlite
+from storage.db import database, is_sqlite, write_transaction
 from storage.mail_log import (
     FAILED,
     LOGIN_LINK,
@@ -97,7 +97,7 @@ def _claim_transaction() -> Iterator[None]:
         with database.atomic("IMMEDIATE"):
             yield
     else:
-        with database.atomic():
+        with write_transaction():
             database.execute_sql("SELECT pg_advisory_xact_lock(%s)", (PG_CLAIM_LOCK,))
             yield
 
@@ -187,7 +187,7 @@ def save_rendered(rows: Batch | Iterable[int | OutboxEmail], *, mail_message_id:
     """
     ids = sorted(_ids(rows))
     lead = ids[0]
-    with database.atomic():
+    with write_transaction():
         OutboxEmail.update(mail_message_id=mail_message_id, bounce_token=bounce_token, subject=subject,
                            headers=headers, body_text=body_text, body_html=body_html, batch=None
                            ).where(OutboxEmail.id == lead).execute()
@@ -200,7 +200,7 @@ def mark_sent(rows: Batch | Iterable[int | OutboxEmail], now: dt.datetime | None
     """The relay took the email (250). A sent sign-in link loses its secret body."""
     now = now or utcnow()
     ids = _ids(rows)
-    with database.atomic():
+    with write_transaction():
         n = (OutboxEmail.update(status=SENT, sent_at=now, attempts=OutboxEmail.attempts + 1, lease_until=None,
                                 leased_by=None, last_error="")
              .where(OutboxEmail.id.in_(ids) & (OutboxEmail.status == PENDING)).execute())
@@ -292,7 +292,7 @@ def record_bounce(bounce_token: str, *, hard: bool, reason: str) -> bool:
     token = (bounce_token or "").strip().lower()
     if not token:
         return False
-    with database.atomic():
+    with write_transaction():
         lead = OutboxEmail.get_or_none(OutboxEmail.bounce_token == token)
         if lead is None:
             return False
@@ -356,7 +356,7 @@ def apply_unsubscribe(user_id: int, thread_id: int) -> bool:
     thread = Thread.get_or_none(Thread.id == thread_id)
     if user is None or thread is None:
         return False
-    with database.atomic():
+    with write_transaction():
         updated = (Membership.update(following=False)
                    .where((Membership.user == user.id) & (Membership.workspace == thread.workspace_id)).execute())
         if not updated:

@@ -10,7 +10,7 @@ import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from storage.db import database, is_sqlite
+from storage.db import write_transaction
 from storage.files import safe_filename
 from storage.mail_log import NOTIFICATION, OutboxEmail, ThreadEvent
 from storage.models import (
@@ -76,7 +76,7 @@ def post_message(
     now = now or utcnow()
     # On SQLite, take the write lock at BEGIN (IMMEDIATE): a deferred transaction whose first write meets
     # another process's commit fails at once with "database is locked", whatever busy_timeout says.
-    with database.atomic("IMMEDIATE") if is_sqlite() else database.atomic():
+    with write_transaction():
         message = Message.create(
             thread=thread, author=author, visibility=VISIBILITY_INTERNAL if internal else VISIBILITY_CLIENT,
             text=text, html=render_markdown(text), source=source, trimmed_text=trimmed_text or None,

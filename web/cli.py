@@ -280,7 +280,8 @@ def user_list(settings: Settings, as_json: bool) -> None:
     """List people."""
     from storage.models import User
 
-    data = [{"email": u.email, "name": u.name, "role": u.role, "active": u.active} for u in User.select().order_by(User.email)]
+    data = [{"email": u.email, "name": u.name, "role": u.role, "active": u.active}
+            for u in User.select().order_by(User.email)]
     if as_json:
         click.echo(json.dumps(data, indent=2))
         return
@@ -362,7 +363,8 @@ def _team_view_query(viewer: Any, thread: Any) -> Any:
 @click.argument("text")
 @click.option("--as", "as_email", required=True, metavar="EMAIL", help="Who posts.")
 @click.option("--internal", is_flag=True, help="A team-only internal note, never shown to clients.")
-@click.option("--attach", "attach", multiple=True, type=click.Path(dir_okay=False), help="A file to attach (repeatable).")
+@click.option("--attach", "attach", multiple=True, type=click.Path(dir_okay=False),
+              help="A file to attach (repeatable).")
 @pass_app
 @handle_errors
 def post(app: App, slug: str, text: str, as_email: str, internal: bool, attach: tuple[str, ...]) -> None:
@@ -414,7 +416,8 @@ def thread_cmd(settings: Settings, slug: str, as_email: str | None, as_json: boo
 def _print_messages(data: list[dict[str, Any]]) -> None:
     for m in data:
         mark = " [internal]" if m["visibility"] == "internal" else ""
-        click.echo(f"#{m['id']} {m['created_at']} {m['author']['name']} <{m['author']['email']}> via {m['source']}{mark}")
+        author = f"{m['author']['name']} <{m['author']['email']}>"
+        click.echo(f"#{m['id']} {m['created_at']} {author} via {m['source']}{mark}")
         for line in m["text"].splitlines() or [""]:
             click.echo(f"    {line}")
         for a in m["attachments"]:

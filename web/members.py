@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 
-from storage.db import database
+from storage.db import write_transaction
 from storage.directory import DirectoryError, add_client, normalize_email, set_access, set_following
 from storage.models import CLIENT, TEAM, Membership, User, Workspace
 from storage.tokens import create_login_token, set_messages_access
@@ -67,7 +67,7 @@ def invite(slug: str) -> Any:
     form = {"email": email, "name": name}
     existing = User.get_or_none(User.email == email) if email else None
     try:
-        with database.atomic():
+        with write_transaction():
             if existing is None:
                 user = add_client(email, name or email.split("@")[0], workspace, access)
             elif existing.role != CLIENT:
