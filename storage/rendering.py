@@ -1,6 +1,7 @@
 """Markdown to safe HTML: the one function that turns a message's text into what pages and emails show.
 
-markdown-it-py renders CommonMark (bold, lists, links, code); raw HTML in the source is not passed
+markdown-it-py renders CommonMark (bold, lists, links, code; bare web addresses become links through
+linkify-it-py); raw HTML in the source is not passed
 through, and nh3 (the Rust ammonia sanitizer) then keeps only a small allow-list of tags and
 attributes, so `<script>`, `onerror=`, `javascript:` links and `<svg onload>` never survive.
 """
@@ -16,7 +17,7 @@ ALLOWED_TAGS = {
 ALLOWED_ATTRIBUTES = {"a": {"href", "title"}, "ol": {"start"}}
 URL_SCHEMES = {"http", "https", "mailto"}
 
-_md = MarkdownIt("commonmark", {"html": False, "linkify": False, "breaks": True})
+_md = MarkdownIt("commonmark", {"html": False, "linkify": True, "breaks": True}).enable("linkify")
 
 
 def sanitize_html(html: str) -> str:

@@ -178,3 +178,11 @@ def test_safe_filename(name: str, expected: str) -> None:
 def test_thread_of_workspace(make) -> None:
     ws = make.workspace("Thread Test")
     assert thread_of(ws).workspace_id == ws.id
+
+
+def test_bare_web_addresses_become_safe_links(make) -> None:
+    # A pasted https:// address is clickable; a javascript: "address" never becomes a link.
+    ws = make.workspace()
+    m = post_message(make.thread(ws), make.team(), "See https://example.com/brief?v=2 and javascript:alert(1)")
+    assert '<a href="https://example.com/brief?v=2" rel="noopener noreferrer nofollow">' in m.html
+    assert 'href="javascript' not in m.html
