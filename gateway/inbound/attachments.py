@@ -34,6 +34,7 @@ _CID_REF = re.compile(r"cid:([^\"'\s>)]{1,500})", re.IGNORECASE)
 def collect_attachments(mail: InboundMail) -> None:
     """Step: store the reply's files and list them on mail.attachments; refuse a reply with nothing in it."""
     from storage.files import FileStore, safe_filename
+    from storage.files import TooLarge as FileTooLarge
     from storage.posting import NewAttachment
 
     parsed = mail.parsed
@@ -44,9 +45,12 @@ def collect_attachments(mail: InboundMail) -> None:
         raise TooManyAttachments()
     store = FileStore(mail.settings.effective_files_dir)
     for part in kept:
-        if len(part.data) > mail.settings.max_message_size:
-            raise TooLarge()
-        stored = store.put_bytes(part.data)
+        try:
+            stored = store.put_chunks(part.chunks(), limit=mail.settings.max_message_size)
+        except FileTooLarge:
+            raise TooLarge() from None
+        if stored.size == 0 and not part.filename:
+            continue
         mail.attachments.append(NewAttachment(
             name=safe_filename(part.filename, default=default_name(part.content_type)),
             content_type=part.content_type, size=stored.size, sha256=stored.sha256, storage_key=stored.key))
@@ -58,7 +62,7 @@ def is_wanted(part: MailPart, quoted_cids: frozenset[str]) -> bool:
     """Whether a part is a file the sender meant to send."""
     if part.content_type in SKIPPED_TYPES:
         return False
-    if not part.data and not part.filename:
+    if not part.encoded_size and not part.filename:
         return False
     return not (part.content_id and part.content_id.lower() in quoted_cids)
 

@@ -50,7 +50,7 @@ class Target:
 @dataclass
 class InboundMail:
     # --- the envelope: set by gateway/server.py
-    raw: bytes
+    raw: bytes | bytearray  # exactly as received (the SMTP reader hands over its buffer without a copy)
     settings: Settings
     mail_from: str = ""
     recipients: list[Recipient] = field(default_factory=list)

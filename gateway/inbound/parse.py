@@ -7,6 +7,7 @@ content-addressed file store (fsynced) before anything else, so even a mail that
 """
 from __future__ import annotations
 
+import binascii
 import codecs
 import email
 import email.header
@@ -15,9 +16,10 @@ import email.utils
 import hashlib
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
+from gateway.inbound.flanker_quiet import StrStream
 from gateway.inbound.flanker_quiet import mime as flanker_mime
 from gateway.inbound.mail import InboundMail
 
@@ -39,13 +41,25 @@ _CHARSET_ALIASES = {"iso-8859-1": "cp1252", "latin-1": "cp1252", "latin1": "cp12
 
 @dataclass
 class MailPart:
-    """A leaf MIME part that is not body text: an attachment, an inline image, a report."""
+    """A leaf MIME part that is not body text: an attachment, an inline image, a report.
+
+    Its bytes are decoded when asked for, in chunks for large base64 parts, so that a big attachment goes
+    to the file store without ever being whole in memory.
+    """
 
     content_type: str  # lower-case type/subtype, checked; application/octet-stream when unusable
     filename: str  # as the sender declared it (decoded, unsafe: never use as a path)
     disposition: str  # "attachment", "inline" or ""
     content_id: str  # without angle brackets, "" when none
-    data: bytes  # the decoded bytes
+    encoded_size: int  # characters of the part's body as sent (0: an empty part)
+    loader: Callable[[], Iterable[bytes]] = field(repr=False, default=lambda: ())
+
+    def chunks(self) -> Iterable[bytes]:
+        return self.loader()
+
+    @property
+    def data(self) -> bytes:
+        return b"".join(self.chunks())
 
 
 @dataclass
@@ -141,10 +155,11 @@ def _from_flanker(root: object, exact: bool) -> ParsedMail:
         if main == "text" and sub in ("plain", "html") and not filename and disposition != "attachment":
             (plain if sub == "plain" else html).append(_flanker_text(part, exact))
             continue
+        size, loader = _flanker_loader(part, exact)
         parsed.parts.append(MailPart(
             content_type=checked_content_type(f"{main}/{sub}"), filename=clean(str(filename)),
             disposition=disposition, content_id=_content_id(part.headers.get("Content-Id", "")),
-            data=_flanker_bytes(part, exact)))
+            encoded_size=size, loader=loader))
     _set_bodies(parsed, plain, html)
     return parsed
 
@@ -183,6 +198,41 @@ def _flanker_text(part: object, exact: bool) -> str:
     return clean(body if exact else decode_text(body, _charset(part)))
 
 
+CHUNK_CHARS = 1 << 20  # base64 characters decoded at a time
+_NOT_BASE64 = re.compile(rb"[^A-Za-z0-9+/]+")
+
+
+def _flanker_loader(part: object, exact: bool) -> tuple[int, Callable[[], Iterable[bytes]]]:
+    """(encoded size, loader) of a flanker part: base64 bodies are decoded in chunks straight from the
+    mail string; anything else is decoded whole by flanker, once asked for."""
+    try:
+        container = part._container  # type: ignore[attr-defined]
+        container._load_headers()
+        start, end = container._body_start, container.end + 1
+        text = container.stream._text if isinstance(container.stream, StrStream) else None
+        encoding = str(part.content_encoding.value).lower()  # type: ignore[attr-defined]
+    except Exception:
+        return 1, lambda: (_flanker_bytes(part, exact),)
+    if text is not None and encoding == "base64" and not part.content_type.is_message_container():  # type: ignore[attr-defined]
+        return max(0, end - start), lambda: _base64_chunks(text, start, end, part, exact)
+    return max(0, end - start), lambda: (_flanker_bytes(part, exact),)
+
+
+def _base64_chunks(text: str, start: int, end: int, part: object, exact: bool) -> Iterator[bytes]:
+    carry = b""
+    try:
+        for pos in range(start, end, CHUNK_CHARS):
+            piece = carry + _NOT_BASE64.sub(b"", text[pos:min(end, pos + CHUNK_CHARS)].encode("ascii", "ignore"))
+            usable = len(piece) - len(piece) % 4
+            carry = piece[usable:]
+            if usable:
+                yield binascii.a2b_base64(piece[:usable])
+        if len(carry) > 1:
+            yield binascii.a2b_base64(carry + b"=" * (-len(carry) % 4))
+    except binascii.Error:  # broken base64: let flanker's recovery decode it whole
+        yield _flanker_bytes(part, exact)
+
+
 def _flanker_bytes(part: object, exact: bool) -> bytes:
     ctype = part.content_type  # type: ignore[attr-defined]
     try:
@@ -204,7 +254,6 @@ def _flanker_bytes(part: object, exact: bool) -> bytes:
 def _flanker_raw_body(part: object) -> bytes:
     """The part's body with only its transfer encoding undone, when flanker cannot decode it."""
     import base64
-    import binascii
     import quopri
 
     try:
@@ -289,7 +338,8 @@ def _from_stdlib(msg: email.message.Message) -> ParsedMail:
             continue
         parsed.parts.append(MailPart(
             content_type=checked_content_type(ctype), filename=clean(_stdlib_header(filename)),
-            disposition=disposition, content_id=_content_id(part.get("Content-Id", "")), data=data))
+            disposition=disposition, content_id=_content_id(part.get("Content-Id", "")), encoded_size=len(data),
+            loader=lambda data=data: (data,)))
     _set_bodies(parsed, plain, html)
     return parsed
 
@@ -384,33 +434,36 @@ def message_id_of(value: str) -> str:
     return value if value and len(value) <= 900 and " " not in value else ""
 
 
-def message_id_hash(message_id: str, raw: bytes) -> str:
+def message_id_hash(message_id: str, raw: bytes | bytearray) -> str:
     """What makes two deliveries "the same mail": the Message-ID, or when there is none, the mail's
-    content without the trace headers that relays add on a retry."""
+    content without the trace headers that relays add on a retry (line ends normalized)."""
     if message_id:
         return hashlib.sha256(b"mid:" + message_id.encode("utf-8", "surrogateescape")).hexdigest()
-    return hashlib.sha256(b"raw:" + _without_trace_headers(raw)).hexdigest()
+    digest = hashlib.sha256(b"raw:")
+    view = memoryview(raw)
+    end = raw.find(b"\r\n\r\n")
+    body_start = end + 4 if end >= 0 else (raw.find(b"\n\n") + 2 if raw.find(b"\n\n") >= 0 else len(raw))
+    skipping = False
+    for line in bytes(view[:body_start]).splitlines():
+        if line[:1] in (b" ", b"\t"):
+            if not skipping:
+                digest.update(line + b"\n")
+            continue
+        skipping = bool(_TRACE_HEADER.match(line))
+        if not skipping and line:
+            digest.update(line + b"\n")
+    digest.update(b"\n")
+    carry = b""
+    for pos in range(body_start, len(raw), 1 << 20):  # the body in chunks, never copied whole
+        chunk = carry + bytes(view[pos:pos + (1 << 20)])
+        carry = b"\r" if chunk.endswith(b"\r") else b""
+        digest.update((chunk[:-1] if carry else chunk).replace(b"\r\n", b"\n"))
+    digest.update(carry)
+    return digest.hexdigest()
 
 
 _TRACE_HEADER = re.compile(rb"^(received|return-path|delivered-to|x-original-to|authentication-results"
                            rb"|arc-[a-z-]+|dkim-signature|x-received)\s*:", re.IGNORECASE)
-
-
-def _without_trace_headers(raw: bytes) -> bytes:
-    head, sep, body = raw.partition(b"\r\n\r\n")
-    if not sep:
-        head, sep, body = raw.partition(b"\n\n")
-    kept: list[bytes] = []
-    skipping = False
-    for line in head.splitlines():
-        if line[:1] in (b" ", b"\t"):
-            if not skipping:
-                kept.append(line)
-            continue
-        skipping = bool(_TRACE_HEADER.match(line))
-        if not skipping:
-            kept.append(line)
-    return b"\n".join(kept) + b"\n\n" + body.replace(b"\r\n", b"\n")
 
 
 def sender_of(parsed: ParsedMail) -> tuple[str, str]:
