@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 import web_support
+from peewee import fn
 from web_support import CLIENT_TEXT, INTERNAL_TEXT, World, sign_in
 
 from storage.db import database
@@ -298,3 +299,173 @@ def test_200_open_streams_do_not_slow_page_loads(settings: Any, database: Any, w
     finally:
         web.stop()
     assert loaded <= max(2 * baseline, baseline + 0.02), (baseline, loaded)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The watcher: which streams wake, and when
+
+
+def _reserve_event_ids(count: int) -> list[int]:
+    """Ids for ThreadEvent rows taken the way a writer takes them: on PostgreSQL from the sequence (as
+    transactions that have not committed yet would hold them), on SQLite above the current newest row."""
+    if database.obj.__class__.__name__.startswith("Postgres"):
+        cursor = database.execute_sql("SELECT nextval(pg_get_serial_sequence('thread_event', 'id')) "
+                                      "FROM generate_series(1, %s)", (count,))
+        return [row[0] for row in cursor.fetchall()]
+    newest = ThreadEvent.select(fn.MAX(ThreadEvent.id)).scalar() or 0
+    return list(range(newest + 1, newest + 1 + count))
+
+
+def _commit_event(event_id: int, thread: Any, message: Any) -> None:
+    """A ThreadEvent row with a given id, committed now (what a late transaction's commit looks like)."""
+    ThreadEvent.insert(id=event_id, thread=thread.id, message=message.id, kind="message").execute()
+
+
+def _wait_for(condition: Any, timeout: float = 5.0) -> None:
+    end = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < end, "timed out"
+        time.sleep(0.01)
+
+
+@pytest.fixture
+def watcher(world: World) -> Any:
+    """A watcher polling every 50 ms with a 0.3 s settling window, started after the world's posts and
+    past its first (look-everywhere) poll."""
+    from web.events import EventWatcher
+
+    w = EventWatcher(interval=0.05, settle=0.3)
+    w.token(0)  # starts it
+    _wait_for(lambda: w.polls >= 2)
+    yield w
+    w.stop()
+
+
+def test_a_post_wakes_its_own_thread_once_and_no_other(watcher: Any, world: World) -> None:
+    # A commit in Acme changes Acme's token once; Globex's streams sleep on. When the settling window then
+    # moves past the post (the watcher's low mark passes it), nobody wakes again: the window moving is
+    # not news (it used to wake every stream of the process on every poll for 10 s after each post).
+    acme, globex = watcher.token(world.thread.id), watcher.token(world.globex_thread.id)
+    message = post_message(world.thread, world.team, "wakes acme only")
+    after = watcher.wait(world.thread.id, acme, timeout=2)
+    assert after != acme
+    assert watcher.token(world.globex_thread.id) == globex
+    wakeups, polls = watcher.wakeups, watcher.polls
+    event_id = ThreadEvent.get(ThreadEvent.message == message.id).id
+    _wait_for(lambda: watcher._since is not None and watcher._since >= event_id)  # the window moved past it
+    time.sleep(0.3)  # and more polls after that
+    assert watcher.polls - polls >= 8
+    assert watcher.token(world.thread.id) == after and watcher.token(world.globex_thread.id) == globex
+    assert watcher.wakeups == wakeups
+
+
+def test_late_commits_below_the_newest_id_still_wake_their_thread(watcher: Any, world: World) -> None:
+    # PostgreSQL hands out ids before commit, so a row can become visible after a row with a higher id.
+    # The watcher notices it, whether it is a thread's first news or lands below the thread's newest row.
+    early, middle, late = _reserve_event_ids(3)
+    acme = watcher.token(world.thread.id)
+    _commit_event(late, world.thread, world.public)
+    acme = watcher.wait(world.thread.id, acme, timeout=2)
+    globex = watcher.token(world.globex_thread.id)
+    _commit_event(early, world.globex_thread, world.globex_message)  # below the newest id of all
+    assert watcher.wait(world.globex_thread.id, globex, timeout=2) != globex
+    _commit_event(middle, world.thread, world.internal)  # below Acme's own newest row: its count changes
+    assert watcher.wait(world.thread.id, acme, timeout=2) != acme
+
+
+def test_stream_receives_a_late_commit_below_its_cursor(app: Any, world: World) -> None:
+    # A stream that already sent a newer event still delivers a row committed late with a lower id.
+    app.extensions["workrate_settings"] = app.extensions["workrate_settings"].replace(live_stream_seconds=4)
+    extra = post_message(world.thread, world.team, "a second message for the late row")
+    after = last_event_id()
+    early, late = _reserve_event_ids(2)
+    response = sign_in(app.test_client(), world.team).get(f"/events/w/acme?after={after}")
+    chunks = iter(response.response)
+    assert next(chunks).startswith(b"retry:")
+    seen: list[int] = []
+    _commit_event(late, world.thread, world.public)
+    _commit_event(early, world.thread, extra)
+    for chunk in chunks:
+        seen += [e["data"]["message_id"] for e in parse_sse(chunk.decode())]
+        if len(seen) >= 2:
+            break
+    response.close()
+    assert sorted(seen) == sorted([world.public.id, extra.id])
+
+
+# ---------------------------------------------------------------------------------------------------
+# Shared work: one read per viewer, one rendering per audience; the visibility rule per viewer
+
+
+def test_rendering_is_shared_only_within_an_audience(app: Any, world: World, make: Any) -> None:
+    # Two team members' streams draw a message once between them (unless it is one's own: "mine" differs);
+    # a client's stream draws its own
+    # (no delivery details, no trimmed text) and never gets the internal note that the team's stream
+    # put in the cache first.
+    from web.events import renders_of
+
+    after = last_event_id()
+    public = post_message(world.thread, world.client, "from the client", trimmed_text="> quoted below")
+    internal = post_message(world.thread, world.team, "note: " + INTERNAL_TEXT, internal=True)
+    colleague = make.team(email="lee@agency.test", name="Lee Park")
+    cache = renders_of(app)
+    kim = parse_sse(stream_body(app, world.team, f"/events/w/acme?after={after}"))
+    assert cache.misses == 2  # drawn once each (re-reads of the settling window find them in the cache)
+    lee = parse_sse(stream_body(app, colleague, f"/events/w/acme?after={after}"))
+    # Lee reuses the client's message as Kim saw it; Kim's note is drawn again, as not Lee's own.
+    assert cache.misses == 3 and cache.hits >= 1
+    assert kim[0]["data"] == lee[0]["data"]
+    assert 'class="message internal mine' in kim[1]["data"]["html"]
+    assert 'class="message internal from-team' in lee[1]["data"]["html"]
+    assert [e["data"]["message_id"] for e in kim] == [public.id, internal.id]
+    assert "trimmed" in kim[0]["data"]["html"]
+    body = stream_body(app, world.client, f"/events/w/acme?after={after}")
+    client_events = parse_sse(body)
+    assert cache.misses == 4  # the client's own drawing of the public message
+    assert [e["data"]["message_id"] for e in client_events] == [public.id]
+    assert INTERNAL_TEXT not in body and "trimmed" not in client_events[0]["data"]["html"]
+    assert 'class="message mine' in client_events[0]["data"]["html"]  # the client wrote it
+    assert 'class="message mine' not in kim[0]["data"]["html"]
+
+
+def test_revoked_client_gets_nothing_from_a_warm_cache(app: Any, world: World) -> None:
+    # The client's own stream drew a message; after access is revoked, the next post ends the stream with
+    # "closed" and the cached drawing is not handed out again.
+    from storage.directory import set_access
+
+    after = last_event_id()
+    post_message(world.thread, world.team, "seen while allowed")
+    assert len(parse_sse(stream_body(app, world.client, f"/events/w/acme?after={after}"))) == 1
+    set_access(world.client, world.acme, False)
+    post_message(world.thread, world.team, "after the revoke")
+    app.extensions["workrate_settings"] = app.extensions["workrate_settings"].replace(live_stream_seconds=1)
+    client = sign_in(app.test_client(), world.client)
+    assert client.get(f"/events/w/acme?after={after}").status_code == 404
+
+
+def test_streams_of_one_viewer_share_one_read(server: Any, world: World) -> None:
+    # Three streams of the client and two of the team member, woken by the same posts: the database is read
+    # once per viewer; each stream still gets exactly what its viewer may see.
+    from web.events import shared_reads_of, watcher_of
+
+    after = last_event_id()
+    client_cookie, team_cookie = session_cookie(server.app, world.client), session_cookie(server.app, world.team)
+    client_socks = [open_stream(server.port, client_cookie, f"/events/w/acme?after={after}") for _ in range(3)]
+    team_socks = [open_stream(server.port, team_cookie, f"/events/w/acme?after={after}") for _ in range(2)]
+    for sock in client_socks + team_socks:
+        read_until(sock, b"retry:")
+    watcher = watcher_of(server.app)
+    _wait_for(lambda: watcher.polls >= 2)
+    shared = shared_reads_of(server.app)
+    time.sleep(0.3)
+    led, followed = shared.led, shared.shared
+    with database.atomic():  # one commit, one wake
+        post_message(world.thread, world.team, "team only " + INTERNAL_TEXT, internal=True)
+        post_message(world.thread, world.team, "for everyone LAST")
+    client_bodies = [read_until(sock, b"for everyone LAST") for sock in client_socks]
+    team_bodies = [read_until(sock, b"for everyone LAST") for sock in team_socks]
+    for sock in client_socks + team_socks:
+        sock.close()
+    assert (shared.led - led, shared.shared - followed) == (2, 3)
+    assert all(INTERNAL_TEXT not in body.decode() for body in client_bodies)
+    assert all(INTERNAL_TEXT in body.decode() for body in team_bodies)

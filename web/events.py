@@ -4,8 +4,14 @@ The database is the bus: whichever process posted the message (web, portal, CLI,
 ThreadEvent row is committed with it, and every web process reads the table. Each row is joined through
 `visible_messages(viewer, thread)` before anything is sent, so a client's stream never carries an
 internal note. One watcher thread per process polls the table about twice a second (one cheap query,
-whatever the number of open streams) and wakes the streams that wait on it; a stream then reads its own
-thread's new rows. No stream holds a database connection while it waits.
+whatever the number of open streams), learns which threads have new rows and wakes only the streams of
+those threads; a woken stream then reads its own thread's new rows. No stream holds a database
+connection while it waits.
+
+Streams of the same thread share the HTML of an event: it is drawn once per (message, audience) and kept
+for a short while in a RenderCache. The cache is only consulted for messages that `visible_messages`
+has just returned for the stream's own viewer, and its key includes the viewer's role, so the visibility
+rule still decides per viewer and a client's stream can never be handed a team rendering.
 
 A stream ends after settings.live_stream_seconds; the browser's EventSource reconnects with
 Last-Event-ID and resumes where it was.
@@ -13,6 +19,7 @@ Last-Event-ID and resumes where it was.
 from __future__ import annotations
 
 import collections
+import itertools
 import json
 import logging
 import threading
@@ -21,7 +28,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from flask import Blueprint, Flask, Response, abort, current_app, g, request
-from peewee import InterfaceError, OperationalError, fn
+from peewee import Case, InterfaceError, OperationalError, fn
 
 from storage.db import database
 from storage.directory import thread_of
@@ -41,19 +48,32 @@ RETRY_MS = 1000  # what the browser waits before reconnecting
 # Event ids come from a sequence, so on PostgreSQL two posts can commit out of id order. Rows are
 # therefore re-read for this long after the cursor passed them, and sent once each.
 SETTLE_SECONDS = 10
+# When the watcher starts, it also watches this many ids below the newest row, so that transactions
+# which took their ids before it started and commit just after are still seen.
+START_MARGIN = 1000
 BATCH = 100
 WATCHER_IDLE_SECONDS = 30  # the watcher thread stops after this long without any stream
-# When a message arrives, every open stream wakes at once. At most this many read the database at the
-# same time, so 200 streams never ask PostgreSQL for 200 connections (a read takes a few milliseconds).
+# When a message arrives, every open stream of its thread wakes at once. At most this many read the
+# database at the same time, so 200 streams never ask PostgreSQL for 200 connections.
 READ_SLOTS = 8
 read_slots = threading.BoundedSemaphore(READ_SLOTS)
+RENDER_CACHE_SIZE = 2048  # rendered events kept per process
+RENDER_CACHE_SECONDS = 30  # and for how long (the team's rendering shows the delivery state of the moment)
+SHARE_SECONDS = 2.0  # how long one read of a thread may serve the same viewer's other streams
+FOLLOW_WAIT_SECONDS = 10  # a stream waits this long at most for another stream's read, then reads itself
+SHARED_READS_KEPT = 1024  # above this many (thread, viewer) entries, old ones are dropped
+SHARED_EVENTS_KEPT = 5 * BATCH  # longer answers (a stream resuming from far back) are not kept for others
+
+Token = tuple[int, int]
+EventRow = tuple[int, int, str, "str | None"]  # (event id, message id, kind, HTML for the viewer or None)
 
 
 class _Settling:
-    """A cursor that also remembers where it was SETTLE_SECONDS ago (the low end of what to re-read)."""
+    """A cursor that also remembers where it was `settle` seconds ago (the low end of what to re-read)."""
 
-    def __init__(self, start: int) -> None:
+    def __init__(self, start: int, settle: float = SETTLE_SECONDS) -> None:
         self.cursor = start
+        self.settle = settle
         self.history: collections.deque[tuple[float, int]] = collections.deque([(time.monotonic(), start)])
 
     def advance(self, value: int) -> None:
@@ -63,54 +83,81 @@ class _Settling:
 
     @property
     def low(self) -> int:
-        cutoff = time.monotonic() - SETTLE_SECONDS
+        cutoff = time.monotonic() - self.settle
         while len(self.history) > 1 and self.history[1][0] <= cutoff:
             self.history.popleft()
         return self.history[0][1]
 
 
 class EventWatcher:
-    """Polls the event log for the whole process and wakes waiting streams when it changes."""
+    """Polls the event log for the whole process and wakes the streams of the threads that changed.
 
-    def __init__(self, interval: float = POLL_SECONDS) -> None:
+    Each poll is one query over the rows after the previous poll's low mark (`since`), grouped by thread:
+    the number of rows after `since`, the number after the current low mark, and the newest id. The first
+    count is compared with the second count of the previous poll: both count the rows after the same
+    mark, so they differ exactly when rows were committed in between, including rows that commit late
+    with an id below the newest one (PostgreSQL sequences). Moving the low mark alone wakes nobody.
+    """
+
+    def __init__(self, interval: float = POLL_SECONDS, settle: float = SETTLE_SECONDS) -> None:
         self.interval = interval
-        self._cond = threading.Condition()
-        self._generation = 0
-        self._signature: tuple[int, int, int] | None = None
-        self._waiters = 0
+        self.settle = settle
+        self._lock = threading.Lock()
+        self._tick = threading.Condition(self._lock)  # the watcher's own sleep between polls
+        self._conds: dict[int, threading.Condition] = {}  # thread id → where its streams wait
+        self._waiters: dict[int, int] = {}
+        self._epoch = 0  # moves when every stream should look (first poll after a start, stop)
+        self._generations: dict[int, int] = {}  # thread id → value of _counter at its last change
+        self._counter = itertools.count(1)
+        self._counts: dict[int, tuple[int, int]] = {}  # thread id → (rows after the low mark, newest id)
+        self._since: int | None = None  # the low mark of the previous poll
+        self._settling: _Settling | None = None
         self._thread: threading.Thread | None = None
         self._stopped = False
-        self._settling = _Settling(0)
+        self.polls = 0  # for tests and benchmarks: polls done, and threads woken in all
+        self.wakeups = 0
 
     @property
     def stopped(self) -> bool:
         return self._stopped
 
-    def generation(self) -> int:
-        with self._cond:
+    def token(self, thread_id: int) -> Token:
+        """What wait() compares against: take it before reading, then wait with it."""
+        with self._lock:
             self._ensure_running()
-            return self._generation
+            return self._token(thread_id)
 
-    def wait(self, generation: int, timeout: float) -> int:
-        """Blocks until the log changed after `generation` (or timeout, or stop); returns the new generation."""
+    def _token(self, thread_id: int) -> Token:
+        return (self._epoch, self._generations.get(thread_id, 0))
+
+    def wait(self, thread_id: int, token: Token, timeout: float) -> Token:
+        """Blocks until the thread's events changed after `token` (or timeout, or stop); returns the new token."""
         deadline = time.monotonic() + timeout
-        with self._cond:
+        with self._lock:
             self._ensure_running()
-            self._waiters += 1
+            cond = self._conds.get(thread_id)
+            if cond is None:
+                cond = self._conds[thread_id] = threading.Condition(self._lock)
+            self._waiters[thread_id] = self._waiters.get(thread_id, 0) + 1
             try:
-                while not self._stopped and self._generation == generation:
+                while not self._stopped and self._token(thread_id) == token:
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
                         break
-                    self._cond.wait(remaining)
-                return self._generation
+                    cond.wait(remaining)
+                return self._token(thread_id)
             finally:
-                self._waiters -= 1
+                self._waiters[thread_id] -= 1
+                if not self._waiters[thread_id]:
+                    del self._waiters[thread_id]
+                    del self._conds[thread_id]
 
     def stop(self) -> None:
-        with self._cond:
+        with self._lock:
             self._stopped = True
-            self._cond.notify_all()
+            self._tick.notify_all()
+            for cond in self._conds.values():
+                cond.notify_all()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=5)
@@ -120,37 +167,143 @@ class EventWatcher:
             self._thread = threading.Thread(target=self._run, name="workrate-event-watcher", daemon=True)
             self._thread.start()
 
-    def _poll(self) -> tuple[int, int, int]:
-        """(low, count, newest) of the rows after the settling low mark: changes with every commit."""
-        low = self._settling.low
+    def _poll(self) -> set[int] | None:
+        """The threads with rows committed since the previous poll; None on the first poll (look everywhere)."""
         with database.connection_context():
-            count, top = (ThreadEvent.select(fn.COUNT(ThreadEvent.id), fn.MAX(ThreadEvent.id))
-                          .where(ThreadEvent.id > low).tuples().get())
-        top = top or low
-        self._settling.advance(top)
-        return (low, count or 0, top)
+            if self._settling is None:
+                newest = ThreadEvent.select(fn.MAX(ThreadEvent.id)).scalar() or 0
+                self._settling = _Settling(max(0, newest - START_MARGIN), self.settle)
+            low = self._settling.low
+            first = self._since is None
+            since = low if self._since is None else self._since
+            after_low = fn.SUM(Case(None, [(ThreadEvent.id > low, 1)], 0))
+            rows = list(ThreadEvent.select(ThreadEvent.thread, fn.COUNT(ThreadEvent.id), after_low,
+                                           fn.MAX(ThreadEvent.id))
+                        .where(ThreadEvent.id > since).group_by(ThreadEvent.thread).tuples())
+        changed = {t for t, count, _, top in rows if self._counts.get(t, (0, 0)) != (count, top)}
+        changed |= set(self._counts) - {t for t, _, _, _ in rows}  # rows gone (a deleted thread): look again
+        self._counts = {t: (int(above), top) for t, _, above, top in rows if above}
+        self._since = low
+        if rows:
+            self._settling.advance(max(top for _, _, _, top in rows))
+        return None if first else changed
 
     def _run(self) -> None:
         idle_since = time.monotonic()
         while True:
             try:
-                signature: tuple[int, int, int] | None = self._poll()
+                changed: set[int] | None = self._poll()
+                failed = False
             except Exception:  # the database may be away for a moment; streams just wait longer
                 log.warning("live updates: cannot read the event log", exc_info=True)
-                signature = None
-            with self._cond:
+                changed, failed = set(), True
+            with self._lock:
                 if self._stopped:
                     return
-                if signature is not None and signature != self._signature:
-                    self._signature = signature
-                    self._generation += 1
-                    self._cond.notify_all()
+                self.polls += 1
+                if changed is None:
+                    self._epoch += 1
+                    for cond in self._conds.values():
+                        cond.notify_all()
+                elif not failed:
+                    for thread_id in changed:
+                        self._generations[thread_id] = next(self._counter)
+                        self.wakeups += 1
+                        cond = self._conds.get(thread_id)
+                        if cond is not None:
+                            cond.notify_all()
                 if self._waiters:
                     idle_since = time.monotonic()
                 elif time.monotonic() - idle_since > WATCHER_IDLE_SECONDS:
-                    self._thread = None
+                    # Start afresh next time, from the newest row then (not from a low mark hours old).
+                    self._thread, self._since, self._settling, self._counts = None, None, None, {}
                     return
-                self._cond.wait(self.interval)
+                self._tick.wait(self.interval)
+
+
+class RenderCache:
+    """Rendered events by (message id, mode, role, whether the viewer wrote it, script root), for a short while.
+
+    Only ever asked about messages that visible_messages returned for the asking viewer.
+    """
+
+    def __init__(self, size: int = RENDER_CACHE_SIZE, seconds: float = RENDER_CACHE_SECONDS) -> None:
+        self.size = size
+        self.seconds = seconds
+        self._items: collections.OrderedDict[tuple[Any, ...], tuple[float, str]] = collections.OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: tuple[Any, ...]) -> str | None:
+        now = time.monotonic()
+        with self._lock:
+            item = self._items.get(key)
+            if item is None or item[0] < now:
+                self.misses += 1
+                return None
+            self._items.move_to_end(key)
+            self.hits += 1
+            return item[1]
+
+    def put(self, key: tuple[Any, ...], html: str) -> None:
+        with self._lock:
+            self._items[key] = (time.monotonic() + self.seconds, html)
+            self._items.move_to_end(key)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+
+class _Read:
+    """One read of a thread's recent events for one viewer, which the viewer's other streams may share."""
+
+    def __init__(self, token: Token, scan_from: int) -> None:
+        self.token = token
+        self.scan_from = scan_from
+        self.started = time.monotonic()
+        self.done = threading.Event()
+        self.events: list[EventRow] | None = None  # None: failed, or too long to keep
+        self.still_open = True
+
+
+class SharedReads:
+    """Streams of the same viewer on the same thread, woken by the same change, read the database once.
+
+    The first stream to look leads and reads; the others wait for its answer and take from it what is
+    newer than their own cursor. An answer is shared only for the same viewer (its visibility was decided
+    by visible_messages for that viewer), the same watcher token (nothing changed in the thread since),
+    if it starts at or below the follower's own low mark, and for SHARE_SECONDS at most (so a stream
+    waking for its heartbeat checks access afresh).
+    """
+
+    def __init__(self, seconds: float = SHARE_SECONDS) -> None:
+        self.seconds = seconds
+        self._lock = threading.Lock()
+        self._reads: dict[tuple[Any, ...], _Read] = {}
+        self.led = 0  # for tests and benchmarks: reads done, and reads shared
+        self.shared = 0
+
+    def join(self, key: tuple[Any, ...], token: Token, low: int) -> tuple[_Read, bool]:
+        """(the read to use, whether the caller leads it and must call finish())."""
+        now = time.monotonic()
+        with self._lock:
+            read = self._reads.get(key)
+            if read is not None and read.token == token and read.scan_from <= low \
+                    and now - read.started < self.seconds and (read.events is not None or not read.done.is_set()):
+                self.shared += 1
+                return read, False
+            if len(self._reads) > SHARED_READS_KEPT:
+                for old_key in [k for k, r in self._reads.items() if now - r.started >= self.seconds]:
+                    del self._reads[old_key]
+            read = self._reads[key] = _Read(token, low)
+            self.led += 1
+            return read, True
+
+    @staticmethod
+    def finish(read: _Read, events: list[EventRow] | None, still_open: bool) -> None:
+        read.events = events if events is not None and len(events) <= SHARED_EVENTS_KEPT else None
+        read.still_open = still_open
+        read.done.set()
 
 
 def watcher_of(app: Flask) -> EventWatcher:
@@ -158,6 +311,20 @@ def watcher_of(app: Flask) -> EventWatcher:
     if watcher is None:
         watcher = app.extensions.setdefault("workrate_events", EventWatcher())
     return watcher
+
+
+def renders_of(app: Flask) -> RenderCache:
+    cache = app.extensions.get("workrate_event_renders")
+    if cache is None:
+        cache = app.extensions.setdefault("workrate_event_renders", RenderCache())
+    return cache
+
+
+def shared_reads_of(app: Flask) -> SharedReads:
+    shared = app.extensions.get("workrate_event_reads")
+    if shared is None:
+        shared = app.extensions.setdefault("workrate_event_reads", SharedReads())
+    return shared
 
 
 def stop_watcher(app: Flask) -> None:
@@ -211,9 +378,9 @@ def _events(app: Flask, environ: dict[str, Any], viewer: Viewer, thread_id: int,
     yield f"retry: {RETRY_MS}\n: connected\n\n"
     last_write = time.monotonic()
     while True:
-        generation = watcher.generation()
+        token = watcher.token(thread_id)
         try:
-            chunks, still_open = _read_new(app, environ, viewer, thread_id, cursor, sent, mode)
+            chunks, still_open = _read_new(app, environ, viewer, thread_id, cursor, sent, mode, token)
         except (OperationalError, InterfaceError):
             # The database is away for a moment: end the stream; the browser reconnects and resumes.
             log.warning("live updates: cannot read the event log; closing the stream", exc_info=True)
@@ -227,43 +394,95 @@ def _events(app: Flask, environ: dict[str, Any], viewer: Viewer, thread_id: int,
         remaining = deadline - time.monotonic()
         if remaining <= 0 or watcher.stopped:
             return
-        if watcher.wait(generation, min(remaining, HEARTBEAT_SECONDS)) == generation \
+        if watcher.wait(thread_id, token, min(remaining, HEARTBEAT_SECONDS)) == token \
                 and time.monotonic() - last_write >= HEARTBEAT_SECONDS:
             yield ": ping\n\n"
             last_write = time.monotonic()
 
 
 def _read_new(app: Flask, environ: dict[str, Any], viewer: Viewer, thread_id: int, cursor: _Settling,
-              sent: set[int], mode: str) -> tuple[list[str], bool]:
-    """New events of the thread after the cursor (re-reading the settling window), as SSE chunks."""
+              sent: set[int], mode: str, token: Token) -> tuple[list[str], bool]:
+    """New events of the thread after the cursor (re-reading the settling window), as SSE chunks, and
+    whether the viewer may still open the thread. Shares one read with the viewer's other streams."""
+    shared = shared_reads_of(app)
+    key = (thread_id, viewer.user_id, viewer.role, mode, environ.get("SCRIPT_NAME", ""))
+    low = cursor.low
+    read, lead = shared.join(key, token, low)
+    events: list[EventRow] | None = None
+    still_open = True
+    if not lead and read.done.wait(FOLLOW_WAIT_SECONDS) and read.events is not None:
+        events, still_open = read.events, read.still_open
+    if events is None:
+        try:
+            events, still_open = _query(app, environ, viewer, thread_id, low, mode)
+        finally:
+            if lead:
+                shared.finish(read, events, still_open)
+    if not still_open:
+        return [], False
     chunks: list[str] = []
+    for event_id, message_id, kind, html in events:
+        if event_id <= low or event_id in sent:
+            continue
+        sent.add(event_id)
+        cursor.advance(event_id)
+        if html is not None:
+            chunks.append(sse(kind, {"message_id": message_id, "html": html}, cursor.cursor))
+    low = cursor.low
+    sent.difference_update({i for i in sent if i <= low})
+    return chunks, True
+
+
+def _query(app: Flask, environ: dict[str, Any], viewer: Viewer, thread_id: int, low: int,
+           mode: str) -> tuple[list[EventRow], bool]:
+    """The thread's events after `low`, each with its HTML when the viewer may see its message, and
+    whether the viewer may still open the thread."""
+    renders = renders_of(app)
+    events: list[EventRow] = []
     with read_slots, app.request_context(environ), database.connection_context():
-        if not can_open_thread(viewer, _thread(thread_id)):
-            return chunks, False
-        scan_from = cursor.low
+        # When visible_messages returns every message, it has checked the viewer's access itself;
+        # otherwise (or with nothing new) can_open_thread decides whether the stream goes on.
+        all_visible = True
+        scan_from = low
         while True:
             rows = list(ThreadEvent.select(ThreadEvent.id, ThreadEvent.message, ThreadEvent.kind)
                         .where((ThreadEvent.thread == thread_id) & (ThreadEvent.id > scan_from))
                         .order_by(ThreadEvent.id).limit(BATCH))
-            fresh = [r for r in rows if r.id not in sent]
-            if fresh:
+            if rows:
+                wanted = {r.message_id for r in rows}
                 # The one visibility rule decides what this viewer's stream may carry.
-                visible = {m.id: m for m in visible_messages(viewer, thread_id)
-                           .where(Message.id.in_({r.message_id for r in fresh}))}
-                views = {v.id: v for v in build_views(list(visible.values()), viewer)}
-                for r in fresh:
-                    sent.add(r.id)
-                    cursor.advance(r.id)
-                    view = views.get(r.message_id)
-                    if view is not None:
-                        chunks.append(sse(r.kind, {"message_id": view.id, "html": render_views([view], mode)},
-                                          cursor.cursor))
+                visible = list(visible_messages(viewer, thread_id).where(Message.id.in_(wanted)))
+                all_visible = all_visible and len(visible) == len(wanted)
+                html = _rendered(visible, viewer, mode, renders)
+                events.extend((r.id, r.message_id, r.kind, html.get(r.message_id)) for r in rows)
             if len(rows) < BATCH:
                 break
             scan_from = rows[-1].id
-    low = cursor.low
-    sent.difference_update({i for i in sent if i <= low})
-    return chunks, True
+        if (not events or not all_visible) and not can_open_thread(viewer, _thread(thread_id)):
+            return [], False
+    return events, True
+
+
+def _rendered(messages: list[Message], viewer: Viewer, mode: str, renders: RenderCache) -> dict[int, str]:
+    """HTML of each message (all already returned by visible_messages for this viewer), drawn once per
+    audience: the cache key holds everything in a rendering that depends on who looks."""
+    script_root = request.script_root
+
+    def key(message_id: int, author_id: int) -> tuple[Any, ...]:
+        return (message_id, mode, viewer.role, author_id == viewer.user_id, script_root)
+
+    html: dict[int, str] = {}
+    missing = []
+    for m in messages:
+        cached = renders.get(key(m.id, m.author_id))
+        if cached is None:
+            missing.append(m)
+        else:
+            html[m.id] = cached
+    for view, m in zip(build_views(missing, viewer), missing, strict=True):
+        html[view.id] = render_views([view], mode)
+        renders.put(key(m.id, m.author_id), html[view.id])
+    return html
 
 
 def _thread(thread_id: int) -> Any:
