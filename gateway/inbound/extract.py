@@ -60,10 +60,14 @@ FOOTER_RULE = 10  # ...and the separator is at least this long
 ANSWER_LINES = 3
 MAX_LINE_CHECK = 2000  # lines longer than this are always plain text (nothing we look for is that long)
 
-# Bounded work on any input: past the first EXAMINED_LINES lines of text, a body is kept as written (runs of
-# quoted and blank lines cost nothing to skip, so a reply below a long quote is still found).
+# Bounded work on any input: between the first EXAMINED_LINES and the last EXAMINED_LAST_LINES lines of text,
+# a body is kept as written (runs of quoted and blank lines cost nothing to skip, so a reply below a long quote
+# is still found, and a signature or history at the end of a long text).
 EXAMINED_LINES = 3000
-CLASSIFIED_LINES = 20_000  # past these lines, only blank and ">" quoted lines are told apart from text
+EXAMINED_LAST_LINES = 500
+# Lines split and classified one by one; past them, a body is at most three blocks (see _split_body).
+HEAD_LINES = 20_000
+BLOCK_LINES = 200
 MARKER_CANDIDATES = 50  # lines holding the marker's first words that are looked at
 FENCE_LINES = 1000  # "```" lines that are looked at
 
@@ -80,7 +84,12 @@ _TEXT_OR_LITERAL = re.compile(rb"[\x02\x03]")
 _NONBLANK = re.compile(rb"[^\x00]")
 _QUOTE_RUN = re.compile(rb"[\x00\x01]*+")
 _NTH_TEXT = re.compile(rb"(?:[^\x02]*+\x02){%d}" % EXAMINED_LINES)
+_NTH_LAST_TEXT = re.compile(rb"(?:[^\x02]*+\x02){%d}" % EXAMINED_LAST_LINES)  # in the reversed kinds
 _TEXT_TO_LITERAL = bytes.maketrans(b"\x02", b"\x03")
+_NTH_NEWLINE = re.compile(rf"(?:[^\n]*+\n){{{HEAD_LINES}}}")
+# Whole lines that are quoted (">" after spaces or tabs) or blank, forwards and in the reversed text.
+_QUOTED_OR_BLANK_LINES = re.compile(r"(?:[ \t]*+>[^\n]*+(?:\n|\Z)|[^\S\n]*+(?:\n|\Z))*+")
+_REVERSED_QUOTED_OR_BLANK_LINES = re.compile(r"(?:[^\n]*>[ \t]*+(?:\n|\Z)|[^\S\n]*+(?:\n|\Z))*+")
 
 
 @dataclass(frozen=True)
@@ -124,49 +133,92 @@ def _is_marker_at(lines: list[str], i: int) -> bool:
     return joined.startswith(_MARKER_WORDS[:30])
 
 
-def find_marker(lines: list[str], text: str = "") -> int | None:
-    """Index of the line where our "reply above this line" marker starts, also quoted or re-wrapped.
-    `text`, when given, is the body the lines were split from (with "\\n" line ends): only the lines where
-    the marker's first words occur are looked at, at most MARKER_CANDIDATES of them."""
-    if not text:
-        text = "\n".join(lines)
+def _lines_from(text: str, start: int, count: int) -> list[str]:
+    """Up to `count` lines of text from the line starting at `start`."""
+    lines = []
+    for _ in range(count):
+        end = text.find("\n", start)
+        if end < 0:
+            lines.append(text[start:])
+            break
+        lines.append(text[start:end])
+        start = end + 1
+    return lines
+
+
+def _marker_offset(text: str) -> int | None:
+    """Where the line holding our "reply above this line" marker starts (also quoted or re-wrapped), in a
+    text with "\n" line ends. Only lines where the marker's first words occur are looked at, at most
+    MARKER_CANDIDATES of them."""
     if _MARKER_HEAD not in text.lower():
         return None
-    line_no, last, seen = 0, 0, 0
-    for match in _MARKER_SEARCH.finditer(text):
-        pos = match.start()
-        if pos < last:
-            continue
-        line_no += text.count("\n", last, pos)
-        if line_no >= len(lines):
-            return None
-        end = text.find("\n", pos)
-        last = len(text) if end < 0 else end  # the next occurrence worth a look is on a later line
-        if _is_marker_at(lines, line_no):
-            return line_no
-        seen += 1
+    next_line = 0
+    for seen, match in enumerate(_MARKER_SEARCH.finditer(text)):
+        if match.start() < next_line:
+            continue  # the rest of a line already looked at
+        start = text.rfind("\n", 0, match.start()) + 1
+        if _is_marker_at(_lines_from(text, start, 4), 0):
+            return start
         if seen >= MARKER_CANDIDATES:
             return None
+        end = text.find("\n", match.start())
+        next_line = len(text) if end < 0 else end
     return None
 
 
+def find_marker(lines: list[str], text: str = "") -> int | None:
+    """Index of the line where our "reply above this line" marker starts, also quoted or re-wrapped.
+    `text`, when given, is "\n".join(lines)."""
+    text = text or "\n".join(lines)
+    offset = _marker_offset(text)
+    return None if offset is None else text.count("\n", 0, offset)
+
+
+def _split_body(text: str) -> tuple[list[str], dict[int, int]]:
+    """The lines of a text with "\n" line ends. Past HEAD_LINES lines, the rest is cut in three by linear
+    regular expressions — the quoted and blank lines it starts with, the lines between, the quoted and blank
+    lines it ends with — and each part that is long (see _add_part) is one entry of the list, a block holding
+    its inner line ends. Returns the lines and the blocks' kinds by index."""
+    if text.count("\n") <= HEAD_LINES:
+        return text.split("\n"), {}
+    head_end = _NTH_NEWLINE.match(text).end()  # type: ignore[union-attr]
+    lines = text[: head_end - 1].split("\n")
+    blocks: dict[int, int] = {}
+    tail = text[head_end:]
+    lead = _QUOTED_OR_BLANK_LINES.match(tail).end()  # type: ignore[union-attr]
+    if lead == len(tail):
+        _add_part(lines, blocks, tail, quoted=True)
+        return lines, blocks
+    if lead:
+        _add_part(lines, blocks, tail[: lead - 1], quoted=True)
+    rest = tail[lead:]
+    trail = _REVERSED_QUOTED_OR_BLANK_LINES.match(rest[::-1]).end()  # type: ignore[union-attr]
+    _add_part(lines, blocks, rest[: len(rest) - trail], quoted=False)
+    if trail:
+        _add_part(lines, blocks, rest[len(rest) - trail + 1:], quoted=True)
+    return lines, blocks
+
+
+def _add_part(lines: list[str], blocks: dict[int, int], part: str, quoted: bool) -> None:
+    """Append a part of the body as lines, or as one block when it has more than BLOCK_LINES quoted and blank
+    lines (a block of them counts as many quoted lines) or more than HEAD_LINES other lines (literal text)."""
+    if part.count("\n") < (BLOCK_LINES if quoted else HEAD_LINES):
+        lines.extend(part.split("\n"))
+        return
+    blocks[len(lines)] = (QUOTE if part.strip() else EMPTY) if quoted else LITERAL
+    lines.append(part)
+
+
 def _kinds(lines: list[str]) -> bytearray:
-    """The kind of each line, in one pass with no function call for an ordinary line. Past the first
-    CLASSIFIED_LINES lines, supercite quotes ("Kim> ") are not looked for and text is literal."""
+    """The kind of each line, in one pass with no function call for an ordinary line."""
     quoted = is_quoted
-    kind = bytearray([
+    return bytearray([
         EMPTY if not (bare := line.lstrip(" \t")) or bare.isspace()
         else QUOTE if bare[0] == ">" or (bare[0].isalnum() and ">" in line[:16] and quoted(line[:64]))
         else LITERAL if len(line) > MAX_LINE_CHECK
         else TEXT
-        for line in islice(lines, CLASSIFIED_LINES)
+        for line in lines
     ])
-    if len(lines) > CLASSIFIED_LINES:
-        kind += bytearray([
-            EMPTY if not (bare := line.lstrip(" \t")) or bare.isspace() else QUOTE if bare[0] == ">" else LITERAL
-            for line in islice(lines, CLASSIFIED_LINES, None)
-        ])
-    return kind
 
 
 def _mark_fences(lines: list[str], text: str, kind: bytearray) -> None:
@@ -190,17 +242,22 @@ def _mark_fences(lines: list[str], text: str, kind: bytearray) -> None:
 
 class _Lines:
     """One body's lines with their kind: empty, quoted, text we examine, or literal text (fenced code,
-    overlong lines, and text past the first EXAMINED_LINES lines of text; never taken for a quote header
-    or signature). Kinds are kept in a bytearray so runs of lines are skipped and counted in C."""
+    overlong lines, text past the first EXAMINED_LINES lines of text, and the text block past HEAD_LINES;
+    never taken for a quote header or signature). Kinds are kept in a bytearray so runs of lines are skipped
+    and counted in C."""
 
-    def __init__(self, lines: list[str], text: str) -> None:
+    def __init__(self, lines: list[str], text: str, blocks: dict[int, int]) -> None:
         self.lines = lines
+        self.blocks = blocks  # index → kind of the entries that are blocks of many lines (see _split_body)
         kind = _kinds(lines)
+        for index, block_kind in blocks.items():
+            kind[index] = block_kind
         if "```" in text:
-            _mark_fences(lines, text, kind)
-        if kind.count(TEXT) > EXAMINED_LINES:
-            last = _NTH_TEXT.match(kind).end()  # type: ignore[union-attr]
-            kind[last:] = kind[last:].translate(_TEXT_TO_LITERAL)
+            _mark_fences(lines[: min(blocks, default=len(lines))], text, kind)
+        if kind.count(TEXT) > EXAMINED_LINES + EXAMINED_LAST_LINES:
+            first = _NTH_TEXT.match(kind).end()  # type: ignore[union-attr]
+            last = len(kind) - _NTH_LAST_TEXT.match(kind[::-1]).end()  # type: ignore[union-attr]
+            kind[first:last] = kind[first:last].translate(_TEXT_TO_LITERAL)
         self.kind = kind
 
     def nonblank_at_least(self, start: int, end: int, count: int) -> bool:
@@ -210,6 +267,8 @@ class _Lines:
             found = _NONBLANK.search(self.kind, pos, end)
             if found is None:
                 return False
+            if found.start() in self.blocks:
+                return True  # a block counts as many lines
             pos = found.end()
         return True
 
@@ -306,16 +365,12 @@ def _continues(lines: list[str], first: int, k: int) -> bool:
 Spans = list[list[int]]  # sorted, disjoint [start, end) ranges of line indexes
 
 
-def _trim_lines(lines: list[str], text: str) -> Spans:
-    """The ranges of lines to keep. `text` is the body the lines were split from ("\\n" line ends)."""
-    end = len(lines)
-    marker = find_marker(lines, text)
-    if marker is not None:
-        end = marker
-        lines = lines[:end]
-    body = _Lines(lines, text)
+def _trim_lines(lines: list[str], text: str, blocks: dict[int, int], marker: bool) -> Spans:
+    """The ranges of lines to keep, of a body split by _split_body (`text` is the body, `marker` whether
+    our marker followed it)."""
+    body = _Lines(lines, text, blocks)
     kind = body.kind
-    end = _signature_end(body, end)
+    end = _signature_end(body, len(lines))
     dropped: Spans = []
     seen_text = False
     i = 0
@@ -377,7 +432,7 @@ def _trim_lines(lines: list[str], text: str) -> Spans:
         end = start  # a short line or two under the quote is a footer
         break
     keep = _complement(dropped, end)
-    if marker is not None:
+    if marker:
         _drop_marker_attribution(body, keep)
     return _strip_tail(body, keep)
 
@@ -487,11 +542,6 @@ def _without_blank_edges(text: str) -> str:
     return text[first: len(text) if last < 0 else last]
 
 
-def _cut_part(lines: list[str], keep: Spans) -> str:
-    cut = _complement(keep, len(lines))
-    return _without_blank_edges(_join(lines, cut))
-
-
 def _as_text(value: object) -> str:
     if isinstance(value, str):
         return value
@@ -505,9 +555,14 @@ def trim_text(text: str) -> Trimmed:
     text = _as_text(text)
     try:
         body = _normalise_ends(text or "")
-        lines = body.split("\n")
-        keep = _trim_lines(lines, body)
-        return Trimmed(_join(lines, keep), _cut_part(lines, keep))
+        marker = _marker_offset(body)
+        part = body if marker is None else body[: max(marker - 1, 0)]
+        lines, blocks = _split_body(part)
+        keep = _trim_lines(lines, part, blocks, marker is not None)
+        cut = _join(lines, _complement(keep, len(lines)))
+        if marker is not None:
+            cut = f"{cut}\n{body[marker:]}"
+        return Trimmed(_join(lines, keep), _without_blank_edges(cut))
     except Exception:  # never lose a reply to a bug here: post it whole
         log.exception("reply trimming failed; keeping the whole body")
         return Trimmed((text or "").strip("\n"), "")

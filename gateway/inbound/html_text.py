@@ -48,6 +48,7 @@ VERIFY_WINDOW = 1000  # characters parsed after an Outlook header box's tag to c
 PENDING_CHARS, PENDING_TAGS = 1000, 10  # see _parse
 MAX_VERIFIED = 20  # keyword hits checked at most
 MAX_HIDDEN_BLOCKS = 500  # style/script/title/comment blocks removed from the rest at most
+MAX_CRUDE_BREAK_TAGS = 50_000  # tags of the rest looked at as line breaks at most
 MAX_UNESCAPED = 2000  # character references decoded one by one at most (the common named ones always)
 MAX_ATTRS = 30
 END_TAG_SEARCH = 64  # how far up the open elements a stray end tag is looked for
@@ -407,7 +408,7 @@ class _Renderer:
         return "\n".join(out[first:])
 
 
-LINK_TEXT_EVENTS = 200  # a link's label is read from at most this many events (unclosed links nest)
+LINK_TEXT_EVENTS = 64  # a link's label is read from at most this many events (unclosed links nest)
 
 
 def _pre_text(events: list[tuple[int, Node | str]], start: int, end: int) -> str:
@@ -607,6 +608,7 @@ _CRUDE_BREAK = re.compile(  # a run of block tags is one line break
     r"(?:<(?=[/a-zA-Z])(?:br|/?(?:p|div|li|tr|h[1-6]|blockquote|table|ul|ol|dl|dt|dd|pre|hr|section|article|header"
     r"|footer))\b[^<>]*+>)++", re.IGNORECASE)
 _CRUDE_TAG = re.compile(r"<[^<>]*+>")
+_NTH_CRUDE_TAG = re.compile(rf"(?:[^<]*+<){{{MAX_CRUDE_BREAK_TAGS}}}")
 _CRUDE_INDENT = re.compile(r"\n[^\S\n]++")  # source indentation would read as a Markdown code block
 _CRUDE_BLANKS = re.compile(r"\n{3,}")
 _COMMON_ENTITIES = (("&nbsp;", " "), ("&lt;", "<"), ("&gt;", ">"), ("&quot;", '"'), ("&#39;", "'"), ("&amp;", "&"))
@@ -637,7 +639,12 @@ def crude_text(html: str) -> str:
     references are decoded and indentation dropped (no lists, links or quote prefixes)."""
     if not html:
         return ""
-    text = _CRUDE_TAG.sub("", _CRUDE_BREAK.sub("\n", _without_hidden(html)))
+    html = _without_hidden(html)
+    if html.count("<") <= MAX_CRUDE_BREAK_TAGS:
+        text = _CRUDE_TAG.sub("", _CRUDE_BREAK.sub("\n", html))
+    else:  # past that many tags, every tag is a space (telling block tags apart costs a regex branch each)
+        split = _NTH_CRUDE_TAG.match(html).end() - 1  # type: ignore[union-attr]
+        text = _CRUDE_TAG.sub("", _CRUDE_BREAK.sub("\n", html[:split])) + _CRUDE_TAG.sub(" ", html[split:])
     if "&" in text:
         if text.count("&") <= MAX_UNESCAPED:
             text = unescape(text)
