@@ -60,6 +60,14 @@ def create_app(settings: Settings | None = None) -> Flask:
     if not settings.secret_key:
         raise ValueError("create_app needs settings with a secret_key (load_settings() provides one).")
     app.extensions["workrate_settings"] = settings
+    if settings.proxy_hops > 0:
+        # Behind that many trusted reverse proxies: the client's address and scheme come from their
+        # X-Forwarded-For / X-Forwarded-Proto (the Host header is kept as sent), so sign-in limits count
+        # each person rather than the proxy.
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        hops = settings.proxy_hops
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=0)  # type: ignore[method-assign]
     if not _already_bound(settings):
         db.bind(settings)
     csrf.init_app(app)

@@ -2,7 +2,9 @@
 
 `load_viewer` runs before every request and puts the signed-in person in `g.user` / `g.viewer`;
 `login_required`, `team_required` and `client_required` guard the views. Sign-in attempts are counted
-in LoginAttempt rows (per email address and per remote address), so the limit holds across processes.
+in LoginAttempt rows (per email address and per remote address), so the limit holds across processes;
+requests for a sign-in link are counted apart (see link_limits). Behind trusted reverse proxies
+(settings.proxy_hops), the remote address is the one they forwarded.
 """
 from __future__ import annotations
 
@@ -22,6 +24,8 @@ from web.passwords import verify_password
 bp = Blueprint("auth", __name__)
 
 RATE_WINDOW = dt.timedelta(minutes=15)
+LINKS_PER_EMAIL = 5  # sign-in links one address may be sent in RATE_WINDOW (fewer when login_attempts is lower)
+LINK_REQUESTS_PER_ATTEMPT = 10  # link requests per remote address: this many times login_attempts
 TOO_MANY = "Too many sign-in attempts. Please wait 15 minutes and try again."
 LINK_SENT = ("If that address belongs to someone who can sign in here, a sign-in link is on its way. "
              "It works once, within {minutes} minutes.")
@@ -117,31 +121,62 @@ def _sign_in(user: User) -> None:
 
 
 def _remote() -> str:
+    """The client's address: the socket's peer, or what trusted proxies forwarded (settings.proxy_hops)."""
     return request.remote_addr or "unknown"
 
 
 def _rate_keys(email: str | None) -> list[str]:
     keys = [f"ip:{_remote()}"]
     if email:
-        keys.append(f"email:{email.strip().lower()[:320]}")
+        keys.append(f"email:{_email_key(email)}")
     return keys
+
+
+def _email_key(email: str) -> str:
+    return email.strip().lower()[:320]
+
+
+def _used(key: str, since: dt.datetime) -> int:
+    return LoginAttempt.select().where((LoginAttempt.key == key) & (LoginAttempt.created_at > since)).count()
 
 
 def rate_limited(email: str | None, limit: int) -> bool:
     """Whether the email address or the remote address used up its attempts in the last 15 minutes."""
     since = utcnow() - RATE_WINDOW
-    for key in _rate_keys(email):
-        count = LoginAttempt.select().where((LoginAttempt.key == key) & (LoginAttempt.created_at > since)).count()
-        if count >= limit:
-            return True
-    return False
+    return any(_used(key, since) >= limit for key in _rate_keys(email))
 
 
 def record_attempt(email: str | None) -> None:
+    _record(_rate_keys(email))
+
+
+def _record(keys: list[str]) -> None:
     now = utcnow()
-    LoginAttempt.insert_many([{"key": k, "created_at": now} for k in _rate_keys(email)]).execute()
+    LoginAttempt.insert_many([{"key": k, "created_at": now} for k in keys]).execute()
     # Old rows are of no use; forgetting them keeps the table small.
     LoginAttempt.delete().where(LoginAttempt.created_at < now - dt.timedelta(days=1)).execute()
+
+
+def link_limits(login_attempts: int) -> tuple[int, int]:
+    """(sign-in links per email address, link requests per remote address) allowed in 15 minutes.
+
+    Asking for a link proves nothing and costs an attacker nothing, so it is counted apart from password
+    attempts: per address asked for, so nobody's mailbox is flooded, and, far more generously, per remote
+    address (many clients may share one office network or proxy), so link requests never use up the
+    password attempts of everyone behind the same address.
+    """
+    return max(1, min(LINKS_PER_EMAIL, login_attempts)), max(1, login_attempts) * LINK_REQUESTS_PER_ATTEMPT
+
+
+def link_rate_limited(email: str, login_attempts: int) -> bool:
+    per_email, per_remote = link_limits(login_attempts)
+    since = utcnow() - RATE_WINDOW
+    return _used(f"link-email:{_email_key(email)}", since) >= per_email \
+        or _used(f"link-ip:{_remote()}", since) >= per_remote
+
+
+def record_link_request(email: str) -> None:
+    _record([f"link-email:{_email_key(email)}", f"link-ip:{_remote()}"])
 
 
 def _settings() -> Any:
@@ -196,10 +231,10 @@ def request_link() -> Any:
     if not email or "@" not in email:
         return render_template("auth/login.html", link_error="Please enter your email address.", email=email,
                                next=request.args.get("next", ""), minutes=settings.login_link_minutes), 400
-    if rate_limited(email, settings.login_attempts):
+    if link_rate_limited(email, settings.login_attempts):
         return render_template("auth/login.html", link_error=TOO_MANY, email=email, next="",
                                minutes=settings.login_link_minutes), 429
-    record_attempt(email)
+    record_link_request(email)
     user = User.get_or_none(User.email == email)
     if user is not None and user.active:
         from storage.outbox import queue_login_link
