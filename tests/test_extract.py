@@ -238,6 +238,12 @@ def _attribution_like_lines() -> str:
     (_attribution_like_lines(), "On "),
     ((">" * 2000 + " x\n") * 400, ">>>"),
     ("```\n" * (MB // 4), "```"),
+    ("a\n" * (MB // 2), "a\na"),
+    ("a:\n" * (MB // 3), "a:"),
+    ("@\n" * (MB // 2), "@"),
+    ("hi\n" + "a>\n" * (MB // 3), "hi"),
+    ("hi\n" + ">\n" * (MB // 2), "hi"),
+    ("hi\n" + "please type " * (MB // 12), "hi"),
 ])
 def test_pathological_bodies_finish(body, expected_start):
     # Behaviour: a 1 MB body with thousands of quote lines, or pathological lines, is trimmed (no hang,
@@ -252,8 +258,103 @@ def test_pathological_bodies_finish(body, expected_start):
     "<blockquote>" * 50_000 + "hi",
     '<a href="https://x.test/">hi ' * (MB // 31),
     "<p>hi " + "word " * (MB // 5),
+    "hi" + "<br>" * (MB // 4),
+    "<p>hi</p>" + "<!--" * (MB // 4),
+    "<p>hi</p>" + "</x " * (MB // 4),
+    "<p>hi</p>" + "<?x " * (MB // 4),
+    "<p>hi</p>" + "<" * MB,
+    "<p>hi</p>" + "&#65;" * (MB // 5),
+    "<p>hi</p>" + '<div class="gmail_quote_x">' * (MB // 27),
+    "<p>hi</p>" + '<a href="https://x.test/"><span>hi ' * (MB // 33),
+    '<p>hi</p><div title="' + "<b>x</b>" * (MB // 8),
 ])
 def test_pathological_html_finishes(html):
     # Behaviour: huge, deeply nested or unclosed HTML is converted (no recursion error, no hang).
     result = finishes(reply_from_parts, None, html)
     assert "hi" in result.text
+
+
+# ---------- huge bodies: bounded work, same reply ----------
+
+ATTRIBUTION = "On Mon, Jun 5, 2017 at 12:22 PM Kim <kim@a.test> wrote:"
+QUOTE_LINE = "> a line of the long quoted history"
+
+
+def test_answer_below_a_huge_quote_is_kept():
+    # Behaviour: an answer written below 30,000 quoted lines is found (the quote is skipped, not examined line
+    # by line), its signature is cut, and the whole quote is kept beside it.
+    body = "\n".join([ATTRIBUTION, *[QUOTE_LINE] * 30_000, "", "My answer.", "", "-- ", "Bob", ""])
+    result = finishes(trim_text, body)
+    assert result.text == "My answer."
+    assert result.trimmed.count(QUOTE_LINE) == 30_000
+    assert result.trimmed.startswith(ATTRIBUTION) and result.trimmed.endswith("-- \nBob")
+
+
+def test_reply_above_a_huge_quote_and_a_footer():
+    # Behaviour: a short reply above a 25,000-line quote followed by a list footer keeps only the reply.
+    body = "\n".join(["Thanks!", "", ATTRIBUTION, *[QUOTE_LINE] * 25_000, "", "___", "list footer"])
+    assert finishes(trim_text, body) == Trimmed("Thanks!", body[len("Thanks!\n\n"):])
+
+
+def test_signature_and_history_at_the_end_of_a_huge_text_are_cut():
+    # Behaviour: past the lines of text examined from the top, the last lines of text are examined too, so a
+    # signature and history below 25,000 lines of pasted text are still cut.
+    log = [f"log line {n}" for n in range(25_000)]
+    body = "\n".join(["See the log:", *log, "-- ", "Bob", "", ATTRIBUTION, *[QUOTE_LINE] * 100])
+    result = finishes(trim_text, body)
+    assert result.text == "\n".join(["See the log:", *log])
+    assert result.trimmed.startswith("-- \nBob")
+
+
+def test_huge_html_quote_beyond_the_parsed_part_is_cut():
+    # Behaviour: in HTML too big to parse whole, the quote container is found past the parsed part and cut;
+    # the new text (parsed or not) is the reply, the quote goes beside it.
+    new = "".join(f"<div>new line {n}</div>" for n in range(5000))
+    html = (f'{new}<div class="gmail_quote"><div class="gmail_attr">{ATTRIBUTION}</div><blockquote>'
+            + "<div>old text</div>" * 5000 + "</blockquote></div>")
+    result = finishes(reply_from_parts, None, html)
+    assert result.text.startswith("new line 0\nnew line 1\n")
+    assert "new line 4999" in result.text and "old text" not in result.text
+    assert result.trimmed.count("old text") == 5000
+
+
+def test_huge_html_marker_beyond_the_parsed_part_cuts():
+    # Behaviour: our hidden marker is found past the parsed part of a huge HTML body and cuts there.
+    html = ("<p>Looks good.</p>" + "<p>more of the reply</p>" * 3000
+            + f'<div id="x_{HTML_MARKER_ID_PREFIX}1f" style="display:none"></div><p>Kim Lee posted in Acme</p>')
+    result = finishes(reply_from_parts, None, html)
+    assert result.text.startswith("Looks good.") and result.text.endswith("more of the reply")
+    assert "Kim Lee posted" not in result.text
+
+
+def test_huge_html_quote_keywords_outside_a_quote_start_cut_nothing():
+    # Behaviour: a quote keyword in text, or an element that only looks like Outlook's header box, past the
+    # parsed part of a huge body does not cut the reply.
+    html = ("<p>hi</p>" + "<p>the gmail_quote class is used by Gmail</p>" * 3000
+            + '<div style="border-top:solid #E1E1E1 1.0pt">no header here</div><p>the end</p>')
+    result = finishes(reply_from_parts, None, html)
+    assert result.text.startswith("hi") and result.text.endswith("the end")
+
+
+def test_huge_html_text_past_the_parsed_part_is_converted():
+    # Behaviour: past the parsed part, block tags still end lines, tags, styles and comments go and character
+    # references are decoded.
+    html = ("<p>top</p>" + "<p>para</p>" * 3000
+            + "<style>p { color: red }</style><!-- note --><div>Fish &amp; chips<br>tea&nbsp;time</div>")
+    text = finishes(html_to_text, html)
+    assert text.startswith("top\n\npara\n\npara")
+    assert text.endswith("Fish & chips\ntea\u00a0time") or text.endswith("Fish & chips\ntea time")
+    assert "color" not in text and "note" not in text
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(st.lists(line_strategy, min_size=3, max_size=8), st.lists(line_strategy, max_size=8),
+       st.integers(min_value=7_000, max_value=12_000))
+def test_huge_body_only_returns_input_lines(repeated, tail, count):
+    # Behaviour: a body too long to be examined line by line (over 20,000 lines) still only returns lines of
+    # the input, in the reply and in what was cut.
+    body = "\n".join(repeated * count + tail)
+    result = finishes(trim_text, body)
+    source = set(body.splitlines())
+    assert all(line in source for line in result.text.splitlines())
+    assert all(line in source for line in result.trimmed.splitlines())

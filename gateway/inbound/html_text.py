@@ -3,7 +3,9 @@ the structure mail clients leave (Gmail's gmail_quote, Apple Mail and Thunderbir
 and moz-cite-prefix, Outlook's divRplyFwdMsg and border-top header box, Yahoo's yahoo_quoted, ProtonMail's
 protonmail_quote, and our own hidden marker), and text rendering that keeps paragraphs, lists and links.
 
-Nothing here recurses over the tree: hostile mail nests elements thousands deep."""
+Nothing here recurses over the tree: hostile mail nests elements thousands deep. A huge body is parsed only
+up to MAX_PARSED_TAGS tags (html.parser costs microseconds per tag); in the rest, the quote start is found by
+a keyword scan whose hits are checked by parsing their tag, and text is taken by a linear tag strip."""
 from __future__ import annotations
 
 import heapq
@@ -48,7 +50,7 @@ VERIFY_WINDOW = 1000  # characters parsed after an Outlook header box's tag to c
 PENDING_CHARS, PENDING_TAGS = 1000, 10  # see _parse
 MAX_VERIFIED = 20  # keyword hits checked at most
 MAX_HIDDEN_BLOCKS = 500  # style/script/title/comment blocks removed from the rest at most
-MAX_CRUDE_BREAK_TAGS = 50_000  # tags of the rest looked at as line breaks at most
+MAX_CRUDE_BREAK_TAGS = 20_000  # tags of the rest told apart as line breaks or not (then each is one)
 MAX_UNESCAPED = 2000  # character references decoded one by one at most (the common named ones always)
 MAX_ATTRS = 30
 END_TAG_SEARCH = 64  # how far up the open elements a stray end tag is looked for
@@ -603,33 +605,43 @@ def find_quote_start(html: str, markers_only: bool = False) -> int:
     return len(html)
 
 
-_HIDDEN_START = re.compile(rb"<(style|script|title)\b|<!--")
+_HIDDEN_OPENERS = {b"<style": b"</style", b"<script": b"</script", b"<title": b"</title", b"<!--": b"-->"}
+_NAME_ENDS = frozenset({b" ", b">", b"\t", b"\n", b"\r", b"\f", b"/", b""})
 _CRUDE_BREAK = re.compile(  # a run of block tags is one line break
     r"(?:<(?=[/a-zA-Z])(?:br|/?(?:p|div|li|tr|h[1-6]|blockquote|table|ul|ol|dl|dt|dd|pre|hr|section|article|header"
     r"|footer))\b[^<>]*+>)++", re.IGNORECASE)
 _CRUDE_TAG = re.compile(r"<[^<>]*+>")
 _NTH_CRUDE_TAG = re.compile(rf"(?:[^<]*+<){{{MAX_CRUDE_BREAK_TAGS}}}")
 _CRUDE_INDENT = re.compile(r"\n[^\S\n]++")  # source indentation would read as a Markdown code block
-_CRUDE_BLANKS = re.compile(r"\n{3,}")
+_CRUDE_BLANKS = re.compile(r"\n\n\n+")
 _COMMON_ENTITIES = (("&nbsp;", " "), ("&lt;", "<"), ("&gt;", ">"), ("&quot;", '"'), ("&#39;", "'"), ("&amp;", "&"))
 
 
 def _without_hidden(html: str) -> str:
     """The markup without style, script and title contents and comments (an unclosed one runs to the end)."""
     low = _ascii_lower(html)
+    if b"<s" not in low and b"<t" not in low and b"<!--" not in low:
+        return html
     parts: list[str] = []
     at = 0
+    found = {opener: low.find(opener) for opener in _HIDDEN_OPENERS}
     for _ in range(MAX_HIDDEN_BLOCKS):
-        found = _HIDDEN_START.search(low, at)
-        if found is None:
+        opener, start = min(((key, pos) for key, pos in found.items() if pos >= 0), key=lambda item: item[1],
+                            default=(b"", -1))
+        if start < 0:
             break
-        parts.append(html[at: found.start()])
-        closer = b"-->" if found.group(1) is None else b"</" + found.group(1)
-        close = low.find(closer, found.end())
+        if opener != b"<!--" and low[start + len(opener): start + len(opener) + 1] not in _NAME_ENDS:
+            found[opener] = low.find(opener, start + 1)  # "<styles>", "<titled>": not the element
+            continue
+        parts.append(html[at:start])
+        close = low.find(_HIDDEN_OPENERS[opener], start + len(opener))
         if close < 0:
             return "".join(parts)
         end = low.find(b">", close)
         at = len(html) if end < 0 else end + 1
+        for key in found:
+            if 0 <= found[key] < at:
+                found[key] = low.find(key, at)
     parts.append(html[at:])
     return "".join(parts)
 
@@ -642,9 +654,9 @@ def crude_text(html: str) -> str:
     html = _without_hidden(html)
     if html.count("<") <= MAX_CRUDE_BREAK_TAGS:
         text = _CRUDE_TAG.sub("", _CRUDE_BREAK.sub("\n", html))
-    else:  # past that many tags, every tag is a space (telling block tags apart costs a regex branch each)
+    else:  # past that many tags, every tag ends a line (telling block tags apart costs a regex branch each)
         split = _NTH_CRUDE_TAG.match(html).end() - 1  # type: ignore[union-attr]
-        text = _CRUDE_TAG.sub("", _CRUDE_BREAK.sub("\n", html[:split])) + _CRUDE_TAG.sub(" ", html[split:])
+        text = _CRUDE_TAG.sub("", _CRUDE_BREAK.sub("\n", html[:split])) + _CRUDE_TAG.sub("\n", html[split:])
     if "&" in text:
         if text.count("&") <= MAX_UNESCAPED:
             text = unescape(text)

@@ -109,18 +109,22 @@ def _ends_with_verb(core: str) -> bool:
     return False
 
 
+_ATTRIBUTION_STRIP = " \t-*_\u00a0"
+_CORE_STRIP = " :：.-\u00a0"
+
+
 @cached
 def is_attribution(text: str) -> bool:
     """Whether one logical line is an "On <date>, <someone> wrote:" line (any supported language)."""
-    s = text.strip(" \t-*_\u00a0")
+    s = text.strip(_ATTRIBUTION_STRIP)
     if not 6 <= len(s) <= MAX_ATTRIBUTION:
         return False
     low = s.lower()
     ends_colon = low.endswith((":", "："))
-    core = low.rstrip(" :：.-\u00a0")
+    core = low.rstrip(_CORE_STRIP)
     verb_end = _ends_with_verb(core)
-    if not (ends_colon or verb_end or low[0].isdigit()):
-        return False  # the common case: an ordinary line
+    if not (ends_colon or verb_end or (low[0].isdigit() and _DATE_FIRST.match(low))):
+        return False  # the common case: an ordinary line (only a date-first line needs neither)
     on_start = _starts_with_on(low)
     email = "@" in low and _EMAIL.search(low) is not None
     dated = has_date(low)
@@ -185,6 +189,7 @@ def join_wrapped(lines: list[str], i: int) -> int:
     """If lines[i] starts an attribution wrapped over several lines, the index after its last line, else 0."""
     parts = [lines[i].strip()]
     opens_with_on = _starts_with_on(parts[0].lower())
+    date_first = parts[0].strip(_ATTRIBUTION_STRIP)[:1].isdigit()  # may need no colon or verb
     blanks = 0
     count = 1
     j = i + 1
@@ -203,9 +208,17 @@ def join_wrapped(lines: list[str], i: int) -> int:
         parts.append(piece)
         count += 1
         j += 1
-        if is_attribution(" ".join(parts)):
+        if (date_first or _may_end_attribution(piece)) and is_attribution(" ".join(parts)):
             return j
     return 0
+
+
+def _may_end_attribution(piece: str) -> bool:
+    """Whether the joined lines ending with this piece can be an attribution: it ends with ":" or "wrote"
+    (or is only punctuation: then the lines before decide). A cheap test before is_attribution."""
+    low = piece.strip(_ATTRIBUTION_STRIP).lower()
+    core = low.rstrip(_CORE_STRIP)
+    return not core or low.endswith((":", "：")) or _ends_with_verb(core)
 
 
 # Outlook-style header labels (lower case), by what they say.
