@@ -154,3 +154,36 @@ def test_client_sees_own_and_team_messages_in_order(app: Any, world: World) -> N
     html = sign_in(app.test_client(), world.client).get("/portal/w/acme").get_data(as_text=True)
     assert html.index(f'id="m-{world.public.id}"') < html.index(f'id="m-{mine.id}"')
     assert 'class="message mine from-client"' in html
+
+
+def test_client_list_and_live_cursor_never_date_an_internal_note(tmp_path) -> None:
+    # An internal note moves neither the client's "last activity" nor the event id the portal page starts after.
+    import datetime as dt
+    import re
+
+    from config import Settings
+    from storage import db, migrations
+    from storage.directory import add_client, add_user, create_workspace, thread_of
+    from storage.models import Message
+    from storage.posting import post_message
+    from web import create_app
+
+    settings = Settings(data_dir=tmp_path, database_url="", secret_key="x" * 40, reply_domain="reply.test",
+                        base_url="http://app.test")
+    db.bind(settings)
+    migrations.migrate()
+    ws = create_workspace("Acme")
+    kim = add_user("kim@agency.test", "Kim", "team")
+    bob = add_client("bob@acme.test", "Bob", ws, True)
+    public = post_message(thread_of(ws), kim, "Public note")
+    Message.update(created_at=dt.datetime(2020, 1, 2, 3, 4)).where(Message.id == public.id).execute()
+    app = create_app(settings)
+    client = app.test_client()
+    sign_in(client, bob)
+    before = client.get("/portal/").get_data(as_text=True)
+    cursor_before = re.search(r'data-after="(\d+)"', client.get(f"/portal/w/{ws.slug}").get_data(as_text=True))
+    post_message(thread_of(ws), kim, "Internal note", internal=True)
+    after = client.get("/portal/").get_data(as_text=True)
+    cursor_after = re.search(r'data-after="(\d+)"', client.get(f"/portal/w/{ws.slug}").get_data(as_text=True))
+    assert "2020-01-02 03:04" in before and "2020-01-02 03:04" in after
+    assert cursor_before and cursor_after and cursor_before.group(1) == cursor_after.group(1)

@@ -15,6 +15,7 @@ from storage.models import Attachment, Message
 from storage.visibility import Viewer, can_see
 from web import app_settings
 from web.forms import CONTENT_TYPE_RE
+from web.threadview import MAX_ID
 
 bp = Blueprint("attachments", __name__)
 
@@ -36,6 +37,8 @@ def get_visible_attachment(viewer: Viewer, attachment_id: int) -> Attachment:
 
     :raise 404: unknown id, or a message the viewer may not see (internal, another workspace, no access).
     """
+    if not 0 < attachment_id <= MAX_ID:
+        abort(404)
     attachment = Attachment.get_or_none(Attachment.id == attachment_id)
     if attachment is None:
         abort(404)

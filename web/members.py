@@ -14,6 +14,7 @@ from storage.tokens import create_login_token, set_messages_access
 from web import app_settings
 from web.auth import team_required
 from web.team import get_workspace_or_404
+from web.threadview import MAX_ID
 
 bp = Blueprint("members", __name__)
 
@@ -91,7 +92,7 @@ def access(slug: str, user_id: int) -> Any:
     """Grants (granted=1) or revokes (granted=0) a client's Messages access; revoking kills their reply
     addresses at once."""
     workspace = get_workspace_or_404(slug)
-    user = User.get_or_none(User.id == user_id)
+    user = User.get_or_none(User.id == user_id) if 0 < user_id <= MAX_ID else None
     if user is None:
         abort(404)
     granted = request.form.get("granted") == "1"

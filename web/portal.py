@@ -62,7 +62,7 @@ def render_thread(workspace: Workspace, composer: Composer | None = None, error:
                   status: int = 200) -> Any:
     thread = thread_of(workspace)
     query = request.args.get("q", "").strip()
-    after = latest_event_id(thread)
+    after = latest_event_id(g.viewer, thread)
     if query:
         views, has_more = search_views(g.viewer, thread, query), False
     else:

@@ -93,7 +93,7 @@ def render_thread(workspace: Workspace, composer: Composer | None = None, error:
         preview_as, clients = choose_preview(workspace)
         if preview_as is not None:
             viewer = Viewer.of(preview_as)
-    after = latest_event_id(thread)
+    after = latest_event_id(viewer, thread)
     if query and preview_as is None:
         views, has_more = search_views(viewer, thread, query), False
     else:

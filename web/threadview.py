@@ -62,6 +62,8 @@ def get_visible_message(viewer: Viewer, message_id: int) -> Message:
 
     :raise 404: unknown, internal for a client, or in a workspace the viewer cannot open.
     """
+    if not 0 < message_id <= MAX_ID:
+        abort(404)
     message = Message.get_or_none(Message.id == message_id)
     if message is None:
         abort(404)
@@ -71,9 +73,15 @@ def get_visible_message(viewer: Viewer, message_id: int) -> Message:
     return found
 
 
-def latest_event_id(thread: Thread) -> int:
-    """The newest ThreadEvent of the thread; the page's live stream starts after it."""
-    return ThreadEvent.select(fn.MAX(ThreadEvent.id)).where(ThreadEvent.thread == thread.id).scalar() or 0
+MAX_ID = 2**63 - 1  # larger ids in a URL cannot exist; SQLite would raise OverflowError on them
+
+
+def latest_event_id(viewer: Viewer, thread: Thread) -> int:
+    """The newest ThreadEvent of the thread about a message viewer may see; the page's live stream starts
+    after it. Joined through the visibility rule, so a client's page does not count internal notes."""
+    visible = visible_messages(viewer, thread).select(Message.id)
+    return (ThreadEvent.select(fn.MAX(ThreadEvent.id))
+            .where((ThreadEvent.thread == thread.id) & ThreadEvent.message.in_(visible)).scalar() or 0)
 
 
 def load_page(viewer: Viewer, thread: Thread, before: int | None = None,
@@ -173,6 +181,7 @@ class WorkspaceRow:
     workspace: Workspace
     thread: Thread
     unread: int
+    last_activity_at: dt.datetime  # of what this viewer may see: a client's list never dates an internal note
 
     @property
     def unread_label(self) -> str:
@@ -189,6 +198,12 @@ def workspace_rows(viewer: Viewer, threads: list[Thread]) -> list[WorkspaceRow]:
         unread_q = (visible_messages(viewer, t)
                     .where((Message.id > markers.get(t.id, 0)) & (Message.author != viewer.user_id))
                     .select(Message.id).limit(UNREAD_CAP + 1))
-        rows.append(WorkspaceRow(workspace=t.workspace, thread=t, unread=unread_q.count()))
-    rows.sort(key=lambda r: r.thread.last_activity_at, reverse=True)
+        if viewer.is_team:
+            last = t.last_activity_at
+        else:
+            last = visible_messages(viewer, t).select(fn.MAX(Message.created_at)).scalar() or t.created_at
+            if isinstance(last, str):  # SQLite returns aggregates of datetimes as text
+                last = dt.datetime.fromisoformat(last)
+        rows.append(WorkspaceRow(workspace=t.workspace, thread=t, unread=unread_q.count(), last_activity_at=last))
+    rows.sort(key=lambda r: r.last_activity_at, reverse=True)
     return rows
