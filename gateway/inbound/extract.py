@@ -22,9 +22,9 @@ trimmed as text; when new text follows the quote (inline answers, bottom-posting
 No input makes it slow (a 1 MB body takes tens of milliseconds): line kinds live in a bytearray, so runs of
 quoted and blank lines are skipped and counted by C-level searches; only the first HEAD_LINES lines are split
 one by one, past them long runs of quoted or blank lines and a huge middle are single blocks found by linear
-regular expressions; only the first EXAMINED_LINES and last EXAMINED_LAST_LINES lines of text are examined
-for history and signatures (the text between is kept as written); every check looks at a bounded part of a
-line, and no regular expression can backtrack catastrophically.
+regular expressions; only the first and last lines of text (EXAMINED_*) are examined for history and
+signatures (the text between is kept as written); every check looks at a bounded part of a line, and no
+regular expression can backtrack catastrophically.
 """
 from __future__ import annotations
 
@@ -67,11 +67,12 @@ FOOTER_RULE = 10  # ...and the separator is at least this long
 ANSWER_LINES = 3
 MAX_LINE_CHECK = 2000  # lines longer than this are always plain text (nothing we look for is that long)
 
-# Bounded work on any input: between the first EXAMINED_LINES and the last EXAMINED_LAST_LINES lines of text,
-# a body is kept as written (runs of quoted and blank lines cost nothing to skip, so a reply below a long quote
-# is still found, and a signature or history at the end of a long text).
-EXAMINED_LINES = 2000
-EXAMINED_LAST_LINES = 300
+# Bounded work on any input: between the first EXAMINED_LINES lines of text (at most EXAMINED_CHARS characters)
+# and the last EXAMINED_LAST_LINES (EXAMINED_LAST_CHARS), a body is kept as written. Runs of quoted and blank
+# lines cost nothing to skip, so a reply below a long quote is still found, and a signature or history at the
+# end of a long text.
+EXAMINED_LINES, EXAMINED_CHARS = 2000, 150_000
+EXAMINED_LAST_LINES, EXAMINED_LAST_CHARS = 300, 30_000
 WRAPPED_JOINS = 500  # lines that could start a wrapped attribution ("On 5 June 2017, Kim <") joined at most
 # Lines split and classified one by one; past them, a body is at most three blocks (see _split_body).
 HEAD_LINES = 20_000
@@ -91,8 +92,6 @@ _TEXT_LINE = re.compile(rb"\x02")
 _TEXT_OR_LITERAL = re.compile(rb"[\x02\x03]")
 _NONBLANK = re.compile(rb"[^\x00]")
 _QUOTE_RUN = re.compile(rb"[\x00\x01]*+")
-_NTH_TEXT = re.compile(rb"(?:[^\x02]*+\x02){%d}" % EXAMINED_LINES)
-_NTH_LAST_TEXT = re.compile(rb"(?:[^\x02]*+\x02){%d}" % EXAMINED_LAST_LINES)  # in the reversed kinds
 _TEXT_TO_LITERAL = bytes.maketrans(b"\x02", b"\x03")
 _NTH_NEWLINE = re.compile(rf"(?:[^\n]*+\n){{{HEAD_LINES}}}")
 # Whole lines that are quoted (">" after spaces or tabs) or blank, forwards and in the reversed text.
@@ -263,10 +262,11 @@ class _Lines:
             kind[index] = block_kind
         if "```" in text:
             _mark_fences(lines[: min(blocks, default=len(lines))], text, kind)
-        if kind.count(TEXT) > EXAMINED_LINES + EXAMINED_LAST_LINES:
-            first = _NTH_TEXT.match(kind).end()  # type: ignore[union-attr]
-            last = len(kind) - _NTH_LAST_TEXT.match(kind[::-1]).end()  # type: ignore[union-attr]
-            kind[first:last] = kind[first:last].translate(_TEXT_TO_LITERAL)
+        if len(text) > EXAMINED_CHARS + EXAMINED_LAST_CHARS or kind.count(TEXT) > EXAMINED_LINES + EXAMINED_LAST_LINES:
+            first = _examined_bound(lines, kind, EXAMINED_LINES, EXAMINED_CHARS, from_end=False)
+            last = _examined_bound(lines, kind, EXAMINED_LAST_LINES, EXAMINED_LAST_CHARS, from_end=True)
+            if first < last:
+                kind[first:last] = kind[first:last].translate(_TEXT_TO_LITERAL)
         self.kind = kind
 
     def nonblank_at_least(self, start: int, end: int, count: int) -> bool:
@@ -292,6 +292,20 @@ class _Lines:
     def quote_after(self, i: int, end: int) -> bool:
         """Whether a quoted line follows at or after i (before end)."""
         return self.kind.find(QUOTE, i, end) >= 0
+
+
+def _examined_bound(lines: list[str], kind: bytearray, most_lines: int, most_chars: int, from_end: bool) -> int:
+    """Where the lines of text examined from the start (or from the end) stop: after `most_lines` lines of
+    text or `most_chars` characters of them. Returns the index of the first line not examined (from the
+    start), or the index after the last line not examined (from the end)."""
+    count = len(kind)
+    chars = 0
+    for seen, found in enumerate(_TEXT_LINE.finditer(kind[::-1] if from_end else kind)):
+        i = count - 1 - found.start() if from_end else found.start()
+        chars += len(lines[i])
+        if seen >= most_lines or chars > most_chars:
+            return i + 1 if from_end else i
+    return 0 if from_end else count
 
 
 def _signature_end(body: _Lines, end: int) -> int:

@@ -48,7 +48,9 @@ MAX_PARSED_TAGS = 2000
 MAX_PARSED_CHARS = 100_000
 VERIFY_WINDOW = 1000  # characters parsed after an Outlook header box's tag to check it
 PENDING_CHARS, PENDING_TAGS = 1000, 10  # see _parse
+HEADER_BOX_ITEMS = 120  # elements and texts looked at in an Outlook header box candidate
 MAX_VERIFIED = 20  # keyword hits checked at most
+MAX_VERIFIED_TAG = 4000  # characters of a tag checked at most (a longer one starts no quote)
 MAX_HIDDEN_BLOCKS = 500  # style/script/title/comment blocks removed from the rest at most
 MAX_CRUDE_BREAK_TAGS = 20_000  # tags of the rest told apart as line breaks or not (then each is one)
 MAX_UNESCAPED = 2000  # character references decoded one by one at most (the common named ones always)
@@ -189,7 +191,9 @@ def _is_header_box(node: Node) -> bool:
     text = []
     size = 0
     stack: list[Node | str] = [node]
-    while stack:
+    for _ in range(HEADER_BOX_ITEMS):
+        if not stack:
+            break
         item = stack.pop()
         if isinstance(item, str):
             text.append(item)
@@ -198,6 +202,8 @@ def _is_header_box(node: Node) -> bool:
                 return False
         else:
             stack.extend(reversed(item.children))
+    else:
+        return False  # too big for a box of four header lines
     joined = "".join(text)
     return ":" in joined or "：" in joined
 
@@ -597,7 +603,8 @@ def find_quote_start(html: str, markers_only: bool = False) -> int:
         end = low.find(b">", at)
         if end < 0:
             continue  # no tag closes after this keyword (nor after its later occurrences)
-        if start >= 0 and low.find(b">", start, at) < 0 and _starts_quote(html, start, end + 1, markers_only):
+        if 0 <= start and end - start < MAX_VERIFIED_TAG and low.find(b">", start, at) < 0 \
+                and _starts_quote(html, start, end + 1, markers_only):
             return start
         following = low.find(keyword, end)
         if following >= 0:

@@ -44,8 +44,26 @@ _TIME = re.compile(r"(?<!\d)\d{1,2}[:.h]\d\d(?!\d)")
 _NUMERIC_DATE = re.compile(r"(?<!\d)\d{1,4}[./-]\d{1,2}[./-]\d{1,4}(?!\d)")
 _CJK_DATE = re.compile(r"\d{1,4}\s?[年月日]")
 _DATE_FIRST = re.compile(r"(?:19|20)\d\d[-/]\d{1,2}[-/]\d{1,2}[ T]")
-_EMAIL = re.compile(r"[^\s@<>()\[\]\"']{1,64}@[^\s@<>()\[\]\"']{1,255}\.[^\s@<>()\[\]\"'.]{2,24}")
+# An address: a character of the local part right before "@", then the domain: a dot after at least one
+# character (within 255) and two characters that are not dots. Matched from each "@" (linear time).
+_EMAIL_START = re.compile(r"(?<=[^\s@<>()\[\]\"'])@")
+_DOMAIN = re.compile(r"[^\s@<>()\[\]\"']{0,258}")
+_DOT_TLD = re.compile(r"\.[^.]{2}")
+MAX_AT_SIGNS = 20
 _SUPERCITE = re.compile(r"[A-Za-z0-9]{1,12}>(?:[ >]|$)")
+
+
+def has_email(text: str) -> bool:
+    """Whether text holds something shaped like an e-mail address (local@domain.tld)."""
+    if "@" not in text:
+        return False
+    for seen, at in enumerate(_EMAIL_START.finditer(text)):
+        domain = _DOMAIN.match(text, at.end()).group()  # type: ignore[union-attr]
+        if _DOT_TLD.search(domain, 1, 258):
+            return True
+        if seen >= MAX_AT_SIGNS:
+            return False
+    return False
 
 
 def is_quoted(line: str) -> bool:
@@ -126,7 +144,7 @@ def is_attribution(text: str) -> bool:
     if not (ends_colon or verb_end or (low[0].isdigit() and _DATE_FIRST.match(low))):
         return False  # the common case: an ordinary line (only a date-first line needs neither)
     on_start = _starts_with_on(low)
-    email = "@" in low and _EMAIL.search(low) is not None
+    email = has_email(low)
     dated = has_date(low)
     via = " via " in low
     if verb_end and ((on_start and dated) or email or via or (dated and ends_colon)):
@@ -148,7 +166,7 @@ def strong_attribution(text: str) -> bool:
     """An attribution that names an address, a year or a list ("via"): strong enough to cut the unquoted
     text below it as history ("At 10:30 Bob said:" followed by notes is not)."""
     low = text.lower()
-    return ("@" in low and _EMAIL.search(low) is not None) or _YEAR.search(low) is not None \
+    return has_email(low) or _YEAR.search(low) is not None \
         or " via " in low or _CJK_DATE.search(low) is not None
 
 
