@@ -618,6 +618,8 @@ _CRUDE_BREAK = re.compile(  # a run of block tags is one line break
     r"(?:<(?=[/a-zA-Z])(?:br|/?(?:p|div|li|tr|h[1-6]|blockquote|table|ul|ol|dl|dt|dd|pre|hr|section|article|header"
     r"|footer))\b[^<>]*+>)++", re.IGNORECASE)
 _CRUDE_TAG = re.compile(r"<[^<>]*+>")
+_LITERAL_BREAKS = ("<br>", "<br/>", "<br />", "</div>", "<div>", "</p>", "<p>", "</li>", "</tr>", "<BR>", "</DIV>",
+                   "<DIV>", "</P>", "<P>")
 _NTH_CRUDE_TAG = re.compile(rf"(?:[^<]*+<){{{MAX_CRUDE_BREAK_TAGS}}}")
 _CRUDE_INDENT = re.compile(r"\n[^\S\n]++")  # source indentation would read as a Markdown code block
 _CRUDE_BLANKS = re.compile(r"\n\n\n+")
@@ -659,6 +661,9 @@ def crude_text(html: str) -> str:
     if not html:
         return ""
     html = _without_hidden(html)
+    for tag in _LITERAL_BREAKS:  # the commonest block tags, replaced in C before the regular expressions
+        if tag in html:
+            html = html.replace(tag, "\n")
     if html.count("<") <= MAX_CRUDE_BREAK_TAGS:
         text = _CRUDE_TAG.sub("", _CRUDE_BREAK.sub("\n", html))
     else:  # past that many tags, every tag ends a line (telling block tags apart costs a regex branch each)
