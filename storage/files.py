@@ -1,14 +1,35 @@
 """Attachment bytes and raw mail on disk, content-addressed by SHA-256, outside the database.
 
-Bytes are streamed in through a temporary file, fsynced, then renamed into place, so a row that
-names a key always finds complete bytes. Client file names are never used as paths.
+Files live at ROOT/ab/KEY, ab being the key's first two hex digits: 256 directories, each created once.
+(Files stored earlier under ROOT/ab/cd/KEY are still found. Two levels meant 65,536 directories, so for
+most files of a young store a new directory, and an fsync of its parent, on top of the file itself.)
+
+Client file names are never used as paths. A row that names a key must always find complete bytes, even
+after a crash or power loss, because the gateway answers 250 once the row commits. The argument:
+
+1. The bytes go to a temporary name, are written in full and fdatasync()ed: fdatasync flushes the data
+   and the metadata needed to read it back (size, block map), which is all a new file has.
+2. rename() gives the complete file its content-addressed name atomically: the name never points at a
+   partial file, whatever moment a crash comes.
+3. The directory holding the new name is fsync()ed, since a new directory entry is durable only once its
+   directory is. Only then does put_*() return, and only then can the caller commit a row naming the key.
+4. A directory that did not exist is created and its parent fsync()ed (up to the root), once per process:
+   directories are never removed, so a directory seen durable stays so, and later files need only step 3.
+5. When the final name already exists, the same bytes are already there (same SHA-256), written by steps
+   1-3 before: nothing is written.
+
+put_bytes() knows the key before writing (the bytes are in memory), so its temporary file lives in the
+final directory and one directory fsync covers the whole write. Streams are hashed as they are written,
+so their temporary file lives in the root and is renamed across; the root's own entry for it does not
+need to be durable (a temporary file left by a crash is only garbage, named ".incoming-*").
 """
 from __future__ import annotations
 
 import hashlib
 import os
 import re
-import tempfile
+import secrets
+import threading
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -17,6 +38,12 @@ from typing import BinaryIO
 
 CHUNK = 1024 * 1024
 KEY_RE = re.compile(r"^[0-9a-f]{64}$")
+_OPEN_NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+_sync_data = getattr(os, "fdatasync", os.fsync)
+
+# Directories (as strings) known to exist with a durable entry in their parent; see step 4 above.
+_durable_dirs: set[str] = set()
+_dirs_lock = threading.Lock()
 
 
 class TooLarge(ValueError):
@@ -36,46 +63,84 @@ class StoredFile:
 class FileStore:
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root)
+        self._root = os.fspath(self.root)
 
     def path(self, key: str) -> Path:
+        """Where the key's bytes are: ROOT/ab/KEY (ab: the key's first two hex digits), or ROOT/ab/cd/KEY
+        for files stored before the layout was flattened."""
         if not KEY_RE.match(key):
             raise ValueError(f"not a storage key: {key!r}")
-        return self.root / key[:2] / key[2:4] / key
+        path = self.root / key[:2] / key
+        if not path.exists():
+            old = self.root / key[:2] / key[2:4] / key
+            if old.exists():
+                return old
+        return path
+
+    def _stored(self, directory: str, key: str) -> bool:
+        return os.path.exists(f"{directory}/{key}") or os.path.exists(f"{directory}/{key[2:4]}/{key}")
 
     def put_stream(self, stream: BinaryIO, limit: int | None = None) -> StoredFile:
         return self.put_chunks(iter(lambda: stream.read(CHUNK), b""), limit)
 
-    def put_bytes(self, data: bytes) -> StoredFile:
-        return self.put_chunks([data])
+    def put_bytes(self, data: bytes | bytearray | memoryview) -> StoredFile:
+        key = hashlib.sha256(data).hexdigest()
+        directory = self._directory(key)
+        final = f"{directory}/{key}"
+        if not self._stored(directory, key):
+            tmp = f"{directory}/.incoming-{secrets.token_hex(8)}"
+            fd = os.open(tmp, _OPEN_NEW, 0o644)
+            try:
+                try:
+                    _write_all(fd, data)
+                    _sync_data(fd)
+                finally:
+                    os.close(fd)
+                os.replace(tmp, final)
+            except BaseException:
+                _unlink_quietly(tmp)
+                raise
+            _fsync_dir(directory)
+        return StoredFile(key=key, size=len(data))
 
     def put_chunks(self, chunks: Iterable[bytes], limit: int | None = None) -> StoredFile:
-        self.root.mkdir(parents=True, exist_ok=True)
+        _ensure_dir(self._root)
         digest = hashlib.sha256()
         size = 0
-        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".incoming-")
+        tmp = f"{self._root}/.incoming-{secrets.token_hex(8)}"
+        fd = os.open(tmp, _OPEN_NEW, 0o644)
         try:
-            with os.fdopen(fd, "wb") as f:
+            try:
                 for chunk in chunks:
                     size += len(chunk)
                     if limit is not None and size > limit:
                         raise TooLarge(f"larger than {limit} bytes")
                     digest.update(chunk)
-                    f.write(chunk)
-                f.flush()
-                os.fsync(f.fileno())
+                    _write_all(fd, chunk)
+                _sync_data(fd)
+            finally:
+                os.close(fd)
             key = digest.hexdigest()
-            final = self.path(key)
-            if final.exists():
+            directory = self._directory(key)
+            final = f"{directory}/{key}"
+            if self._stored(directory, key):
                 os.unlink(tmp)
             else:
-                final.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(tmp, final)
-                _fsync_dir(final.parent)
+                _fsync_dir(directory)
             return StoredFile(key=key, size=size)
         except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+            _unlink_quietly(tmp)
             raise
+
+    def _directory(self, key: str) -> str:
+        """The key's directory (as a string), created durably if needed."""
+        if not KEY_RE.match(key):
+            raise ValueError(f"not a storage key: {key!r}")
+        directory = f"{self._root}/{key[:2]}"
+        if directory not in _durable_dirs:
+            _ensure_dir(directory)
+        return directory
 
     def open(self, key: str) -> BinaryIO:
         return open(self.path(key), "rb")
@@ -88,12 +153,48 @@ class FileStore:
         return self.path(key).exists()
 
 
-def _fsync_dir(path: Path) -> None:
+def _write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def _ensure_dir(directory: str) -> None:
+    """Creates directory and its missing parents, fsyncing each new entry's parent (step 4)."""
+    if directory in _durable_dirs:
+        return
+    with _dirs_lock:
+        missing: list[str] = []
+        path = directory
+        while path and not os.path.isdir(path):
+            missing.append(path)
+            path = os.path.dirname(path)
+        for new in reversed(missing):
+            try:
+                os.mkdir(new)
+            except FileExistsError:
+                pass
+            _fsync_dir(os.path.dirname(new) or ".")
+        if not missing:
+            # Seen for the first time in this process: make sure its entry is durable, whoever made it.
+            _fsync_dir(os.path.dirname(directory) or ".")
+        _durable_dirs.add(directory)
+
+
+def _fsync_dir(path: str | Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 _UNSAFE = re.compile(r'[\x00-\x1f\x7f/\\:*?"<>|]+')

@@ -10,7 +10,7 @@ import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from storage.db import write_transaction
+from storage.db import PreparedInsert, PreparedQuery, insert_rows, write_transaction
 from storage.files import safe_filename
 from storage.mail_log import NOTIFICATION, OutboxEmail, ThreadEvent
 from storage.models import (
@@ -74,21 +74,36 @@ def post_message(
     if not can_open_thread(Viewer.of(author), thread):
         raise PostingError(f"{author.email} has no Messages access to this workspace.")
     now = now or utcnow()
+    visibility = VISIBILITY_INTERNAL if internal else VISIBILITY_CLIENT
     # On SQLite, take the write lock at BEGIN (IMMEDIATE): a deferred transaction whose first write meets
     # another process's commit fails at once with "database is locked", whatever busy_timeout says.
+    # (Inside a caller's transaction, e.g. the gateway's store_reply, this is a savepoint of it.)
+    # Every statement is compiled once (storage/db.py): this runs for every post.
     with write_transaction():
-        message = Message.create(
-            thread=thread, author=author, visibility=VISIBILITY_INTERNAL if internal else VISIBILITY_CLIENT,
-            text=text, html=render_markdown(text), source=source, trimmed_text=trimmed_text or None,
-            inbound_email_id=inbound_email_id, created_at=now)
-        for a in attachments:
-            Attachment.create(message=message, name=safe_filename(a.name), content_type=a.content_type,
-                              size=a.size, sha256=a.sha256, storage_key=a.storage_key, created_at=now)
+        values = (thread.id, author.id, visibility, text, render_markdown(text), source, trimmed_text or None,
+                  inbound_email_id, now)
+        message = Message(id=_INSERT_MESSAGE.execute(values), thread=thread, author=author, visibility=visibility,
+                          text=values[3], html=values[4], source=source, trimmed_text=values[6],
+                          inbound_email_id=inbound_email_id, created_at=now)
+        if attachments:
+            insert_rows(Attachment, _ATTACHMENT_FIELDS, [
+                (message.id, safe_filename(a.name), a.content_type, a.size, a.sha256, a.storage_key, now)
+                for a in attachments])
         due = now + dt.timedelta(seconds=notify_delay)
-        for person in audience(message):
-            OutboxEmail.create(kind=NOTIFICATION, recipient=person, to_address=person.email, thread=thread,
-                               message=message, internal=message.is_internal, next_attempt_at=due,
-                               created_at=now)
-        ThreadEvent.create(thread=thread, message=message, kind="message", created_at=now)
-        Thread.update(last_activity_at=now).where(Thread.id == thread.id).execute()
+        people = audience(message, thread=thread, author=author)
+        if people:
+            insert_rows(OutboxEmail, _OUTBOX_FIELDS, [
+                (NOTIFICATION, person.id, person.email, thread.id, message.id, internal, due, now)
+                for person in people])
+        _INSERT_EVENT.execute((thread.id, message.id, "message", now))
+        _TOUCH_THREAD.execute(now=now, thread_id=thread.id)
     return message
+
+
+_INSERT_MESSAGE = PreparedInsert(Message, ("thread", "author", "visibility", "text", "html", "source", "trimmed_text",
+                                           "inbound_email_id", "created_at"))
+_ATTACHMENT_FIELDS = ("message", "name", "content_type", "size", "sha256", "storage_key", "created_at")
+_OUTBOX_FIELDS = ("kind", "recipient", "to_address", "thread", "message", "internal", "next_attempt_at", "created_at")
+_INSERT_EVENT = PreparedInsert(ThreadEvent, ("thread", "message", "kind", "created_at"))
+_TOUCH_THREAD = PreparedQuery(lambda now, thread_id: Thread.update(last_activity_at=now).where(Thread.id == thread_id),
+                              "now", "thread_id")

@@ -7,7 +7,10 @@ attributes, so `<script>`, `onerror=`, `javascript:` links and `<svg onload>` ne
 """
 from __future__ import annotations
 
+import re
+
 import nh3
+from linkify_it import LinkifyIt
 from markdown_it import MarkdownIt
 
 ALLOWED_TAGS = {
@@ -17,7 +20,20 @@ ALLOWED_TAGS = {
 ALLOWED_ATTRIBUTES = {"a": {"href", "title"}, "ol": {"start"}}
 URL_SCHEMES = {"http", "https", "mailto"}
 
+# Where linkify-it's pretest can match at all: a schema (http:, https:, ftp:, mailto:, //), "@", localhost
+# or a dot followed by a letter or digit (www., a TLD, an IP address). Its own pretest is one large
+# case-insensitive regular expression that costs ~0.3 ms per KB of text, more than the rest of the
+# rendering; this one is a superset that rules out most prose in microseconds.
+_MAYBE_LINK = re.compile(r"(?:https?|ftp|mailto):|//|@|localhost|\.[^\W_]", re.IGNORECASE)
+
+
+class _QuickLinkify(LinkifyIt):
+    def pretest(self, text: str) -> bool:
+        return bool(_MAYBE_LINK.search(text)) and super().pretest(text)
+
+
 _md = MarkdownIt("commonmark", {"html": False, "linkify": True, "breaks": True}).enable("linkify")
+_md.linkify = _QuickLinkify()
 
 
 def sanitize_html(html: str) -> str:

@@ -7,10 +7,12 @@ notification fan-out and email rendering starts from `visible_messages(viewer, t
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
-from peewee import ModelSelect
+from peewee import ModelSelect, fn
 
+from storage.db import PreparedQuery
 from storage.models import (
     CLIENT,
     TEAM,
@@ -46,26 +48,37 @@ class Viewer:
         return self.role == CLIENT
 
 
-def _client_has_access(viewer: Viewer, workspace_id: object) -> ModelSelect:
+def _active_team_member(user_id: object) -> ModelSelect:
+    return User.select(User.id).where((User.id == user_id) & (User.active == True))  # noqa: E712
+
+
+def _client_has_access(user_id: object, workspace_id: object) -> ModelSelect:
     return (Membership.select(Membership.id)
             .join(User)
-            .where((Membership.user == viewer.user_id) & (Membership.workspace == workspace_id)
+            .where((Membership.user == user_id) & (Membership.workspace == workspace_id)
                    & (Membership.messages_access == True)  # noqa: E712
                    & (User.active == True)))  # noqa: E712
 
 
-def visible_messages(viewer: Viewer, thread: Thread | int) -> ModelSelect:
-    """The messages of `thread` that `viewer` may see, as a query to refine (order, limit, search)."""
-    thread_id = thread.id if isinstance(thread, Thread) else thread
+def _visible_messages(role: str, user_id: object, thread_id: object) -> ModelSelect:
+    """THE rule, as a query: the messages of thread_id that a viewer with this role and id may see.
+
+    user_id is a value, or a column of an outer query (who_can_see asks for many viewers at once); the
+    conditions are SQL, evaluated when the query runs.
+    """
     query = Message.select().where(Message.thread == thread_id)
-    if viewer.is_team:
-        team_active = User.select(User.id).where((User.id == viewer.user_id) & (User.active == True))  # noqa: E712
-        return query.where(team_active.exists())
-    if viewer.is_client:
+    if role == TEAM:
+        return query.where(fn.EXISTS(_active_team_member(user_id)))
+    if role == CLIENT:
         workspace_id = Thread.select(Thread.workspace).where(Thread.id == thread_id)
         return query.where((Message.visibility == VISIBILITY_CLIENT)
-                           & _client_has_access(viewer, workspace_id).exists())
+                           & fn.EXISTS(_client_has_access(user_id, workspace_id)))
     return query.where(Message.id.is_null(True) & Message.id.is_null(False))  # nobody else sees anything
+
+
+def visible_messages(viewer: Viewer, thread: Thread | int) -> ModelSelect:
+    """The messages of `thread` that `viewer` may see, as a query to refine (order, limit, search)."""
+    return _visible_messages(viewer.role, viewer.user_id, thread.id if isinstance(thread, Thread) else thread)
 
 
 def can_see(viewer: Viewer, message: Message) -> bool:
@@ -73,13 +86,28 @@ def can_see(viewer: Viewer, message: Message) -> bool:
     return visible_messages(viewer, message.thread_id).where(Message.id == message.id).exists()
 
 
-def can_open_thread(viewer: Viewer, thread: Thread) -> bool:
-    """Whether viewer may open the thread at all (a client needs Messages access to its workspace)."""
-    if viewer.is_team:
-        return User.select().where((User.id == viewer.user_id) & (User.active == True)).exists()  # noqa: E712
-    if viewer.is_client:
-        return _client_has_access(viewer, thread.workspace_id).exists()
-    return False
+# The people a message is for, as one query: a candidate is kept when the message is among
+# _visible_messages(candidate's role, candidate.id, thread), the very query can_see() runs for one viewer.
+_Candidate = User.alias("candidate")
+
+
+def _sees(role: str, message_id: object, thread_id: object) -> object:
+    return fn.EXISTS(_visible_messages(role, _Candidate.id, thread_id).where(Message.id == message_id))
+
+
+def who_can_see(message: Message, candidates: Iterable[User]) -> list[User]:
+    """The candidates for whom message is visible (in id order): can_see() for many viewers, in one
+    query per role."""
+    by_role: dict[str, list[int]] = {}
+    for user in candidates:
+        by_role.setdefault(user.role, []).append(user.id)
+    found: list[User] = []
+    for role, ids in by_role.items():
+        found.extend(_Candidate.select()
+                  .where(_Candidate.id.in_(ids) & (_Candidate.role == role)
+                         & _sees(role, message.id, message.thread_id))
+                  .order_by(_Candidate.id))
+    return sorted(found, key=lambda u: u.id)
 
 
 def visible_threads(viewer: Viewer) -> ModelSelect:
@@ -95,7 +123,30 @@ def visible_threads(viewer: Viewer) -> ModelSelect:
     return query.where(Thread.workspace.in_(workspaces))
 
 
-def audience(message: Message) -> list[User]:
+def _audience_query(to_clients: bool, message_id: int, thread_id: int, workspace_id: int,
+                   author_id: int) -> ModelSelect:
+    mailable = ((_Candidate.active == True) & (_Candidate.email_muted == False)  # noqa: E712
+                & (_Candidate.email_disabled == False) & (_Candidate.id != author_id))  # noqa: E712
+    if to_clients:
+        role = CLIENT
+        candidates = (_Candidate.select(_Candidate).join(Membership, on=(Membership.user == _Candidate.id))
+                      .where(mailable & (_Candidate.role == CLIENT) & (Membership.workspace == workspace_id)
+                             & (Membership.messages_access == True) & (Membership.following == True)))  # noqa: E712
+    else:
+        role = TEAM
+        unfollowed = Membership.select(Membership.user).where(
+            (Membership.workspace == workspace_id) & (Membership.following == False))  # noqa: E712
+        candidates = _Candidate.select().where(mailable & (_Candidate.role == TEAM) & _Candidate.id.not_in(unfollowed))
+    return candidates.where(_sees(role, message_id, thread_id)).order_by(_Candidate.id)
+
+
+# Run for every posted message: compiled once (storage/db.py PreparedQuery), one statement.
+_AUDIENCE = {to_clients: PreparedQuery(lambda *p, to_clients=to_clients: _audience_query(to_clients, *p),
+                                       "message_id", "thread_id", "workspace_id", "author_id")
+             for to_clients in (False, True)}
+
+
+def audience(message: Message, *, thread: Thread | None = None, author: User | None = None) -> list[User]:
     """Who is told about a new message by email: the other side, for whom it is visible.
 
     - From the team, client-visible: every active client of the workspace with Messages access.
@@ -103,23 +154,34 @@ def audience(message: Message) -> list[User]:
     (A client who used a one-click unsubscribe has Membership.following = False and is not emailed.)
     - Internal: the active team members who follow the workspace, never a client.
     Never the author; never a muted person or an address disabled after hard bounces. Each candidate
-    is then checked with can_see(), so the fan-out obeys the one rule.
+    must also pass the one rule: the query keeps only those for whom the message is in
+    _visible_messages(), as can_see() would say (see who_can_see).
+    thread and author may be given when the caller has them loaded (they must be the message's own).
     """
-    thread = Thread.get_by_id(message.thread_id)
-    author = User.get_by_id(message.author_id)
-    mailable = ((User.active == True) & (User.email_muted == False)  # noqa: E712
-                & (User.email_disabled == False) & (User.id != author.id))  # noqa: E712
-    if author.is_team and message.visibility == VISIBILITY_CLIENT:
-        candidates = (User.select().join(Membership)
-                      .where(mailable & (User.role == CLIENT) & (Membership.workspace == thread.workspace_id)
-                             & (Membership.messages_access == True) & (Membership.following == True)))  # noqa: E712
-    else:
-        unfollowed = Membership.select(Membership.user).where(
-            (Membership.workspace == thread.workspace_id) & (Membership.following == False))  # noqa: E712
-        candidates = User.select().where(mailable & (User.role == TEAM) & User.id.not_in(unfollowed))
-    people = list(candidates.order_by(User.id))
-    return [u for u in people if can_see(Viewer.of(u), message)]
+    if thread is None or thread.id != message.thread_id:
+        thread = Thread.get_by_id(message.thread_id)
+    if author is None or author.id != message.author_id:
+        author = User.get_by_id(message.author_id)
+    to_clients = author.role == TEAM and message.visibility == VISIBILITY_CLIENT
+    return _AUDIENCE[to_clients].rows(_Candidate, message_id=message.id, thread_id=thread.id,
+                                      workspace_id=thread.workspace_id, author_id=author.id)
 
 
-__all__ = ["Viewer", "visible_messages", "can_see", "can_open_thread", "visible_threads", "audience",
+def can_open_thread(viewer: Viewer, thread: Thread) -> bool:
+    """Whether viewer may open the thread at all (a client needs Messages access to its workspace)."""
+    if viewer.is_team:
+        return _CAN_OPEN[TEAM].scalar(user_id=viewer.user_id, workspace_id=thread.workspace_id) is not None
+    if viewer.is_client:
+        return _CAN_OPEN[CLIENT].scalar(user_id=viewer.user_id, workspace_id=thread.workspace_id) is not None
+    return False
+
+
+_CAN_OPEN = {
+    TEAM: PreparedQuery(lambda user_id, workspace_id: _active_team_member(user_id).limit(1), "user_id", "workspace_id"),
+    CLIENT: PreparedQuery(lambda user_id, workspace_id: _client_has_access(user_id, workspace_id).limit(1),
+                          "user_id", "workspace_id"),
+}
+
+
+__all__ = ["Viewer", "visible_messages", "can_see", "can_open_thread", "visible_threads", "audience", "who_can_see",
            "VISIBILITY_CLIENT", "VISIBILITY_INTERNAL"]

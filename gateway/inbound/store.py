@@ -14,12 +14,10 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from peewee import IntegrityError
-
 from gateway.errors import Accepted, Duplicate, NotPostable, Outcome, ProcessingTimeout
 from gateway.inbound.mail import InboundMail
 from gateway.inbound.parse import clean
-from storage.db import database, is_sqlite
+from storage.db import PreparedInsert, PreparedQuery, database, is_sqlite
 from storage.mail_log import InboundEmail
 from storage.posting import PostingError, post_message
 
@@ -48,11 +46,11 @@ def store_reply(mail: InboundMail) -> None:
     settings = mail.settings
     with write_transaction():
         for target in mail.targets:
-            try:
-                with database.atomic():  # a savepoint: a duplicate undoes only its own row
-                    row_id = InboundEmail.insert(
-                        **row_fields(mail, ACCEPTED_OUTCOME, reply_token=target.dedup_key)).execute()
-            except IntegrityError:
+            # ON CONFLICT DO NOTHING: the partial unique index turns a second delivery into no row at all,
+            # without the savepoint an IntegrityError would need.
+            fields = row_fields(mail, ACCEPTED_OUTCOME, reply_token=target.dedup_key)
+            row_id = _INSERT_ACCEPTED.execute(tuple(fields[name] for name in ROW_FIELDS))
+            if row_id is None:
                 continue
             try:
                 message = post_message(
@@ -61,7 +59,7 @@ def store_reply(mail: InboundMail) -> None:
                     notify_delay=settings.notify_delay)
             except PostingError as e:
                 raise NotPostable(str(e)) from e
-            InboundEmail.update(message=message.id).where(InboundEmail.id == row_id).execute()
+            _LINK_MESSAGE.execute(message_id=message.id, row_id=row_id)
             mail.inbound_email_ids.append(row_id)
             mail.posted_message_ids.append(message.id)
         if not mail.posted_message_ids:
@@ -104,6 +102,14 @@ def row_fields(mail: InboundMail, outcome: Outcome, *, reply_token: str | None) 
         "smtp_text": outcome.text,
         "outbox_email_id": mail.outbox_email_id,
     }
+
+
+ROW_FIELDS = ("received_at", "peer", "mail_from", "rcpt_to", "reply_token", "mail_message_id", "message_id_hash",
+              "subject", "size", "raw_key", "outcome", "reason", "smtp_code", "smtp_text", "outbox_email_id")
+_INSERT_ACCEPTED = PreparedInsert(InboundEmail, ROW_FIELDS, ignore_conflicts=True)
+_LINK_MESSAGE = PreparedQuery(
+    lambda message_id, row_id: InboundEmail.update(message=message_id).where(InboundEmail.id == row_id),
+    "message_id", "row_id")
 
 
 def _clip(text: str, limit: int) -> str:
