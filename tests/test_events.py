@@ -308,7 +308,7 @@ def test_200_open_streams_do_not_slow_page_loads(settings: Any, database: Any, w
 def _reserve_event_ids(count: int) -> list[int]:
     """Ids for ThreadEvent rows taken the way a writer takes them: on PostgreSQL from the sequence (as
     transactions that have not committed yet would hold them), on SQLite above the current newest row."""
-    if database.obj.__class__.__name__.startswith("Postgres"):
+    if _is_postgres():
         cursor = database.execute_sql("SELECT nextval(pg_get_serial_sequence('thread_event', 'id')) "
                                       "FROM generate_series(1, %s)", (count,))
         return [row[0] for row in cursor.fetchall()]
@@ -469,3 +469,90 @@ def test_streams_of_one_viewer_share_one_read(server: Any, world: World) -> None
     assert (shared.led - led, shared.shared - followed) == (2, 3)
     assert all(INTERNAL_TEXT not in body.decode() for body in client_bodies)
     assert all(INTERNAL_TEXT in body.decode() for body in team_bodies)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Reader threads: a few connections, kept between reads
+
+
+def test_reads_run_on_a_few_threads_and_errors_reach_the_stream(world: World) -> None:
+    # However many streams read at once, the reads run on at most `size` threads, which keep their
+    # connections between reads and close them after `idle` seconds; a failed read raises in the stream
+    # that asked and the next read works on a fresh connection; after stop() reads refuse.
+    from peewee import DatabaseError
+
+    from storage.models import Message
+    from web.events import ReadPool, Stopped
+
+    pool = ReadPool(size=2, idle=0.2)
+    results: list[tuple[int, int]] = []
+
+    def read() -> tuple[int, int]:
+        time.sleep(0.02)
+        return threading.get_ident(), Message.select().count()
+
+    askers = [threading.Thread(target=lambda: results.append(pool.run(read))) for _ in range(12)]
+    for t in askers:
+        t.start()
+    for t in askers:
+        t.join()
+    assert len(results) == 12 and {count for _, count in results} == {3}
+    assert len({ident for ident, _ in results}) <= 2
+    if _is_postgres():  # the readers keep their connections between reads, and close them when idle
+        assert 1 <= _postgres_backends() <= 2
+        time.sleep(0.4)
+        assert _postgres_backends() == 0
+    with pytest.raises(DatabaseError):
+        pool.run(lambda: database.execute_sql("SELECT * FROM no_such_table"))
+    time.sleep(0.3)  # past the idle time: the threads closed their connections, and open new ones
+    assert pool.run(lambda: Message.select().count()) == 3
+    pool.stop()
+    with pytest.raises(Stopped):
+        pool.run(read)
+
+
+def _is_postgres() -> bool:
+    return database.obj.__class__.__name__.startswith("Postgres")
+
+
+def _postgres_backends() -> int:
+    return database.execute_sql("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                                "AND pid <> pg_backend_pid()").fetchone()[0]
+
+
+def test_dropped_connections_end_the_stream_and_it_resumes(app: Any, world: World) -> None:
+    # PostgreSQL drops the connections the watcher and the readers keep (a restart, a failover): the open
+    # stream ends cleanly instead of hanging or erroring, and the browser's reconnect (Last-Event-ID)
+    # gets the message posted meanwhile within 2 s.
+    if not _is_postgres():
+        pytest.skip("kills PostgreSQL backends")
+    app.extensions["workrate_settings"] = app.extensions["workrate_settings"].replace(live_stream_seconds=6)
+    client = sign_in(app.test_client(), world.team)
+    response = client.get(f"/events/w/acme?after={last_event_id()}")
+    chunks = iter(response.response)
+    assert next(chunks).startswith(b"retry:")
+    first = post_message(world.thread, world.team, "before the drop")
+    seen: list[dict[str, Any]] = []
+    for chunk in chunks:
+        seen += parse_sse(chunk.decode())
+        if seen:
+            break
+    assert seen[0]["data"]["message_id"] == first.id
+    assert _postgres_backends() >= 2  # the watcher's and a reader's connection, kept open
+    database.execute_sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                         "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+    second = post_message(world.thread, world.team, "after the drop")
+    committed = time.monotonic()
+    for chunk in chunks:  # either the stream still delivers it, or it ends
+        seen += parse_sse(chunk.decode())
+        if seen[-1]["data"]["message_id"] == second.id:
+            break
+    response.close()
+    if seen[-1]["data"]["message_id"] != second.id:
+        resumed = client.get("/events/w/acme", headers={"Last-Event-ID": seen[-1]["id"]})
+        for chunk in resumed.response:
+            seen += parse_sse(chunk.decode())
+            if seen[-1]["data"]["message_id"] == second.id:
+                break
+        resumed.close()
+    assert seen[-1]["data"]["message_id"] == second.id and time.monotonic() - committed < 2.0

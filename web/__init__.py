@@ -34,6 +34,7 @@ SECURITY_HEADERS = {
 FORM_OVERHEAD = 1024 * 1024
 
 csrf = CSRFProtect()
+LIVE_READ = "workrate.live_read"  # environ key of the request contexts live-update reads run in
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -86,7 +87,9 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     @app.teardown_request
     def _close_connection(exc: BaseException | None) -> None:
-        if not db.database.is_closed():
+        # A live-update read (web/events.py) borrows a request context on a reader thread that keeps its
+        # connection between reads; every other request closes its own.
+        if not db.database.is_closed() and not request.environ.get(LIVE_READ):
             db.database.close()
         if g.pop("holds_read_slot", False):
             from web.events import read_slots

@@ -22,6 +22,7 @@ import collections
 import itertools
 import json
 import logging
+import queue
 import threading
 import time
 from collections.abc import Iterator
@@ -35,7 +36,7 @@ from storage.directory import thread_of
 from storage.mail_log import ThreadEvent
 from storage.models import Message, Workspace
 from storage.visibility import Viewer, can_open_thread, visible_messages
-from web import app_settings
+from web import LIVE_READ, app_settings
 from web.auth import login_required
 from web.threadview import build_views, render_views
 
@@ -53,10 +54,11 @@ SETTLE_SECONDS = 10
 START_MARGIN = 1000
 BATCH = 100
 WATCHER_IDLE_SECONDS = 30  # the watcher thread stops after this long without any stream
-# When a message arrives, every open stream of its thread wakes at once. At most this many read the
-# database at the same time, so 200 streams never ask PostgreSQL for 200 connections.
+# Streams opening at once (a reconnect burst) check access with at most this many connections at a time
+# (web/__init__.py), and the streams' reads after that run on this many reader threads (ReadPool).
 READ_SLOTS = 8
 read_slots = threading.BoundedSemaphore(READ_SLOTS)
+READER_IDLE_SECONDS = 5  # a reader thread closes its connection after this long without work
 RENDER_CACHE_SIZE = 2048  # rendered events kept per process
 RENDER_CACHE_SECONDS = 30  # and for how long (the team's rendering shows the delivery state of the moment)
 SHARE_SECONDS = 2.0  # how long one read of a thread may serve the same viewer's other streams
@@ -169,17 +171,16 @@ class EventWatcher:
 
     def _poll(self) -> set[int] | None:
         """The threads with rows committed since the previous poll; None on the first poll (look everywhere)."""
-        with database.connection_context():
-            if self._settling is None:
-                newest = ThreadEvent.select(fn.MAX(ThreadEvent.id)).scalar() or 0
-                self._settling = _Settling(max(0, newest - START_MARGIN), self.settle)
-            low = self._settling.low
-            first = self._since is None
-            since = low if self._since is None else self._since
-            after_low = fn.SUM(Case(None, [(ThreadEvent.id > low, 1)], 0))
-            rows = list(ThreadEvent.select(ThreadEvent.thread, fn.COUNT(ThreadEvent.id), after_low,
-                                           fn.MAX(ThreadEvent.id))
-                        .where(ThreadEvent.id > since).group_by(ThreadEvent.thread).tuples())
+        if self._settling is None:
+            newest = ThreadEvent.select(fn.MAX(ThreadEvent.id)).scalar() or 0
+            self._settling = _Settling(max(0, newest - START_MARGIN), self.settle)
+        low = self._settling.low
+        first = self._since is None
+        since = low if self._since is None else self._since
+        after_low = fn.SUM(Case(None, [(ThreadEvent.id > low, 1)], 0))
+        rows = list(ThreadEvent.select(ThreadEvent.thread, fn.COUNT(ThreadEvent.id), after_low,
+                                       fn.MAX(ThreadEvent.id))
+                    .where(ThreadEvent.id > since).group_by(ThreadEvent.thread).tuples())
         changed = {t for t, count, _, top in rows if self._counts.get(t, (0, 0)) != (count, top)}
         changed |= set(self._counts) - {t for t, _, _, _ in rows}  # rows gone (a deleted thread): look again
         self._counts = {t: (int(above), top) for t, _, above, top in rows if above}
@@ -189,13 +190,22 @@ class EventWatcher:
         return None if first else changed
 
     def _run(self) -> None:
+        connection = _KeptConnection()
+        try:
+            self._loop(connection)
+        finally:
+            connection.close()
+
+    def _loop(self, connection: _KeptConnection) -> None:
         idle_since = time.monotonic()
         while True:
             try:
+                connection.open()
                 changed: set[int] | None = self._poll()
                 failed = False
             except Exception:  # the database may be away for a moment; streams just wait longer
                 log.warning("live updates: cannot read the event log", exc_info=True)
+                connection.close()
                 changed, failed = set(), True
             with self._lock:
                 if self._stopped:
@@ -219,6 +229,108 @@ class EventWatcher:
                     self._thread, self._since, self._settling, self._counts = None, None, None, {}
                     return
                 self._tick.wait(self.interval)
+
+
+class _KeptConnection:
+    """This thread's connection to the bound database, kept open from one use to the next (opening one
+    costs about 4 ms on PostgreSQL here, more than a poll or a stream's read) until close(). Follows a
+    rebinding of the database proxy (tests bind a new database for each test)."""
+
+    def __init__(self) -> None:
+        self._db: Any = None
+
+    def open(self) -> None:
+        if self._db is not None and self._db is not database.obj:
+            self.close()
+        self._db = database.obj
+        database.connect(reuse_if_open=True)
+
+    def close(self) -> None:
+        db, self._db = self._db, None
+        if db is None:
+            return
+        try:
+            if not db.is_closed():
+                db.close()
+        except Exception:  # a connection that broke is gone either way
+            log.debug("live updates: closing a database connection failed", exc_info=True)
+
+
+class Stopped(Exception):
+    """Live updates are shutting down (the server stops)."""
+
+
+class ReadPool:
+    """Runs the streams' database reads on at most `size` threads, which keep their connection open
+    between reads and close it after `idle` seconds without work. A burst of wakes (a post to a thread
+    with 200 open pages of different people) thus costs a handful of connections instead of 200, and no
+    stream holds a connection while it waits.
+    """
+
+    def __init__(self, size: int = READ_SLOTS, idle: float = READER_IDLE_SECONDS) -> None:
+        self.size = size
+        self.idle = idle
+        self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._threads = 0
+        self._idle_threads = 0
+        self._pending = 0  # jobs not taken by a thread yet
+        self._stopped = False
+
+    def run(self, fn: Any, *args: Any) -> Any:
+        """fn(*args) on a reader thread with an open connection; its result, or its exception raised here."""
+        done = threading.Event()
+        box: dict[str, Any] = {}
+        with self._lock:
+            if self._stopped:
+                raise Stopped()
+            self._pending += 1
+            if self._pending > self._idle_threads and self._threads < self.size:
+                self._threads += 1
+                threading.Thread(target=self._work, name="workrate-live-reader", daemon=True).start()
+            self._jobs.put((fn, args, box, done))
+        done.wait()
+        if "error" in box:
+            raise box["error"]
+        return box["result"]
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopped = True
+            for _ in range(self._threads):
+                self._jobs.put(None)
+
+    def _work(self) -> None:
+        connection = _KeptConnection()
+        try:
+            while True:
+                with self._lock:
+                    self._idle_threads += 1
+                try:
+                    job = self._jobs.get(timeout=self.idle)
+                except queue.Empty:
+                    connection.close()
+                    job = self._jobs.get()
+                finally:
+                    with self._lock:
+                        self._idle_threads -= 1
+                        if job is not None:
+                            self._pending -= 1
+                if job is None:
+                    return
+                fn, args, box, done = job
+                try:
+                    connection.open()
+                    box["result"] = fn(*args)
+                except BaseException as e:  # handed to the stream that asked
+                    box["error"] = e
+                    connection.close()
+                finally:
+                    done.set()
+        finally:
+            connection.close()
+            with self._lock:
+                self._threads -= 1
 
 
 class RenderCache:
@@ -327,10 +439,21 @@ def shared_reads_of(app: Flask) -> SharedReads:
     return shared
 
 
+def readers_of(app: Flask) -> ReadPool:
+    pool = app.extensions.get("workrate_event_readers")
+    if pool is None:
+        pool = app.extensions.setdefault("workrate_event_readers", ReadPool())
+    return pool
+
+
 def stop_watcher(app: Flask) -> None:
+    """Ends live updates: open streams return, the watcher and the reader threads stop."""
     watcher = app.extensions.get("workrate_events")
     if watcher is not None:
         watcher.stop()
+    pool = app.extensions.get("workrate_event_readers")
+    if pool is not None:
+        pool.stop()
 
 
 def _start_cursor() -> int:
@@ -381,6 +504,8 @@ def _events(app: Flask, environ: dict[str, Any], viewer: Viewer, thread_id: int,
         token = watcher.token(thread_id)
         try:
             chunks, still_open = _read_new(app, environ, viewer, thread_id, cursor, sent, mode, token)
+        except Stopped:
+            return
         except (OperationalError, InterfaceError):
             # The database is away for a moment: end the stream; the browser reconnects and resumes.
             log.warning("live updates: cannot read the event log; closing the stream", exc_info=True)
@@ -414,7 +539,7 @@ def _read_new(app: Flask, environ: dict[str, Any], viewer: Viewer, thread_id: in
         events, still_open = read.events, read.still_open
     if events is None:
         try:
-            events, still_open = _query(app, environ, viewer, thread_id, low, mode)
+            events, still_open = readers_of(app).run(_query, app, environ, viewer, thread_id, low, mode)
         finally:
             if lead:
                 shared.finish(read, events, still_open)
@@ -436,10 +561,10 @@ def _read_new(app: Flask, environ: dict[str, Any], viewer: Viewer, thread_id: in
 def _query(app: Flask, environ: dict[str, Any], viewer: Viewer, thread_id: int, low: int,
            mode: str) -> tuple[list[EventRow], bool]:
     """The thread's events after `low`, each with its HTML when the viewer may see its message, and
-    whether the viewer may still open the thread."""
+    whether the viewer may still open the thread. Runs on a ReadPool thread, which holds the connection."""
     renders = renders_of(app)
     events: list[EventRow] = []
-    with read_slots, app.request_context(environ), database.connection_context():
+    with app.request_context({**environ, LIVE_READ: True}):
         # When visible_messages returns every message, it has checked the viewer's access itself;
         # otherwise (or with nothing new) can_open_thread decides whether the stream goes on.
         all_visible = True
