@@ -6,12 +6,15 @@ ThreadEvent row is committed with it, and every web process reads the table. Eac
 internal note. One watcher thread per process polls the table about twice a second (one cheap query,
 whatever the number of open streams), learns which threads have new rows and wakes only the streams of
 those threads; a woken stream then reads its own thread's new rows. No stream holds a database
-connection while it waits.
+connection while it waits: the reads run on a few reader threads (ReadPool) that keep their connections
+between reads, as the watcher keeps its own.
 
-Streams of the same thread share the HTML of an event: it is drawn once per (message, audience) and kept
-for a short while in a RenderCache. The cache is only consulted for messages that `visible_messages`
-has just returned for the stream's own viewer, and its key includes the viewer's role, so the visibility
-rule still decides per viewer and a client's stream can never be handed a team rendering.
+Work is shared where the visibility rule allows it. Streams of the same viewer on the same thread, woken
+by the same change, read once (SharedReads). Streams of different viewers each run visible_messages for
+their own viewer, but an event's HTML is drawn once per (message, audience) and kept for a short while
+in a RenderCache; the cache is only consulted for messages that visible_messages has just returned for
+the asking viewer, and its key holds the viewer's role, so a client's stream can never be handed a team
+rendering (or an internal note).
 
 A stream ends after settings.live_stream_seconds; the browser's EventSource reconnects with
 Last-Event-ID and resumes where it was.
