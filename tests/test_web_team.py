@@ -130,6 +130,14 @@ def test_link_request_reveals_nothing_and_queues_a_mail(app: Any, world: World) 
     assert "/login/" in rows[0].body_text
 
 
+def test_team_members_are_not_emailed_sign_in_links(app: Any, world: World) -> None:
+    # A team member signs in with a password: asking for a link answers the same sentence and sends nothing.
+    client = app.test_client()
+    answer = post_form(client, "/login/link", {"email": "kim@agency.test"})
+    assert answer.status_code == 200 and 'id="link-sent"' in answer.get_data(as_text=True)
+    assert OutboxEmail.select().where(OutboxEmail.kind == LOGIN_LINK).count() == 0
+
+
 # ---------------------------------------------------------------------------------------------------
 # Workspaces and the thread page
 

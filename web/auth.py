@@ -236,7 +236,9 @@ def request_link() -> Any:
                                minutes=settings.login_link_minutes), 429
     record_link_request(email)
     user = User.get_or_none(User.email == email)
-    if user is not None and user.active:
+    # Clients sign in by emailed link; team members by password, so a link is never a way around it
+    # (an operator can still print one with `workrate login-link`). The answer is the same either way.
+    if user is not None and user.active and user.is_client:
         from storage.outbox import queue_login_link
 
         secret = create_login_token(user, settings.login_link_minutes)
