@@ -54,9 +54,7 @@ TEXT_DIFFERENCES = {
     "reply_above_de.eml": "Discourse's own German 'reply above this line' marker is not ours",
 }
 # Texts that reply extraction should get right and does not yet: xfailed while they fail, so that they show.
-EXTRACTION_GAPS = {
-    "legacy2016_signature.eml": "a '----Name' signature line is not recognized",
-}
+EXTRACTION_GAPS: dict[str, str] = {}
 
 
 def _manifest() -> list[dict]:

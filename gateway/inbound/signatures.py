@@ -36,7 +36,7 @@ EXCUSES = ("excuse", "typo", "brevity", "pardon", "autocorrect", "spelling", "so
 
 _MD_LINK = re.compile(r"\[([^\[\]\n]{0,200})\]\([^)\s]{0,500}\)")  # a label holds no "[": linear time
 _ANGLE_LINK = re.compile(r"<[^<>\s]{0,500}>|https?://\S{0,500}")
-_DASH_NAME = re.compile(r"-[A-Za-z][\w.'’]*(?: [\w.'’]+){0,3}")
+_DASH_NAME = re.compile(r"-{1,4}[A-Za-z][\w.'’]*(?: [\w.'’]+){0,3}")
 _WORD_FROM_MOBILE = re.compile(r"\w{1,30} from mobile\b")
 _SPLIT = re.compile(r"[,.;!]\s|[,;!]$|\.$| - ")
 
@@ -96,6 +96,6 @@ def _short_signoff(rest: str) -> bool:
 
 
 def is_dash_name(line: str) -> bool:
-    """A "-Name" sign-off line ("-Abhishek Kona"); a "- item" bullet has a space after the dash."""
+    """A "-Name" sign-off line ("-Abhishek Kona", "----Arpit"); a "- item" bullet has a space after the dash."""
     s = line.strip()
     return len(s) <= 40 and _DASH_NAME.fullmatch(s) is not None
