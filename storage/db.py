@@ -1,8 +1,9 @@
 """The one database handle of a process: declared here, bound at run time to SQLite or PostgreSQL."""
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from peewee import DatabaseProxy, OperationalError, SqliteDatabase
@@ -202,3 +203,23 @@ def insert_rows(model: Any, fields: tuple[str, ...], rows: list[tuple[Any, ...]]
 
 
 _INSERTS: dict[tuple[Any, ...], PreparedInsert] = {}
+
+
+@contextlib.contextmanager
+def using_connection(conn: Any, *, in_transaction: bool = False) -> Iterator[None]:
+    """Runs this thread's peewee statements on `conn`, a raw connection of the bound database, instead of
+    the thread's own connection, until the block ends (the thread's own is then restored, untouched).
+
+    With in_transaction=True, peewee is told that a transaction is already open on conn (begun by the
+    caller, possibly from another thread): atomic() blocks inside become savepoints. Used by the gateway's
+    group commit, which runs the statements of several mails on the event loop on its writer connection.
+    """
+    db = database.obj
+    state = db._state
+    saved = (state.closed, state.conn, state.ctx, state.transactions, state.commit_callbacks)
+    state.closed, state.conn, state.ctx, state.commit_callbacks = False, conn, [], []
+    state.transactions = [db.transaction()] if in_transaction else []
+    try:
+        yield
+    finally:
+        state.closed, state.conn, state.ctx, state.transactions, state.commit_callbacks = saved

@@ -60,6 +60,18 @@ class StoredFile:
         return self.key
 
 
+@dataclass(frozen=True)
+class PendingFile:
+    """Bytes whose key is known and that are still to be written (FileStore.put_pending)."""
+
+    key: str
+    data: bytes | bytearray | memoryview
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+
 class FileStore:
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root)
@@ -84,7 +96,22 @@ class FileStore:
         return self.put_chunks(iter(lambda: stream.read(CHUNK), b""), limit)
 
     def put_bytes(self, data: bytes | bytearray | memoryview) -> StoredFile:
-        key = hashlib.sha256(data).hexdigest()
+        return self._put_known(hashlib.sha256(data).hexdigest(), data)
+
+    @staticmethod
+    def pending(data: bytes | bytearray | memoryview) -> PendingFile:
+        """The key data will have, without writing anything yet (see put_pending)."""
+        return PendingFile(hashlib.sha256(data).hexdigest(), data)
+
+    def put_pending(self, files: Iterable[PendingFile]) -> None:
+        """Writes files made by pending(), each durably (the same steps as put_bytes), once per key."""
+        done: set[str] = set()
+        for file in files:
+            if file.key not in done:
+                self._put_known(file.key, file.data)
+                done.add(file.key)
+
+    def _put_known(self, key: str, data: bytes | bytearray | memoryview) -> StoredFile:
         directory = self._directory(key)
         final = f"{directory}/{key}"
         if not self._stored(directory, key):

@@ -12,6 +12,8 @@ import re
 from gateway.errors import EmptyReply, TooLarge, TooManyAttachments
 from gateway.inbound.mail import InboundMail
 from gateway.inbound.parse import MailPart
+from storage.files import FileStore, StoredFile
+from storage.files import TooLarge as FileTooLarge
 
 MAX_ATTACHMENTS = 100
 # Parts that describe the mail rather than carry a file of the sender's.
@@ -33,8 +35,7 @@ _CID_REF = re.compile(r"cid:([^\"'\s>)]{1,500})", re.IGNORECASE)
 
 def collect_attachments(mail: InboundMail) -> None:
     """Step: store the reply's files and list them on mail.attachments; refuse a reply with nothing in it."""
-    from storage.files import FileStore, safe_filename
-    from storage.files import TooLarge as FileTooLarge
+    from storage.files import safe_filename
     from storage.posting import NewAttachment
 
     parsed = mail.parsed
@@ -46,7 +47,7 @@ def collect_attachments(mail: InboundMail) -> None:
     store = FileStore(mail.settings.effective_files_dir)
     for part in kept:
         try:
-            stored = store.put_chunks(part.chunks(), limit=mail.settings.max_message_size)
+            stored = _store(mail, store, part)
         except FileTooLarge:
             raise TooLarge() from None
         if stored.size == 0 and not part.filename:
@@ -56,6 +57,19 @@ def collect_attachments(mail: InboundMail) -> None:
             content_type=part.content_type, size=stored.size, sha256=stored.sha256, storage_key=stored.key))
     if not mail.text.strip() and not mail.attachments:
         raise EmptyReply()
+
+
+def _store(mail: InboundMail, store: FileStore, part: MailPart) -> StoredFile:
+    """Writes the part to the file store, or (mail.defer_files) lists it for the group commit to write."""
+    limit = mail.settings.max_message_size
+    if not mail.defer_files:
+        return store.put_chunks(part.chunks(), limit=limit)
+    data = b"".join(part.chunks())
+    if len(data) > limit:
+        raise FileTooLarge(f"larger than {limit} bytes")
+    pending = store.pending(data)
+    mail.pending_files.append(pending)
+    return StoredFile(pending.key, pending.size)
 
 
 def is_wanted(part: MailPart, quoted_cids: frozenset[str]) -> bool:

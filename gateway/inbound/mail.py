@@ -14,6 +14,7 @@ from config import Settings
 
 if TYPE_CHECKING:
     from gateway.inbound.parse import ParsedMail
+    from storage.files import PendingFile
     from storage.posting import NewAttachment
 
 # RCPT kinds
@@ -57,8 +58,12 @@ class InboundMail:
     peer: str = ""
     received_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC).replace(tzinfo=None))
     deadline: float = field(default_factory=lambda: time.monotonic() + 3600)  # time.monotonic() limit
+    # Processed on the event loop (gateway/inbound/committer.py): the steps list the files to store in
+    # pending_files, and the group commit writes them durably before the transaction that names them.
+    defer_files: bool = False
 
-    # --- parse_mail
+    # --- parse_mail (and collect_attachments)
+    pending_files: list[PendingFile] = field(default_factory=list)  # with defer_files: still to write
     raw_key: str | None = None  # the raw bytes' key in the file store
     size: int = 0
     parsed: ParsedMail | None = None

@@ -85,8 +85,13 @@ def parse_mail(mail: InboundMail) -> None:
     """Step 1: keep the raw mail in the file store, parse it, and note who it claims to be from."""
     from storage.files import FileStore
 
-    stored = FileStore(mail.settings.effective_files_dir).put_bytes(mail.raw)
-    mail.raw_key, mail.size = stored.key, stored.size
+    if mail.defer_files:
+        pending = FileStore.pending(mail.raw)
+        mail.pending_files.append(pending)
+        mail.raw_key, mail.size = pending.key, pending.size
+    else:
+        stored = FileStore(mail.settings.effective_files_dir).put_bytes(mail.raw)
+        mail.raw_key, mail.size = stored.key, stored.size
     describe(mail, parse_bytes(mail.raw))
 
 

@@ -9,6 +9,8 @@ row of every outcome other than Accepted, which store_reply writes in the same t
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 from peewee import DatabaseError, InterfaceError
 
@@ -22,6 +24,9 @@ from gateway.inbound.parse import decode_text, looks_like_mail, parse_bytes, par
 from gateway.inbound.store import _reset_connection, record_outcome, store_reply
 from storage.db import database
 from storage.posting import MAX_TEXT_LENGTH
+
+if TYPE_CHECKING:
+    from gateway.inbound.committer import GroupCommitter
 
 log = logging.getLogger(__name__)
 
@@ -44,34 +49,83 @@ STEPS = (
     collect_attachments,  # attachments.py: files stored; nothing at all -> Rejected 550 5.6.0
     store_reply,  # store.py: one transaction: InboundEmail row + post_message(), once per thread
 )
+assert STEPS[-1] is store_reply  # run() and run_with_committer() store through their own transaction
 
 
 def run(mail: InboundMail) -> Outcome:
     """Runs every step on mail and returns its outcome; never raises."""
     try:
         database.connect(reuse_if_open=True)
-        for step in STEPS:
-            if mail.time_left() <= 0:
-                raise ProcessingTimeout(detail=f"before {step.__name__}")
-            step(mail)
+        run_steps(mail)
+        if mail.time_left() <= 0:
+            raise ProcessingTimeout(detail="before store_reply")
+        store_reply(mail)
         return Accepted()
-    except InboundError as e:
-        outcome: Outcome = e
-    except (DatabaseError, InterfaceError) as e:
+    except Exception as e:
+        outcome = outcome_of(mail, e)
+    record_outcome(mail, outcome)
+    _log(mail, outcome)
+    return outcome
+
+
+async def run_with_committer(mail: InboundMail, committer: GroupCommitter,
+                             run_in_thread: Callable[..., Awaitable[Any]] | None = None) -> Outcome:
+    """run() for the event loop, storing through the group commit (committer.py); never raises.
+
+    Without run_in_thread the steps run right here, listing their files instead of writing them
+    (mail.defer_files), and the group commit writes those files durably before the transaction; with it,
+    they run in one worker thread and write their files there. Either way store_reply, and the outcome
+    row of a mail not posted, go to the group commit.
+    """
+    mail.defer_files = run_in_thread is None
+    try:
+        if run_in_thread is None:
+            run_steps(mail)
+        else:
+            await run_in_thread(_run_steps_in_thread, mail)
+        if mail.time_left() <= 0:
+            raise ProcessingTimeout(detail="before store_reply")
+        await committer.store(mail)
+        return Accepted()
+    except Exception as e:
+        outcome = outcome_of(mail, e)
+    await committer.record(mail, outcome)
+    _log(mail, outcome)
+    return outcome
+
+
+def run_steps(mail: InboundMail) -> None:
+    """The steps before store_reply, in order, within the mail's time limit."""
+    for step in STEPS[:-1]:
+        if mail.time_left() <= 0:
+            raise ProcessingTimeout(detail=f"before {step.__name__}")
+        step(mail)
+
+
+def _run_steps_in_thread(mail: InboundMail) -> None:
+    database.connect(reuse_if_open=True)
+    run_steps(mail)
+
+
+def outcome_of(mail: InboundMail, error: Exception) -> Outcome:
+    """The outcome a step's exception stands for: the one place that turns errors into SMTP answers."""
+    if isinstance(error, InboundError):
+        return error
+    if isinstance(error, (DatabaseError, InterfaceError)):
         # "database is locked", a lost PostgreSQL connection, a serialization failure: try again later.
         log.warning("database error on mail from %s (raw mail kept as %s): %s: %s", mail.mail_from or "<>",
-                    mail.raw_key or "not stored", type(e).__name__, e)
+                    mail.raw_key or "not stored", type(error).__name__, error)
         _reset_connection()
-        outcome = DatabaseBusy(detail=str(e)[:200])
-    except Exception as e:
-        log.exception("unexpected error on mail from %s (raw mail kept as %s)", mail.mail_from or "<>",
-                      mail.raw_key or "not stored")
-        outcome = Deferred(detail=f"{type(e).__name__}: {e}"[:200])
-    record_outcome(mail, outcome)
+        return DatabaseBusy(detail=str(error)[:200])
+    log.error("unexpected error on mail from %s (raw mail kept as %s)", mail.mail_from or "<>",
+              mail.raw_key or "not stored", exc_info=error)
+    return Deferred(detail=f"{type(error).__name__}: {error}"[:200])
+
+
+def _log(mail: InboundMail, outcome: Outcome) -> None:
     level = logging.WARNING if isinstance(outcome, Deferred) else logging.INFO
     log.log(level, "%s mail from %s to %s: %s%s", outcome.outcome, mail.mail_from or "<>", mail.rcpt_to,
             outcome.reason, f" ({outcome.detail})" if outcome.detail else "")
-    return outcome
 
 
 def preview_reply(raw: bytes) -> str:

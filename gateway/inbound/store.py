@@ -43,45 +43,56 @@ def write_transaction() -> Iterator[None]:
 
 def store_reply(mail: InboundMail) -> None:
     """Step: record the mail and post the reply to each target thread, all in one transaction."""
-    settings = mail.settings
     with write_transaction():
-        for target in mail.targets:
-            # ON CONFLICT DO NOTHING: the partial unique index turns a second delivery into no row at all,
-            # without the savepoint an IntegrityError would need.
-            fields = row_fields(mail, ACCEPTED_OUTCOME, reply_token=target.dedup_key)
-            row_id = _INSERT_ACCEPTED.execute(tuple(fields[name] for name in ROW_FIELDS))
-            if row_id is None:
-                continue
-            try:
-                message = post_message(
-                    target.thread, target.author, mail.text, internal=target.internal, source="email",
-                    attachments=mail.attachments, trimmed_text=mail.trimmed or None, inbound_email_id=row_id,
-                    notify_delay=settings.notify_delay)
-            except PostingError as e:
-                raise NotPostable(str(e)) from e
-            _LINK_MESSAGE.execute(message_id=message.id, row_id=row_id)
-            mail.inbound_email_ids.append(row_id)
-            mail.posted_message_ids.append(message.id)
-        if not mail.posted_message_ids:
-            raise Duplicate()
-        if mail.time_left() <= 0:
-            # The handler has answered (or is about to answer) 451: commit nothing it did not promise.
-            raise ProcessingTimeout()
+        store_rows(mail)
+
+
+def store_rows(mail: InboundMail) -> None:
+    """store_reply's writes, inside a transaction the caller opened (the group commit runs several mails'
+    in one, each in a savepoint)."""
+    settings = mail.settings
+    for target in mail.targets:
+        # ON CONFLICT DO NOTHING: the partial unique index turns a second delivery into no row at all,
+        # without the savepoint an IntegrityError would need.
+        fields = row_fields(mail, ACCEPTED_OUTCOME, reply_token=target.dedup_key)
+        row_id = _INSERT_ACCEPTED.execute(tuple(fields[name] for name in ROW_FIELDS))
+        if row_id is None:
+            continue
+        try:
+            message = post_message(
+                target.thread, target.author, mail.text, internal=target.internal, source="email",
+                attachments=mail.attachments, trimmed_text=mail.trimmed or None, inbound_email_id=row_id,
+                notify_delay=settings.notify_delay)
+        except PostingError as e:
+            raise NotPostable(str(e)) from e
+        _LINK_MESSAGE.execute(message_id=message.id, row_id=row_id)
+        mail.inbound_email_ids.append(row_id)
+        mail.posted_message_ids.append(message.id)
+    if not mail.posted_message_ids:
+        raise Duplicate()
+    if mail.time_left() <= 0:
+        # The handler has answered (or is about to answer) 451: commit nothing it did not promise.
+        raise ProcessingTimeout()
 
 
 def record_outcome(mail: InboundMail, outcome: Outcome) -> int | None:
     """Writes the InboundEmail row of a dropped, rejected or deferred mail; returns its id, or None when
     the database cannot take it (logged with the raw mail's key, which is kept in the file store)."""
-    tokens = mail.reply_tokens
     try:
         with write_transaction():
-            row = InboundEmail.create(**row_fields(mail, outcome, reply_token=tokens[0] if tokens else None))
-        return row.id
+            return record_row(mail, outcome)
     except Exception as e:
         log.error("could not record %s mail from %s (raw mail kept as %s): %s: %s", outcome.reason,
                   mail.mail_from or "<>", mail.raw_key or "not stored", type(e).__name__, e)
         _reset_connection()
         return None
+
+
+def record_row(mail: InboundMail, outcome: Outcome) -> int:
+    """record_outcome's write, inside a transaction the caller opened."""
+    tokens = mail.reply_tokens
+    fields = row_fields(mail, outcome, reply_token=tokens[0] if tokens else None)
+    return _INSERT_OUTCOME.execute(tuple(fields[name] for name in ROW_FIELDS))
 
 
 def row_fields(mail: InboundMail, outcome: Outcome, *, reply_token: str | None) -> dict[str, Any]:
@@ -107,6 +118,7 @@ def row_fields(mail: InboundMail, outcome: Outcome, *, reply_token: str | None) 
 ROW_FIELDS = ("received_at", "peer", "mail_from", "rcpt_to", "reply_token", "mail_message_id", "message_id_hash",
               "subject", "size", "raw_key", "outcome", "reason", "smtp_code", "smtp_text", "outbox_email_id")
 _INSERT_ACCEPTED = PreparedInsert(InboundEmail, ROW_FIELDS, ignore_conflicts=True)
+_INSERT_OUTCOME = PreparedInsert(InboundEmail, ROW_FIELDS)
 _LINK_MESSAGE = PreparedQuery(
     lambda message_id, row_id: InboundEmail.update(message=message_id).where(InboundEmail.id == row_id),
     "message_id", "row_id")

@@ -1,0 +1,230 @@
+"""Group commit: the rows of mails processed on the event loop, several mails per SQLite transaction.
+
+Small mails on SQLite run their steps on the event loop (pipeline.run_on_loop); their files and rows come
+here. Per batch, whatever mails are waiting:
+
+1. the batch's files (raw mails, attachments), each mail's in a worker thread as soon as it arrives, are
+   durable; then the write lock is taken (BEGIN IMMEDIATE on the writer's own connection: on the event
+   loop when it is free, else in a worker thread, since another process may hold it a while);
+2. on the event loop: each mail's rows (store.store_rows or store.record_row), each in a savepoint, so
+   a mail that fails leaves the others' rows whole; these statements are quick once the lock is held;
+3. in a worker thread: COMMIT, the one fsync the whole batch waits for.
+
+Only then is each mail's handler told, and it answers 250 (or the mail's refusal). So every answer still
+follows the durable commit of what it promises, as with one transaction per mail, while a busy gateway
+pays the commit and the hand-offs between threads once per batch instead of once per mail (measured:
+moving a mail between the event loop and a worker thread costs about 0.13 ms of CPU here, more than
+SQLite takes to insert its rows).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from peewee import OperationalError
+
+from gateway.errors import Outcome
+from gateway.inbound.mail import InboundMail
+from gateway.inbound.store import _sqlite_writer, record_row, store_rows
+from storage.db import SQLITE_PRAGMAS, database, using_connection
+from storage.files import FileStore
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH = 64  # mails per transaction
+
+
+@dataclass
+class _Entry:
+    mail: InboundMail
+    outcome: Outcome | None  # None: store the reply; else: record this outcome
+    future: asyncio.Future[None] = field(repr=False, default=None)  # type: ignore[assignment]
+    files_written: asyncio.Future[Any] | None = field(repr=False, default=None)  # its files, durable
+
+
+class GroupCommitter:
+    """Stores mails for the event loop, several per transaction; start() on the loop, then store()/record()."""
+
+    def __init__(self, files: FileStore, run_in_thread: Callable[..., Any]) -> None:
+        self._files = files
+        self._run_in_thread = run_in_thread  # (fn, *args) -> awaitable, in a worker thread
+        self._queue: list[_Entry] = []
+        self._wake = asyncio.Event()
+        self._conn: sqlite3.Connection | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="smtp-group-commit")
+
+    async def close(self) -> None:
+        """Commits what is queued, then stops."""
+        self._closing = True
+        self._wake.set()
+        if self._task is not None:
+            await self._task
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            await self._run_in_thread(conn.close)
+
+    async def store(self, mail: InboundMail) -> None:
+        """store_reply for mail: returns once its rows are committed; raises what store_rows raised (Duplicate,
+        NotPostable, ProcessingTimeout, a database error)."""
+        await self._submit(_Entry(mail, None))
+
+    async def record(self, mail: InboundMail, outcome: Outcome) -> None:
+        """record_outcome for mail; a failure is logged, never raised (the raw mail stays in the file store)."""
+        try:
+            await self._submit(_Entry(mail, outcome))
+        except Exception as e:
+            log.error("could not record %s mail from %s (raw mail kept as %s): %s: %s", outcome.reason,
+                      mail.mail_from or "<>", mail.raw_key or "not stored", type(e).__name__, e)
+
+    async def _submit(self, entry: _Entry) -> None:
+        if self._closing and self._task is not None and self._task.done():
+            raise RuntimeError("the gateway is shutting down")
+        loop = asyncio.get_running_loop()
+        entry.future = loop.create_future()
+        if entry.mail.pending_files:
+            # Written at once, in parallel with other mails' files and with the commit under way.
+            files, entry.mail.pending_files = entry.mail.pending_files, []
+            entry.files_written = asyncio.ensure_future(self._run_in_thread(self._files.put_pending, files))
+        self._queue.append(entry)
+        self._wake.set()
+        await entry.future
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._queue:
+                batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+                await self._commit(batch)
+            if self._closing:
+                return
+
+    async def _commit(self, batch: list[_Entry]) -> None:
+        # A mail whose files could not be written fails alone; its row is never written.
+        ready: list[_Entry] = []
+        for entry in batch:
+            if entry.files_written is not None:
+                try:
+                    await entry.files_written
+                except Exception as e:
+                    self._fail([entry], e)
+                    continue
+            ready.append(entry)
+        batch = ready
+        if not batch:
+            return
+        try:
+            conn = self._conn = self._conn or self._connect()
+            if not self._try_begin(conn):
+                await self._run_in_thread(self._begin, conn)
+        except BaseException as e:
+            self._fail(batch, e)
+            if not isinstance(e, Exception):
+                raise
+            return
+        errors: dict[int, Exception] = {}
+        open_transaction = True
+        try:
+            with using_connection(conn, in_transaction=True):
+                for i, entry in enumerate(batch):
+                    try:
+                        with database.atomic():  # a savepoint: this mail's rows only
+                            if entry.outcome is None:
+                                store_rows(entry.mail)
+                            else:
+                                record_row(entry.mail, entry.outcome)
+                    except Exception as e:
+                        errors[i] = e
+            open_transaction = False  # _end gives the lock back whatever happens
+            await self._run_in_thread(self._end, conn, True)
+        except BaseException as e:
+            if open_transaction:
+                try:
+                    await self._run_in_thread(self._end, conn, False)
+                except Exception:
+                    log.exception("rollback of a group commit failed")
+            if not isinstance(e, asyncio.CancelledError):
+                self._drop_connection()
+            self._fail(batch, e)
+            if not isinstance(e, Exception):
+                raise
+            return
+        for i, entry in enumerate(batch):
+            if not entry.future.done():
+                if i in errors:
+                    entry.future.set_exception(errors[i])
+                else:
+                    entry.future.set_result(None)
+
+    @staticmethod
+    def _connect() -> sqlite3.Connection:
+        conn: sqlite3.Connection = database.obj._connect()
+        conn.execute("PRAGMA busy_timeout = 0")  # BEGIN never waits on the event loop; see _begin
+        return conn
+
+    @staticmethod
+    def _try_begin(conn: sqlite3.Connection) -> bool:
+        """On the event loop: takes the write lock when it is free at once (the usual case)."""
+        if not _sqlite_writer.acquire(blocking=False):
+            return False
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            return True
+        except sqlite3.OperationalError:  # another process is writing: wait in a thread
+            _sqlite_writer.release()
+            return False
+        except BaseException:
+            _sqlite_writer.release()
+            raise
+
+    @staticmethod
+    def _begin(conn: sqlite3.Connection) -> None:
+        """In a worker thread: waits for the write lock (this process's, then SQLite's, up to busy_timeout)."""
+        _sqlite_writer.acquire()
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {SQLITE_PRAGMAS['busy_timeout']}")
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            finally:
+                conn.execute("PRAGMA busy_timeout = 0")
+        except sqlite3.Error as e:
+            _sqlite_writer.release()
+            raise OperationalError(str(e)) from e
+        except BaseException:
+            _sqlite_writer.release()
+            raise
+
+    @staticmethod
+    def _end(conn: sqlite3.Connection, commit: bool) -> None:
+        """In a worker thread: COMMIT (or ROLLBACK), then the write lock is given back."""
+        try:
+            conn.execute("COMMIT" if commit else "ROLLBACK")
+        except sqlite3.Error as e:
+            if commit and conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise OperationalError(str(e)) from e
+        finally:
+            _sqlite_writer.release()
+
+    def _drop_connection(self) -> None:
+        """After a failed commit the connection may be unusable (disk trouble): the next batch opens another."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception:
+                pass
+
+    @staticmethod
+    def _fail(batch: list[_Entry], error: BaseException) -> None:
+        for entry in batch:
+            if not entry.future.done():
+                entry.future.set_exception(error if isinstance(error, Exception) else RuntimeError(str(error)))
