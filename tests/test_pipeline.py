@@ -152,6 +152,28 @@ def test_a_reply_to_the_plain_reply_address_finds_its_thread_from_references(set
     assert type(outcome) is errors.WrongSender
 
 
+def test_the_plain_reply_address_never_answers_an_internal_note_or_a_foreign_envelope(settings, people: People):
+    # Without the token, a known Message-ID is not enough: the envelope sender must be the person's, and an
+    # internal note's notification can only be answered through its internal-audience reply address.
+    message = post_message(people.thread, people.kim, "Homepage revisions are ready.")
+    mid = "<wr.2.0123456789ab@reply.test>"
+    OutboxEmail.update(mail_message_id=mid).where(OutboxEmail.message == message.id).execute()
+    plain = f"reply@{settings.reply_domain}"
+    raw = eml("plain_reply.eml", to=plain).replace(b"Subject:", f"In-Reply-To: {mid}\r\nSubject:".encode())
+    outcome, _ = process(settings, "", plain, raw=raw, mail_from="attacker@evil.test")
+    assert type(outcome) is errors.WrongSender
+    note = post_message(people.thread, people.bob, "Question for the team.")
+    internal = post_message(people.thread, people.kim, "Internal: check the budget.", internal=True)
+    internal_mid = "<wr.3.0123456789ab@reply.test>"
+    OutboxEmail.update(mail_message_id=internal_mid, internal=True).where(
+        OutboxEmail.message.in_([note.id, internal.id])).execute()
+    raw = eml("plain_reply.eml", to=plain, sender="kim@agency.test").replace(
+        b"Subject:", f"In-Reply-To: {internal_mid}\r\nSubject:".encode())
+    outcome, _ = process(settings, "", plain, raw=raw, sender="kim@agency.test")
+    assert type(outcome) is errors.UnknownReplyAddress
+    assert not [m for m in posts(people.thread) if m.text == "Looks great, approved!"]
+
+
 def test_a_locked_database_defers_with_the_raw_mail_kept(settings, people: People):
     # "database is locked" (or a PostgreSQL lock timeout) is Deferred: 451, raw mail kept, nothing posted.
     import sqlite3

@@ -124,6 +124,10 @@ def authenticate_sender(mail: InboundMail) -> None:
     own = [r for r in candidates if r.user is not None and r.user.email == mail.from_address]
     if not own:
         raise WrongSender(detail=f"From {mail.from_address}")
+    # Without the unguessable token, a Message-ID (copied into every reply and forward) is all that names
+    # the person: the envelope sender must be theirs too.
+    if any(r.kind == PLAIN for r in own) and (mail.mail_from or "").strip().lower() != mail.from_address:
+        raise WrongSender(detail=f"reply@ with envelope sender {mail.mail_from or '<>'}")
     by_thread: dict[int, Target] = {}
     for r in own:
         if r.kind == PLAIN:
@@ -153,8 +157,9 @@ def dmarc_failed(parsed: ParsedMail, trusted_authserv_id: str) -> bool:
 
 
 def recipients_from_references(parsed: ParsedMail) -> list[Recipient]:
-    """For reply@REPLY_DOMAIN: the person and thread of the notification that In-Reply-To or References
-    names (our Message-IDs carry a keyed digest, so they cannot be guessed)."""
+    """For reply@REPLY_DOMAIN: the person and thread of the client-visible notification that In-Reply-To or
+    References names (our Message-IDs carry a keyed digest, so they cannot be guessed, but they are copied
+    into every reply, so notifications of internal notes are never answered this way)."""
     ids = references_of(parsed)
     if not ids:
         return []
@@ -166,8 +171,9 @@ def recipients_from_references(parsed: ParsedMail) -> list[Recipient]:
         rows.setdefault(row.mail_message_id, row)  # a batch shares one Message-ID: its lead row
     for mid in wanted:  # nearest reference first
         row = rows.get(mid)
-        if row is not None:
-            internal = bool(row.internal) and row.recipient.role != CLIENT
+        # An internal note is only ever answered through its internal-audience reply address: without the
+        # token a forged reference could post as a team member, and a plain post would reach the client.
+        if row is not None and not row.internal:
             return [Recipient(f"reply ({mid})", PLAIN, token=f"mid:{row.id}", user_id=row.recipient.id,
-                              thread_id=row.thread.id, internal=internal, user=row.recipient, thread=row.thread)]
+                              thread_id=row.thread.id, internal=False, user=row.recipient, thread=row.thread)]
     return []
