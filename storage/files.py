@@ -228,10 +228,13 @@ _UNSAFE = re.compile(r'[\x00-\x1f\x7f/\\:*?"<>|]+')
 
 
 def safe_filename(name: str | None, default: str = "attachment") -> str:
-    """A display and download name that is never a path and never empty: no directories, control
-    characters, NUL, leading dots or reserved characters, at most 150 characters."""
+    """A display and download name that is never a path and never empty: no directories, control or
+    format characters, NUL, leading dots or reserved characters, at most 150 characters."""
     name = unicodedata.normalize("NFC", name or "")
     name = name.replace("\\", "/").split("/")[-1]
+    # Unicode format characters (Cf: right-to-left override, zero-width joiners…) can make "invoice\u202egnp.exe"
+    # display as "invoiceexe.png": they are dropped.
+    name = "".join(c for c in name if unicodedata.category(c) != "Cf")
     name = _UNSAFE.sub("_", name).strip(" ._")
     if not name:
         return default

@@ -168,6 +168,8 @@ def test_file_store_is_content_addressed_and_limited(tmp_path: Path) -> None:
     ("", "attachment"),
     ("...", "attachment"),
     ("report 2026.pdf", "report 2026.pdf"),
+    ("invoice\u202egnp.exe", "invoicegnp.exe"),
+    ("zero\u200bwidth.txt", "zerowidth.txt"),
     ("x" * 300 + ".pdf", "x" * 140 + ".pdf"),
 ])
 def test_safe_filename(name: str, expected: str) -> None:
