@@ -155,8 +155,9 @@ class GatewaySMTP(SMTP):
 
     @syntax("DATA")
     async def smtp_DATA(self, arg: str) -> None:
-        """aiosmtpd's DATA, reading into one buffer: RFC 5321 dot-unstuffing, the size and line limits
-        (the rest of the mail is read and dropped, then refused), a pause every YIELD_EVERY bytes."""
+        """aiosmtpd's DATA, reading the mail in large pieces into one buffer (one await per piece instead of
+        one per line): RFC 5321 dot-unstuffing, the size and line limits (the rest of the mail is read and
+        dropped, then refused), a pause between large pieces."""
         if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
             return
         assert self.envelope is not None
@@ -167,40 +168,11 @@ class GatewaySMTP(SMTP):
             await self.push("501 Syntax: DATA")
             return
         await self.push("354 End data with <CR><LF>.<CR><LF>")
-        content = bytearray()
-        limit = self.data_size_limit
-        size = unyielded = 0
-        refusal: Outcome | None = None
-        in_long_line = False  # the rest of a line that overran the reader's limit is still to come
-        while self.transport is not None:
-            try:
-                line = await self._reader.readuntil(b"\r\n")
-            except asyncio.CancelledError:
-                self._writer.close()
-                raise
-            except asyncio.LimitOverrunError as e:
-                await self._reader.read(e.consumed)
-                in_long_line = True
-                refusal = refusal or LineTooLong()
-                content = bytearray()
-                continue
-            if in_long_line:
-                in_long_line = False
-                continue
-            if line == b".\r\n":
-                break
-            size += len(line)
-            if refusal is not None:
-                continue
-            if limit and size > limit:
-                refusal = TooLarge()
-                content = bytearray()
-                continue
-            content += memoryview(line)[1:] if line[:1] == b"." else line
-            unyielded += len(line)
-            if unyielded >= YIELD_EVERY:
-                unyielded = 0
-                await asyncio.sleep(0)
+        try:
+            content, refusal = await self._read_data()
+        except asyncio.CancelledError:
+            self._writer.close()
+            raise
         if refusal is not None:
             await self.event_handler.record_unread(self.session, self.envelope, refusal)
             self._set_post_data_state()
@@ -210,6 +182,60 @@ class GatewaySMTP(SMTP):
         status = await self._call_handler_hook("DATA")
         self._set_post_data_state()
         await self.push("250 OK" if status is MISSING else status)
+
+    async def _read_data(self) -> tuple[bytearray, Outcome | None]:
+        """The mail up to the line ".", dot-unstuffed, or the refusal it earned.
+
+        Reads up to each ".\r\n" (whole runs of lines, since few lines end with a dot; at most the reader's
+        limit at a time) and checks whether that dot starts a line. Lines never become objects: lengths
+        are measured between the newlines bytes.find finds.
+        """
+        reader = self._reader
+        limit = self.data_size_limit
+        line_limit = self.line_length_limit
+        content = bytearray()
+        refusal: Outcome | None = None
+        size = 0
+        tail = b"\r\n"  # the last two bytes read: the DATA command's line end at first
+        line_length = 0  # bytes of the line under way, up to the end of what was read
+        while True:
+            try:
+                piece = await reader.readuntil(b".\r\n")
+                dot = len(piece) - 3
+                final = (piece[dot - 2:dot] if dot >= 2 else (tail + piece[:dot])[-2:]) == b"\r\n"
+                if final:
+                    piece = piece[:dot]  # the end of the mail: a line holding only "."
+            except asyncio.LimitOverrunError as e:
+                piece = await reader.readexactly(e.consumed)
+                final = False
+            size += len(piece)
+            first = piece.find(b"\n")
+            if first < 0:
+                line_length += len(piece)
+            else:
+                if line_length + first > line_limit or _has_long_line(piece, first, line_limit):
+                    refusal = refusal or LineTooLong()
+                line_length = len(piece) - piece.rfind(b"\n") - 1
+            if line_length > line_limit:
+                refusal = refusal or LineTooLong()
+            if refusal is None and limit and size > limit:
+                refusal = TooLarge()
+            if refusal is not None:
+                content = bytearray()  # the rest is read and dropped
+            else:
+                # Dot-unstuffing (RFC 5321 4.5.2): a line's leading dot goes, also when the line starts
+                # on the boundary between two pieces.
+                body = piece.replace(b"\r\n.", b"\r\n") if b"\r\n." in piece else piece
+                if tail == b"\r\n" and body[:1] == b".":
+                    body = body[1:]
+                elif tail[-1:] == b"\r" and body[:2] == b"\n.":
+                    body = b"\n" + body[2:]
+                content += body
+            if final:
+                return content, refusal
+            tail = (tail + piece[-2:])[-2:]
+            if len(piece) >= YIELD_EVERY:
+                await asyncio.sleep(0)  # let other connections run while a large mail streams in
 
     async def push(self, status: Any) -> None:
         if isinstance(status, str) and status.startswith(_AIOSMTPD_SIZE_EXCEEDED):
@@ -326,6 +352,15 @@ class GatewayHandler:
         # aiosmtpd would answer "500 Error: (ExceptionType) text": permanent, and it shows internals.
         log.exception("SMTP session error: %s: %s", type(error).__name__, error)
         return Deferred().smtp_reply
+
+
+def _has_long_line(piece: bytes, first: int, line_limit: int) -> bool:
+    """Whether a line that starts and ends inside piece (between its first and last newline) is longer than
+    line_limit bytes; split only when the span could hold one."""
+    last = piece.rfind(b"\n")
+    if last - first - 1 <= line_limit:
+        return False
+    return max(map(len, piece[first + 1:last].split(b"\n"))) > line_limit
 
 
 def _close_connection() -> None:

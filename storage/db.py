@@ -132,9 +132,19 @@ class PreparedQuery:
         return database.execute_sql(sql, params)
 
     def rows(self, model: Any, **values: Any) -> list[Any]:
-        """Runs the statement and returns instances of model (columns matched by name, values converted)."""
+        """Runs the statement and returns instances of model (columns matched by name, values converted by
+        each field's python_value, as peewee's own row reader does)."""
         sql, params = self.params(values)
-        return list(model.raw(sql, *params))
+        cursor = database.execute_sql(sql, params)
+        found = cursor.fetchall()
+        if not found:
+            return []
+        columns = model._meta.columns
+        fields = [columns.get(d[0]) for d in cursor.description]
+        names = [field.name if field is not None else d[0] for field, d in zip(fields, cursor.description, strict=True)]
+        return [model(__no_default__=1, **{name: field.python_value(value) if field is not None else value
+                                           for name, field, value in zip(names, fields, row, strict=True)})
+                for row in found]
 
     def scalar(self, **values: Any) -> Any:
         row = self.execute(**values).fetchone()

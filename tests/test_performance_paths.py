@@ -8,10 +8,13 @@
 """
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import os
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from linkify_it import LinkifyIt
 from markdown_it import MarkdownIt
 
@@ -21,7 +24,7 @@ from storage.files import FileStore, TooLarge
 from storage.mail_log import NOTIFICATION, OutboxEmail, ThreadEvent
 from storage.models import CLIENT, TEAM, Membership, Message, Thread, User
 from storage.posting import post_message
-from storage.rendering import render_markdown, sanitize_html
+from storage.rendering import _MAYBE_LINK, _maybe_link, _plain_html, render_markdown, sanitize_html
 from storage.visibility import Viewer, audience, can_open_thread, can_see, who_can_see
 
 
@@ -102,6 +105,10 @@ def test_audience_is_the_candidates_that_can_see(people) -> None:
     internal = Message.create(thread=thread, author=p["team"], visibility="internal", text="x", html="x",
                               source="web")
     assert not any(u.role == CLIENT for u in audience(internal))
+    people_found = audience(internal)
+    assert people_found and all(u.active is True and isinstance(u.created_at, dt.datetime) for u in people_found)
+    stored = User.select().where(User.id.in_([x.id for x in people_found])).order_by(User.id)
+    assert [(u.id, u.email, u.name) for u in people_found] == [(u.id, u.email, u.name) for u in stored]
 
 
 def test_can_open_thread_for_every_viewer(people) -> None:
@@ -174,12 +181,50 @@ MARKDOWN_SAMPLES = [
 ]
 
 
+_REFERENCE = MarkdownIt("commonmark", {"html": False, "linkify": True, "breaks": True}).enable("linkify")
+_REFERENCE.linkify = LinkifyIt()  # linkify-it's own pretest
+
+
+def _reference_html(text: str) -> str:
+    return sanitize_html(_REFERENCE.render(text))
+
+
 @pytest.mark.parametrize("text", MARKDOWN_SAMPLES)
 def test_markdown_quick_link_pretest_changes_nothing(text: str) -> None:
     # The quick pretest only skips linkify-it's slow one where it could not match: same HTML either way.
-    reference = MarkdownIt("commonmark", {"html": False, "linkify": True, "breaks": True}).enable("linkify")
-    reference.linkify = LinkifyIt()
-    assert render_markdown(text) == sanitize_html(reference.render(text))
+    assert render_markdown(text) == _reference_html(text)
+
+
+_LINE_STARTS = ["", " ", "  ", "   ", "    ", "1. ", "2) ", "12.", "- ", "+ ", "* ", "# ", "> ", "=", "---", "(",
+                '"', "'", "é", "9", ":", "\t", "\u00a0"]
+_PROSE = st.text(alphabet=st.sampled_from(list("abcXYZ éßЖ中 09 .,;:?!'\"()/%$+=-_*&<>#`\\[]~\t\u00a0@")), max_size=30)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(_LINE_STARTS), _PROSE, st.sampled_from(["", " ", "  ", "   "])),
+                max_size=8))
+def test_plain_prose_shortcut_renders_as_markdown_does(lines: list[tuple[str, str, str]]) -> None:
+    # Whatever the text, render_markdown (with its shortcut for plain prose) gives markdown-it + nh3's HTML.
+    text = "\n".join(start + body + end for start, body, end in lines)
+    assert render_markdown(text) == _reference_html(text)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list("abcHTtpSFmailoKsxX:/.@ 1é\u212a\u017f")), max_size=20))
+def test_quick_link_check_is_the_regular_expression(text: str) -> None:
+    # _maybe_link answers as the case-insensitive _MAYBE_LINK does, Unicode case folding included.
+    assert _maybe_link(text) == bool(_MAYBE_LINK.search(text))
+
+
+@pytest.mark.parametrize("text", [
+    "Thanks, looks good. Ship it on Friday, please!",
+    "Hi Kim,\n\nThe homepage looks good (the blue one).\nLet's go with it: 100% agreed.\n\nBob",
+    "  Indented by two.\n\n\nThree blank lines above; \"quoted\" words and it's fine.  ",
+])
+def test_plain_prose_takes_the_shortcut(text: str) -> None:
+    # Ordinary replies skip the parser and still come out exactly as markdown-it renders them.
+    assert _plain_html(text) is not None
+    assert render_markdown(text) == _reference_html(text)
 
 
 def test_file_store_layout_and_old_layout(tmp_path) -> None:
@@ -206,3 +251,103 @@ def test_file_store_leaves_no_partial_files(tmp_path) -> None:
         store.put_chunks([b"x" * 100, b"y" * 100], limit=150)
     leftovers = [name for _, _, names in os.walk(tmp_path / "files") for name in names]
     assert leftovers == []
+
+
+def test_data_reader_unstuffs_dots_across_piece_boundaries(settings, make) -> None:
+    # The DATA reader takes the mail in pieces (here at most 64 bytes, the line limit): lines that start
+    # with dots, lines that end with one, and "." lines split between pieces arrive exactly as sent.
+    import random
+    import smtplib
+
+    from gateway.addresses import format_reply_address
+    from gateway.server import make_controller
+    from storage.mail_log import InboundEmail
+    from storage.tokens import reply_token_for
+
+    ws = make.workspace()
+    bob = make.client(ws, "bob@acme.test")
+    address = format_reply_address(reply_token_for(bob, make.thread(ws)).token, settings.reply_domain)
+    rng = random.Random(5)
+    sent = []
+    controller = make_controller(settings.replace(max_line_length=64)).start()
+    try:
+        with smtplib.SMTP("127.0.0.1", controller.port, timeout=10) as client:
+            for _ in range(40):
+                lines = ["".join(rng.choice(".a \r") for _ in range(rng.randint(0, 30))).replace("\r", "")
+                         for _ in range(rng.randint(1, 20))]
+                raw = ("\r\n".join(lines) + "\r\n").encode()
+                sent.append(raw)
+                try:
+                    client.sendmail("bob@acme.test", [address], raw)  # smtplib dot-stuffs
+                except smtplib.SMTPResponseException:
+                    pass  # not a mail anyone could post: refused, but kept
+    finally:
+        controller.stop()
+    store = FileStore(settings.effective_files_dir)
+    received = [store.read(row.raw_key) for row in InboundEmail.select().order_by(InboundEmail.id)]
+    assert received == sent
+
+
+def test_data_reader_refuses_long_lines_split_between_pieces(settings, make) -> None:
+    # A line over the limit is refused even when no single piece holds all of it.
+    import smtplib
+
+    from gateway import errors
+    from gateway.addresses import format_reply_address
+    from gateway.server import make_controller
+    from storage.tokens import reply_token_for
+
+    ws = make.workspace()
+    bob = make.client(ws, "bob@acme.test")
+    address = format_reply_address(reply_token_for(bob, make.thread(ws)).token, settings.reply_domain)
+    controller = make_controller(settings.replace(max_line_length=100)).start()
+    try:
+        with smtplib.SMTP("127.0.0.1", controller.port, timeout=10) as client:
+            for raw, refused in [(b"a" * 99 + b"\r\n" + (b"b." * 45 + b"\r\n") * 3, False),
+                                 (b"x\r\n" + b"a." * 60 + b"\r\n", True), (b"." * 250 + b"\r\n", True)]:
+                try:
+                    client.sendmail("bob@acme.test", [address], raw)
+                    reply = "250"
+                except smtplib.SMTPResponseException as e:
+                    reply = f"{e.smtp_code} {e.smtp_error.decode()}"
+                assert (reply == errors.LineTooLong().smtp_reply) == refused, reply
+    finally:
+        controller.stop()
+
+
+def test_data_reader_unstuffs_a_dot_after_a_line_end_split_between_reads(settings, make) -> None:
+    # When the network delivers "…\r\n." and the rest later, the reader's piece can end between the
+    # "\r" and the "\n": the dot that starts the next line is still removed.
+    import socket
+    import time
+
+    from gateway.addresses import format_reply_address
+    from gateway.server import make_controller
+    from storage.mail_log import InboundEmail
+    from storage.tokens import reply_token_for
+
+    ws = make.workspace()
+    bob = make.client(ws, "bob@acme.test")
+    address = format_reply_address(reply_token_for(bob, make.thread(ws)).token, settings.reply_domain)
+    controller = make_controller(settings.replace(max_line_length=64)).start()
+    try:
+        with socket.create_connection(("127.0.0.1", controller.port), timeout=10) as sock:
+            replies = sock.makefile("rb")
+            replies.readline()
+            for command in (b"EHLO client.test", b"MAIL FROM:<bob@acme.test>", f"RCPT TO:<{address}>".encode(),
+                            b"DATA"):
+                sock.sendall(command + b"\r\n")
+                line = replies.readline()
+                while line[3:4] == b"-":
+                    line = replies.readline()
+            assert line.startswith(b"354")
+            first = b"Subject: dots\r\n\r\n" + b"a" * 50 + b"\r\n."  # 69 bytes, no ".\r\n" in them
+            sock.sendall(first)
+            time.sleep(0.3)  # the reader takes all but the last two bytes: its piece ends with "\r"
+            sock.sendall(b".stuffed\r\n.\r\n")
+            assert replies.readline()[:1] in (b"2", b"5")
+    finally:
+        controller.stop()
+    row = InboundEmail.select().order_by(InboundEmail.id.desc()).get()
+    assert FileStore(settings.effective_files_dir).read(row.raw_key) == (
+        b"Subject: dots\r\n\r\n" + b"a" * 50 + b"\r\n.stuffed\r\n")
