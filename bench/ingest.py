@@ -74,6 +74,25 @@ def cpu_seconds(pids: list[int]) -> float:
     return total
 
 
+def memory_kb(pid: int, field: str) -> int:
+    """A VmRSS/VmHWM line of /proc/PID/status, in KB (0 when unreadable)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def reset_peak(pid: int) -> None:
+    """Resets the process's peak RSS (VmHWM) to its current RSS (Linux 4.0+)."""
+    try:
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
 def make_mail(sender: str, rcpt: str, i: int, size: int, attachment: int) -> bytes:
     m = EmailMessage()
     m["From"] = sender
@@ -98,6 +117,7 @@ class Result:
     seconds: float
     latencies: list[float]
     cpu: float
+    rss_growth_kb: int = 0  # peak RSS during the run minus RSS before it, summed over processes
 
     @property
     def rate(self) -> float:
@@ -156,11 +176,16 @@ async def blast(ports: list[int], mails: list[bytes], sender: str, rcpt: str, co
 def run_target(name: str, ports: list[int], pids: list[int], mails: list[bytes], sender: str, rcpt: str,
                args: argparse.Namespace) -> Result:
     # A short warm-up so imports and caches are not measured.
-    asyncio.run(blast(ports, mails[:20], sender, rcpt, min(4, args.connections), args.new_connection, 30))
+    warm = args.warmup
+    asyncio.run(blast(ports, mails[:warm], sender, rcpt, min(4, args.connections), args.new_connection, 60))
+    for pid in pids:
+        reset_peak(pid)
+    rss0 = {pid: memory_kb(pid, "VmRSS") for pid in pids}
     cpu0 = cpu_seconds(pids)
-    ok, seconds, latencies = asyncio.run(blast(ports, mails[20:], sender, rcpt, args.connections,
+    ok, seconds, latencies = asyncio.run(blast(ports, mails[warm:], sender, rcpt, args.connections,
                                                args.new_connection, args.time_limit))
-    return Result(name, len(mails) - 20, ok, seconds, latencies, cpu_seconds(pids) - cpu0)
+    growth = sum(max(0, memory_kb(pid, "VmHWM") - rss0[pid]) for pid in pids)
+    return Result(name, len(mails) - warm, ok, seconds, latencies, cpu_seconds(pids) - cpu0, growth)
 
 
 def main() -> int:
@@ -175,7 +200,8 @@ def main() -> int:
     ap.add_argument("--time-limit", type=float, default=120, help="seconds per target at most")
     ap.add_argument("--workrate", default=shutil.which("workrate") or str(Path(sys.executable).with_name("workrate")))
     args = ap.parse_args()
-    args.messages = max(40, min(args.messages, 100_000))
+    args.messages = max(1, min(args.messages, 100_000))
+    args.warmup = min(20, max(1, args.messages // 4))
 
     data = tempfile.mkdtemp(prefix="wr-bench-")
     env = dict(os.environ, WORKRATE_DATA_DIR=data, WORKRATE_REPLY_DOMAIN="reply.bench.test",
@@ -193,7 +219,7 @@ def main() -> int:
         sender = f"client{time.time_ns()}@bench.test"
         cli("user", "add", sender, "--name", "Bench Client", "--client", slug, "--messages-access")
         rcpt = cli("reply-address", slug, "--as", sender).strip()
-        mails = [make_mail(sender, rcpt, i, args.size, args.attachment) for i in range(args.messages + 20)]
+        mails = [make_mail(sender, rcpt, i, args.size, args.attachment) for i in range(args.messages + args.warmup)]
 
         sink_port = free_port()
         sink = subprocess.Popen([sys.executable, "-c", SINK_CODE, str(sink_port)])
@@ -226,9 +252,10 @@ def main() -> int:
     print(f"ingest: {args.messages} replies of {args.size} B"
           + (f" + {args.attachment} B attachment" if args.attachment else "")
           + f", {args.connections} connections{', new connection per message' if args.new_connection else ''}, {db}")
-    print(f"{'target':24} {'ok':>6} {'msgs/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'CPU ms/msg':>11}")
+    print(f"{'target':24} {'ok':>6} {'msgs/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'CPU ms/msg':>11} {'peak RSS +MB':>13}")
     for r in (bare, ours):
-        print(f"{r.name:24} {r.ok:6d} {r.rate:9.1f} {r.pct(50):8.2f} {r.pct(99):8.2f} {r.cpu_ms:11.3f}")
+        print(f"{r.name:24} {r.ok:6d} {r.rate:9.1f} {r.pct(50):8.2f} {r.pct(99):8.2f} {r.cpu_ms:11.3f}"
+              f" {r.rss_growth_kb / 1024:13.1f}")
     ratio = ours.rate / bare.rate if bare.rate else float("nan")
     cpu_ratio = ours.cpu_ms / bare.cpu_ms if bare.cpu_ms else float("nan")
     print(f"ratio (workrate / bare aiosmtpd): throughput {ratio:.2f}×, CPU per message {cpu_ratio:.2f}×")

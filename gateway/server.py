@@ -363,6 +363,23 @@ def _has_long_line(piece: bytes, first: int, line_limit: int) -> bool:
     return max(map(len, piece[first + 1:last].split(b"\n"))) > line_limit
 
 
+def _release_large_blocks_at_once() -> None:
+    """glibc raises its mmap threshold each time a large block is freed (up to 32 MB), after which the
+    buffers of a big mail come from the worker threads' heaps, which keep the memory once it is freed:
+    each 25 MB mail could then add its own size to the process for good, depending on which thread
+    took it. A fixed threshold keeps every block over 256 KB in its own mapping, returned when freed.
+    (No effect, and no error, where the C library is not glibc.)"""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return
+    m_mmap_threshold = -3
+    mallopt(m_mmap_threshold, 256 * 1024)
+
+
 def _close_connection() -> None:
     from storage.db import database
 
@@ -425,6 +442,7 @@ class Gateway:
 
         if db.database.obj is None:
             db.bind(self.settings)
+        _release_large_blocks_at_once()
         if self.settings.log_level != "DEBUG":
             # aiosmtpd logs every command line at INFO: costly per mail, and it would log addresses.
             logging.getLogger("mail.log").setLevel(logging.WARNING)

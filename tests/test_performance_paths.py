@@ -351,3 +351,45 @@ def test_data_reader_unstuffs_a_dot_after_a_line_end_split_between_reads(setting
     row = InboundEmail.select().order_by(InboundEmail.id.desc()).get()
     assert FileStore(settings.effective_files_dir).read(row.raw_key) == (
         b"Subject: dots\r\n\r\n" + b"a" * 50 + b"\r\n.stuffed\r\n")
+
+
+def test_a_big_mail_is_parsed_from_its_text_after_it_is_stored(settings, make) -> None:
+    # A mail of several MB is stored, then its bytes are released and it is parsed from the decoded text:
+    # the stored raw mail, the post, its attachment and the content-based duplicate check are unchanged.
+    import base64
+
+    from gateway.addresses import format_reply_address
+    from gateway.errors import Accepted, Duplicate
+    from gateway.inbound import pipeline
+    from gateway.inbound.authenticate import resolve_recipient
+    from gateway.inbound.mail import InboundMail
+    from gateway.inbound.parse import RELEASE_RAW_FROM
+    from storage.mail_log import InboundEmail
+    from storage.tokens import reply_token_for
+
+    ws = make.workspace()
+    bob = make.client(ws, "bob@acme.test")
+    thread = make.thread(ws)
+    address = format_reply_address(reply_token_for(bob, thread).token, settings.reply_domain)
+    blob = os.urandom(RELEASE_RAW_FROM)
+    encoded = base64.encodebytes(blob).replace(b"\n", b"\r\n")
+    raw = (b"\r\nFrom: Bob <bob@acme.test>\r\nTo: " + address.encode() + b"\r\nSubject: Big file\r\n"  # no Message-ID
+           b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=XX\r\n\r\n--XX\r\n"
+           b"Content-Type: text/plain; charset=utf-8\r\n\r\nHere it is, caf\xc3\xa9.\r\n--XX\r\n"
+           b"Content-Type: application/octet-stream\r\nContent-Disposition: attachment; filename=big.bin\r\n"
+           b"Content-Transfer-Encoding: base64\r\n\r\n" + encoded + b"--XX--\r\n")
+
+    def deliver() -> object:
+        mail = InboundMail(raw=bytearray(raw), settings=settings, mail_from="bob@acme.test",
+                           recipients=[resolve_recipient(address, settings)])
+        return pipeline.run(mail)
+
+    assert isinstance(deliver(), Accepted)
+    [row] = list(InboundEmail.select())
+    store = FileStore(settings.effective_files_dir)
+    assert store.read(row.raw_key) == raw
+    [message] = list(Message.select().where(Message.thread == thread.id))
+    assert message.text == "Here it is, café."
+    [attachment] = list(message.attachments)
+    assert (attachment.name, attachment.size) == ("big.bin", len(blob)) and store.read(attachment.storage_key) == blob
+    assert isinstance(deliver(), Duplicate)  # the same content, without a Message-ID: the same mail

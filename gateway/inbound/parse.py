@@ -90,43 +90,66 @@ def parse_mail(mail: InboundMail) -> None:
         mail.pending_files.append(pending)
         mail.raw_key, mail.size = pending.key, pending.size
     else:
-        stored = FileStore(mail.settings.effective_files_dir).put_bytes(mail.raw)
+        store = FileStore(mail.settings.effective_files_dir)
+        stored = store.put_bytes(mail.raw)
         mail.raw_key, mail.size = stored.key, stored.size
+        if len(mail.raw) >= RELEASE_RAW_FROM and isinstance(mail.raw, bytearray):
+            # A big mail, now safe in the file store: parsed from its text alone, so that the raw bytes
+            # and their decoded copy are not both kept through parsing (peak memory ~2x its size, not 3x).
+            text, exact = _decode_raw(mail.raw)
+            mail.raw.clear()  # the SMTP reader's buffer, shared with the envelope; nothing reads it after this
+            key = stored.key
+            parsed = _parse_text(text, exact, lambda: text.encode("utf-8", "surrogateescape"))
+            describe(mail, parsed, raw=lambda: store.read(key))
+            return
     describe(mail, parse_bytes(mail.raw))
 
 
-def describe(mail: InboundMail, parsed: ParsedMail) -> None:
-    """Fills the header-derived fields of mail from parsed (shared with preview_reply)."""
+# Raw mails from this size on are released from memory once stored and decoded (see parse_mail).
+RELEASE_RAW_FROM = 4 * 1024 * 1024
+
+
+def describe(mail: InboundMail, parsed: ParsedMail, raw: Callable[[], bytes] | None = None) -> None:
+    """Fills the header-derived fields of mail from parsed (shared with preview_reply); raw gives the raw
+    bytes when mail.raw no longer holds them."""
     mail.parsed = parsed
     mail.subject = " ".join(clean(parsed.header("subject")[:2000]).split())[:1000]  # one line, whatever it held
     mail.message_id = message_id_of(parsed.header("message-id"))
-    mail.message_id_hash = message_id_hash(mail.message_id, mail.raw)
+    mail.message_id_hash = message_id_hash(mail.message_id, raw() if raw and not mail.message_id else mail.raw)
     mail.from_name, mail.from_address = sender_of(parsed)
 
 
 # --- reading -----------------------------------------------------------------------------------------
 
-def parse_bytes(raw: bytes) -> ParsedMail:
+def parse_bytes(raw: bytes | bytearray) -> ParsedMail:
     """Parses raw mail; never raises."""
-    if raw[:1] in (b"\r", b"\n"):
-        raw = raw.lstrip(b"\r\n")  # blank lines before the headers would leave the mail without any
     text, exact = _decode_raw(raw)
+    return _parse_text(text, exact, lambda: raw.lstrip(b"\r\n"))
+
+
+def _parse_text(text: str, exact: bool, raw: Callable[[], bytes | bytearray]) -> ParsedMail:
+    """Parses the decoded mail (see _decode_raw); raw() gives its bytes for the fallback parsers."""
+    if text[:1] in ("\r", "\n"):
+        text = text.lstrip("\r\n")  # blank lines before the headers would leave the mail without any
     try:
         return _from_flanker(flanker_mime.from_string(text), exact)
     except Exception as e:  # flanker raises DecodingError, RecursionError, ValueError … on broken MIME
         flanker_error = f"{type(e).__name__}: {e}"
+    data = raw()
+    if data[:1] in (b"\r", b"\n"):
+        data = data.lstrip(b"\r\n")
     try:
-        parsed = _from_stdlib(email.message_from_bytes(raw, policy=email.policy.compat32))
+        parsed = _from_stdlib(email.message_from_bytes(data, policy=email.policy.compat32))
         parsed.defects.insert(0, f"flanker: {flanker_error}")
         return parsed
     except Exception as e:
         log.info("neither parser could read a mail (%s; stdlib: %s: %s)", flanker_error, type(e).__name__, e)
-        parsed = ParsedMail(parser="headers", headers=_headers_only(raw))
+        parsed = ParsedMail(parser="headers", headers=_headers_only(data))
         parsed.defects.append(f"flanker: {flanker_error}")
         return parsed
 
 
-def _decode_raw(raw: bytes) -> tuple[str, bool]:
+def _decode_raw(raw: bytes | bytearray) -> tuple[str, bool]:
     """The raw mail as text for flanker. Valid UTF-8 (and so ASCII) is exact; anything else keeps its
     bytes as surrogates, which decode_text() turns back into bytes to decode with the part's charset."""
     try:
