@@ -1,7 +1,8 @@
 """Ingest benchmark: our SMTP gateway against a bare aiosmtpd sink, in the same run, as ratios.
 
 usage: python bench/ingest.py [--messages 2000] [--connections 8] [--size 2048] [--attachment 0]
-                              [--new-connection] [--database-url URL] [--gateways 1] [--time-limit 120]
+                              [--new-connection] [--database-url URL] [--gateways 1] [--processes 1]
+                              [--time-limit 120]
 
 Starts a bare aiosmtpd process (handle_DATA answers 250 at once) and our gateway (`workrate smtp`, its own
 data folder, a workspace and a client's reply address made through the CLI), sends the same N replies over C
@@ -41,6 +42,20 @@ async def main():
 asyncio.run(main())
 """
 
+# `workrate smtp` with serve()'s processes parameter (until the CLI has an option for it).
+SERVE_CODE = """
+import asyncio, logging, signal, sys
+from config import load_settings
+from gateway.server import serve
+async def main():
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+    await serve(load_settings(), stop, processes=int(sys.argv[1]))
+logging.basicConfig(level=logging.WARNING)
+asyncio.run(main())
+"""
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -59,6 +74,20 @@ def wait_port(port: int, proc: subprocess.Popen, timeout: float = 30) -> None:
         except OSError:
             time.sleep(0.1)
     raise SystemExit(f"nothing listens on port {port} after {timeout} s")
+
+
+def with_descendants(pids: list[int]) -> list[int]:
+    """pids and every process they started (a gateway's own extra processes), from /proc (Linux)."""
+    found, todo = [], list(pids)
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        for task in Path(f"/proc/{pid}/task").glob("*/children"):
+            try:
+                todo += [int(child) for child in task.read_text().split()]
+            except (OSError, ValueError):
+                pass
+    return found
 
 
 def cpu_seconds(pids: list[int]) -> float:
@@ -178,6 +207,7 @@ def run_target(name: str, ports: list[int], pids: list[int], mails: list[bytes],
     # A short warm-up so imports and caches are not measured.
     warm = args.warmup
     asyncio.run(blast(ports, mails[:warm], sender, rcpt, min(4, args.connections), args.new_connection, 60))
+    pids = with_descendants(pids)
     for pid in pids:
         reset_peak(pid)
     rss0 = {pid: memory_kb(pid, "VmRSS") for pid in pids}
@@ -196,7 +226,9 @@ def main() -> int:
     ap.add_argument("--attachment", type=int, default=0, help="attachment size in bytes (0: none)")
     ap.add_argument("--new-connection", action="store_true", help="a new SMTP connection per message")
     ap.add_argument("--database-url", default="", help="postgresql://… (default: SQLite in a temp folder)")
-    ap.add_argument("--gateways", type=int, default=1, help="number of `workrate smtp` processes")
+    ap.add_argument("--gateways", type=int, default=1, help="number of `workrate smtp` processes, one port each")
+    ap.add_argument("--processes", type=int, default=1,
+                    help="gateway processes sharing one port (gateway.server.serve(processes=N), SO_REUSEPORT)")
     ap.add_argument("--time-limit", type=float, default=120, help="seconds per target at most")
     ap.add_argument("--workrate", default=shutil.which("workrate") or str(Path(sys.executable).with_name("workrate")))
     args = ap.parse_args()
@@ -231,13 +263,17 @@ def main() -> int:
         ports, gateways = [], []
         for _ in range(args.gateways):
             port = free_port()
-            gw = subprocess.Popen([args.workrate, "smtp"], env=dict(env, WORKRATE_SMTP_PORT=str(port)))
+            command = [args.workrate, "smtp"] if args.processes == 1 else [
+                sys.executable, "-c", SERVE_CODE, str(args.processes)]
+            gw = subprocess.Popen(command, env=dict(env, WORKRATE_SMTP_PORT=str(port)))
             procs.append(gw)
             gateways.append(gw)
             wait_port(port, gw)
             ports.append(port)
-        ours = run_target(f"workrate smtp ×{args.gateways}", ports, [g.pid for g in gateways], mails, sender, rcpt,
-                          args)
+        if args.processes > 1:
+            time.sleep(3)  # the extra processes start listening a moment after the first
+        ours = run_target(f"workrate smtp ×{args.gateways * args.processes}", ports, [g.pid for g in gateways],
+                          mails, sender, rcpt, args)
     finally:
         for p in procs:
             if p.poll() is None:

@@ -14,13 +14,17 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import logging
+import os
 import queue
 import socket
 import ssl
 import threading
 import time
 from collections.abc import Callable
+from email._header_value_parser import get_addr_spec, get_angle_addr
+from email.errors import HeaderParseError
 from typing import Any
 
 from aiosmtpd.smtp import MISSING, SMTP, Envelope, Session, syntax
@@ -41,7 +45,7 @@ from gateway.errors import (
 from gateway.inbound import pipeline
 from gateway.inbound.authenticate import resolve_recipient
 from gateway.inbound.committer import GroupCommitter
-from gateway.inbound.mail import BOUNCE, InboundMail, Recipient
+from gateway.inbound.mail import REPLY, InboundMail, Recipient
 from gateway.inbound.store import _reset_connection, record_outcome
 
 log = logging.getLogger(__name__)
@@ -237,6 +241,14 @@ class GatewaySMTP(SMTP):
             if len(piece) >= YIELD_EVERY:
                 await asyncio.sleep(0)  # let other connections run while a large mail streams in
 
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        """aiosmtpd's address parsing for MAIL FROM and RCPT TO, remembered per argument: the stdlib parser
+        it uses (and the class aiosmtpd defines on every call) cost more than the rest of the command."""
+        addr, rest, local_part = _parse_address(arg)
+        if addr is not None and self.local_part_limit and local_part > self.local_part_limit:
+            return None, None
+        return addr, rest
+
     async def push(self, status: Any) -> None:
         if isinstance(status, str) and status.startswith(_AIOSMTPD_SIZE_EXCEEDED):
             status = TooLarge().smtp_reply  # MAIL FROM … SIZE= above the limit
@@ -251,7 +263,8 @@ class GatewayHandler:
         self.settings = settings
         self.workers = workers
         self.gate = gate
-        self.committer = committer  # SQLite: group commit on the event loop (gateway/inbound/committer.py)
+        self.committer = committer  # group commit (gateway/inbound/committer.py)
+        self._rcpt_on_loop = not settings.is_postgres
 
     async def _in_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.workers, fn, *args)
@@ -269,9 +282,9 @@ class GatewayHandler:
         if len(envelope.rcpt_tos) >= MAX_RECIPIENTS:
             return TooManyRecipients().smtp_reply
         try:
-            if self.committer is not None:
+            if self.committer is not None and self._rcpt_on_loop:
                 # SQLite: one indexed read, which never waits for writers (WAL); a hand-off to a worker thread
-                # and back would cost several times its CPU.
+                # and back would cost several times its CPU. (A PostgreSQL server may be slow to answer.)
                 recipient = self._resolve(address)
             else:
                 limit = self.settings.smtp_processing_timeout
@@ -323,10 +336,11 @@ class GatewayHandler:
                 work: Any = self._in_thread(pipeline.run, mail)
             else:
                 # Small mails run their steps on the event loop (a few hundred microseconds of CPU, less than
-                # the hand-off to a thread); large ones and bounces (which write at once) in a worker thread.
-                # Both are stored by the group commit. Shielded: past the time limit the handler answers
-                # 451 but the mail's attempt goes on and records its outcome, as a worker thread would.
-                small = len(mail.raw) <= LOOP_MAX_BYTES and not any(r.kind == BOUNCE for r in mail.recipients)
+                # the hand-off to a thread); large ones, bounces (which write at once) and replies to the plain
+                # reply@ address (which query the database) in a worker thread. Both are stored by the group
+                # commit. Shielded: past the time limit the handler answers 451 but the mail's attempt goes
+                # on and records its outcome, as a worker thread would.
+                small = len(mail.raw) <= LOOP_MAX_BYTES and all(r.kind == REPLY for r in mail.recipients)
                 work = asyncio.shield(pipeline.run_with_committer(
                     mail, self.committer, run_in_thread=None if small else self._in_thread))
             outcome = await asyncio.wait_for(work, limit + grace_seconds(limit))
@@ -352,6 +366,22 @@ class GatewayHandler:
         # aiosmtpd would answer "500 Error: (ExceptionType) text": permanent, and it shows internals.
         log.exception("SMTP session error: %s: %s", type(error).__name__, error)
         return Deferred().smtp_reply
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_address(arg: str) -> tuple[str | None, str | None, int]:
+    """(address, rest of the argument, length of the local part) as aiosmtpd's SMTP._getaddr finds them."""
+    if not arg:
+        return "", "", 0
+    try:
+        if arg.lstrip().startswith("<"):
+            address, rest = get_angle_addr(arg)
+        else:
+            address, rest = get_addr_spec(arg)
+    except HeaderParseError:
+        return None, None, 0
+    addr = address.addr_spec
+    return addr, rest, len(addr.rpartition("@")[0])
 
 
 def _has_long_line(piece: bytes, first: int, line_limit: int) -> bool:
@@ -447,12 +477,12 @@ class Gateway:
             # aiosmtpd logs every command line at INFO: costly per mail, and it would log addresses.
             logging.getLogger("mail.log").setLevel(logging.WARNING)
         loop = asyncio.get_running_loop()
-        if db.is_sqlite():
-            from storage.files import FileStore
+        from storage.files import FileStore
 
-            self.committer = GroupCommitter(FileStore(self.settings.effective_files_dir), self.handler._in_thread)
-            self.committer.start()
-            self.handler.committer = self.committer
+        self.committer = GroupCommitter(FileStore(self.settings.effective_files_dir), self.handler._in_thread,
+                                        on_loop=db.is_sqlite())
+        self.committer.start()
+        self.handler.committer = self.committer
         self.server = await loop.create_server(
             self._protocol, host=self.settings.smtp_host, port=self.settings.smtp_port, reuse_address=True,
             reuse_port=hasattr(socket, "SO_REUSEPORT"), backlog=max(100, self.settings.smtp_max_connections))
@@ -485,14 +515,67 @@ class Gateway:
         log.info("SMTP gateway stopped")
 
 
-async def serve(settings: Settings, stop: asyncio.Event) -> None:
-    """Serves SMTP on SMTP_HOST:SMTP_PORT until stop is set, then closes cleanly and returns."""
+async def serve(settings: Settings, stop: asyncio.Event, processes: int | None = None) -> None:
+    """Serves SMTP on SMTP_HOST:SMTP_PORT until stop is set, then closes cleanly and returns.
+
+    processes: how many gateway processes share the port (SO_REUSEPORT; the kernel spreads connections
+    over them). Python runs one core's worth of a process's work, so one process per core is what uses a
+    machine. None: settings.smtp_processes where that setting exists, else 1; 0: one per CPU. This process
+    is the first; the others are started here and stopped (SIGTERM, they finish their mails) with it.
+    """
+    count = process_count(settings, processes)
     gateway = Gateway(settings)
     await gateway.start()
+    others: list[Any] = []
     try:
+        if count > 1:
+            # The others listen on the port this one got (it may have been 0: any free port).
+            shared = settings.replace(smtp_port=gateway.port)
+            others = [await asyncio.to_thread(_start_process, shared) for _ in range(count - 1)]
+            log.info("SMTP gateway: %d processes share %s:%s", count, gateway.host, gateway.port)
         await stop.wait()
     finally:
+        for process in others:
+            if process.is_alive():
+                process.terminate()
         await gateway.close()
+        for process in others:
+            await asyncio.to_thread(process.join, settings.smtp_processing_timeout + GRACE_SECONDS + 5)
+            if process.is_alive():
+                process.kill()
+
+
+def process_count(settings: Settings, processes: int | None = None) -> int:
+    if processes is None:
+        processes = int(getattr(settings, "smtp_processes", 1))
+    if processes <= 0:
+        processes = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, processes)
+
+
+def _start_process(settings: Settings) -> Any:
+    import multiprocessing
+
+    process = multiprocessing.get_context("spawn").Process(
+        target=_process_main, args=(settings,), name="workrate-smtp", daemon=True)
+    process.start()
+    return process
+
+
+def _process_main(settings: Settings) -> None:
+    """One more gateway process (spawned by serve): the same gateway, until SIGTERM or SIGINT."""
+    import signal
+
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await serve(settings, stop, processes=1)
+
+    asyncio.run(main())
 
 
 class GatewayThread:

@@ -393,3 +393,53 @@ def test_a_big_mail_is_parsed_from_its_text_after_it_is_stored(settings, make) -
     [attachment] = list(message.attachments)
     assert (attachment.name, attachment.size) == ("big.bin", len(blob)) and store.read(attachment.storage_key) == blob
     assert isinstance(deliver(), Duplicate)  # the same content, without a Message-ID: the same mail
+
+
+@pytest.mark.slow
+def test_serve_with_two_processes_on_one_port(settings, make) -> None:
+    # serve(processes=2) starts a second gateway process on the same port (SO_REUSEPORT): replies sent
+    # over many connections are all posted once, and stopping serve stops the other process too.
+    import asyncio
+    import multiprocessing
+    import smtplib
+    import socket
+    import threading
+    import time
+
+    from gateway.addresses import format_reply_address
+    from gateway.server import serve
+    from storage.tokens import reply_token_for
+
+    ws = make.workspace()
+    bob = make.client(ws, "bob@acme.test")
+    thread = make.thread(ws)
+    address = format_reply_address(reply_token_for(bob, thread).token, settings.reply_domain)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    loop = asyncio.new_event_loop()
+    stop = asyncio.Event()
+    runner = threading.Thread(target=loop.run_until_complete,
+                              args=(serve(settings.replace(smtp_port=port), stop, processes=2),), daemon=True)
+    runner.start()
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not multiprocessing.active_children():
+            time.sleep(0.05)
+        [other] = multiprocessing.active_children()
+        for i in range(12):
+            raw = (f"From: bob@acme.test\r\nTo: {address}\r\nSubject: Re: hi\r\nMessage-ID: <p{i}@acme.test>\r\n\r\n"
+                   f"Reply number {i}.\r\n").encode()
+            for _ in range(100):
+                try:
+                    with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
+                        client.sendmail("bob@acme.test", [address], raw)
+                    break
+                except (ConnectionError, smtplib.SMTPServerDisconnected):
+                    time.sleep(0.1)  # not listening yet
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        runner.join(60)
+    assert not runner.is_alive() and not other.is_alive()
+    texts = sorted(m.text for m in Message.select().where(Message.thread == thread.id))
+    assert texts == sorted(f"Reply number {i}." for i in range(12))

@@ -29,7 +29,7 @@ from peewee import OperationalError
 
 from gateway.errors import Outcome
 from gateway.inbound.mail import InboundMail
-from gateway.inbound.store import _sqlite_writer, record_row, store_rows
+from gateway.inbound.store import _reset_connection, _sqlite_writer, record_row, store_rows
 from storage.db import SQLITE_PRAGMAS, database, using_connection
 from storage.files import FileStore
 
@@ -49,8 +49,9 @@ class _Entry:
 class GroupCommitter:
     """Stores mails for the event loop, several per transaction; start() on the loop, then store()/record()."""
 
-    def __init__(self, files: FileStore, run_in_thread: Callable[..., Any]) -> None:
+    def __init__(self, files: FileStore, run_in_thread: Callable[..., Any], *, on_loop: bool) -> None:
         self._files = files
+        self._on_loop = on_loop  # SQLite: the rows are written on the event loop (see the module docstring)
         self._run_in_thread = run_in_thread  # (fn, *args) -> awaitable, in a worker thread
         self._queue: list[_Entry] = []
         self._wake = asyncio.Event()
@@ -121,6 +122,44 @@ class GroupCommitter:
         batch = ready
         if not batch:
             return
+        if self._on_loop:
+            await self._commit_on_loop(batch)
+            return
+        try:
+            errors = await self._run_in_thread(self._commit_in_thread, batch)
+        except Exception as e:
+            self._fail(batch, e)
+            return
+        self._resolve(batch, errors)
+
+    @staticmethod
+    def _apply(entry: _Entry) -> None:
+        if entry.outcome is None:
+            store_rows(entry.mail)
+        else:
+            record_row(entry.mail, entry.outcome)
+
+    @classmethod
+    def _commit_in_thread(cls, batch: list[_Entry]) -> dict[int, Exception]:
+        """PostgreSQL, in a worker thread: the batch in one transaction, each mail in a savepoint; returns
+        each failed mail's error (the others are committed); raises when the transaction failed."""
+        errors: dict[int, Exception] = {}
+        try:
+            database.connect(reuse_if_open=True)
+            with database.atomic():
+                for i, entry in enumerate(batch):
+                    try:
+                        with database.atomic():  # a savepoint: this mail's rows only
+                            cls._apply(entry)
+                    except Exception as e:
+                        errors[i] = e
+        except Exception:
+            _reset_connection()
+            raise
+        return errors
+
+    async def _commit_on_loop(self, batch: list[_Entry]) -> None:
+        """SQLite: the rows on the event loop, between a BEGIN and a COMMIT that may wait (worker threads)."""
         try:
             conn = self._conn = self._conn or self._connect()
             if not self._try_begin(conn):
@@ -137,10 +176,7 @@ class GroupCommitter:
                 for i, entry in enumerate(batch):
                     try:
                         with database.atomic():  # a savepoint: this mail's rows only
-                            if entry.outcome is None:
-                                store_rows(entry.mail)
-                            else:
-                                record_row(entry.mail, entry.outcome)
+                            self._apply(entry)
                     except Exception as e:
                         errors[i] = e
             open_transaction = False  # _end gives the lock back whatever happens
@@ -157,6 +193,10 @@ class GroupCommitter:
             if not isinstance(e, Exception):
                 raise
             return
+        self._resolve(batch, errors)
+
+    @staticmethod
+    def _resolve(batch: list[_Entry], errors: dict[int, Exception]) -> None:
         for i, entry in enumerate(batch):
             if not entry.future.done():
                 if i in errors:
