@@ -341,8 +341,7 @@ class GatewayHandler:
                 # commit. Shielded: past the time limit the handler answers 451 but the mail's attempt goes
                 # on and records its outcome, as a worker thread would.
                 small = len(mail.raw) <= LOOP_MAX_BYTES and all(r.kind == REPLY for r in mail.recipients)
-                work = asyncio.shield(pipeline.run_with_committer(
-                    mail, self.committer, run_in_thread=None if small else self._in_thread))
+                work = asyncio.shield(pipeline.run_with_committer(mail, self.committer, self._in_thread, on_loop=small))
             outcome = await asyncio.wait_for(work, limit + grace_seconds(limit))
         except TimeoutError:
             log.warning("mail from %s to %s took longer than %ss; answered 451 (raw mail kept as %s)",

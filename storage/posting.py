@@ -45,6 +45,11 @@ class NewAttachment:
     storage_key: str
 
 
+def normalize_text(text: str | None) -> str:
+    """A message's text as post_message stores it (and renders it)."""
+    return (text or "").replace("\r\n", "\n").strip()
+
+
 def post_message(
     thread: Thread,
     author: User,
@@ -60,7 +65,7 @@ def post_message(
 ) -> Message:
     """Posts `text` (Markdown) by `author` to `thread`; raises PostingError with a readable reason."""
     attachments = list(attachments)
-    text = (text or "").replace("\r\n", "\n").strip()
+    text = normalize_text(text)
     if not text and not attachments:
         raise PostingError("A message needs some text or an attachment.")
     if len(text) > MAX_TEXT_LENGTH:

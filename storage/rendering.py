@@ -7,6 +7,7 @@ attributes, so `<script>`, `onerror=`, `javascript:` links and `<svg onload>` ne
 """
 from __future__ import annotations
 
+import functools
 import re
 
 import nh3
@@ -65,7 +66,19 @@ def render_markdown(text: str) -> str:
     """Markdown source to sanitized HTML."""
     text = text or ""
     plain = _plain_html(text)
-    return plain if plain is not None else sanitize_html(_md.render(text))
+    return plain if plain is not None else _rendered(text)
+
+
+@functools.lru_cache(maxsize=32)
+def _rendered(text: str) -> str:
+    # Remembered for a while: the SMTP gateway renders a long reply in a worker thread ahead of storing
+    # it (render_ahead), so that the event loop, which stores it, finds it done.
+    return sanitize_html(_md.render(text))
+
+
+def slow_to_render(text: str, budget: int = 2000) -> bool:
+    """Whether rendering text may take more than a few milliseconds (Markdown parsing, ~1-4 us a character)."""
+    return len(text) > budget and _plain_html(text) is None
 
 
 # Most replies are plain prose: no character Markdown gives a meaning to, no line that could start a

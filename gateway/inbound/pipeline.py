@@ -23,7 +23,8 @@ from gateway.inbound.mail import InboundMail
 from gateway.inbound.parse import decode_text, looks_like_mail, parse_bytes, parse_mail
 from gateway.inbound.store import _reset_connection, record_outcome, store_reply
 from storage.db import database
-from storage.posting import MAX_TEXT_LENGTH
+from storage.posting import MAX_TEXT_LENGTH, normalize_text
+from storage.rendering import render_markdown, slow_to_render
 
 if TYPE_CHECKING:
     from gateway.inbound.committer import GroupCommitter
@@ -69,18 +70,21 @@ def run(mail: InboundMail) -> Outcome:
 
 
 async def run_with_committer(mail: InboundMail, committer: GroupCommitter,
-                             run_in_thread: Callable[..., Awaitable[Any]] | None = None) -> Outcome:
+                             run_in_thread: Callable[..., Awaitable[Any]], *, on_loop: bool) -> Outcome:
     """run() for the event loop, storing through the group commit (committer.py); never raises.
 
-    Without run_in_thread the steps run right here, listing their files instead of writing them
-    (mail.defer_files), and the group commit writes those files durably before the transaction; with it,
-    they run in one worker thread and write their files there. Either way store_reply, and the outcome
-    row of a mail not posted, go to the group commit.
+    on_loop: the steps run right here, listing their files instead of writing them (mail.defer_files),
+    and the group commit writes those files durably before the transaction; else they run in one worker
+    thread (run_in_thread) and write their files there. Either way store_reply, and the outcome row of a
+    mail not posted, go to the group commit, which runs on the event loop on SQLite: a long Markdown text
+    is rendered ahead in a worker thread (the renderer keeps the result), so that it never holds the loop.
     """
-    mail.defer_files = run_in_thread is None
+    mail.defer_files = on_loop
     try:
-        if run_in_thread is None:
+        if on_loop:
             run_steps(mail)
+            if slow_to_render(normalize_text(mail.text)):
+                await run_in_thread(_render_ahead, mail)
         else:
             await run_in_thread(_run_steps_in_thread, mail)
         if mail.time_left() <= 0:
@@ -105,6 +109,14 @@ def run_steps(mail: InboundMail) -> None:
 def _run_steps_in_thread(mail: InboundMail) -> None:
     database.connect(reuse_if_open=True)
     run_steps(mail)
+    _render_ahead(mail)
+
+
+def _render_ahead(mail: InboundMail) -> None:
+    """Renders the post's text now (cached by storage/rendering.py) when that is slow."""
+    text = normalize_text(mail.text)
+    if slow_to_render(text):
+        render_markdown(text)
 
 
 def outcome_of(mail: InboundMail, error: Exception) -> Outcome:
