@@ -91,6 +91,7 @@ _PARAGRAPH_BREAK = re.compile(r"\n(?: *\n)+")
 _PLAIN_START = frozenset("\"'(")
 
 
+@functools.lru_cache(maxsize=16)  # the gateway asks slow_to_render(), then renders, the same text
 def _plain_html(text: str) -> str | None:
     """The HTML of plain prose, or None when text needs the Markdown parser."""
     if _NOT_PLAIN.search(text) or _maybe_link(text):

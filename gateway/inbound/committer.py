@@ -46,6 +46,11 @@ class _Entry:
     files_written: asyncio.Future[Any] | None = field(repr=False, default=None)  # its files, durable
 
 
+def _first_thread_id(entry: _Entry) -> int:
+    targets = entry.mail.targets if entry.outcome is None else ()
+    return min((t.thread.id for t in targets), default=0)
+
+
 class GroupCommitter:
     """Stores mails for the event loop, several per transaction; start() on the loop, then store()/record()."""
 
@@ -122,6 +127,9 @@ class GroupCommitter:
         batch = ready
         if not batch:
             return
+        # Posts in thread order (stable: a thread's replies keep their order), so that the thread rows'
+        # locks are always taken in the same order (see store.store_rows).
+        batch.sort(key=_first_thread_id)
         if self._on_loop:
             await self._commit_on_loop(batch)
             return

@@ -51,7 +51,9 @@ def store_rows(mail: InboundMail) -> None:
     """store_reply's writes, inside a transaction the caller opened (the group commit runs several mails'
     in one, each in a savepoint)."""
     settings = mail.settings
-    for target in mail.targets:
+    # Threads in id order: concurrent transactions (other batches, other gateway processes on PostgreSQL)
+    # then take the threads' row locks in the same order and never deadlock.
+    for target in sorted(mail.targets, key=lambda t: t.thread.id):
         # ON CONFLICT DO NOTHING: the partial unique index turns a second delivery into no row at all,
         # without the savepoint an IntegrityError would need.
         fields = row_fields(mail, ACCEPTED_OUTCOME, reply_token=target.dedup_key)
