@@ -9,5 +9,7 @@ Steps, in order (gateway/inbound/pipeline.py STEPS), each filling fields of an I
 5. collect_attachments   attachments.py   files stored with safe names; an empty reply is refused
 6. store_reply           store.py         InboundEmail row + post_message() in one transaction, once per thread
 
-Recipients are checked earlier, at RCPT time (authenticate.resolve_recipient).
+Recipients are checked earlier, at RCPT time (authenticate.resolve_recipient). In the SMTP server,
+store_reply's transaction is shared by several mails (committer.py: group commit, each mail in a
+savepoint, every mail answered only after the commit).
 """

@@ -2,9 +2,12 @@
 what its outcome is (Mailman's pipelines: a tuple of handlers and a small driving loop).
 
 A step is `step(mail: InboundMail) -> None`: it fills fields of mail or raises an outcome from
-gateway/errors.py (Dropped, Rejected, Deferred). run() is the only try/except of the gateway: it turns an
-unexpected error into Deferred (451, the raw mail is kept in the file store) and writes the InboundEmail
-row of every outcome other than Accepted, which store_reply writes in the same transaction as the post.
+gateway/errors.py (Dropped, Rejected, Deferred). outcome_of() is the one place that turns an exception
+into an outcome: an unexpected error becomes Deferred (451, the raw mail is kept in the file store).
+Two drivers run the same STEPS: run() in one thread, with store_reply's own transaction (tools, tests,
+`workrate trim`), and run_with_committer() for the SMTP server, which stores through the group commit
+(committer.py). Both write the InboundEmail row of every outcome other than Accepted; an accepted
+mail's row is written by store_reply in the same transaction as the post.
 """
 from __future__ import annotations
 
