@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,6 +37,7 @@ from storage.files import FileStore
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 64  # mails per transaction
+BUSY_RETRY = 0.0005  # seconds between tries for SQLite's write lock when another process holds it
 
 
 @dataclass
@@ -235,14 +237,24 @@ class GroupCommitter:
 
     @staticmethod
     def _begin(conn: sqlite3.Connection) -> None:
-        """In a worker thread: waits for the write lock (this process's, then SQLite's, up to busy_timeout)."""
+        """In a worker thread: waits for the write lock (this process's, then SQLite's, up to busy_timeout).
+
+        Another gateway process holds SQLite's lock for about one commit (a millisecond or two); SQLite's
+        own busy handler would sleep 1, 2, 5, 10 … ms between tries, so the lock is tried again every
+        BUSY_RETRY seconds instead."""
         _sqlite_writer.acquire()
         try:
-            conn.execute(f"PRAGMA busy_timeout = {SQLITE_PRAGMAS['busy_timeout']}")
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-            finally:
-                conn.execute("PRAGMA busy_timeout = 0")
+            deadline = time.monotonic() + SQLITE_PRAGMAS["busy_timeout"] / 1000
+            while True:
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                    return
+                except sqlite3.OperationalError as e:
+                    if "locked" not in str(e) and "busy" not in str(e):
+                        raise
+                    if time.monotonic() >= deadline:
+                        raise
+                time.sleep(BUSY_RETRY)
         except sqlite3.Error as e:
             _sqlite_writer.release()
             raise OperationalError(str(e)) from e
