@@ -39,6 +39,7 @@ class Settings:
     notify_delay: float = 0
     max_message_size: int = 26214400
     max_line_length: int = 1048576
+    smtp_processes: int = 1
     smtp_max_connections: int = 200
     smtp_timeout: float = 300
     smtp_processing_timeout: float = 60
@@ -118,7 +119,8 @@ def _validate(values: dict[str, object]) -> None:
         port = values[key]
         if not isinstance(port, int) or not 0 <= port <= 65535:
             raise ConfigError(f"{ENV_PREFIX}{key.upper()} must be a port number from 1 to 65535, not {port!r}.")
-    for key in ("notify_delay", "smtp_timeout", "smtp_processing_timeout", "live_stream_seconds", "proxy_hops"):
+    for key in ("notify_delay", "smtp_timeout", "smtp_processing_timeout", "live_stream_seconds", "proxy_hops",
+                "smtp_processes"):
         if values[key] < 0:  # type: ignore[operator]
             raise ConfigError(f"{ENV_PREFIX}{key.upper()} must not be negative, not {values[key]!r}.")
     for key in ("max_message_size", "max_line_length", "smtp_max_connections", "web_threads",

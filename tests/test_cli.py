@@ -176,3 +176,41 @@ def test_installed_console_script_reports_errors_without_traceback(env: dict[str
                           timeout=60)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1] == "Error: There is no workspace with the slug 'nope'."
+
+
+@pytest.mark.slow
+def test_smtp_with_two_processes_serves_one_port_and_stops_cleanly(env: dict[str, str], run: Run) -> None:
+    # `workrate smtp --processes 2` answers on its port from two processes and all of them stop on SIGTERM.
+    import signal
+    import smtplib
+    import socket
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    run("init-db")
+    exe = Path(sys.executable).with_name("workrate")
+    proc = subprocess.Popen([str(exe), "smtp", "--processes", "2"], env={**os.environ, **env,
+                            "WORKRATE_SMTP_PORT": str(port)}, start_new_session=True)
+    try:
+        deadline = time.time() + 30
+        while True:
+            try:
+                with smtplib.SMTP("127.0.0.1", port, timeout=5) as client:
+                    assert client.ehlo()[0] == 250
+                break
+            except OSError:
+                assert time.time() < deadline and proc.poll() is None, "the gateway did not start"
+                time.sleep(0.2)
+        def children() -> list[str]:  # processes started by any thread of the gateway
+            return [c for t in Path(f"/proc/{proc.pid}/task").iterdir() for c in (t / "children").read_text().split()]
+
+        while not children():  # the second gateway process
+            assert time.time() < deadline, "no second gateway process"
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)

@@ -150,13 +150,19 @@ def run_all(app: App, demo: bool) -> None:
 
 
 @cli.command("smtp")
+@click.option("--processes", type=click.IntRange(min=0), default=None,
+              help="Gateway processes sharing the port (SO_REUSEPORT); 0: one per CPU core. "
+                   "Default: WORKRATE_SMTP_PROCESSES.")
 @pass_app
 @handle_errors
-def run_smtp(app: App) -> None:
+def run_smtp(app: App, processes: int | None) -> None:
     """Run the SMTP gateway alone (any number of them against PostgreSQL)."""
     from web.processes import run_roles
 
-    run_roles(app.open_db(), smtp=True)
+    settings = app.open_db()
+    if processes is not None:
+        settings = settings.replace(smtp_processes=processes)
+    run_roles(settings, smtp=True)
 
 
 @cli.command("web")
