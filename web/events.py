@@ -28,7 +28,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from flask import Blueprint, Flask, Response, abort, current_app, g, request
@@ -421,32 +421,26 @@ class SharedReads:
         read.done.set()
 
 
+def _extension(app: Flask, key: str, make: Callable[[], Any]) -> Any:
+    """The app's one instance of a live-update part, made on first use (setdefault: one wins a race)."""
+    part = app.extensions.get(key)
+    return part if part is not None else app.extensions.setdefault(key, make())
+
+
 def watcher_of(app: Flask) -> EventWatcher:
-    watcher = app.extensions.get("workrate_events")
-    if watcher is None:
-        watcher = app.extensions.setdefault("workrate_events", EventWatcher())
-    return watcher
+    return _extension(app, "workrate_events", EventWatcher)
 
 
 def renders_of(app: Flask) -> RenderCache:
-    cache = app.extensions.get("workrate_event_renders")
-    if cache is None:
-        cache = app.extensions.setdefault("workrate_event_renders", RenderCache())
-    return cache
+    return _extension(app, "workrate_event_renders", RenderCache)
 
 
 def shared_reads_of(app: Flask) -> SharedReads:
-    shared = app.extensions.get("workrate_event_reads")
-    if shared is None:
-        shared = app.extensions.setdefault("workrate_event_reads", SharedReads())
-    return shared
+    return _extension(app, "workrate_event_reads", SharedReads)
 
 
 def readers_of(app: Flask) -> ReadPool:
-    pool = app.extensions.get("workrate_event_readers")
-    if pool is None:
-        pool = app.extensions.setdefault("workrate_event_readers", ReadPool())
-    return pool
+    return _extension(app, "workrate_event_readers", ReadPool)
 
 
 def stop_watcher(app: Flask) -> None:

@@ -150,19 +150,26 @@ class GroupCommitter:
             record_row(entry.mail, entry.outcome)
 
     @classmethod
+    def _apply_each(cls, batch: list[_Entry]) -> dict[int, Exception]:
+        """Inside an open transaction: each mail's rows in a savepoint of its own; returns each failed mail's
+        error by its index (its rows are undone, the others stay)."""
+        errors: dict[int, Exception] = {}
+        for i, entry in enumerate(batch):
+            try:
+                with database.atomic():  # a savepoint: this mail's rows only
+                    cls._apply(entry)
+            except Exception as e:
+                errors[i] = e
+        return errors
+
+    @classmethod
     def _commit_in_thread(cls, batch: list[_Entry]) -> dict[int, Exception]:
         """PostgreSQL, in a worker thread: the batch in one transaction, each mail in a savepoint; returns
         each failed mail's error (the others are committed); raises when the transaction failed."""
-        errors: dict[int, Exception] = {}
         try:
             database.connect(reuse_if_open=True)
             with database.atomic():
-                for i, entry in enumerate(batch):
-                    try:
-                        with database.atomic():  # a savepoint: this mail's rows only
-                            cls._apply(entry)
-                    except Exception as e:
-                        errors[i] = e
+                errors = cls._apply_each(batch)
         except Exception:
             _reset_connection()
             raise
@@ -179,16 +186,10 @@ class GroupCommitter:
             if not isinstance(e, Exception):
                 raise
             return
-        errors: dict[int, Exception] = {}
         open_transaction = True
         try:
             with using_connection(conn, in_transaction=True):
-                for i, entry in enumerate(batch):
-                    try:
-                        with database.atomic():  # a savepoint: this mail's rows only
-                            self._apply(entry)
-                    except Exception as e:
-                        errors[i] = e
+                errors = self._apply_each(batch)
             open_transaction = False  # _end gives the lock back whatever happens
             await self._run_in_thread(self._end, conn, True)
         except BaseException as e:
