@@ -1,9 +1,10 @@
-"""Mail in and out, and the thread event log: InboundEmail, OutboxEmail, ThreadEvent."""
+"""Mail in and out, and the thread event log: InboundEmail, RawMail, OutboxEmail, ThreadEvent."""
 from __future__ import annotations
 
 from peewee import (
     AutoField,
     BigIntegerField,
+    BlobField,
     BooleanField,
     CharField,
     DateTimeField,
@@ -12,6 +13,7 @@ from peewee import (
     TextField,
 )
 
+from storage.files import FileStore
 from storage.models import BaseModel, Message, Thread, User, utcnow
 
 # InboundEmail.outcome
@@ -37,7 +39,9 @@ KINDS = (NOTIFICATION, LOGIN_LINK)
 class InboundEmail(BaseModel):
     """Every mail the gateway received at DATA time, with what became of it.
 
-    The raw bytes live in the content-addressed file store under `raw_key`. A partial unique index
+    The raw bytes are kept under `raw_key` (their SHA-256): in the raw_mail table up to RAW_IN_DATABASE_MAX
+    bytes, written in the same transaction as this row, and in the content-addressed file store above that
+    (read either way with read_raw_mail). A partial unique index
     on (message_id_hash, reply_token) WHERE outcome = 'accepted' lets the database refuse a second
     posting of the same mail through the same reply address (created in storage/migrations.py).
     """
@@ -59,6 +63,39 @@ class InboundEmail(BaseModel):
     smtp_text = TextField(default="")
     message = ForeignKeyField(Message, null=True, backref="inbound_emails", on_delete="SET NULL")
     outbox_email_id = BigIntegerField(null=True)  # for bounces: which notification bounced
+
+
+# Raw mails up to this size are kept in the database (RawMail), larger ones in the file store. A row in the
+# same transaction costs the gateway a fraction of what creating and fsyncing a file of its own does
+# (measured: 2 KB replies took 1.0-1.5 ms less CPU per mail without the file).
+RAW_IN_DATABASE_MAX = 256 * 1024
+
+
+class RawMail(BaseModel):
+    """The raw bytes of a received mail of up to RAW_IN_DATABASE_MAX bytes, by their SHA-256 (InboundEmail.raw_key).
+
+    Content-addressed like the file store: a mail delivered twice is kept once.
+    """
+
+    key = CharField(max_length=64, primary_key=True)
+    data = BlobField()
+
+    class Meta:
+        table_name = "raw_mail"
+
+
+def read_raw_mail(key: str, files: FileStore, limit: int | None = None) -> bytes | None:
+    """The raw mail kept under key (at most limit bytes), from the database or the file store; None when
+    neither has it."""
+    row = RawMail.select(RawMail.data).where(RawMail.key == key).tuples().first()
+    if row is not None:
+        data = bytes(row[0])
+        return data if limit is None else data[:limit]
+    try:
+        with files.open(key) as f:
+            return f.read() if limit is None else f.read(limit)
+    except (OSError, ValueError):
+        return None
 
 
 class OutboxEmail(BaseModel):

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from peewee import SQL, AutoField, DateTimeField, IntegerField
 
 from storage.db import database, is_sqlite
-from storage.mail_log import InboundEmail, OutboxEmail, ThreadEvent
+from storage.mail_log import InboundEmail, OutboxEmail, RawMail, ThreadEvent
 from storage.models import (
     ApiToken,
     Attachment,
@@ -33,10 +33,12 @@ log = logging.getLogger(__name__)
 # Any 64-bit number works as long as every WorkRate process uses the same one.
 PG_MIGRATION_LOCK = 0x576F726B52617465
 
-ALL_MODELS = [
+# The tables version 1 created; later versions add theirs (a shipped migration never changes).
+_V1_MODELS = [
     Workspace, User, Membership, Thread, Message, Attachment, ReplyToken, LoginToken, ApiToken,
     ReadMarker, LoginAttempt, InboundEmail, OutboxEmail, ThreadEvent,
 ]
+ALL_MODELS = [*_V1_MODELS, RawMail]
 
 
 class SchemaVersion(BaseModel):
@@ -46,7 +48,7 @@ class SchemaVersion(BaseModel):
 
 
 def _v1_initial() -> None:
-    database.create_tables(ALL_MODELS)
+    database.create_tables(_V1_MODELS)
     # Only accepted mail is unique per reply address: a retry after a logged 451 must be processed.
     database.execute_sql(
         "CREATE UNIQUE INDEX inbound_email_accepted_once ON inbound_email (message_id_hash, reply_token) "
@@ -86,9 +88,15 @@ def _v2_postgres_search_column() -> None:
     database.execute_sql("CREATE INDEX message_search_tsv ON message USING gin (search_tsv)")
 
 
+def _v3_raw_mail_table() -> None:
+    # Small raw mails are kept in the database, in the transaction that records them (storage/mail_log.py).
+    database.create_tables([RawMail])
+
+
 MIGRATIONS: list[tuple[int, Callable[[], None]]] = [
     (1, _v1_initial),
     (2, _v2_postgres_search_column),
+    (3, _v3_raw_mail_table),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]

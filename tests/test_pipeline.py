@@ -16,7 +16,16 @@ from gateway.inbound.mail import InboundMail
 from gateway.inbound.pipeline import preview_reply
 from storage.db import database
 from storage.files import FileStore
-from storage.mail_log import ACCEPTED, DEFERRED, DROPPED, REJECTED, OutboxEmail
+from storage.mail_log import (
+    ACCEPTED,
+    DEFERRED,
+    DROPPED,
+    RAW_IN_DATABASE_MAX,
+    REJECTED,
+    OutboxEmail,
+    RawMail,
+    read_raw_mail,
+)
 from storage.posting import MAX_TEXT_LENGTH, post_message
 
 pytest_plugins = ["gateway_fixtures"]  # people
@@ -42,7 +51,22 @@ def test_accepted_reply_is_stored_with_its_raw_mail_and_trimmed_text(settings, p
     [row] = inbound_rows()
     assert (row.outcome, row.message_id, row.subject, row.mail_message_id) == (
         ACCEPTED, message.id, "Re: Acme Co messages", mail.message_id)
-    assert FileStore(settings.effective_files_dir).read(row.raw_key) == mail.raw
+    assert read_raw_mail(row.raw_key, FileStore(settings.effective_files_dir)) == mail.raw
+
+
+def test_a_small_raw_mail_is_kept_in_the_database_and_a_large_one_in_the_file_store(settings, people: People):
+    # Up to RAW_IN_DATABASE_MAX bytes the raw mail is a raw_mail row written with its InboundEmail row (no file
+    # of its own); above it, a file in the content-addressed store. Either way read_raw_mail finds it.
+    files = FileStore(settings.effective_files_dir)
+    _, small = process(settings, "plain_reply.eml", people.bob_address)
+    assert RawMail.get_by_id(small.raw_key).data == small.raw and not files.exists(small.raw_key)
+    big_raw = eml("plain_reply.eml", to=people.bob_address).replace(b"Message-ID: <", b"Message-ID: <big-", 1)
+    big_raw += (b"> " + b"y" * 70 + b"\r\n") * 4000  # 288 KB of quoted history
+    assert len(big_raw) > RAW_IN_DATABASE_MAX
+    outcome, big = process(settings, "plain_reply.eml", people.bob_address, raw=big_raw)
+    assert isinstance(outcome, errors.Accepted)
+    assert RawMail.get_or_none(RawMail.key == big.raw_key) is None and files.read(big.raw_key) == big_raw
+    assert [read_raw_mail(r.raw_key, files) for r in inbound_rows()] == [small.raw, big_raw]
 
 
 @pytest.mark.parametrize("name, dropped", [
@@ -197,7 +221,7 @@ def test_a_locked_database_defers_with_the_raw_mail_kept(settings, people: Peopl
         holder.rollback()
         holder.close()
     assert type(outcome) is errors.DatabaseBusy and outcome.smtp_reply.startswith("451 4.3.0 ")
-    assert FileStore(settings.effective_files_dir).read(mail.raw_key) == mail.raw
+    assert read_raw_mail(mail.raw_key, FileStore(settings.effective_files_dir)) == mail.raw
     database.connect(reuse_if_open=True)
     assert posts(people.thread) == []
 
@@ -207,10 +231,12 @@ def test_an_unexpected_error_defers_and_the_server_goes_on(settings, people: Peo
     # and the next mail with a working store goes through.
     blocked = tmp_path / "not-a-folder"
     blocked.write_text("x")
-    outcome, _ = process(settings.replace(files_dir=str(blocked)), "plain_reply.eml", people.bob_address)
+    outcome, mail = process(settings.replace(files_dir=str(blocked)), "with_attachment.eml", people.bob_address)
     assert type(outcome) is errors.Deferred and outcome.smtp_reply.startswith("451 4.3.0 ")
-    assert [(r.outcome, r.reason, r.raw_key) for r in inbound_rows()] == [(DEFERRED, "error", None)]
-    outcome, _ = process(settings, "plain_reply.eml", people.bob_address)
+    # The raw mail is kept with its row, in the database, for whoever looks into the error.
+    assert [(r.outcome, r.reason, r.raw_key) for r in inbound_rows()] == [(DEFERRED, "error", mail.raw_key)]
+    assert read_raw_mail(mail.raw_key, FileStore(settings.effective_files_dir)) == mail.raw
+    outcome, _ = process(settings, "with_attachment.eml", people.bob_address)
     assert isinstance(outcome, errors.Accepted)
 
 

@@ -25,7 +25,7 @@ from gateway.inbound.authenticate import resolve_recipient
 from gateway.inbound.mail import InboundMail
 from gateway.server import Gateway, GatewayHandler, serve
 from storage.files import FileStore
-from storage.mail_log import ACCEPTED, DEFERRED, DROPPED, FAILED, REJECTED, InboundEmail, OutboxEmail
+from storage.mail_log import ACCEPTED, DEFERRED, DROPPED, FAILED, REJECTED, InboundEmail, OutboxEmail, read_raw_mail
 from storage.models import VISIBILITY_CLIENT, VISIBILITY_INTERNAL, Membership, User
 from storage.posting import post_message
 from storage.tokens import revoke_reply_tokens
@@ -57,7 +57,7 @@ def test_a_reply_is_posted_as_its_author_after_it_is_stored(gateway, people: Peo
     [row] = inbound_rows()
     assert (row.outcome, row.reason, row.smtp_code, row.message_id) == (ACCEPTED, "posted", 250, message.id)
     assert message.inbound_email_id == row.id
-    assert FileStore(settings.effective_files_dir).read(row.raw_key) == raw
+    assert read_raw_mail(row.raw_key, FileStore(settings.effective_files_dir)) == raw
     # the reply notifies the team (the outbox row is in the same transaction)
     assert [o.to_address for o in OutboxEmail.select().where(OutboxEmail.message == message.id)] == [people.kim.email]
 
@@ -69,7 +69,7 @@ def test_the_raw_mail_is_kept_exactly_as_sent_dots_and_all(gateway, people: Peop
     code, _ = send(gateway.port, raw, people.bob_address)
     assert code == 250
     [row] = inbound_rows()
-    assert FileStore(settings.effective_files_dir).read(row.raw_key) == raw
+    assert read_raw_mail(row.raw_key, FileStore(settings.effective_files_dir)) == raw
     assert "..two dots\n.one dot" in posts(people.thread)[0].text
 
 

@@ -9,7 +9,7 @@ from flask import Blueprint, abort, g, get_template_attribute, jsonify, redirect
 
 from storage.directory import thread_of
 from storage.files import FileStore
-from storage.mail_log import InboundEmail
+from storage.mail_log import InboundEmail, read_raw_mail
 from storage.models import CLIENT, Membership, Message, Thread, User, Workspace
 from storage.posting import PostingError, post_message
 from storage.visibility import Viewer, visible_messages, visible_threads
@@ -193,11 +193,8 @@ def original_email(message_id: int) -> Any:
         if message.inbound_email_id else None
     if inbound is None or not inbound.raw_key:
         abort(404)
-    store = FileStore(app_settings().effective_files_dir)
-    try:
-        with store.open(inbound.raw_key) as f:
-            raw = f.read(RAW_MAIL_SHOWN + 1)
-    except (OSError, ValueError):
+    raw = read_raw_mail(inbound.raw_key, FileStore(app_settings().effective_files_dir), RAW_MAIL_SHOWN + 1)
+    if raw is None:
         abort(404)
     truncated = len(raw) > RAW_MAIL_SHOWN
     workspace = Workspace.select().join(Thread).where(Thread.id == message.thread_id).get()

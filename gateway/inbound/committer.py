@@ -3,9 +3,10 @@
 Small mails on SQLite run their steps on the event loop (pipeline.run_on_loop); their files and rows come
 here. Per batch, whatever mails are waiting:
 
-1. the batch's files (raw mails, attachments), each mail's in a worker thread as soon as it arrives, are
-   durable; then the write lock is taken (BEGIN IMMEDIATE on the writer's own connection: on the event
-   loop when it is free, else in a worker thread, since another process may hold it a while);
+1. the batch's files (attachments; small raw mails go in the transaction), each mail's in a worker thread
+   as soon as it arrives, are durable; then the write lock is taken (BEGIN IMMEDIATE on the writer's own
+   connection: on the event loop when it is free, else in a worker thread, since another process may hold
+   it a while);
 2. on the event loop: each mail's rows (store.store_rows or store.record_row), each in a savepoint, so
    a mail that fails leaves the others' rows whole; these statements are quick once the lock is held;
 3. in a worker thread: COMMIT, the one fsync the whole batch waits for.
@@ -30,7 +31,7 @@ from peewee import OperationalError
 
 from gateway.errors import Outcome
 from gateway.inbound.mail import InboundMail
-from gateway.inbound.store import _reset_connection, _sqlite_writer, record_row, store_rows
+from gateway.inbound.store import _reset_connection, _sqlite_writer, keep_raw_in_files, record_row, store_rows
 from storage.db import SQLITE_PRAGMAS, database, using_connection
 from storage.files import FileStore
 
@@ -91,6 +92,7 @@ class GroupCommitter:
         except Exception as e:
             log.error("could not record %s mail from %s (raw mail kept as %s): %s: %s", outcome.reason,
                       mail.mail_from or "<>", mail.raw_key or "not stored", type(e).__name__, e)
+            await self._run_in_thread(keep_raw_in_files, mail)
 
     async def _submit(self, entry: _Entry) -> None:
         if self._closing and self._task is not None and self._task.done():

@@ -64,7 +64,8 @@ class InboundMail:
 
     # --- parse_mail (and collect_attachments)
     pending_files: list[PendingFile] = field(default_factory=list)  # with defer_files: still to write
-    raw_key: str | None = None  # the raw bytes' key in the file store
+    raw_key: str | None = None  # the raw bytes' key (SHA-256): storage.mail_log.read_raw_mail reads them
+    raw_in_database: bool = False  # kept in the raw_mail table, with the mail's row (store.py), not as a file
     size: int = 0
     parsed: ParsedMail | None = None
     subject: str = ""

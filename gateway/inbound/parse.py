@@ -2,8 +2,9 @@
 
 flanker parses first (fast, keeps the mail as one string); when it gives up on broken MIME, the standard
 library's parser tries, and when both fail the mail is read as headers only. Every charset is decoded
-with replacement, so no byte sequence can make a later step fail. The raw bytes are written to the
-content-addressed file store (fsynced) before anything else, so even a mail that crashes a step is kept.
+with replacement, so no byte sequence can make a later step fail. The raw bytes are kept whatever the
+outcome, so even a mail that crashes a step can be looked at: small mails in the database with the mail's
+row, large ones in the content-addressed file store (fsynced) before anything else.
 """
 from __future__ import annotations
 
@@ -82,10 +83,18 @@ class ParsedMail:
 
 
 def parse_mail(mail: InboundMail) -> None:
-    """Step 1: keep the raw mail in the file store, parse it, and note who it claims to be from."""
-    from storage.files import FileStore
+    """Step 1: keep the raw mail, parse it, and note who it claims to be from.
 
-    if mail.defer_files:
+    A raw mail of up to RAW_IN_DATABASE_MAX bytes is kept in the database, written with the mail's
+    InboundEmail row whatever its outcome (gateway/inbound/store.py); a larger one goes to the file store
+    now, before anything else."""
+    from storage.files import FileStore
+    from storage.mail_log import RAW_IN_DATABASE_MAX
+
+    if len(mail.raw) <= RAW_IN_DATABASE_MAX:
+        mail.raw_key, mail.size = hashlib.sha256(mail.raw).hexdigest(), len(mail.raw)
+        mail.raw_in_database = True
+    elif mail.defer_files:
         pending = FileStore.pending(mail.raw)
         mail.pending_files.append(pending)
         mail.raw_key, mail.size = pending.key, pending.size

@@ -3,7 +3,7 @@ what its outcome is (Mailman's pipelines: a tuple of handlers and a small drivin
 
 A step is `step(mail: InboundMail) -> None`: it fills fields of mail or raises an outcome from
 gateway/errors.py (Dropped, Rejected, Deferred). outcome_of() is the one place that turns an exception
-into an outcome: an unexpected error becomes Deferred (451, the raw mail is kept in the file store).
+into an outcome: an unexpected error becomes Deferred (451, the raw mail is kept with its row).
 Two drivers run the same STEPS: run() in one thread, with store_reply's own transaction (tools, tests,
 `workrate trim`), and run_with_committer() for the SMTP server, which stores through the group commit
 (committer.py). Both write the InboundEmail row of every outcome other than Accepted; an accepted

@@ -4,7 +4,9 @@ The InboundEmail row and everything storage.posting.post_message() writes (the M
 the notification outbox rows, the thread event) commit together, before the gateway answers 250. The
 partial unique index inbound_email_accepted_once on (message_id_hash, reply_token) makes a second
 delivery of the same mail a Duplicate, decided by the database even when two deliveries race.
-Outcomes other than Accepted are written by record_outcome() in their own short transaction.
+Outcomes other than Accepted are written by record_outcome() in their own short transaction. Either way a
+small raw mail is written to the raw_mail table with the row (keep_raw); when the database cannot take the
+row at all, keep_raw_in_files() puts the raw mail in the file store instead.
 """
 from __future__ import annotations
 
@@ -18,7 +20,8 @@ from gateway.errors import Accepted, Duplicate, NotPostable, Outcome, Processing
 from gateway.inbound.mail import InboundMail
 from gateway.inbound.parse import clean
 from storage.db import PreparedInsert, PreparedQuery, database, is_sqlite
-from storage.mail_log import InboundEmail
+from storage.files import FileStore
+from storage.mail_log import InboundEmail, RawMail
 from storage.posting import PostingError, post_message
 
 log = logging.getLogger(__name__)
@@ -51,6 +54,7 @@ def store_rows(mail: InboundMail) -> None:
     """store_reply's writes, inside a transaction the caller opened (the group commit runs several mails'
     in one, each in a savepoint)."""
     settings = mail.settings
+    keep_raw(mail)
     # Threads in id order: concurrent transactions (other batches, other gateway processes on PostgreSQL)
     # then take the threads' row locks in the same order and never deadlock.
     for target in sorted(mail.targets, key=lambda t: t.thread.id):
@@ -87,14 +91,34 @@ def record_outcome(mail: InboundMail, outcome: Outcome) -> int | None:
         log.error("could not record %s mail from %s (raw mail kept as %s): %s: %s", outcome.reason,
                   mail.mail_from or "<>", mail.raw_key or "not stored", type(e).__name__, e)
         _reset_connection()
+        keep_raw_in_files(mail)
         return None
 
 
 def record_row(mail: InboundMail, outcome: Outcome) -> int:
     """record_outcome's write, inside a transaction the caller opened."""
+    keep_raw(mail)
     tokens = mail.reply_tokens
     fields = row_fields(mail, outcome, reply_token=tokens[0] if tokens else None)
     return _INSERT_OUTCOME.execute(tuple(fields[name] for name in ROW_FIELDS))
+
+
+def keep_raw(mail: InboundMail) -> None:
+    """The raw mail into the raw_mail table, inside the transaction that writes the mail's row (once per key:
+    a second delivery of the same bytes, or a second try of the same mail, writes nothing)."""
+    if mail.raw_in_database and mail.raw_key:
+        _INSERT_RAW.execute((mail.raw_key, bytes(mail.raw)))
+
+
+def keep_raw_in_files(mail: InboundMail) -> None:
+    """When the database could not take a mail's row: its raw bytes go to the file store, under the key that
+    the log names, so that nothing received is lost unseen. Never raises."""
+    if not (mail.raw_in_database and mail.raw_key and mail.raw):
+        return
+    try:
+        FileStore(mail.settings.effective_files_dir).put_bytes(mail.raw)
+    except Exception:
+        log.exception("could not keep the raw mail %s in the file store either", mail.raw_key)
 
 
 def row_fields(mail: InboundMail, outcome: Outcome, *, reply_token: str | None) -> dict[str, Any]:
@@ -121,6 +145,7 @@ ROW_FIELDS = ("received_at", "peer", "mail_from", "rcpt_to", "reply_token", "mai
               "subject", "size", "raw_key", "outcome", "reason", "smtp_code", "smtp_text", "outbox_email_id")
 _INSERT_ACCEPTED = PreparedInsert(InboundEmail, ROW_FIELDS, ignore_conflicts=True)
 _INSERT_OUTCOME = PreparedInsert(InboundEmail, ROW_FIELDS)
+_INSERT_RAW = PreparedInsert(RawMail, ("key", "data"), ignore_conflicts=True)
 _LINK_MESSAGE = PreparedQuery(
     lambda message_id, row_id: InboundEmail.update(message=message_id).where(InboundEmail.id == row_id),
     "message_id", "row_id")
