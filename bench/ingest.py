@@ -90,17 +90,18 @@ def with_descendants(pids: list[int]) -> list[int]:
     return found
 
 
-def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU of the given processes, from /proc (Linux)."""
+def cpu_seconds(pids: list[int]) -> tuple[float, float]:
+    """User and system (kernel) CPU seconds of the given processes, from /proc (Linux)."""
     tick = os.sysconf("SC_CLK_TCK")
-    total = 0.0
+    user = system = 0.0
     for pid in pids:
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-            total += (int(fields[11]) + int(fields[12])) / tick
+            user += int(fields[11]) / tick
+            system += int(fields[12]) / tick
         except (OSError, IndexError, ValueError):
             pass
-    return total
+    return user, system
 
 
 def memory_kb(pid: int, field: str) -> int:
@@ -145,7 +146,8 @@ class Result:
     ok: int
     seconds: float
     latencies: list[float]
-    cpu: float
+    cpu: float  # user + system
+    kernel_cpu: float  # of which system
     rss_growth_kb: int = 0  # peak RSS during the run minus RSS before it, summed over processes
 
     @property
@@ -161,6 +163,10 @@ class Result:
     @property
     def cpu_ms(self) -> float:
         return self.cpu / self.ok * 1000 if self.ok else float("nan")
+
+    @property
+    def kernel_share(self) -> float:
+        return self.kernel_cpu / self.cpu if self.cpu else float("nan")
 
 
 async def blast(ports: list[int], mails: list[bytes], sender: str, rcpt: str, connections: int,
@@ -211,11 +217,13 @@ def run_target(name: str, ports: list[int], pids: list[int], mails: list[bytes],
     for pid in pids:
         reset_peak(pid)
     rss0 = {pid: memory_kb(pid, "VmRSS") for pid in pids}
-    cpu0 = cpu_seconds(pids)
+    user0, system0 = cpu_seconds(pids)
     ok, seconds, latencies = asyncio.run(blast(ports, mails[warm:], sender, rcpt, args.connections,
                                                args.new_connection, args.time_limit))
     growth = sum(max(0, memory_kb(pid, "VmHWM") - rss0[pid]) for pid in pids)
-    return Result(name, len(mails) - warm, ok, seconds, latencies, cpu_seconds(pids) - cpu0, growth)
+    user, system = cpu_seconds(pids)
+    return Result(name, len(mails) - warm, ok, seconds, latencies, user + system - user0 - system0,
+                  system - system0, growth)
 
 
 def main() -> int:
@@ -288,10 +296,11 @@ def main() -> int:
     print(f"ingest: {args.messages} replies of {args.size} B"
           + (f" + {args.attachment} B attachment" if args.attachment else "")
           + f", {args.connections} connections{', new connection per message' if args.new_connection else ''}, {db}")
-    print(f"{'target':24} {'ok':>6} {'msgs/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'CPU ms/msg':>11} {'peak RSS +MB':>13}")
+    print(f"{'target':24} {'ok':>6} {'msgs/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'CPU ms/msg':>11} {'kernel':>7}"
+          f" {'peak RSS +MB':>13}")
     for r in (bare, ours):
         print(f"{r.name:24} {r.ok:6d} {r.rate:9.1f} {r.pct(50):8.2f} {r.pct(99):8.2f} {r.cpu_ms:11.3f}"
-              f" {r.rss_growth_kb / 1024:13.1f}")
+              f" {r.kernel_share:7.0%} {r.rss_growth_kb / 1024:13.1f}")
     ratio = ours.rate / bare.rate if bare.rate else float("nan")
     cpu_ratio = ours.cpu_ms / bare.cpu_ms if bare.cpu_ms else float("nan")
     print(f"ratio (workrate / bare aiosmtpd): throughput {ratio:.2f}×, CPU per message {cpu_ratio:.2f}×")

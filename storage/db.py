@@ -22,6 +22,9 @@ SQLITE_PRAGMAS = {
     "busy_timeout": 10000,
     "synchronous": "full",
     "cache_size": -16000,
+    # Savepoints (one per mail in the gateway's group commit) journal the pages they change: in memory,
+    # not in a temporary file created, written and deleted for every transaction.
+    "temp_store": "memory",
 }
 
 _bind_lock = threading.Lock()

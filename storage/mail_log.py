@@ -47,7 +47,7 @@ class InboundEmail(BaseModel):
     """
 
     id = AutoField()
-    received_at = DateTimeField(default=utcnow, index=True)
+    received_at = DateTimeField(default=utcnow)  # in id order; the log is read by id
     peer = CharField(max_length=100, default="")
     mail_from = CharField(max_length=1000, default="")
     rcpt_to = CharField(max_length=1000, default="")
@@ -81,7 +81,7 @@ class RawMail(BaseModel):
     data = BlobField()
 
     class Meta:
-        table_name = "raw_mail"
+        table_name = "raw_mail"  # WITHOUT ROWID on SQLite (storage/migrations.py)
 
 
 def read_raw_mail(key: str, files: FileStore, limit: int | None = None) -> bytes | None:
@@ -134,7 +134,7 @@ class ThreadEvent(BaseModel):
     """Append-only log of what happened in threads; live updates read it after Last-Event-ID."""
 
     id = AutoField()
-    thread = ForeignKeyField(Thread, backref="events", on_delete="CASCADE")
+    thread = ForeignKeyField(Thread, backref="events", on_delete="CASCADE", index=False)  # by (thread, id)
     message = ForeignKeyField(Message, backref="events", on_delete="CASCADE")
     kind = CharField(max_length=20, default="message")
     created_at = DateTimeField(default=utcnow)

@@ -101,7 +101,8 @@ class Thread(BaseModel):
 
 class Message(BaseModel):
     id = AutoField()
-    thread = ForeignKeyField(Thread, backref="messages", on_delete="CASCADE")
+    # (thread, id) and (thread, visibility, id) index it; one more index would be one more page per post
+    thread = ForeignKeyField(Thread, backref="messages", on_delete="CASCADE", index=False)
     author = ForeignKeyField(User, backref="messages")
     visibility = CharField(max_length=10, choices=[(v, v) for v in VISIBILITIES])
     text = TextField()  # Markdown source, as written (or as trimmed from an email)
