@@ -2,12 +2,14 @@
 
 usage: python bench/ingest.py [--messages 2000] [--connections 8] [--size 2048] [--attachment 0]
                               [--new-connection] [--database-url URL] [--gateways 1] [--processes 1]
-                              [--time-limit 120]
+                              [--rounds 1] [--time-limit 120]
 
 Starts a bare aiosmtpd process (handle_DATA answers 250 at once) and our gateway (`workrate smtp`, its own
 data folder, a workspace and a client's reply address made through the CLI), sends the same N replies over C
-connections to each in turn, and prints msgs/s, p50/p99 DATA→250 latency and server CPU per message for both,
-and the ratio. Loopback only; bounded in count and time.
+connections to each in turn, and prints msgs/s, p50/p99 DATA→250 latency and server CPU per message (and the
+kernel's share of it) for both, and the ratio. With --rounds R both are measured R times, alternately, and the
+medians are printed: on a shared machine whose speed drifts, each ratio compares runs made back to back.
+Loopback only; bounded in count and time.
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import make_msgid
 from pathlib import Path
+from statistics import median
 
 import aiosmtplib
 
@@ -41,21 +44,6 @@ async def main():
     await srv.serve_forever()
 asyncio.run(main())
 """
-
-# `workrate smtp` with serve()'s processes parameter (until the CLI has an option for it).
-SERVE_CODE = """
-import asyncio, logging, signal, sys
-from config import load_settings
-from gateway.server import serve
-async def main():
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
-    await serve(load_settings(), stop, processes=int(sys.argv[1]))
-logging.basicConfig(level=logging.WARNING)
-asyncio.run(main())
-"""
-
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -236,7 +224,9 @@ def main() -> int:
     ap.add_argument("--database-url", default="", help="postgresql://… (default: SQLite in a temp folder)")
     ap.add_argument("--gateways", type=int, default=1, help="number of `workrate smtp` processes, one port each")
     ap.add_argument("--processes", type=int, default=1,
-                    help="gateway processes sharing one port (gateway.server.serve(processes=N), SO_REUSEPORT)")
+                    help="gateway processes sharing one port (`workrate smtp --processes N`; 0: one per core)")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="measure bare and ours this many times, alternately; medians are printed")
     ap.add_argument("--time-limit", type=float, default=120, help="seconds per target at most")
     ap.add_argument("--workrate", default=shutil.which("workrate") or str(Path(sys.executable).with_name("workrate")))
     args = ap.parse_args()
@@ -254,34 +244,36 @@ def main() -> int:
         return subprocess.run([args.workrate, *a], env=env, check=True, capture_output=True, text=True).stdout
 
     procs: list[subprocess.Popen] = []
+    bares: list[Result] = []
+    ours: list[Result] = []
     try:
         slug = cli("workspace", "create", f"Bench {time.time_ns()}").strip().splitlines()[-1]
         sender = f"client{time.time_ns()}@bench.test"
         cli("user", "add", sender, "--name", "Bench Client", "--client", slug, "--messages-access")
         rcpt = cli("reply-address", slug, "--as", sender).strip()
-        mails = [make_mail(sender, rcpt, i, args.size, args.attachment) for i in range(args.messages + args.warmup)]
 
         sink_port = free_port()
         sink = subprocess.Popen([sys.executable, "-c", SINK_CODE, str(sink_port)])
         procs.append(sink)
         wait_port(sink_port, sink)
-        bare = run_target("bare aiosmtpd", [sink_port], [sink.pid], mails, sender, rcpt, args)
-        sink.terminate()
-
         ports, gateways = [], []
         for _ in range(args.gateways):
             port = free_port()
-            command = [args.workrate, "smtp"] if args.processes == 1 else [
-                sys.executable, "-c", SERVE_CODE, str(args.processes)]
-            gw = subprocess.Popen(command, env=dict(env, WORKRATE_SMTP_PORT=str(port)))
+            gw = subprocess.Popen([args.workrate, "smtp", "--processes", str(args.processes)],
+                                  env=dict(env, WORKRATE_SMTP_PORT=str(port)))
             procs.append(gw)
             gateways.append(gw)
             wait_port(port, gw)
             ports.append(port)
-        if args.processes > 1:
+        if args.processes != 1:
             time.sleep(3)  # the extra processes start listening a moment after the first
-        ours = run_target(f"workrate smtp ×{args.gateways * args.processes}", ports, [g.pid for g in gateways],
-                          mails, sender, rcpt, args)
+        name = f"workrate smtp ×{args.gateways * (args.processes or os.cpu_count() or 1)}"
+        for _ in range(args.rounds):
+            # New mails every round (new Message-IDs: the same mail twice would be a duplicate, dropped).
+            mails = [make_mail(sender, rcpt, i, args.size, args.attachment)
+                     for i in range(args.messages + args.warmup)]
+            bares.append(run_target("bare aiosmtpd", [sink_port], [sink.pid], mails, sender, rcpt, args))
+            ours.append(run_target(name, ports, [g.pid for g in gateways], mails, sender, rcpt, args))
     finally:
         for p in procs:
             if p.poll() is None:
@@ -295,16 +287,23 @@ def main() -> int:
     db = "PostgreSQL" if args.database_url else "SQLite"
     print(f"ingest: {args.messages} replies of {args.size} B"
           + (f" + {args.attachment} B attachment" if args.attachment else "")
-          + f", {args.connections} connections{', new connection per message' if args.new_connection else ''}, {db}")
+          + f", {args.connections} connections{', new connection per message' if args.new_connection else ''}, {db}"
+          + (f", {args.rounds} rounds (bare, ours, bare, ours …), medians" if args.rounds > 1 else ""))
     print(f"{'target':24} {'ok':>6} {'msgs/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'CPU ms/msg':>11} {'kernel':>7}"
           f" {'peak RSS +MB':>13}")
-    for r in (bare, ours):
-        print(f"{r.name:24} {r.ok:6d} {r.rate:9.1f} {r.pct(50):8.2f} {r.pct(99):8.2f} {r.cpu_ms:11.3f}"
-              f" {r.kernel_share:7.0%} {r.rss_growth_kb / 1024:13.1f}")
-    ratio = ours.rate / bare.rate if bare.rate else float("nan")
-    cpu_ratio = ours.cpu_ms / bare.cpu_ms if bare.cpu_ms else float("nan")
-    print(f"ratio (workrate / bare aiosmtpd): throughput {ratio:.2f}×, CPU per message {cpu_ratio:.2f}×")
-    return 0 if ours.ok == ours.sent else 1
+    for results in (bares, ours):
+        print(f"{results[0].name:24} {median(r.ok for r in results):6.0f} {median(r.rate for r in results):9.1f}"
+              f" {median(r.pct(50) for r in results):8.2f} {median(r.pct(99) for r in results):8.2f}"
+              f" {median(r.cpu_ms for r in results):11.3f} {median(r.kernel_share for r in results):7.0%}"
+              f" {max(r.rss_growth_kb for r in results) / 1024:13.1f}")
+    # Ratios round by round (each pair ran back to back), then their median.
+    ratios = [o.rate / b.rate if b.rate else float("nan") for b, o in zip(bares, ours, strict=True)]
+    cpu_ratios = [o.cpu_ms / b.cpu_ms if b.cpu_ms else float("nan") for b, o in zip(bares, ours, strict=True)]
+    rounds = (f"  (rounds: throughput {' '.join(f'{r:.2f}' for r in ratios)};"
+              f" CPU {' '.join(f'{r:.2f}' for r in cpu_ratios)})") if args.rounds > 1 else ""
+    print(f"ratio (workrate / bare aiosmtpd): throughput {median(ratios):.2f}×, CPU per message "
+          f"{median(cpu_ratios):.2f}×{rounds}")
+    return 0 if all(o.ok == o.sent for o in ours) else 1
 
 
 if __name__ == "__main__":

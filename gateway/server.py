@@ -79,6 +79,7 @@ class Gate:
         self.limit = limit
         self.connections: set[GatewaySMTP] = set()
         self.in_flight = 0
+        self.receiving = 0  # DATA transactions answered 354 whose mail has not all arrived yet
         self.closing = False
 
 
@@ -180,11 +181,14 @@ class GatewaySMTP(SMTP):
             await self.push("501 Syntax: DATA")
             return
         await self.push("354 End data with <CR><LF>.<CR><LF>")
+        self._gate.receiving += 1  # the group commit waits a moment for this mail (committer.py)
         try:
             content, refusal = await self._read_data()
         except asyncio.CancelledError:
             self._writer.close()
             raise
+        finally:
+            self._gate.receiving -= 1
         if refusal is not None:
             await self.event_handler.record_unread(self.session, self.envelope, refusal)
             self._set_post_data_state()
@@ -348,6 +352,7 @@ class GatewayHandler:
                 # reply@ address (which query the database) in a worker thread. Both are stored by the group
                 # commit. Shielded: past the time limit the handler answers 451 but the mail's attempt goes
                 # on and records its outcome, as a worker thread would.
+                self.committer.expect(mail)
                 small = len(mail.raw) <= LOOP_MAX_BYTES and all(r.kind == REPLY for r in mail.recipients)
                 work = asyncio.shield(pipeline.run_with_committer(mail, self.committer, self._in_thread, on_loop=small))
             outcome = await asyncio.wait_for(work, limit + grace_seconds(limit))
@@ -486,8 +491,9 @@ class Gateway:
         loop = asyncio.get_running_loop()
         from storage.files import FileStore
 
+        gate = self.gate
         self.committer = GroupCommitter(FileStore(self.settings.effective_files_dir), self.handler._in_thread,
-                                        on_loop=db.is_sqlite())
+                                        on_loop=db.is_sqlite(), receiving=lambda: gate.receiving)
         self.committer.start()
         self.handler.committer = self.committer
         self.server = await loop.create_server(

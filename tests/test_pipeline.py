@@ -59,7 +59,7 @@ def test_a_small_raw_mail_is_kept_in_the_database_and_a_large_one_in_the_file_st
     # of its own); above it, a file in the content-addressed store. Either way read_raw_mail finds it.
     files = FileStore(settings.effective_files_dir)
     _, small = process(settings, "plain_reply.eml", people.bob_address)
-    assert RawMail.get_by_id(small.raw_key).data == small.raw and not files.exists(small.raw_key)
+    assert bytes(RawMail.get_by_id(small.raw_key).data) == small.raw and not files.exists(small.raw_key)
     big_raw = eml("plain_reply.eml", to=people.bob_address).replace(b"Message-ID: <", b"Message-ID: <big-", 1)
     big_raw += (b"> " + b"y" * 70 + b"\r\n") * 4000  # 288 KB of quoted history
     assert len(big_raw) > RAW_IN_DATABASE_MAX

@@ -1,0 +1,131 @@
+"""The gateway's group commit (gateway/inbound/committer.py) on a real database: mails under way share one
+transaction, a quiet gateway commits at once, a mail that never comes does not hold the others, and each
+mail's raw bytes are written with its row."""
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from gateway_support import People, eml, inbound_rows, posts
+
+from gateway.inbound import committer as committer_module
+from gateway.inbound.authenticate import resolve_recipient
+from gateway.inbound.committer import GroupCommitter
+from gateway.inbound.mail import InboundMail
+from gateway.inbound.pipeline import run_steps
+from storage.db import database, is_sqlite
+from storage.files import FileStore
+from storage.mail_log import ACCEPTED, RawMail
+
+pytest_plugins = ["gateway_fixtures"]  # people
+
+
+def ready_mails(people: People, count: int) -> list[InboundMail]:
+    """count replies from Bob, their steps run (as the SMTP handler runs them), ready to be stored."""
+    mails = []
+    for _ in range(count):
+        mail = InboundMail(raw=eml("plain_reply.eml", to=people.bob_address), settings=people.settings,
+                           mail_from="bob@acme.test",
+                           recipients=[resolve_recipient(people.bob_address, people.settings)],
+                           defer_files=is_sqlite())
+        run_steps(mail)
+        mails.append(mail)
+    return mails
+
+
+async def run_committer(people: People, body: Any, *, receiving: Any = lambda: 0) -> list[int]:
+    """Runs body(committer) against a started group commit; returns the size of each batch it committed."""
+    loop = asyncio.get_running_loop()
+
+    def in_thread(fn: Any, *args: Any) -> Any:
+        return loop.run_in_executor(None, fn, *args)
+
+    committer = GroupCommitter(FileStore(people.settings.effective_files_dir), in_thread, on_loop=is_sqlite(),
+                               receiving=receiving)
+    sizes: list[int] = []
+    commit = committer._commit
+
+    async def counting(batch: list[Any]) -> None:
+        sizes.append(len(batch))
+        await commit(batch)
+
+    committer._commit = counting  # type: ignore[method-assign]
+    committer.start()
+    try:
+        await body(committer)
+    finally:
+        await committer.close()
+    database.close()  # the loop thread's connection (the committer's statements ran here on SQLite)
+    return sizes
+
+
+async def store_later(committer: GroupCommitter, mail: InboundMail, turns: int) -> None:
+    for _ in range(turns):
+        await asyncio.sleep(0)  # other mails' work runs on the loop meanwhile
+    await committer.store(mail)
+
+
+def test_mails_under_way_share_one_transaction(people: People, monkeypatch) -> None:
+    # Four mails under way (expect()ed), reaching the group commit one loop turn apart: one commit holds them
+    # all. (The delay is made long so that a slow machine cannot split them; the wait ends when the last
+    # one arrives, not when the delay runs out.)
+    monkeypatch.setattr(committer_module, "COMMIT_DELAY", 30.0)
+    mails = ready_mails(people, 4)
+
+    async def body(committer: GroupCommitter) -> None:
+        for mail in mails:
+            committer.expect(mail)
+        await asyncio.gather(*(store_later(committer, mail, turns=3 * i) for i, mail in enumerate(mails)))
+
+    assert asyncio.run(run_committer(people, body)) == [4]
+    assert len(posts(people.thread)) == 4
+    assert [r.outcome for r in inbound_rows()] == [ACCEPTED] * 4
+    assert [bytes(RawMail.get_by_id(m.raw_key).data) for m in mails] == [bytes(m.raw) for m in mails]
+
+
+def test_a_quiet_gateway_commits_each_mail_at_once(people: People, monkeypatch) -> None:
+    # Nothing else under way: no waiting, every mail is its own commit.
+    monkeypatch.setattr(committer_module, "COMMIT_DELAY", 30.0)
+    mails = ready_mails(people, 3)
+
+    async def body(committer: GroupCommitter) -> None:
+        for mail in mails:
+            committer.expect(mail)
+            await committer.store(mail)
+
+    assert asyncio.run(run_committer(people, body)) == [1, 1, 1]
+    assert len(posts(people.thread)) == 3
+
+
+def test_a_mail_still_arriving_is_waited_for(people: People, monkeypatch) -> None:
+    # A mail still arriving over SMTP (answered 354, not all read): the batch waits for it too.
+    monkeypatch.setattr(committer_module, "COMMIT_DELAY", 30.0)
+    first, second = ready_mails(people, 2)
+    arriving = [1]
+
+    async def body(committer: GroupCommitter) -> None:
+        async def second_arrives() -> None:
+            for _ in range(5):
+                await asyncio.sleep(0)
+            arriving[0] = 0
+            committer.expect(second)
+            await committer.store(second)
+
+        await asyncio.gather(committer.store(first), second_arrives())
+
+    assert asyncio.run(run_committer(people, body, receiving=lambda: arriving[0])) == [2]
+
+
+def test_a_mail_that_never_comes_does_not_hold_the_others(people: People, monkeypatch) -> None:
+    # An expected mail that never reaches the group commit (stuck, or its client went away): the others are
+    # committed when the delay runs out.
+    monkeypatch.setattr(committer_module, "COMMIT_DELAY", 0.05)
+    stuck, mail = ready_mails(people, 2)
+
+    async def body(committer: GroupCommitter) -> None:
+        committer.expect(stuck)
+        committer.expect(mail)
+        await committer.store(mail)
+
+    assert asyncio.run(run_committer(people, body)) == [1]
+    assert len(posts(people.thread)) == 1
