@@ -87,6 +87,7 @@ def slow_to_render(text: str, budget: int = 2000) -> bool:
 # make of them (tests/test_performance_paths.py compares the two on generated text). Parsing costs
 # ~0.1 ms per KB; this is some microseconds.
 _NOT_PLAIN = re.compile(r"[^\w \n.,;:?!'\"()/%$+=-]|_")
+_PLAIN_ASCII = re.compile(r"[A-Za-z0-9 \n.,;:?!'\"()/%$+=-]*")  # the same set for ASCII text, 4x faster
 _PARAGRAPH_BREAK = re.compile(r"\n(?: *\n)+")
 _PLAIN_START = frozenset("\"'(")
 
@@ -94,7 +95,8 @@ _PLAIN_START = frozenset("\"'(")
 @functools.lru_cache(maxsize=16)  # the gateway asks slow_to_render(), then renders, the same text
 def _plain_html(text: str) -> str | None:
     """The HTML of plain prose, or None when text needs the Markdown parser."""
-    if _NOT_PLAIN.search(text) or _maybe_link(text):
+    plain = _PLAIN_ASCII.fullmatch(text) is not None if text.isascii() else _NOT_PLAIN.search(text) is None
+    if not plain or _maybe_link(text):
         return None
     paragraphs = []
     for block in _PARAGRAPH_BREAK.split(text):

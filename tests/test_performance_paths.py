@@ -24,7 +24,15 @@ from storage.files import FileStore, TooLarge
 from storage.mail_log import NOTIFICATION, OutboxEmail, ThreadEvent, read_raw_mail
 from storage.models import CLIENT, TEAM, Membership, Message, Thread, User
 from storage.posting import post_message
-from storage.rendering import _MAYBE_LINK, _maybe_link, _plain_html, render_markdown, sanitize_html
+from storage.rendering import (
+    _MAYBE_LINK,
+    _NOT_PLAIN,
+    _PLAIN_ASCII,
+    _maybe_link,
+    _plain_html,
+    render_markdown,
+    sanitize_html,
+)
 from storage.visibility import Viewer, audience, can_open_thread, can_see, who_can_see
 
 
@@ -214,6 +222,13 @@ def test_plain_prose_shortcut_renders_as_markdown_does(lines: list[tuple[str, st
 def test_quick_link_check_is_the_regular_expression(text: str) -> None:
     # _maybe_link answers as the case-insensitive _MAYBE_LINK does, Unicode case folding included.
     assert _maybe_link(text) == bool(_MAYBE_LINK.search(text))
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.text(alphabet=st.characters(max_codepoint=127), max_size=30))
+def test_ascii_plain_check_is_the_general_one(text: str) -> None:
+    # For ASCII text the quick whole-text match accepts exactly what the general search finds nothing in.
+    assert (_PLAIN_ASCII.fullmatch(text) is not None) == (_NOT_PLAIN.search(text) is None)
 
 
 @pytest.mark.parametrize("text", [

@@ -85,6 +85,11 @@ from flanker.mime.message import scanner as _scanner  # noqa: E402  (after the q
 _scanner.StringIO = StrStream
 
 
+# Below this many characters the scan takes well under a millisecond, less than releasing and taking back
+# the GIL at every match costs (measured: 45 us instead of 32 us for a 3 KB reply).
+GIL_FREE_FROM = 64 * 1024
+
+
 class _GilFreePattern:
     """flanker's tokenizer pattern, matched with the GIL released (the regex module's concurrent=True):
     its scan over the whole mail (about 12 ms per MB) is one C call, which would otherwise keep every
@@ -96,7 +101,8 @@ class _GilFreePattern:
         self._pattern = pattern
 
     def finditer(self, string: str, *args: object, **kwargs: object) -> object:
-        kwargs.setdefault("concurrent", True)
+        if len(string) > GIL_FREE_FROM:
+            kwargs.setdefault("concurrent", True)
         return self._pattern.finditer(string, *args, **kwargs)  # type: ignore[attr-defined]
 
     def __getattr__(self, name: str) -> object:

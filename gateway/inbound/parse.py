@@ -14,6 +14,7 @@ import email
 import email.header
 import email.policy
 import email.utils
+import functools
 import hashlib
 import logging
 import re
@@ -508,6 +509,11 @@ def sender_of(parsed: ParsedMail) -> tuple[str, str]:
     value = parsed.header("from")
     if not value or len(value) > 10_000:
         return "", ""
+    return _sender_of_value(value)
+
+
+@functools.lru_cache(maxsize=1024)  # the same people reply again and again; the stdlib parser is slow
+def _sender_of_value(value: str) -> tuple[str, str]:
     try:
         pairs = email.utils.getaddresses([value])
     except Exception:
