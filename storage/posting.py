@@ -6,11 +6,12 @@ reverse. The web app, the portal, the CLI, the JSON API and the SMTP gateway all
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from storage.db import PreparedInsert, PreparedQuery, insert_rows, write_transaction
+from storage.db import PreparedInsert, PreparedQuery, database, insert_rows, write_transaction
 from storage.files import safe_filename
 from storage.mail_log import NOTIFICATION, OutboxEmail, ThreadEvent
 from storage.models import (
@@ -82,9 +83,10 @@ def post_message(
     visibility = VISIBILITY_INTERNAL if internal else VISIBILITY_CLIENT
     # On SQLite, take the write lock at BEGIN (IMMEDIATE): a deferred transaction whose first write meets
     # another process's commit fails at once with "database is locked", whatever busy_timeout says.
-    # (Inside a caller's transaction, e.g. the gateway's store_reply, this is a savepoint of it.)
+    # Inside a caller's transaction (the gateway's group commit) the rows join it, without a savepoint of
+    # their own: nothing above has written yet, and the caller rolls its transaction back when this raises.
     # Every statement is compiled once (storage/db.py): this runs for every post.
-    with write_transaction():
+    with contextlib.nullcontext() if database.in_transaction() else write_transaction():
         values = (thread.id, author.id, visibility, text, render_markdown(text), source, trimmed_text or None,
                   inbound_email_id, now)
         message = Message(id=_INSERT_MESSAGE.execute(values), thread=thread, author=author, visibility=visibility,

@@ -8,6 +8,8 @@ from typing import Any
 
 from gateway_support import People, eml, inbound_rows, posts
 
+from gateway import errors
+
 from gateway.inbound import committer as committer_module
 from gateway.inbound.authenticate import resolve_recipient
 from gateway.inbound.committer import GroupCommitter
@@ -16,18 +18,21 @@ from gateway.inbound.pipeline import run_steps
 from storage.db import database, is_sqlite
 from storage.files import FileStore
 from storage.mail_log import ACCEPTED, RawMail
+from storage.models import User
 
 pytest_plugins = ["gateway_fixtures"]  # people
 
 
-def ready_mails(people: People, count: int) -> list[InboundMail]:
-    """count replies from Bob, their steps run (as the SMTP handler runs them), ready to be stored."""
+def ready_mails(people: People, count: int, *, sender: User | None = None, raw: bytes | None = None
+                ) -> list[InboundMail]:
+    """count replies (from Bob unless told), their steps run (as the SMTP handler runs them), ready to be stored."""
+    sender = sender or people.bob
+    address = people.address(sender)
     mails = []
     for _ in range(count):
-        mail = InboundMail(raw=eml("plain_reply.eml", to=people.bob_address), settings=people.settings,
-                           mail_from="bob@acme.test",
-                           recipients=[resolve_recipient(people.bob_address, people.settings)],
-                           defer_files=is_sqlite())
+        mail = InboundMail(raw=raw or eml("plain_reply.eml", to=address, sender=sender.email),
+                           settings=people.settings, mail_from=sender.email,
+                           recipients=[resolve_recipient(address, people.settings)], defer_files=is_sqlite())
         run_steps(mail)
         mails.append(mail)
     return mails
@@ -129,3 +134,35 @@ def test_a_mail_that_never_comes_does_not_hold_the_others(people: People, monkey
 
     assert asyncio.run(run_committer(people, body)) == [1]
     assert len(posts(people.thread)) == 1
+
+
+def test_a_mail_that_fails_is_left_out_and_the_others_are_committed(people: People, make, monkeypatch) -> None:
+    # In one batch: a reply, the same reply again (a duplicate), a reply from a client deactivated since its
+    # steps ran (no longer postable), and one more reply. The batch goes again without each failed mail: the
+    # two good replies are posted once each, the others get their own outcome.
+    monkeypatch.setattr(committer_module, "COMMIT_DELAY", 30.0)
+    carl = make.client(people.workspace, "carl@acme.test", "Carl Hale")
+    [first] = ready_mails(people, 1)
+    [again] = ready_mails(people, 1, raw=bytes(first.raw))
+    [from_carl] = ready_mails(people, 1, sender=carl)
+    [last] = ready_mails(people, 1)
+    User.update(active=False).where(User.id == carl.id).execute()
+    mails = [first, again, from_carl, last]
+    outcomes: list[object] = []
+
+    async def body(committer: GroupCommitter) -> None:
+        async def store(mail: InboundMail, turns: int) -> object:
+            try:
+                await store_later(committer, mail, turns)
+                return "stored"
+            except Exception as e:
+                return type(e)
+
+        for mail in mails:
+            committer.expect(mail)
+        outcomes.extend(await asyncio.gather(*(store(m, turns=2 * i) for i, m in enumerate(mails))))
+
+    assert asyncio.run(run_committer(people, body)) == [4]
+    assert outcomes == ["stored", errors.Duplicate, errors.NotPostable, "stored"]
+    assert [m.text for m in posts(people.thread)] == ["Looks great, approved!"] * 2
+    assert [r.outcome for r in inbound_rows()] == [ACCEPTED] * 2

@@ -7,8 +7,9 @@ here. Per batch, whatever mails are waiting:
    as soon as it arrives, are durable; then the write lock is taken (BEGIN IMMEDIATE on the writer's own
    connection: on the event loop when it is free, else in a worker thread, since another process may hold
    it a while);
-2. on the event loop: each mail's rows (store.store_rows or store.record_row), each in a savepoint, so
-   a mail that fails leaves the others' rows whole; these statements are quick once the lock is held;
+2. on the event loop: each mail's rows (store.store_rows or store.record_row), one after the other; when a
+   mail raises, the transaction is rolled back and the others go again without it (rare: a mail that can
+   no longer be posted, or a duplicate);
 3. in a worker thread: COMMIT, the one fsync the whole batch waits for.
 
 Only then is each mail's handler told, and it answers 250 (or the mail's refusal). So every answer still
@@ -53,6 +54,15 @@ class _Entry:
     outcome: Outcome | None  # None: store the reply; else: record this outcome
     future: asyncio.Future[None] = field(repr=False, default=None)  # type: ignore[assignment]
     files_written: asyncio.Future[Any] | None = field(repr=False, default=None)  # its files, durable
+
+
+class _MailFailed(Exception):
+    """The mail at `index` of a batch raised `error`; the transaction is to be rolled back."""
+
+    def __init__(self, index: int, error: Exception) -> None:
+        super().__init__(index, error)
+        self.index = index
+        self.error = error
 
 
 def _first_thread_id(entry: _Entry) -> int:
@@ -184,60 +194,78 @@ class GroupCommitter:
             record_row(entry.mail, entry.outcome)
 
     @classmethod
-    def _apply_each(cls, batch: list[_Entry]) -> dict[int, Exception]:
-        """Inside an open transaction: each mail's rows in a savepoint of its own; returns each failed mail's
-        error by its index (its rows are undone, the others stay)."""
-        errors: dict[int, Exception] = {}
+    def _apply_all(cls, batch: list[_Entry]) -> None:
+        """Inside an open transaction: every mail's rows, one after the other; raises _MailFailed with the
+        index of the first mail that raised (the caller rolls the transaction back and goes again without
+        it). No savepoint per mail: they cost two statements each (two round trips on PostgreSQL, and the
+        pages they journal on SQLite) for a failure that is rare."""
         for i, entry in enumerate(batch):
             try:
-                with database.atomic():  # a savepoint: this mail's rows only
-                    cls._apply(entry)
+                cls._apply(entry)
             except Exception as e:
-                errors[i] = e
-        return errors
+                raise _MailFailed(i, e) from e
 
     @classmethod
     def _commit_in_thread(cls, batch: list[_Entry]) -> dict[int, Exception]:
-        """PostgreSQL, in a worker thread: the batch in one transaction, each mail in a savepoint; returns
-        each failed mail's error (the others are committed); raises when the transaction failed."""
+        """PostgreSQL, in a worker thread: the batch in one transaction; a mail that fails is left out and the
+        others go again in a new one. Returns each failed mail's error by its index; raises when the
+        transaction itself failed."""
+        errors: dict[int, Exception] = {}
+        todo = list(range(len(batch)))
         try:
             database.connect(reuse_if_open=True)
-            with database.atomic():
-                errors = cls._apply_each(batch)
+            while todo:
+                try:
+                    with database.atomic():
+                        cls._apply_all([batch[i] for i in todo])
+                    return errors
+                except _MailFailed as failed:
+                    errors[todo.pop(failed.index)] = failed.error
         except Exception:
             _reset_connection()
             raise
         return errors
 
     async def _commit_on_loop(self, batch: list[_Entry]) -> None:
-        """SQLite: the rows on the event loop, between a BEGIN and a COMMIT that may wait (worker threads)."""
-        try:
-            conn = self._conn = self._conn or self._connect()
-            if not self._try_begin(conn):
-                await self._run_in_thread(self._begin, conn)
-        except BaseException as e:
-            self._fail(batch, e)
-            if not isinstance(e, Exception):
-                raise
-            return
-        open_transaction = True
-        try:
-            with using_connection(conn, in_transaction=True):
-                errors = self._apply_each(batch)
-            open_transaction = False  # _end gives the lock back whatever happens
-            await self._run_in_thread(self._end, conn, True)
-        except BaseException as e:
-            if open_transaction:
+        """SQLite: the rows on the event loop, between a BEGIN and a COMMIT that may wait (worker threads); a
+        mail that fails is left out and the others go again in a new transaction."""
+        errors: dict[int, Exception] = {}
+        todo = list(range(len(batch)))
+        while todo:
+            try:
+                conn = self._conn = self._conn or self._connect()
+                if not self._try_begin(conn):
+                    await self._run_in_thread(self._begin, conn)
+            except BaseException as e:
+                self._fail(batch, e)
+                if not isinstance(e, Exception):
+                    raise
+                return
+            open_transaction = True
+            try:
                 try:
+                    with using_connection(conn, in_transaction=True):
+                        self._apply_all([batch[i] for i in todo])
+                except _MailFailed as failed:
+                    errors[todo.pop(failed.index)] = failed.error
+                    open_transaction = False  # _end gives the lock back whatever happens
                     await self._run_in_thread(self._end, conn, False)
-                except Exception:
-                    log.exception("rollback of a group commit failed")
-            if not isinstance(e, asyncio.CancelledError):
-                self._drop_connection()
-            self._fail(batch, e)
-            if not isinstance(e, Exception):
-                raise
-            return
+                    continue
+                open_transaction = False
+                await self._run_in_thread(self._end, conn, True)
+            except BaseException as e:
+                if open_transaction:
+                    try:
+                        await self._run_in_thread(self._end, conn, False)
+                    except Exception:
+                        log.exception("rollback of a group commit failed")
+                if not isinstance(e, asyncio.CancelledError):
+                    self._drop_connection()
+                self._fail(batch, e)
+                if not isinstance(e, Exception):
+                    raise
+                return
+            break
         self._resolve(batch, errors)
 
     @staticmethod

@@ -52,7 +52,7 @@ def store_reply(mail: InboundMail) -> None:
 
 def store_rows(mail: InboundMail) -> None:
     """store_reply's writes, inside a transaction the caller opened (the group commit runs several mails'
-    in one, each in a savepoint)."""
+    in one). Raises when the mail cannot be posted: the caller rolls back what this wrote."""
     settings = mail.settings
     keep_raw(mail)
     # Threads in id order: concurrent transactions (other batches, other gateway processes on PostgreSQL)
