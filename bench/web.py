@@ -79,7 +79,7 @@ def bulk_messages(thread_id: int, authors: list[tuple[int, str]], count: int, se
     (FTS5 triggers on SQLite, the GIN expression index on PostgreSQL), as for every other insert.
     """
     from storage.db import database
-    from storage.models import VISIBILITY_CLIENT, VISIBILITY_INTERNAL, Message, Thread, utcnow
+    from storage.models import VISIBILITY_CLIENT, VISIBILITY_INTERNAL, Message, utcnow
     from storage.rendering import render_markdown
 
     rng = random.Random(seed)
@@ -97,7 +97,6 @@ def bulk_messages(thread_id: int, authors: list[tuple[int, str]], count: int, se
                          "created_at": start + dt.timedelta(milliseconds=i)})
         with database.atomic():
             Message.insert_many(rows).execute()
-    Thread.update(last_activity_at=utcnow()).where(Thread.id == thread_id).execute()
     return time.perf_counter() - t0
 
 

@@ -100,6 +100,11 @@ def _v3_raw_mail_table() -> None:
     # Every index is one more page written per received mail: these were covered by others or never read.
     for index in ("message_thread_id", "thread_event_thread_id", "inbound_email_received_at"):
         database.execute_sql(f"DROP INDEX IF EXISTS {index}")
+    # A thread's last activity is read off its newest message (storage.visibility.last_activity): updating
+    # it with every post made concurrent posts to one thread wait for each other on its row.
+    # (A database created since has no such column: version 1 makes the tables as the models are now.)
+    if any(column.name == "last_activity_at" for column in database.get_columns("thread")):
+        database.execute_sql('ALTER TABLE "thread" DROP COLUMN "last_activity_at"')
 
 
 MIGRATIONS: list[tuple[int, Callable[[], None]]] = [

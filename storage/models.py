@@ -96,7 +96,8 @@ class Thread(BaseModel):
     id = AutoField()
     workspace = ForeignKeyField(Workspace, backref="threads", unique=True, on_delete="CASCADE")
     created_at = DateTimeField(default=utcnow)
-    last_activity_at = DateTimeField(default=utcnow)
+    # (Its last activity is not stored: storage.visibility.last_activity reads it off the newest message
+    # the viewer may see, so that posts to one thread never wait for each other on the thread's row.)
 
 
 class Message(BaseModel):

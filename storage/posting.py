@@ -11,7 +11,7 @@ import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from storage.db import PreparedInsert, PreparedQuery, database, insert_rows, write_transaction
+from storage.db import PreparedInsert, database, insert_rows, write_transaction
 from storage.files import safe_filename
 from storage.mail_log import NOTIFICATION, OutboxEmail, ThreadEvent
 from storage.models import (
@@ -103,7 +103,6 @@ def post_message(
                 (NOTIFICATION, person.id, person.email, thread.id, message.id, internal, due, now)
                 for person in people])
         _INSERT_EVENT.execute((thread.id, message.id, "message", now))
-        _TOUCH_THREAD.execute(now=now, thread_id=thread.id)
     return message
 
 
@@ -112,5 +111,3 @@ _INSERT_MESSAGE = PreparedInsert(Message, ("thread", "author", "visibility", "te
 _ATTACHMENT_FIELDS = ("message", "name", "content_type", "size", "sha256", "storage_key", "created_at")
 _OUTBOX_FIELDS = ("kind", "recipient", "to_address", "thread", "message", "internal", "next_attempt_at", "created_at")
 _INSERT_EVENT = PreparedInsert(ThreadEvent, ("thread", "message", "kind", "created_at"))
-_TOUCH_THREAD = PreparedQuery(lambda now, thread_id: Thread.update(last_activity_at=now).where(Thread.id == thread_id),
-                              "now", "thread_id")

@@ -7,6 +7,7 @@ notification fan-out and email rendering starts from `visible_messages(viewer, t
 """
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -123,6 +124,16 @@ def visible_threads(viewer: Viewer) -> ModelSelect:
     return query.where(Thread.workspace.in_(workspaces))
 
 
+def last_activity(viewer: Viewer, thread: Thread) -> dt.datetime:
+    """When the newest message of thread that viewer may see was posted (the thread's creation when there is
+    none): a client's list never dates an internal note. One index lookup, newest first."""
+    newest = (visible_messages(viewer, thread).select(Message.created_at)
+              .order_by(Message.id.desc()).limit(1).scalar())
+    if isinstance(newest, str):  # a raw value read back by SQLite
+        newest = dt.datetime.fromisoformat(newest)
+    return newest or thread.created_at
+
+
 def _audience_query(to_clients: bool, message_id: int, thread_id: int, workspace_id: int,
                    author_id: int) -> ModelSelect:
     mailable = ((_Candidate.active == True) & (_Candidate.email_muted == False)  # noqa: E712
@@ -184,4 +195,5 @@ _CAN_OPEN = {
 
 
 __all__ = ["Viewer", "visible_messages", "can_see", "can_open_thread", "visible_threads", "audience", "who_can_see",
+           "last_activity",
            "VISIBILITY_CLIENT", "VISIBILITY_INTERNAL"]

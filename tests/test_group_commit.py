@@ -9,7 +9,6 @@ from typing import Any
 from gateway_support import People, eml, inbound_rows, posts
 
 from gateway import errors
-
 from gateway.inbound import committer as committer_module
 from gateway.inbound.authenticate import resolve_recipient
 from gateway.inbound.committer import GroupCommitter

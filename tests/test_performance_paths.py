@@ -33,7 +33,7 @@ from storage.rendering import (
     render_markdown,
     sanitize_html,
 )
-from storage.visibility import Viewer, audience, can_open_thread, can_see, who_can_see
+from storage.visibility import Viewer, audience, can_open_thread, can_see, last_activity, who_can_see
 
 
 @pytest.fixture
@@ -143,7 +143,7 @@ def test_post_message_writes_every_row_with_defaults(people) -> None:
             NOTIFICATION, "pending", 0, "", False)
         assert (row.next_attempt_at - message.created_at).total_seconds() == 30
     assert ThreadEvent.select().where(ThreadEvent.message == message.id).count() == 1
-    assert Thread.get_by_id(thread.id).last_activity_at == message.created_at
+    assert last_activity(Viewer.of(p["team"]), Thread.get_by_id(thread.id)) == message.created_at
 
 
 def test_insert_rows_in_batches(people) -> None:

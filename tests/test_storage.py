@@ -188,3 +188,23 @@ def test_bare_web_addresses_become_safe_links(make) -> None:
     m = post_message(make.thread(ws), make.team(), "See https://example.com/brief?v=2 and javascript:alert(1)")
     assert '<a href="https://example.com/brief?v=2" rel="noopener noreferrer nofollow">' in m.html
     assert 'href="javascript' not in m.html
+
+
+def test_migration_3_upgrades_a_version_2_database(make) -> None:
+    # A database made by version 2 (a thread's last activity stored on its row, three more indexes, no
+    # raw_mail table) is brought to version 3 with its data kept.
+    database = db.database
+    thread = make.thread(make.workspace("Old Co"))
+    database.execute_sql('ALTER TABLE "thread" ADD COLUMN "last_activity_at" TIMESTAMP')
+    database.execute_sql('CREATE INDEX "message_thread_id" ON "message" ("thread_id")')
+    database.execute_sql('CREATE INDEX "thread_event_thread_id" ON "thread_event" ("thread_id")')
+    database.execute_sql('CREATE INDEX "inbound_email_received_at" ON "inbound_email" ("received_at")')
+    database.execute_sql('DROP TABLE "raw_mail"')
+    migrations.SchemaVersion.delete().where(migrations.SchemaVersion.version == 3).execute()
+    assert migrations.current_version() == 2
+
+    assert migrations.migrate() == [3]
+    assert "last_activity_at" not in {c.name for c in database.get_columns("thread")}
+    indexes = {i.name for table in ("message", "thread_event", "inbound_email") for i in database.get_indexes(table)}
+    assert not indexes & {"message_thread_id", "thread_event_thread_id", "inbound_email_received_at"}
+    assert database.table_exists("raw_mail") and Thread.get_by_id(thread.id).workspace.name == "Old Co"

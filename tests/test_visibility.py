@@ -12,7 +12,15 @@ from storage.directory import set_access
 from storage.mail_log import OutboxEmail
 from storage.posting import post_message
 from storage.search import search_messages
-from storage.visibility import Viewer, audience, can_open_thread, can_see, visible_messages, visible_threads
+from storage.visibility import (
+    Viewer,
+    audience,
+    can_open_thread,
+    can_see,
+    last_activity,
+    visible_messages,
+    visible_threads,
+)
 
 
 @pytest.fixture
@@ -69,6 +77,16 @@ def test_thread_access(world) -> None:
     listed = {who: [t.id for t in visible_threads(Viewer.of(u))] for who, u in world["people"].items()}
     assert thread.id in listed["team"] and listed["client"] == [thread.id]
     assert listed["no_access"] == [] and thread.id not in listed["other_ws"]
+
+
+def test_last_activity_is_the_newest_message_the_viewer_may_see(world, make) -> None:
+    # The team's last activity is the internal note; the client's is the public note before it (a client's
+    # list never dates an internal note); a thread with no messages dates from its creation.
+    team, bob = Viewer.of(world["people"]["team"]), Viewer.of(world["people"]["client"])
+    assert last_activity(team, world["thread"]) == world["internal"].created_at
+    assert last_activity(bob, world["thread"]) == world["public"].created_at
+    empty = make.thread(make.workspace("Empty"))
+    assert last_activity(team, empty) == empty.created_at
 
 
 def test_revoking_access_hides_everything_at_once(world) -> None:

@@ -15,7 +15,7 @@ from storage.models import Message, Workspace
 from storage.posting import PostingError, post_message
 from storage.serialize import message_json, messages_json
 from storage.tokens import user_for_api_token
-from storage.visibility import Viewer, visible_messages, visible_threads
+from storage.visibility import Viewer, last_activity, visible_messages, visible_threads
 from web import app_settings
 
 bp = Blueprint("api", __name__)
@@ -77,7 +77,7 @@ def workspaces() -> Any:
     threads = list(visible_threads(g.api_viewer).order_by(Workspace.slug))
     return jsonify({"workspaces": [
         {"slug": t.workspace.slug, "name": t.workspace.name,
-         "last_activity_at": t.last_activity_at.isoformat() + "Z"} for t in threads]})
+         "last_activity_at": last_activity(g.api_viewer, t).isoformat() + "Z"} for t in threads]})
 
 
 @bp.route("/workspaces/<slug>/messages", methods=["GET"])

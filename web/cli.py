@@ -210,10 +210,12 @@ def workspace_create(settings: Settings, name: str, slug: str | None) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def workspace_list(settings: Settings, as_json: bool) -> None:
     """List workspaces with their last activity."""
-    from storage.models import Thread, Workspace
+    from storage.models import TEAM, Thread, Workspace
+    from storage.visibility import Viewer, last_activity
 
+    team = Viewer(user_id=0, role=TEAM, email="", name="team")  # the operator sees the whole thread
     rows = list(Workspace.select(Workspace, Thread).join(Thread).order_by(Workspace.slug))
-    data = [{"slug": w.slug, "name": w.name, "last_activity_at": w.thread.last_activity_at.isoformat() + "Z"}
+    data = [{"slug": w.slug, "name": w.name, "last_activity_at": last_activity(team, w.thread).isoformat() + "Z"}
             for w in rows]
     if as_json:
         click.echo(json.dumps(data, indent=2))

@@ -19,7 +19,7 @@ from storage.mail_log import ThreadEvent
 from storage.models import Attachment, Message, ReadMarker, Thread, User, Workspace
 from storage.rendering import sanitize_html
 from storage.search import search_terms
-from storage.visibility import Viewer, visible_messages
+from storage.visibility import Viewer, last_activity, visible_messages
 
 PAGE_SIZE = 50
 UNREAD_CAP = 99
@@ -198,12 +198,7 @@ def workspace_rows(viewer: Viewer, threads: list[Thread]) -> list[WorkspaceRow]:
         unread_q = (visible_messages(viewer, t)
                     .where((Message.id > markers.get(t.id, 0)) & (Message.author != viewer.user_id))
                     .select(Message.id).limit(UNREAD_CAP + 1))
-        if viewer.is_team:
-            last = t.last_activity_at
-        else:
-            last = visible_messages(viewer, t).select(fn.MAX(Message.created_at)).scalar() or t.created_at
-            if isinstance(last, str):  # SQLite returns aggregates of datetimes as text
-                last = dt.datetime.fromisoformat(last)
-        rows.append(WorkspaceRow(workspace=t.workspace, thread=t, unread=unread_q.count(), last_activity_at=last))
+        rows.append(WorkspaceRow(workspace=t.workspace, thread=t, unread=unread_q.count(),
+                                 last_activity_at=last_activity(viewer, t)))
     rows.sort(key=lambda r: r.last_activity_at, reverse=True)
     return rows
