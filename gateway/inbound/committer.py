@@ -173,8 +173,8 @@ class GroupCommitter:
         batch = ready
         if not batch:
             return
-        # Posts in thread order (stable: a thread's replies keep their order), so that the thread rows'
-        # locks are always taken in the same order (see store.store_rows).
+        # Posts in thread order (stable: a thread's replies keep their order): concurrent transactions (other
+        # gateway processes on PostgreSQL) then meet each other's index entries in the same order.
         batch.sort(key=_first_thread_id)
         if self._on_loop:
             await self._commit_on_loop(batch)

@@ -55,8 +55,8 @@ def store_rows(mail: InboundMail) -> None:
     in one). Raises when the mail cannot be posted: the caller rolls back what this wrote."""
     settings = mail.settings
     keep_raw(mail)
-    # Threads in id order: concurrent transactions (other batches, other gateway processes on PostgreSQL)
-    # then take the threads' row locks in the same order and never deadlock.
+    # Threads in id order: concurrent transactions (other gateway processes on PostgreSQL) then meet each
+    # other's rows in the same order.
     for target in sorted(mail.targets, key=lambda t: t.thread.id):
         # ON CONFLICT DO NOTHING: the partial unique index turns a second delivery into no row at all,
         # without the savepoint an IntegrityError would need.
