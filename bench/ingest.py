@@ -7,8 +7,10 @@ usage: python bench/ingest.py [--messages 2000] [--connections 8] [--size 2048] 
 Starts a bare aiosmtpd process (handle_DATA answers 250 at once) and our gateway (`workrate smtp`, its own
 data folder, a workspace and a client's reply address made through the CLI), sends the same N replies over C
 connections to each in turn, and prints msgs/s, p50/p99 DATA→250 latency and server CPU per message (and the
-kernel's share of it) for both, and the ratio. With --rounds R both are measured R times, alternately, and the
-medians are printed: on a shared machine whose speed drifts, each ratio compares runs made back to back.
+kernel's share of it) for both, and the ratio. A probe process meanwhile sends NOOP every 5 ms on a connection
+of its own: its longest round trip bounds how long any handler held the event loop. With --rounds R both are
+measured R times, alternately, and the medians are printed: on a shared machine whose speed drifts, each ratio
+compares runs made back to back.
 Loopback only; bounded in count and time.
 """
 from __future__ import annotations
@@ -44,6 +46,27 @@ async def main():
     await srv.serve_forever()
 asyncio.run(main())
 """
+
+# A second process that sends NOOP on its own connection every 5 ms while the replies are sent, and prints the
+# round trips when its stdin closes. A NOOP is answered by the event loop between two other callbacks: its
+# longest round trip bounds the longest time a handler held the loop (plus what was queued before it).
+PROBE_CODE = """
+import smtplib, sys, threading, time
+conn = smtplib.SMTP("127.0.0.1", int(sys.argv[1]), timeout=60)
+conn.ehlo()
+done = threading.Event()
+threading.Thread(target=lambda: (sys.stdin.read(), done.set()), daemon=True).start()
+rtts = []
+while not done.is_set():
+    t0 = time.perf_counter()
+    conn.noop()
+    rtts.append(time.perf_counter() - t0)
+    done.wait(0.005)
+conn.quit()
+rtts.sort()
+print(rtts[-1] * 1000, rtts[int(0.99 * (len(rtts) - 1))] * 1000, len(rtts))
+"""
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -137,6 +160,7 @@ class Result:
     cpu: float  # user + system
     kernel_cpu: float  # of which system
     rss_growth_kb: int = 0  # peak RSS during the run minus RSS before it, summed over processes
+    noop_max_ms: float = float("nan")  # longest NOOP round trip on the probe's connection (PROBE_CODE)
 
     @property
     def rate(self) -> float:
@@ -205,13 +229,22 @@ def run_target(name: str, ports: list[int], pids: list[int], mails: list[bytes],
     for pid in pids:
         reset_peak(pid)
     rss0 = {pid: memory_kb(pid, "VmRSS") for pid in pids}
+    probe = subprocess.Popen([sys.executable, "-c", PROBE_CODE, str(ports[0])], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)
+    time.sleep(0.2)  # connected and sending
     user0, system0 = cpu_seconds(pids)
     ok, seconds, latencies = asyncio.run(blast(ports, mails[warm:], sender, rcpt, args.connections,
                                                args.new_connection, args.time_limit))
     growth = sum(max(0, memory_kb(pid, "VmHWM") - rss0[pid]) for pid in pids)
     user, system = cpu_seconds(pids)
+    try:
+        out, _ = probe.communicate("", timeout=30)
+        noop_max = float(out.split()[0])
+    except (subprocess.TimeoutExpired, ValueError, IndexError):
+        probe.kill()
+        noop_max = float("nan")
     return Result(name, len(mails) - warm, ok, seconds, latencies, user + system - user0 - system0,
-                  system - system0, growth)
+                  system - system0, growth, noop_max)
 
 
 def main() -> int:
@@ -290,12 +323,12 @@ def main() -> int:
           + f", {args.connections} connections{', new connection per message' if args.new_connection else ''}, {db}"
           + (f", {args.rounds} rounds (bare, ours, bare, ours …), medians" if args.rounds > 1 else ""))
     print(f"{'target':24} {'ok':>6} {'msgs/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'CPU ms/msg':>11} {'kernel':>7}"
-          f" {'peak RSS +MB':>13}")
+          f" {'peak RSS +MB':>13} {'NOOP max ms':>12}")
     for results in (bares, ours):
         print(f"{results[0].name:24} {median(r.ok for r in results):6.0f} {median(r.rate for r in results):9.1f}"
               f" {median(r.pct(50) for r in results):8.2f} {median(r.pct(99) for r in results):8.2f}"
               f" {median(r.cpu_ms for r in results):11.3f} {median(r.kernel_share for r in results):7.0%}"
-              f" {max(r.rss_growth_kb for r in results) / 1024:13.1f}")
+              f" {max(r.rss_growth_kb for r in results) / 1024:13.1f} {max(r.noop_max_ms for r in results):12.1f}")
     # Ratios round by round (each pair ran back to back), then their median.
     ratios = [o.rate / b.rate if b.rate else float("nan") for b, o in zip(bares, ours, strict=True)]
     cpu_ratios = [o.cpu_ms / b.cpu_ms if b.cpu_ms else float("nan") for b, o in zip(bares, ours, strict=True)]
