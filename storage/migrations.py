@@ -98,7 +98,7 @@ def _v3_raw_mail_table() -> None:
     else:
         database.create_tables([RawMail])
     # Every index is one more page written per received mail: these were covered by others or never read.
-    for index in ("message_thread_id", "thread_event_thread_id", "inbound_email_received_at"):
+    for index in ("thread_event_thread_id", "inbound_email_received_at"):
         database.execute_sql(f"DROP INDEX IF EXISTS {index}")
     # A thread's last activity is read off its newest message (storage.visibility.last_activity): updating
     # it with every post made concurrent posts to one thread wait for each other on its row.

