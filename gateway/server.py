@@ -362,6 +362,8 @@ class GatewayHandler:
             outcome = ProcessingTimeout()
         finally:
             self.gate.in_flight -= 1
+            if self.committer is not None:
+                self.committer.forget(mail)
         return outcome.smtp_reply
 
     async def record_unread(self, session: Session | None, envelope: Envelope | None, outcome: Outcome) -> None:

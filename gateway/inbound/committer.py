@@ -41,9 +41,9 @@ log = logging.getLogger(__name__)
 MAX_BATCH = 64  # mails per transaction
 # PostgreSQL's commit_delay and commit_siblings, for the gateway: while other mails are arriving (answered
 # 354) or being processed (expect()), a batch waits up to this long for them, so that one commit carries
-# them all. A busy gateway then writes each table's last page
-# once per several mails instead of once per mail (SQLite: ~23 pages for one mail alone, ~9 per mail in
-# eights); a quiet one commits at once, as nothing else is under way.
+# them all. A busy gateway then writes each table's last page once per several mails instead of once per
+# mail (SQLite: ~23 pages for one mail alone, ~9 per mail in eights); a quiet one commits at once, as
+# nothing else is under way.
 COMMIT_DELAY = 0.001  # seconds
 BUSY_RETRY = 0.0005  # seconds between tries for SQLite's write lock when another process holds it
 
@@ -104,6 +104,10 @@ class GroupCommitter:
         """Tells the group commit that mail is being processed and will be stored or recorded here soon:
         a batch about to be committed waits a moment for it (COMMIT_DELAY)."""
         self._expected.add(id(mail))
+
+    def forget(self, mail: InboundMail) -> None:
+        """mail's handler is done: no batch waits for it any more, whether or not it came here."""
+        self._expected.discard(id(mail))
 
     async def store(self, mail: InboundMail) -> None:
         """store_reply for mail: returns once its rows are committed; raises what store_rows raised (Duplicate,
