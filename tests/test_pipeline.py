@@ -195,6 +195,16 @@ def test_the_plain_reply_address_never_answers_an_internal_note_or_a_foreign_env
         b"Subject:", f"In-Reply-To: {internal_mid}\r\nSubject:".encode())
     outcome, _ = process(settings, "", plain, raw=raw, sender="kim@agency.test")
     assert type(outcome) is errors.UnknownReplyAddress
+    # Nor is an older, client-visible notification further back in References taken instead: the mail
+    # answers the internal note, and posting it where the client sees it would leak the answer.
+    later = post_message(people.thread, people.bob, "Another question.")
+    client_mid = "<wr.4.0123456789ab@reply.test>"
+    OutboxEmail.update(mail_message_id=client_mid).where(OutboxEmail.message == later.id).execute()
+    assert OutboxEmail.get(OutboxEmail.mail_message_id == client_mid).recipient_id == people.kim.id
+    raw = eml("plain_reply.eml", to=plain, sender="kim@agency.test").replace(
+        b"Subject:", f"In-Reply-To: {internal_mid}\r\nReferences: {client_mid} {internal_mid}\r\nSubject:".encode())
+    outcome, _ = process(settings, "", plain, raw=raw, sender="kim@agency.test")
+    assert type(outcome) is errors.UnknownReplyAddress
     assert not [m for m in posts(people.thread) if m.text == "Looks great, approved!"]
 
 

@@ -169,11 +169,16 @@ def recipients_from_references(parsed: ParsedMail) -> list[Recipient]:
                 .where(OutboxEmail.mail_message_id.in_(wanted) & (OutboxEmail.kind == NOTIFICATION))
                 .order_by(OutboxEmail.id)):
         rows.setdefault(row.mail_message_id, row)  # a batch shares one Message-ID: its lead row
-    for mid in wanted:  # nearest reference first
+    for mid in wanted:  # nearest reference first: the notification this mail answers
         row = rows.get(mid)
+        if row is None:
+            continue
         # An internal note is only ever answered through its internal-audience reply address: without the
         # token a forged reference could post as a team member, and a plain post would reach the client.
-        if row is not None and not row.internal:
-            return [Recipient(f"reply ({mid})", PLAIN, token=f"mid:{row.id}", user_id=row.recipient.id,
-                              thread_id=row.thread.id, internal=False, user=row.recipient, thread=row.thread)]
+        # So a mail answering one is refused, not matched to an older, client-visible notification further
+        # back in its References.
+        if row.internal:
+            return []
+        return [Recipient(f"reply ({mid})", PLAIN, token=f"mid:{row.id}", user_id=row.recipient.id,
+                          thread_id=row.thread.id, internal=False, user=row.recipient, thread=row.thread)]
     return []
