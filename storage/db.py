@@ -80,11 +80,24 @@ class connection:
             database.close()
 
 
-def write_transaction() -> Any:
+# SQLite has one writer at a time. Threads of this process queue here instead of in SQLite's busy handler,
+# whose sleeps (up to 100 ms each) would show up as latency; other processes still wait in it. (The gateway's
+# group commit takes it too, around its own BEGIN IMMEDIATE.)
+sqlite_writer = threading.Lock()
+
+
+@contextlib.contextmanager
+def write_transaction() -> Iterator[None]:
     """A transaction that will write: on SQLite it takes the write lock at BEGIN (IMMEDIATE), so it waits for
     another process's commit (busy_timeout) instead of failing with 'database is locked' when its first
-    write finds the database changed under a read snapshot; on PostgreSQL a plain transaction."""
-    return database.atomic("IMMEDIATE") if is_sqlite() else database.atomic()
+    write finds the database changed under a read snapshot; on PostgreSQL a plain transaction. Inside an
+    open transaction, a savepoint of it."""
+    if is_sqlite() and not database.in_transaction():
+        with sqlite_writer, database.atomic("IMMEDIATE"):
+            yield
+    else:
+        with database.atomic():
+            yield
 
 
 # --- statements compiled once --------------------------------------------------------------------------

@@ -32,8 +32,8 @@ from peewee import OperationalError
 
 from gateway.errors import Outcome
 from gateway.inbound.mail import InboundMail
-from gateway.inbound.store import _reset_connection, _sqlite_writer, keep_raw_in_files, record_row, store_rows
-from storage.db import SQLITE_PRAGMAS, database, using_connection
+from gateway.inbound.store import _reset_connection, keep_raw_in_files, record_row, store_rows
+from storage.db import SQLITE_PRAGMAS, database, sqlite_writer, using_connection
 from storage.files import FileStore
 
 log = logging.getLogger(__name__)
@@ -290,16 +290,16 @@ class GroupCommitter:
     @staticmethod
     def _try_begin(conn: sqlite3.Connection) -> bool:
         """On the event loop: takes the write lock when it is free at once (the usual case)."""
-        if not _sqlite_writer.acquire(blocking=False):
+        if not sqlite_writer.acquire(blocking=False):
             return False
         try:
             conn.execute("BEGIN IMMEDIATE")
             return True
         except sqlite3.OperationalError:  # another process is writing: wait in a thread
-            _sqlite_writer.release()
+            sqlite_writer.release()
             return False
         except BaseException:
-            _sqlite_writer.release()
+            sqlite_writer.release()
             raise
 
     @staticmethod
@@ -309,7 +309,7 @@ class GroupCommitter:
         Another gateway process holds SQLite's lock for about one commit (a millisecond or two); SQLite's
         own busy handler would sleep 1, 2, 5, 10 … ms between tries, so the lock is tried again every
         BUSY_RETRY seconds instead."""
-        _sqlite_writer.acquire()
+        sqlite_writer.acquire()
         try:
             deadline = time.monotonic() + SQLITE_PRAGMAS["busy_timeout"] / 1000
             while True:
@@ -323,10 +323,10 @@ class GroupCommitter:
                         raise
                 time.sleep(BUSY_RETRY)
         except sqlite3.Error as e:
-            _sqlite_writer.release()
+            sqlite_writer.release()
             raise OperationalError(str(e)) from e
         except BaseException:
-            _sqlite_writer.release()
+            sqlite_writer.release()
             raise
 
     @staticmethod
@@ -339,7 +339,7 @@ class GroupCommitter:
                 conn.execute("ROLLBACK")
             raise OperationalError(str(e)) from e
         finally:
-            _sqlite_writer.release()
+            sqlite_writer.release()
 
     def _drop_connection(self) -> None:
         """After a failed commit the connection may be unusable (disk trouble): the next batch opens another."""

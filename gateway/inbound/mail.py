@@ -87,10 +87,6 @@ class InboundMail:
     # --- collect_attachments
     attachments: list[NewAttachment] = field(default_factory=list)
 
-    # --- store_reply
-    inbound_email_ids: list[int] = field(default_factory=list)
-    posted_message_ids: list[int] = field(default_factory=list)
-
     @property
     def reply_tokens(self) -> list[str]:
         return [r.token for r in self.recipients if r.kind == REPLY]

@@ -10,38 +10,20 @@ row at all, keep_raw_in_files() puts the raw mail in the file store instead.
 """
 from __future__ import annotations
 
-import contextlib
 import logging
-import threading
-from collections.abc import Iterator
 from typing import Any
 
 from gateway.errors import Accepted, Duplicate, NotPostable, Outcome, ProcessingTimeout
 from gateway.inbound.mail import InboundMail
 from gateway.inbound.parse import clean
-from storage.db import PreparedInsert, PreparedQuery, database, is_sqlite
+from storage.db import PreparedInsert, PreparedQuery, database, write_transaction
 from storage.files import FileStore
 from storage.mail_log import InboundEmail, RawMail
 from storage.posting import PostingError, post_message
 
 log = logging.getLogger(__name__)
 
-# SQLite has one writer at a time. Threads of this process queue here instead of in SQLite's busy
-# handler, whose sleeps (up to 100 ms each) would show up as latency; other processes still wait in it.
-_sqlite_writer = threading.Lock()
 ACCEPTED_OUTCOME = Accepted()
-
-
-@contextlib.contextmanager
-def write_transaction() -> Iterator[None]:
-    """A transaction that writes; on SQLite it takes the write lock at BEGIN (IMMEDIATE), so that it never
-    fails half-way when another writer committed since it started reading."""
-    if is_sqlite():
-        with _sqlite_writer, database.atomic("IMMEDIATE"):
-            yield
-    else:
-        with database.atomic():
-            yield
 
 
 def store_reply(mail: InboundMail) -> None:
@@ -54,6 +36,7 @@ def store_rows(mail: InboundMail) -> None:
     """store_reply's writes, inside a transaction the caller opened (the group commit runs several mails'
     in one). Raises when the mail cannot be posted: the caller rolls back what this wrote."""
     settings = mail.settings
+    posted = 0  # counted here, not kept on mail: a batch that is rolled back runs this again
     keep_raw(mail)
     # Threads in id order: concurrent transactions (other gateway processes on PostgreSQL) then meet each
     # other's rows in the same order.
@@ -72,9 +55,8 @@ def store_rows(mail: InboundMail) -> None:
         except PostingError as e:
             raise NotPostable(str(e)) from e
         _LINK_MESSAGE.execute(message_id=message.id, row_id=row_id)
-        mail.inbound_email_ids.append(row_id)
-        mail.posted_message_ids.append(message.id)
-    if not mail.posted_message_ids:
+        posted += 1
+    if not posted:
         raise Duplicate()
     if mail.time_left() <= 0:
         # The handler has answered (or is about to answer) 451: commit nothing it did not promise.
