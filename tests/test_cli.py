@@ -99,6 +99,15 @@ def test_client_view_and_search_never_show_internal(run: Run, acme: str) -> None
     assert no_access == []
 
 
+def test_workspace_list_dates_the_newest_message(run: Run, acme: str) -> None:
+    # The operator's list dates a workspace by its newest message, an internal note included.
+    run("post", acme, "--as", "kim@agency.test", "Homepage ready")
+    run("post", acme, "--as", "kim@agency.test", "--internal", "Homepage budget is tight")
+    newest = json.loads(run("thread", acme, "--json").stdout)["messages"][-1]["created_at"]
+    [listed] = [w for w in json.loads(run("workspace", "list", "--json").stdout) if w["slug"] == acme]
+    assert listed["last_activity_at"] == newest
+
+
 def test_reply_address_is_stable_and_internal_for_team_only(run: Run, acme: str) -> None:
     # `reply-address` prints the person's live address; --internal only for the team; revoked access ends it.
     a = run("reply-address", acme, "--as", "bob@acme.test").stdout.strip()

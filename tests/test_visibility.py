@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from storage.directory import set_access
+from storage.directory import DirectoryError, add_user, set_access
 from storage.mail_log import OutboxEmail
 from storage.posting import post_message
 from storage.search import search_messages
@@ -87,6 +87,15 @@ def test_last_activity_is_the_newest_message_the_viewer_may_see(world, make) -> 
     assert last_activity(bob, world["thread"]) == world["public"].created_at
     empty = make.thread(make.workspace("Empty"))
     assert last_activity(team, empty) == empty.created_at
+    assert last_activity(Viewer.operator(), world["thread"]) == world["internal"].created_at
+
+
+def test_the_operator_sees_the_whole_thread_and_no_user_can_be_one(world, make) -> None:
+    # The CLI's operator view is every message; directory.add_user refuses the role, so no one acts as it.
+    operator = Viewer.operator()
+    assert {m.id for m in visible_messages(operator, world["thread"])} == {world["public"].id, world["internal"].id}
+    with pytest.raises(DirectoryError):
+        add_user("op@agency.test", "Op", operator.role)
 
 
 def test_revoking_access_hides_everything_at_once(world) -> None:

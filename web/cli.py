@@ -210,13 +210,13 @@ def workspace_create(settings: Settings, name: str, slug: str | None) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def workspace_list(settings: Settings, as_json: bool) -> None:
     """List workspaces with their last activity."""
-    from storage.models import TEAM, Thread, Workspace
+    from storage.models import Thread, Workspace
     from storage.visibility import Viewer, last_activity
 
-    team = Viewer(user_id=0, role=TEAM, email="", name="team")  # the operator sees the whole thread
+    operator = Viewer.operator()
     rows = list(Workspace.select(Workspace, Thread).join(Thread).order_by(Workspace.slug))
-    data = [{"slug": w.slug, "name": w.name, "last_activity_at": last_activity(team, w.thread).isoformat() + "Z"}
-            for w in rows]
+    data = [{"slug": w.slug, "name": w.name,
+             "last_activity_at": last_activity(operator, w.thread).isoformat() + "Z"} for w in rows]
     if as_json:
         click.echo(json.dumps(data, indent=2))
         return
@@ -348,22 +348,11 @@ def user_api_token(settings: Settings, email: str, name: str) -> None:
 
 
 def _viewer(email: str | None) -> Any:
+    """The person named by --as, or the operator (the whole thread) without it."""
     from storage.directory import get_user
-    from storage.models import TEAM
     from storage.visibility import Viewer
 
-    if email is None:
-        return Viewer(user_id=0, role=TEAM, email="", name="team")  # the team's view
-    return Viewer.of(get_user(email))
-
-
-def _team_view_query(viewer: Any, thread: Any) -> Any:
-    from storage.models import Message
-    from storage.visibility import visible_messages
-
-    if viewer.user_id == 0:  # the CLI operator's team view: everything in the thread
-        return Message.select().where(Message.thread == thread.id)
-    return visible_messages(viewer, thread)
+    return Viewer.operator() if email is None else Viewer.of(get_user(email))
 
 
 @cli.command("post")
@@ -409,11 +398,11 @@ def thread_cmd(settings: Settings, slug: str, as_email: str | None, as_json: boo
     from storage.directory import get_workspace, thread_of
     from storage.models import Message
     from storage.serialize import messages_json
+    from storage.visibility import visible_messages
 
     ws = get_workspace(slug)
     thread = thread_of(ws)
-    viewer = _viewer(as_email)
-    messages = list(_team_view_query(viewer, thread).order_by(Message.id))
+    messages = list(visible_messages(_viewer(as_email), thread).order_by(Message.id))
     data = messages_json(messages, settings.effective_base_url)
     if as_json:
         click.echo(json.dumps({"workspace": ws.slug, "messages": data}, indent=2, ensure_ascii=False))
@@ -440,22 +429,12 @@ def _print_messages(data: list[dict[str, Any]]) -> None:
 def search_cmd(settings: Settings, slug: str, query: str, as_email: str | None, as_json: bool) -> None:
     """Search a workspace's thread; a client's search never finds internal messages."""
     from storage.directory import get_workspace, thread_of
-    from storage.models import TEAM
     from storage.search import search_messages
     from storage.serialize import messages_json
-    from storage.visibility import Viewer
 
     ws = get_workspace(slug)
     thread = thread_of(ws)
-    viewer = _viewer(as_email)
-    if viewer.user_id == 0:
-        from storage.models import User
-
-        any_team = User.select().where((User.role == TEAM) & (User.active == True)).first()  # noqa: E712
-        if any_team is None:
-            raise UserError("Searching as the team needs at least one active team member; use --as EMAIL.")
-        viewer = Viewer.of(any_team)
-    messages = list(search_messages(viewer, thread, query).limit(200))
+    messages = list(search_messages(_viewer(as_email), thread, query).limit(200))
     messages.sort(key=lambda m: m.id)
     data = messages_json(messages, settings.effective_base_url)
     if as_json:
