@@ -4,8 +4,10 @@ mail's raw bytes are written with its row."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 from typing import Any
 
+import pytest
 from gateway_support import People, eml, inbound_rows, posts
 
 from gateway import errors
@@ -14,7 +16,7 @@ from gateway.inbound.authenticate import resolve_recipient
 from gateway.inbound.committer import GroupCommitter
 from gateway.inbound.mail import InboundMail
 from gateway.inbound.pipeline import run_steps
-from storage.db import database, is_sqlite
+from storage.db import database, is_sqlite, write_transaction
 from storage.files import FileStore
 from storage.mail_log import ACCEPTED, RawMail
 from storage.models import User
@@ -37,12 +39,14 @@ def ready_mails(people: People, count: int, *, sender: User | None = None, raw: 
     return mails
 
 
-async def run_committer(people: People, body: Any, *, receiving: Any = lambda: 0) -> list[int]:
-    """Runs body(committer) against a started group commit; returns the size of each batch it committed."""
+async def run_committer(people: People, body: Any, *, receiving: Any = lambda: 0,
+                        pool: concurrent.futures.Executor | None = None) -> list[int]:
+    """Runs body(committer) against a started group commit (its worker threads: pool, or asyncio's default);
+    returns the size of each batch it committed."""
     loop = asyncio.get_running_loop()
 
     def in_thread(fn: Any, *args: Any) -> Any:
-        return loop.run_in_executor(None, fn, *args)
+        return loop.run_in_executor(pool, fn, *args)
 
     committer = GroupCommitter(FileStore(people.settings.effective_files_dir), in_thread, on_loop=is_sqlite(),
                                receiving=receiving)
@@ -165,3 +169,37 @@ def test_a_mail_that_fails_is_left_out_and_the_others_are_committed(people: Peop
     assert outcomes == ["stored", errors.Duplicate, errors.NotPostable, "stored"]
     assert [m.text for m in posts(people.thread)] == ["Looks great, approved!"] * 2
     assert [r.outcome for r in inbound_rows()] == [ACCEPTED] * 2
+
+
+def test_a_writer_waiting_in_the_shared_pool_never_stops_the_commit(people: People, monkeypatch) -> None:
+    # While a batch holds the process's SQLite writer lock, every thread of the gateway's shared pool may be
+    # waiting for that lock (a refused mail's record, a bounce). The batch's COMMIT must not queue behind
+    # them: it runs in the committer's own thread, and then they go on.
+    if not is_sqlite():
+        pytest.skip("the writer lock and the group commit on the event loop are SQLite's")
+    [mail] = ready_mails(people, 1)
+    pool = concurrent.futures.ThreadPoolExecutor(1)
+    waiting: list[concurrent.futures.Future[None]] = []
+
+    def other_writer() -> None:
+        with write_transaction():
+            pass
+
+    apply_all = GroupCommitter._apply_all
+
+    def apply_and_fill_the_pool(batch: list[Any]) -> None:
+        waiting.append(pool.submit(other_writer))  # the pool's only thread now waits for the lock
+        apply_all(batch)
+
+    monkeypatch.setattr(GroupCommitter, "_apply_all", staticmethod(apply_and_fill_the_pool))
+
+    async def body(committer: GroupCommitter) -> None:
+        committer.expect(mail)
+        await asyncio.wait_for(committer.store(mail), 20)  # without its own thread: never returns
+
+    try:
+        assert asyncio.run(run_committer(people, body, pool=pool)) == [1]
+        waiting[0].result(timeout=20)
+    finally:
+        pool.shutdown(wait=False)
+    assert len(posts(people.thread)) == 1

@@ -21,6 +21,7 @@ SQLite takes to insert its rows).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import sqlite3
 import time
@@ -78,6 +79,10 @@ class GroupCommitter:
         self._files = files
         self._on_loop = on_loop  # SQLite: the rows are written on the event loop (see the module docstring)
         self._run_in_thread = run_in_thread  # (fn, *args) -> awaitable, in a worker thread
+        # BEGIN and COMMIT run in a thread of their own: a batch holds the process's SQLite writer lock
+        # (storage.db.sqlite_writer) from BEGIN to COMMIT, and tasks of the shared pool may be waiting for
+        # that lock (a refused mail's record, a bounce); were COMMIT queued behind them, it would never run.
+        self._lock_thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="smtp-commit")
         self._queue: list[_Entry] = []
         self._wake = asyncio.Event()
         self._arrived = asyncio.Event()  # set by every submission (see _gather)
@@ -98,7 +103,11 @@ class GroupCommitter:
             await self._task
         if self._conn is not None:
             conn, self._conn = self._conn, None
-            await self._run_in_thread(conn.close)
+            await self._in_lock_thread(conn.close)
+        self._lock_thread.shutdown(wait=False)
+
+    def _in_lock_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return asyncio.get_running_loop().run_in_executor(self._lock_thread, fn, *args)
 
     def expect(self, mail: InboundMail) -> None:
         """Tells the group commit that mail is being processed and will be stored or recorded here soon:
@@ -124,7 +133,7 @@ class GroupCommitter:
             await self._run_in_thread(keep_raw_in_files, mail)
 
     async def _submit(self, entry: _Entry) -> None:
-        if self._closing and self._task is not None and self._task.done():
+        if self._task is not None and self._task.done():
             raise RuntimeError("the gateway is shutting down")
         self._expected.discard(id(entry.mail))
         loop = asyncio.get_running_loop()
@@ -239,7 +248,7 @@ class GroupCommitter:
             try:
                 conn = self._conn = self._conn or self._connect()
                 if not self._try_begin(conn):
-                    await self._run_in_thread(self._begin, conn)
+                    await self._in_lock_thread(self._begin, conn)
             except BaseException as e:
                 self._fail(batch, e)
                 if not isinstance(e, Exception):
@@ -253,14 +262,14 @@ class GroupCommitter:
                 except _MailFailed as failed:
                     errors[todo.pop(failed.index)] = failed.error
                     open_transaction = False  # _end gives the lock back whatever happens
-                    await self._run_in_thread(self._end, conn, False)
+                    await self._in_lock_thread(self._end, conn, False)
                     continue
                 open_transaction = False
-                await self._run_in_thread(self._end, conn, True)
+                await self._in_lock_thread(self._end, conn, True)
             except BaseException as e:
                 if open_transaction:
                     try:
-                        await self._run_in_thread(self._end, conn, False)
+                        await self._in_lock_thread(self._end, conn, False)
                     except Exception:
                         log.exception("rollback of a group commit failed")
                 if not isinstance(e, asyncio.CancelledError):
