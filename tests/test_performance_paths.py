@@ -13,6 +13,7 @@ import itertools
 import os
 
 import pytest
+from gateway_support import eml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from linkify_it import LinkifyIt
@@ -458,3 +459,14 @@ def test_serve_with_two_processes_on_one_port(settings, make) -> None:
     assert not runner.is_alive() and not other.is_alive()
     texts = sorted(m.text for m in Message.select().where(Message.thread == thread.id))
     assert texts == sorted(f"Reply number {i}." for i in range(12))
+
+
+def test_only_small_simple_mails_are_processed_on_the_event_loop() -> None:
+    # A reply is light; as many nested multiparts as 64 KB holds (~0.4 s for the parsers to give up on) is
+    # not, whatever the case of its boundary parameters, and neither is a mail over LOOP_MAX_BYTES.
+    from gateway.server import LOOP_MAX_BYTES, light
+
+    assert light(eml("with_attachment.eml", to="reply+x@reply.test"))
+    nested = b"".join(b'Content-Type: multipart/mixed; BOUNDARY="b%d"\r\n\r\n--b%d\r\n' % (i, i) for i in range(1000))
+    assert len(nested) <= LOOP_MAX_BYTES and not light(nested)
+    assert not light(b"x" * (LOOP_MAX_BYTES + 1))
