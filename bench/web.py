@@ -76,7 +76,7 @@ def bulk_messages(thread_id: int, authors: list[tuple[int, str]], count: int, se
     """Inserts `count` messages into a thread in transactions of CHUNK rows; returns seconds taken.
 
     Rows carry rendered html like post_message's. The full-text index is filled by the database itself
-    (FTS5 triggers on SQLite, the GIN expression index on PostgreSQL), as for every other insert.
+    (FTS5 triggers on SQLite, the stored search_tsv column and its GIN index on PostgreSQL), as for every other insert.
     """
     from storage.db import database
     from storage.models import VISIBILITY_CLIENT, VISIBILITY_INTERNAL, Message, utcnow

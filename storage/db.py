@@ -22,8 +22,8 @@ SQLITE_PRAGMAS = {
     "busy_timeout": 10000,
     "synchronous": "full",
     "cache_size": -16000,
-    # Savepoints (one per mail in the gateway's group commit) journal the pages they change: in memory,
-    # not in a temporary file created, written and deleted for every transaction.
+    # Statement and savepoint journals in memory, not in a temporary file created, written and deleted for
+    # every transaction (measured: ~60 KB written per received mail before).
     "temp_store": "memory",
 }
 

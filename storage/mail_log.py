@@ -107,13 +107,13 @@ class OutboxEmail(BaseModel):
     """
 
     id = AutoField()
-    kind = CharField(max_length=20, default=NOTIFICATION)
+    kind = CharField(max_length=20, default=NOTIFICATION, choices=[(k, k) for k in KINDS])
     recipient = ForeignKeyField(User, null=True, backref="outbox_emails", on_delete="CASCADE")
     to_address = CharField(max_length=320)
     thread = ForeignKeyField(Thread, null=True, on_delete="CASCADE")
     message = ForeignKeyField(Message, null=True, backref="outbox_emails", on_delete="CASCADE")
     internal = BooleanField(default=False)
-    status = CharField(max_length=10, default=PENDING, index=True)
+    status = CharField(max_length=10, default=PENDING, index=True, choices=[(s, s) for s in STATUSES])
     attempts = IntegerField(default=0)
     next_attempt_at = DateTimeField(default=utcnow, index=True)
     lease_until = DateTimeField(null=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from peewee import SQL, AutoField, DateTimeField, IntegerField
+from peewee import AutoField, DateTimeField, IntegerField
 
 from storage.db import database, is_sqlite
 from storage.mail_log import InboundEmail, OutboxEmail, RawMail, ThreadEvent
@@ -162,4 +162,4 @@ def drop_everything() -> None:
         database.drop_tables(ALL_MODELS + [SchemaVersion], safe=True, cascade=not is_sqlite())
 
 
-__all__ = ["ALL_MODELS", "LATEST_VERSION", "SQL", "SchemaVersion", "current_version", "migrate"]
+__all__ = ["ALL_MODELS", "LATEST_VERSION", "SchemaVersion", "current_version", "migrate"]

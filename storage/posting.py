@@ -84,7 +84,7 @@ def post_message(
     # On SQLite, take the write lock at BEGIN (IMMEDIATE): a deferred transaction whose first write meets
     # another process's commit fails at once with "database is locked", whatever busy_timeout says.
     # Inside a caller's transaction (the gateway's group commit) the rows join it, without a savepoint of
-    # their own: nothing above has written yet, and the caller rolls its transaction back when this raises.
+    # their own: the checks above write nothing, and the caller rolls its transaction back when this raises.
     # Every statement is compiled once (storage/db.py): this runs for every post.
     with contextlib.nullcontext() if database.in_transaction() else write_transaction():
         values = (thread.id, author.id, visibility, text, render_markdown(text), source, trimmed_text or None,

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from gateway.inbound.extract import Trimmed, html_to_text, reply_from_parts, trim_text
 from gateway.markers import HTML_MARKER_ID_PREFIX, REPLY_ABOVE_LINE
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+sys.path.append(str(Path(__file__).resolve().parent.parent / "bench"))  # after the project: bench/web.py is no package
 from reply_accuracy import load_corpus, normalise  # noqa: E402
 
 REPLIES = Path(__file__).resolve().parent / "replies"

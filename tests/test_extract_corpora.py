@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from conftest import SHARED, shared_path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+sys.path.append(str(Path(__file__).resolve().parent.parent / "bench"))  # after the project: bench/web.py is no package
 from reply_accuracy import load_corpus, normalise, ours  # noqa: E402
 
 CORPORA = {"reply-trimmer": 64, "email-reply-parser": 21}

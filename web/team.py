@@ -29,8 +29,8 @@ from web.threadview import (
 
 bp = Blueprint("team", __name__)
 
-RAW_MAIL_SHOWN = 2 * 1024 * 1024
-MAX_DELIVERY_IDS = 100  # the "show full email" page shows at most this much of the raw mail
+RAW_MAIL_SHOWN = 2 * 1024 * 1024  # the "show full email" page shows at most this much of the raw mail
+MAX_DELIVERY_IDS = 100  # messages whose delivery status one request may ask for
 
 
 def get_workspace_or_404(slug: str) -> Workspace:

@@ -17,6 +17,7 @@ from peewee import fn
 
 from storage.mail_log import ThreadEvent
 from storage.models import Attachment, Message, ReadMarker, Thread, User, Workspace
+from storage.outbox import delivery_status
 from storage.rendering import sanitize_html
 from storage.search import search_terms
 from storage.visibility import Viewer, last_activity, visible_messages
@@ -97,13 +98,7 @@ def load_page(viewer: Viewer, thread: Thread, before: int | None = None,
 
 
 def _delivery(message_ids: list[int]) -> dict[int, dict[str, Any]]:
-    if not message_ids:
-        return {}
-    try:
-        from storage.outbox import delivery_status
-    except ImportError:  # the outbox module arrives with the outbound mail work
-        return {}
-    return delivery_status(message_ids)
+    return delivery_status(message_ids) if message_ids else {}
 
 
 def build_views(messages: list[Message], viewer: Viewer, *, terms: list[str] | None = None) -> list[MessageView]:

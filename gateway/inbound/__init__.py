@@ -10,6 +10,6 @@ Steps, in order (gateway/inbound/pipeline.py STEPS), each filling fields of an I
 6. store_reply           store.py         InboundEmail row + post_message() in one transaction, once per thread
 
 Recipients are checked earlier, at RCPT time (authenticate.resolve_recipient). In the SMTP server,
-store_reply's transaction is shared by several mails (committer.py: group commit, each mail in a
-savepoint, every mail answered only after the commit).
+store_reply's transaction is shared by several mails (committer.py: group commit; a mail that fails is
+left out and the batch goes again; every mail answered only after the commit).
 """

@@ -119,11 +119,6 @@ def _normalise_ends(text: str) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
-def split_lines(text: str) -> list[str]:
-    """Lines of a body, whatever its line ends (CRLF, CR or LF)."""
-    return _normalise_ends(text).split("\n")
-
-
 def _marker_words(line: str) -> str:
     return " ".join(line.lstrip(" \t>").lower().strip("#- \t").split())
 
@@ -171,14 +166,6 @@ def _marker_offset(text: str) -> int | None:
         end = text.find("\n", match.start())
         next_line = len(text) if end < 0 else end
     return None
-
-
-def find_marker(lines: list[str], text: str = "") -> int | None:
-    """Index of the line where our "reply above this line" marker starts, also quoted or re-wrapped.
-    `text`, when given, is "\n".join(lines)."""
-    text = text or "\n".join(lines)
-    offset = _marker_offset(text)
-    return None if offset is None else text.count("\n", 0, offset)
 
 
 def _split_body(text: str) -> tuple[list[str], dict[int, int]]:
