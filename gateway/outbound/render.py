@@ -28,11 +28,11 @@ from gateway.addresses import format_reply_address
 from gateway.markers import HTML_MARKER_ID_PREFIX, LOOP_HEADER, REPLY_ABOVE_LINE
 from gateway.outbound.unsubscribe import unsubscribe_url
 from storage.mail_log import OutboxEmail
-from storage.models import Attachment, Message, Thread, User, Workspace
+from storage.models import VISIBILITY_INTERNAL, Attachment, Message, Thread, User, Workspace
 from storage.outbox import previous_mail_ids
 from storage.rendering import sanitize_html
 from storage.tokens import reply_token_for
-from storage.visibility import Viewer, can_see
+from storage.visibility import Viewer, visible_messages
 
 TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "templates" / "email"
 PRODUCT = "WorkRate"
@@ -169,20 +169,30 @@ def _address(name: str, addr: str) -> Address | str:
 
 
 def visible_rows(rows: Sequence[OutboxEmail]) -> tuple[list[OutboxEmail], list[OutboxEmail]]:
-    """(rows the recipient may still be told about, rows they may not), asking can_see() for each.
+    """(rows the recipient may still be told about, rows they may not), through the one rule: two queries per
+    recipient and thread (a batch is one of each), not three per row.
 
     A message that became internal after a client-visible notification row was written is not sent in
     that email either: the reply address it carries would post client-visible answers.
     """
-    visible: list[OutboxEmail] = []
-    hidden: list[OutboxEmail] = []
+    groups: dict[tuple[int, int], list[OutboxEmail]] = {}
     for row in rows:
-        recipient = User.get_or_none(User.id == row.recipient_id)
-        message = Message.get_or_none(Message.id == row.message_id)
-        ok = (recipient is not None and message is not None and can_see(Viewer.of(recipient), message)
-              and not (message.is_internal and not row.internal)
-              and not (row.internal and not recipient.is_team))
-        (visible if ok else hidden).append(row)
+        groups.setdefault((row.recipient_id, row.thread_id), []).append(row)
+    ok_ids: set[int] = set()
+    for (recipient_id, thread_id), group in groups.items():
+        recipient = User.get_or_none(User.id == recipient_id)
+        if recipient is None:
+            continue
+        seen = dict(visible_messages(Viewer.of(recipient), thread_id)
+                    .where(Message.id.in_([r.message_id for r in group]))
+                    .select(Message.id, Message.visibility).tuples())
+        for row in group:
+            visibility = seen.get(row.message_id)
+            if (visibility is not None and not (visibility == VISIBILITY_INTERNAL and not row.internal)
+                    and not (row.internal and not recipient.is_team)):
+                ok_ids.add(row.id)
+    visible = [row for row in rows if row.id in ok_ids]
+    hidden = [row for row in rows if row.id not in ok_ids]
     return visible, hidden
 
 
@@ -221,7 +231,8 @@ def render_notification(rows: Sequence[OutboxEmail], settings: Settings,
     recipient = User.get_by_id(lead.recipient_id)
     thread = Thread.get_by_id(lead.thread_id)
     workspace = Workspace.get_by_id(thread.workspace_id)
-    messages = list(Message.select().where(Message.id.in_([r.message_id for r in rows])).order_by(Message.id))
+    messages = list(visible_messages(Viewer.of(recipient), thread)
+                    .where(Message.id.in_([r.message_id for r in rows])).order_by(Message.id))
     authors = {u.id: u for u in User.select().where(User.id.in_({m.author_id for m in messages}))}
     attachments: dict[int, list[Attachment]] = {}
     for a in Attachment.select().where(Attachment.message.in_([m.id for m in messages])).order_by(Attachment.id):
