@@ -114,7 +114,10 @@ class FileStore:
     def _put_known(self, key: str, data: bytes | bytearray | memoryview) -> StoredFile:
         directory = self._directory(key)
         final = f"{directory}/{key}"
-        if not self._stored(directory, key):
+        if self._stored(directory, key):
+            # Another thread or process may have just renamed it there and not fsynced the folder yet.
+            _fsync_dir(directory)
+        else:
             tmp = f"{directory}/.incoming-{secrets.token_hex(8)}"
             fd = os.open(tmp, _OPEN_NEW, 0o644)
             try:
@@ -152,6 +155,7 @@ class FileStore:
             final = f"{directory}/{key}"
             if self._stored(directory, key):
                 os.unlink(tmp)
+                _fsync_dir(directory)  # as in _put_known: its name may not be durable yet
             else:
                 os.replace(tmp, final)
                 _fsync_dir(directory)
