@@ -391,7 +391,8 @@ def post(app: App, slug: str, text: str, as_email: str, internal: bool, attach: 
 
 @db_command(cli, "thread")
 @click.argument("slug")
-@click.option("--as", "as_email", metavar="EMAIL", help="Show the thread as this person sees it (default: the team).")
+@click.option("--as", "as_email", metavar="EMAIL",
+              help="Show the thread as this person sees it (default: the whole thread).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def thread_cmd(settings: Settings, slug: str, as_email: str | None, as_json: bool) -> None:
     """Show a workspace's thread, oldest first, as a person sees it."""
@@ -424,7 +425,7 @@ def _print_messages(data: list[dict[str, Any]]) -> None:
 @db_command(cli, "search")
 @click.argument("slug")
 @click.argument("query")
-@click.option("--as", "as_email", metavar="EMAIL", help="Search as this person (default: the team).")
+@click.option("--as", "as_email", metavar="EMAIL", help="Search as this person (default: the whole thread).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def search_cmd(settings: Settings, slug: str, query: str, as_email: str | None, as_json: bool) -> None:
     """Search a workspace's thread; a client's search never finds internal messages."""
