@@ -192,7 +192,7 @@ def load_settings(environ: Mapping[str, str] | None = None, *, ensure_secret: bo
 def stored_secret_key(data_dir: Path) -> str:
     """Returns the secret kept in DATA_DIR/secret_key, generating it (mode 0600) on first use."""
     data_dir = Path(data_dir)
-    data_dir.mkdir(parents=True, exist_ok=True)
+    make_private_dir(data_dir)
     path = data_dir / SECRET_KEY_FILE
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -201,3 +201,18 @@ def stored_secret_key(data_dir: Path) -> str:
     with os.fdopen(fd, "w") as f:
         f.write(secrets.token_urlsafe(48))
     return path.read_text().strip()
+
+
+def make_private_dir(path: Path) -> None:
+    """Creates path (and missing parents) readable by this user only (0700): it holds the database, the
+    secret key, stored files and outgoing mail."""
+    Path(path).mkdir(mode=0o700, parents=True, exist_ok=True)
+
+
+def create_private_file(path: Path) -> None:
+    """Creates path empty with mode 0600 unless it exists, so that a program that opens it later (SQLite)
+    does not create it readable by everyone."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass

@@ -56,6 +56,7 @@ from gateway.inbound.authenticate import resolve_recipient
 from gateway.inbound.committer import GroupCommitter
 from gateway.inbound.mail import REPLY, InboundMail, Recipient
 from gateway.inbound.store import _reset_connection, record_outcome
+from storage.redaction import install_log_redaction
 
 log = logging.getLogger(__name__)
 
@@ -596,6 +597,7 @@ def _process_main(settings: Settings) -> None:
     import signal
 
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    install_log_redaction()
 
     async def main() -> None:
         stop = asyncio.Event()

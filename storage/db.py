@@ -4,12 +4,14 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 from peewee import DatabaseProxy, OperationalError, SqliteDatabase
 from playhouse.db_url import connect
 
 from config import Settings
+from config.settings import create_private_file, make_private_dir
 
 database = DatabaseProxy()
 
@@ -37,12 +39,21 @@ class DatabaseUnavailable(RuntimeError):
 def make_database(settings: Settings) -> Any:
     url = settings.effective_database_url
     if url.startswith("sqlite"):
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        _private_sqlite_file(settings)
         db = connect(url, pragmas=SQLITE_PRAGMAS, check_same_thread=False, timeout=10)
     else:
         # autorollback keeps a pooled connection usable after a failed statement.
         db = connect(url, autorollback=True, connect_timeout=5)
     return db
+
+
+def _private_sqlite_file(settings: Settings) -> None:
+    """The data folder 0700 and the database file 0600 (SQLite gives its -wal and -shm files the same mode)."""
+    make_private_dir(settings.data_dir)
+    path = settings.effective_database_url.removeprefix("sqlite:///")
+    if path and path != ":memory:" and not path.startswith("file:"):
+        make_private_dir(Path(path).parent)
+        create_private_file(Path(path))
 
 
 def bind(settings: Settings) -> Any:

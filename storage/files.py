@@ -38,6 +38,9 @@ from typing import BinaryIO
 
 CHUNK = 1024 * 1024
 KEY_RE = re.compile(r"^[0-9a-f]{64}$")
+# Stored files and their folders are this user's only: attachments and raw mail are private.
+FILE_MODE = 0o600
+DIR_MODE = 0o700
 _OPEN_NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
 _sync_data = getattr(os, "fdatasync", os.fsync)
 
@@ -119,7 +122,7 @@ class FileStore:
             _fsync_dir(directory)
         else:
             tmp = f"{directory}/.incoming-{secrets.token_hex(8)}"
-            fd = os.open(tmp, _OPEN_NEW, 0o644)
+            fd = os.open(tmp, _OPEN_NEW, FILE_MODE)
             try:
                 try:
                     _write_all(fd, data)
@@ -138,7 +141,7 @@ class FileStore:
         digest = hashlib.sha256()
         size = 0
         tmp = f"{self._root}/.incoming-{secrets.token_hex(8)}"
-        fd = os.open(tmp, _OPEN_NEW, 0o644)
+        fd = os.open(tmp, _OPEN_NEW, FILE_MODE)
         try:
             try:
                 for chunk in chunks:
@@ -203,7 +206,7 @@ def _ensure_dir(directory: str) -> None:
             path = os.path.dirname(path)
         for new in reversed(missing):
             try:
-                os.mkdir(new)
+                os.mkdir(new, DIR_MODE)
             except FileExistsError:
                 pass
             _fsync_dir(os.path.dirname(new) or ".")

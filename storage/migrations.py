@@ -107,10 +107,46 @@ def _v3_raw_mail_table() -> None:
         database.execute_sql('ALTER TABLE "thread" DROP COLUMN "last_activity_at"')
 
 
+def _v4_reply_tokens_hashed() -> None:
+    # Reply tokens were stored as they are: whoever read the database (a backup, a dump) could post as
+    # anyone. Now only their SHA-256 is kept (and a salt from which the secret key rebuilds new ones, see
+    # storage/tokens.py). Addresses already handed out keep working: they are looked up by their hash.
+    # The inbound log's reply_token (the key that posts a mail once) becomes a hash too, and its rcpt_to
+    # keeps only a hint of the token.
+    from storage.redaction import redact
+    from storage.tokens import hash_secret
+
+    columns = {c.name for c in database.get_columns("reply_token")}
+    if "token" in columns:
+        database.execute_sql('ALTER TABLE "reply_token" RENAME COLUMN "token" TO "token_hash"')
+        for row_id, token in database.execute_sql('SELECT "id", "token_hash" FROM "reply_token"').fetchall():
+            database.execute_sql('UPDATE "reply_token" SET "token_hash" = %s WHERE "id" = %s'
+                                 .replace("%s", _param()), (hash_secret(str(token).lower()), row_id))
+    if "salt" not in columns:
+        database.execute_sql('ALTER TABLE "reply_token" ADD COLUMN "salt" VARCHAR(32)')
+    keys = [k for (k,) in database.execute_sql(
+        'SELECT DISTINCT "reply_token" FROM "inbound_email" WHERE "reply_token" IS NOT NULL').fetchall()]
+    for key in keys:
+        database.execute_sql('UPDATE "inbound_email" SET "reply_token" = %s WHERE "reply_token" = %s'
+                             .replace("%s", _param()), (hash_secret(key), key))
+    addresses = [a for (a,) in database.execute_sql(
+        """SELECT DISTINCT "rcpt_to" FROM "inbound_email" WHERE "rcpt_to" LIKE '%%+%%'"""
+        .replace("%%", "%" if is_sqlite() else "%%")).fetchall()]
+    for address in addresses:
+        if redact(address) != address:
+            database.execute_sql('UPDATE "inbound_email" SET "rcpt_to" = %s WHERE "rcpt_to" = %s'
+                                 .replace("%s", _param()), (redact(address), address))
+
+
+def _param() -> str:
+    return "?" if is_sqlite() else "%s"
+
+
 MIGRATIONS: list[tuple[int, Callable[[], None]]] = [
     (1, _v1_initial),
     (2, _v2_postgres_search_column),
     (3, _v3_raw_mail_table),
+    (4, _v4_reply_tokens_hashed),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]

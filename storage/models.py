@@ -136,10 +136,17 @@ class Attachment(BaseModel):
 
 
 class ReplyToken(BaseModel):
-    """The random part of reply+TOKEN@REPLY_DOMAIN, bound to one person, one thread and one audience."""
+    """A reply address reply+TOKEN@REPLY_DOMAIN, bound to one person, one thread and one audience.
+
+    The token itself is not stored: it is HMAC(secret key, salt) (storage/tokens.py), so the database
+    alone (a backup, a dump) never lets anyone post as someone. Lookups go by its SHA-256. A row from
+    before that (salt NULL) still answers to its old address but is never handed out again.
+    """
 
     id = AutoField()
-    token = CharField(max_length=64, unique=True)  # lower-case, 128 random bits or more
+    token_hash = CharField(max_length=64, unique=True)  # SHA-256 of the lower-case token
+    salt = CharField(max_length=32, null=True)
+    token: str  # not a column: set by storage.tokens.reply_token_for for the caller
     user = ForeignKeyField(User, backref="reply_tokens", on_delete="CASCADE")
     thread = ForeignKeyField(Thread, backref="reply_tokens", on_delete="CASCADE")
     internal = BooleanField(default=False)  # replies through it are posted as internal notes

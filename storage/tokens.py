@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import hmac
 import secrets
 
 from storage.models import (
@@ -16,7 +17,9 @@ from storage.models import (
     utcnow,
 )
 
-TOKEN_BYTES = 16  # 128 random bits; hex keeps it case-insensitive, as some servers fold local parts
+TOKEN_BYTES = 16  # 128 bits; hex keeps it case-insensitive, as some servers fold local parts
+_SALT_BYTES = 16
+_DERIVATION = "workrate reply token v1:"
 
 
 def new_reply_token() -> str:
@@ -27,25 +30,49 @@ def hash_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def reply_token_for(user: User, thread: Thread, internal: bool = False) -> ReplyToken:
-    """The person's live reply token for the thread and audience, issued on first use.
+def derive_reply_token(secret_key: str, salt: str) -> str:
+    """The token of a reply address: HMAC-SHA256(secret key, salt), its first 128 bits in hex.
 
-    A client's token is never internal: asking for one is a programming error.
+    Only the salt and the token's hash are stored, so the token can be rebuilt for every notification
+    by whoever holds the secret key, and by nobody who only holds the database.
+    """
+    if not secret_key:
+        raise ValueError("a secret key is needed to issue reply addresses")
+    digest = hmac.new(secret_key.encode(), (_DERIVATION + salt).encode(), hashlib.sha256).hexdigest()
+    return digest[:TOKEN_BYTES * 2]
+
+
+def reply_token_for(user: User, thread: Thread, internal: bool = False, *, secret_key: str) -> ReplyToken:
+    """The person's live reply token row for the thread and audience, issued on first use; its `token`
+    attribute (not a column) holds the token itself.
+
+    A client's token is never internal: asking for one is a programming error. A live row whose token the
+    current secret key does not rebuild (issued before tokens were derived, or under another key) still
+    answers to its address, but a new row is issued for new mail.
     """
     if internal and user.role != TEAM:
         raise ValueError("a client's reply address can never be internal")
     live = (ReplyToken.select()
             .where((ReplyToken.user == user) & (ReplyToken.thread == thread)
-                   & (ReplyToken.internal == internal) & ReplyToken.revoked_at.is_null())
-            .order_by(ReplyToken.id.desc()).first())
-    if live:
-        return live
-    return ReplyToken.create(token=new_reply_token(), user=user, thread=thread, internal=internal)
+                   & (ReplyToken.internal == internal) & ReplyToken.revoked_at.is_null()
+                   & ReplyToken.salt.is_null(False))
+            .order_by(ReplyToken.id.desc()))
+    for row in live.limit(3):
+        token = derive_reply_token(secret_key, str(row.salt))
+        if hmac.compare_digest(hash_secret(token), row.token_hash):
+            row.token = token
+            return row
+    salt = secrets.token_hex(_SALT_BYTES)
+    token = derive_reply_token(secret_key, salt)
+    row = ReplyToken.create(token_hash=hash_secret(token), salt=salt, user=user, thread=thread, internal=internal)
+    row.token = token
+    return row
 
 
 def find_live_reply_token(token: str) -> ReplyToken | None:
     """The unrevoked token, compared case-insensitively, or None."""
-    return (ReplyToken.select().where((ReplyToken.token == token.lower()) & ReplyToken.revoked_at.is_null())
+    return (ReplyToken.select()
+            .where((ReplyToken.token_hash == hash_secret(token.lower())) & ReplyToken.revoked_at.is_null())
             .first())
 
 

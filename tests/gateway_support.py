@@ -46,7 +46,7 @@ class People:
     settings: Settings
 
     def address(self, user: User, internal: bool = False, thread: Thread | None = None) -> str:
-        token = reply_token_for(user, thread or self.thread, internal=internal)
+        token = reply_token_for(user, thread or self.thread, internal=internal, secret_key=self.settings.secret_key)
         return format_reply_address(token.token, self.settings.reply_domain)
 
     @property

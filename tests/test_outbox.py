@@ -38,7 +38,7 @@ from storage.directory import set_access, set_following
 from storage.mail_log import FAILED, PENDING, SENT, SKIPPED, OutboxEmail
 from storage.models import Membership, Message, ReplyToken, User, utcnow
 from storage.posting import post_message
-from storage.tokens import set_messages_access
+from storage.tokens import hash_secret, reply_token_for, set_messages_access
 
 
 @pytest.fixture
@@ -115,7 +115,8 @@ def test_internal_message_notifies_following_team_only(settings: Settings, make,
     assert recipients(relay) == ["lee@agency.test"]
     mail = relay.received[0].mail
     assert mail["Subject"].startswith("[Internal] ")
-    token = ReplyToken.get(ReplyToken.token == re.search(r"reply\+([0-9a-f]+)@", mail["Reply-To"]).group(1))
+    token_in_mail = re.search(r"reply\+([0-9a-f]+)@", mail["Reply-To"]).group(1)
+    token = ReplyToken.get(ReplyToken.token_hash == hash_secret(token_in_mail))
     assert token.internal and token.user_id == lee.id
 
 
@@ -532,8 +533,9 @@ def test_reply_to_is_the_recipients_own_address(settings: Settings, make, relay)
     send_due(settings)
     for person in (bob, ann):
         [got] = relay.to(person.email)
-        token = ReplyToken.get(user=person, thread=make.thread(ws))
+        token = reply_token_for(person, make.thread(ws), secret_key=settings.secret_key)
         assert got.mail["Reply-To"] == format_reply_address(token.token, settings.reply_domain)
+        assert ReplyToken.select().where(ReplyToken.user == person).count() == 1
         assert not token.internal
 
 

@@ -386,7 +386,8 @@ def test_a_big_mail_is_parsed_from_its_text_after_it_is_stored(settings, make) -
     ws = make.workspace()
     bob = make.client(ws, "bob@acme.test")
     thread = make.thread(ws)
-    address = format_reply_address(reply_token_for(bob, thread).token, settings.reply_domain)
+    token = reply_token_for(bob, thread, secret_key=settings.secret_key).token
+    address = format_reply_address(token, settings.reply_domain)
     blob = os.urandom(RELEASE_RAW_FROM)
     encoded = base64.encodebytes(blob).replace(b"\n", b"\r\n")
     raw = (b"\r\nFrom: Bob <bob@acme.test>\r\nTo: " + address.encode() + b"\r\nSubject: Big file\r\n"  # no Message-ID
@@ -429,7 +430,8 @@ def test_serve_with_two_processes_on_one_port(settings, make) -> None:
     ws = make.workspace()
     bob = make.client(ws, "bob@acme.test")
     thread = make.thread(ws)
-    address = format_reply_address(reply_token_for(bob, thread).token, settings.reply_domain)
+    token = reply_token_for(bob, thread, secret_key=settings.secret_key).token
+    address = format_reply_address(token, settings.reply_domain)
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]

@@ -28,6 +28,7 @@ from storage.directory import set_access
 from storage.mail_log import OutboxEmail
 from storage.models import Attachment, ReplyToken, User, Workspace
 from storage.posting import post_message
+from storage.tokens import hash_secret, reply_token_for
 
 
 def pending(recipient: User) -> list[OutboxEmail]:
@@ -61,8 +62,9 @@ def test_headers_of_a_client_notification(settings: Settings, make) -> None:
     assert mail["From"].addresses[0].display_name == "Kim Lee via WorkRate"
     assert mail["From"].addresses[0].addr_spec == settings.effective_mail_from == "notifications@reply.test"
     assert mail["To"].addresses[0].addr_spec == "bob@acme.test"
-    token = ReplyToken.get(user=bob, thread=make.thread(ws))
+    token = reply_token_for(bob, make.thread(ws), secret_key=settings.secret_key)
     assert mail["Reply-To"] == f"reply+{token.token}@reply.test" and not token.internal
+    assert ReplyToken.select().count() == 1
     assert mail["Subject"] == "Acme Co \u2014 messages"
     assert mail["Auto-Submitted"] == "auto-generated"
     assert mail["X-Auto-Response-Suppress"] == "All"
@@ -121,7 +123,7 @@ def test_internal_notification_is_marked_and_carries_an_internal_reply_address(s
     assert mail["Subject"] == "[Internal] Acme Co \u2014 messages"
     assert "internal note" in text_of(mail).lower() and "Internal" in html_of(mail)
     token = re.search(r"reply\+([0-9a-f]+)@", mail["Reply-To"]).group(1)
-    assert ReplyToken.get(token=token).internal
+    assert ReplyToken.get(token_hash=hash_secret(token)).internal
 
 
 def test_a_client_can_never_receive_an_internal_notification(settings: Settings, make) -> None:

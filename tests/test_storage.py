@@ -12,12 +12,20 @@ from config import Settings
 from storage import db, migrations
 from storage.directory import DirectoryError, add_user, create_workspace, get_user, set_access, thread_of
 from storage.files import FileStore, TooLarge, safe_filename
-from storage.mail_log import OutboxEmail, ThreadEvent
-from storage.models import Message, ReplyToken, Thread
+from storage.mail_log import InboundEmail, OutboxEmail, ThreadEvent
+from storage.models import Message, ReplyToken, Thread, utcnow
 from storage.posting import PostingError, post_message
 from storage.search import search_messages
-from storage.tokens import create_login_token, find_live_reply_token, redeem_login_token, reply_token_for
+from storage.tokens import (
+    create_login_token,
+    find_live_reply_token,
+    hash_secret,
+    redeem_login_token,
+    reply_token_for,
+)
 from storage.visibility import Viewer
+
+KEY = "test-secret-key"
 
 
 def test_migrate_from_empty_database_is_idempotent(database: object) -> None:
@@ -127,12 +135,12 @@ def test_reply_tokens_are_random_stable_and_revocable(make) -> None:
     ws = make.workspace()
     thread = make.thread(ws)
     bob = make.client(ws)
-    token = reply_token_for(bob, thread)
+    token = reply_token_for(bob, thread, secret_key=KEY)
     assert len(token.token) == 32 and token.token == token.token.lower()
-    assert reply_token_for(bob, thread).id == token.id
+    assert reply_token_for(bob, thread, secret_key=KEY).id == token.id
     assert find_live_reply_token(token.token.upper()).id == token.id
     with pytest.raises(ValueError):
-        reply_token_for(bob, thread, internal=True)
+        reply_token_for(bob, thread, internal=True, secret_key=KEY)
     set_access(bob, ws, False)
     assert find_live_reply_token(token.token) is None
     assert ReplyToken.get_by_id(token.id).revoked_at is not None
@@ -199,11 +207,53 @@ def test_migration_3_upgrades_a_version_2_database(make) -> None:
     database.execute_sql('CREATE INDEX "thread_event_thread_id" ON "thread_event" ("thread_id")')
     database.execute_sql('CREATE INDEX "inbound_email_received_at" ON "inbound_email" ("received_at")')
     database.execute_sql('DROP TABLE "raw_mail"')
-    migrations.SchemaVersion.delete().where(migrations.SchemaVersion.version == 3).execute()
+    migrations.SchemaVersion.delete().where(migrations.SchemaVersion.version >= 3).execute()
     assert migrations.current_version() == 2
 
-    assert migrations.migrate() == [3]
+    assert migrations.migrate() == [v for v, _ in migrations.MIGRATIONS if v >= 3]
     assert "last_activity_at" not in {c.name for c in database.get_columns("thread")}
     indexes = {i.name for table in ("message", "thread_event", "inbound_email") for i in database.get_indexes(table)}
     assert not indexes & {"thread_event_thread_id", "inbound_email_received_at"} and "message_thread_id" in indexes
     assert database.table_exists("raw_mail") and Thread.get_by_id(thread.id).workspace.name == "Old Co"
+
+
+def test_migration_4_hashes_stored_reply_tokens_and_old_addresses_keep_working(make) -> None:
+    # A version-3 database kept reply tokens and the inbound log's reply_token in plain text: after the
+    # upgrade only hashes are stored, addresses already handed out still resolve, the log's rcpt_to keeps a
+    # hint only, and new mail gets a token derived from the secret key.
+    database = db.database
+    ws = make.workspace("Old Co")
+    bob = make.client(ws)
+    database.execute_sql('DROP INDEX IF EXISTS "reply_token_token_hash"')
+    database.execute_sql('ALTER TABLE "reply_token" RENAME COLUMN "token_hash" TO "token"')
+    database.execute_sql('ALTER TABLE "reply_token" DROP COLUMN "salt"')
+    old = "0123456789abcdef0123456789abcdef"
+    param = "?" if db.is_sqlite() else "%s"
+    database.execute_sql(
+        f'INSERT INTO "reply_token" ("token", "user_id", "thread_id", "internal", "created_at") '
+        f"VALUES ({param}, {param}, {param}, {param}, {param})", (old, bob.id, make.thread(ws).id, False, utcnow()))
+    InboundEmail.create(outcome="accepted", reply_token=old, rcpt_to=f"reply+{old}@reply.test")
+    migrations.SchemaVersion.delete().where(migrations.SchemaVersion.version >= 4).execute()
+
+    assert 4 in migrations.migrate()
+    dump = [str(v) for row in database.execute_sql('SELECT * FROM "reply_token"').fetchall() for v in row]
+    dump += [str(v) for row in database.execute_sql('SELECT * FROM "inbound_email"').fetchall() for v in row]
+    assert not any(old in value for value in dump)
+    assert find_live_reply_token(old).user_id == bob.id
+    assert InboundEmail.get().rcpt_to == "reply+0123\u2026@reply.test"
+    assert InboundEmail.get().reply_token == hash_secret(old)
+    fresh = reply_token_for(bob, make.thread(ws), secret_key=KEY)
+    assert fresh.token != old and find_live_reply_token(fresh.token).id == fresh.id
+
+
+def test_reply_tokens_are_rebuilt_from_the_key_never_read_from_the_database(make) -> None:
+    # The database holds a salt and a hash; the same key rebuilds the same token, another key cannot (and a
+    # new token is issued under it while the old address keeps working).
+    ws = make.workspace()
+    bob = make.client(ws)
+    first = reply_token_for(bob, make.thread(ws), secret_key=KEY)
+    row = ReplyToken.get_by_id(first.id)
+    assert first.token not in (row.token_hash, row.salt) and row.token_hash == hash_secret(first.token)
+    assert reply_token_for(bob, make.thread(ws), secret_key=KEY).token == first.token
+    other = reply_token_for(bob, make.thread(ws), secret_key="another key")
+    assert other.id != first.id and find_live_reply_token(first.token).id == first.id

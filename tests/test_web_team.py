@@ -358,7 +358,7 @@ def test_invite_refuses_a_team_member_with_a_sentence(app: Any, world: World) ->
 
 def test_revoking_access_revokes_reply_tokens(app: Any, world: World) -> None:
     # Revoking a client's access kills their reply addresses; granting it back restores the thread.
-    token = reply_token_for(world.client, world.thread)
+    token = reply_token_for(world.client, world.thread, secret_key="test-key")
     client = sign_in(app.test_client(), world.team)
     assert post_form(client, f"/w/acme/members/{world.client.id}/access", {"granted": "0"}).status_code == 302
     assert ReplyToken.get_by_id(token.id).revoked_at is not None

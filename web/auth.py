@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, abort, g, redirect, render_template, request, session, url_for
 
+from storage.login_mail import discard_login_link_mail
 from storage.models import LoginAttempt, LoginToken, User, utcnow
 from storage.tokens import hash_secret, redeem_login_token
 from storage.visibility import Viewer
@@ -272,6 +273,7 @@ def magic_link(secret: str) -> Any:
     if user is None:
         record_attempt(None)
         return render_template("auth/link_invalid.html", minutes=settings.login_link_minutes), 410
+    discard_login_link_mail(settings.data_dir, secret)  # a spent link's .eml file (no relay) goes at once
     _sign_in(user)
     return redirect(home_url(user))
 

@@ -16,6 +16,7 @@ from typing import Any
 import click
 
 from config import ConfigError, Settings, load_settings
+from storage.redaction import install_log_redaction
 
 log = logging.getLogger("workrate")
 
@@ -42,6 +43,7 @@ class App:
             self._settings = load_settings()
             logging.basicConfig(level=self._settings.log_level,
                                 format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+            install_log_redaction()
         return self._settings
 
     def open_db(self) -> Settings:
@@ -477,7 +479,7 @@ def reply_address(settings: Settings, slug: str, as_email: str, internal: bool) 
     thread = thread_of(ws)
     if not u.active or not can_open_thread(Viewer.of(u), thread):
         raise UserError(f"{u.email} has no Messages access to {ws.slug}, so has no reply address there.")
-    token = reply_token_for(u, thread, internal=internal)
+    token = reply_token_for(u, thread, internal=internal, secret_key=settings.secret_key)
     click.echo(format_reply_address(token.token, settings.reply_domain))
 
 

@@ -26,6 +26,7 @@ from gateway.inbound.parse import ParsedMail, references_of
 from storage.db import database
 from storage.mail_log import NOTIFICATION, OutboxEmail
 from storage.models import CLIENT, Membership, ReplyToken, Thread, User
+from storage.tokens import hash_secret
 
 PLAIN_LOCAL_PART = "reply"  # reply@REPLY_DOMAIN: a reply address whose +TOKEN was lost on the way
 _DMARC_FAIL = re.compile(r"\bdmarc\s*=\s*fail\b", re.IGNORECASE)
@@ -54,7 +55,7 @@ def resolve_recipient(address: str, settings: Settings) -> Recipient:
 
 
 def _reply_recipient(address: str, token: str) -> Recipient:
-    cursor = database.execute_sql(_token_sql(), (token,))
+    cursor = database.execute_sql(_token_sql(), (hash_secret(token),))
     rows = cursor.fetchall()
     if not rows:
         raise UnknownReplyAddress()
@@ -85,7 +86,7 @@ def _token_sql() -> str:
         query = (ReplyToken.select(ReplyToken.revoked_at, ReplyToken.internal, User.id, User.email, User.name,
                                    User.role, User.active, Thread.id, Thread.workspace, access.alias("access"))
                  .join(User).switch(ReplyToken).join(Thread)
-                 .where(ReplyToken.token == "token"))
+                 .where(ReplyToken.token_hash == "token"))
         sql, _ = query.sql()
         _TOKEN_SQL[kind] = sql
     return sql

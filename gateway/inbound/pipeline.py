@@ -27,6 +27,7 @@ from gateway.inbound.parse import decode_text, looks_like_mail, parse_bytes, par
 from gateway.inbound.store import _reset_connection, record_outcome, store_reply
 from storage.db import database
 from storage.posting import MAX_TEXT_LENGTH, normalize_text
+from storage.redaction import redact
 from storage.rendering import render_markdown, slow_to_render
 
 if TYPE_CHECKING:
@@ -139,7 +140,7 @@ def outcome_of(mail: InboundMail, error: Exception) -> Outcome:
 
 def _log(mail: InboundMail, outcome: Outcome) -> None:
     level = logging.WARNING if isinstance(outcome, Deferred) else logging.INFO
-    log.log(level, "%s mail from %s to %s: %s%s", outcome.outcome, mail.mail_from or "<>", mail.rcpt_to,
+    log.log(level, "%s mail from %s to %s: %s%s", outcome.outcome, mail.mail_from or "<>", redact(mail.rcpt_to),
             outcome.reason, f" ({outcome.detail})" if outcome.detail else "")
 
 

@@ -20,6 +20,8 @@ from storage.db import PreparedInsert, PreparedQuery, database, write_transactio
 from storage.files import FileStore
 from storage.mail_log import InboundEmail, RawMail
 from storage.posting import PostingError, post_message
+from storage.redaction import redact
+from storage.tokens import hash_secret
 
 log = logging.getLogger(__name__)
 
@@ -108,8 +110,9 @@ def row_fields(mail: InboundMail, outcome: Outcome, *, reply_token: str | None) 
         "received_at": mail.received_at,
         "peer": _clip(mail.peer, 100),
         "mail_from": _clip(mail.mail_from, 1000),
-        "rcpt_to": _clip(mail.rcpt_to, 1000),
-        "reply_token": reply_token[:64] if reply_token else None,
+        "rcpt_to": _clip(redact(mail.rcpt_to), 1000),
+        # Only a hash of the address's token (or of the notification it answered): the log is no key.
+        "reply_token": hash_secret(reply_token) if reply_token else None,
         "mail_message_id": _clip(mail.message_id, 1000) or None,
         "message_id_hash": mail.message_id_hash or None,
         "subject": _clip(mail.subject, 1000),

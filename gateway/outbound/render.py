@@ -240,7 +240,7 @@ def render_notification(rows: Sequence[OutboxEmail], settings: Settings,
 
     row_ids = [r.id for r in rows]
     message_id = mail_message_id(row_ids, settings)
-    token = reply_token_for(recipient, thread, internal=internal).token
+    token = reply_token_for(recipient, thread, internal=internal, secret_key=settings.secret_key).token
     unsubscribe = unsubscribe_url(settings, recipient.id, thread.id)
     workspace_name = _one_line(workspace.name, 200) or "Workspace"
     subject = subject_for(workspace, internal)

@@ -26,12 +26,13 @@ from urllib.parse import unquote, urlsplit
 import aiosmtplib
 
 from config import Settings
+from config.settings import make_private_dir
 from gateway.outbound.render import wire_bytes
+from storage.login_mail import EML_FOLDER
 
 log = logging.getLogger(__name__)
 
 SMTP_TIMEOUT = 60.0  # seconds for each step of the SMTP conversation (well below the outbox lease)
-EML_FOLDER = "outbox-mail"
 DEFAULT_PORTS = {"smtp": 25, "smtp+starttls": 587, "smtps": 465}
 
 
@@ -83,14 +84,15 @@ def _describe(e: aiosmtplib.SMTPResponseException) -> str:
 
 
 async def send(mail: EmailMessage | bytes, envelope_from: str, recipients: list[str], settings: Settings,
-               *, tls_context: ssl.SSLContext | None = None) -> str:
+               *, tls_context: ssl.SSLContext | None = None, eml_name: str | None = None) -> str:
     """Sends the mail; returns a short description of where it went (the relay's reply or the file).
 
-    Raises PermanentFailure or TemporaryFailure. `tls_context` lets a caller trust a private CA.
+    Raises PermanentFailure or TemporaryFailure. `tls_context` lets a caller trust a private CA;
+    `eml_name` names the .eml file written when there is no relay (sign-in links, see storage/login_mail.py).
     """
     raw = to_bytes(mail)
     if not settings.relay_url:
-        path = await asyncio.to_thread(write_eml, raw, settings)
+        path = await asyncio.to_thread(write_eml, raw, settings, eml_name)
         log.info("no relay configured: wrote the email to %s for %s", path, ", ".join(recipients))
         return str(path)
     relay = Relay.parse(settings.relay_url)
@@ -122,15 +124,16 @@ async def send(mail: EmailMessage | bytes, envelope_from: str, recipients: list[
     return reply
 
 
-def write_eml(raw: bytes, settings: Settings) -> Path:
-    """Writes raw as DATA_DIR/outbox-mail/<time>-<random>.eml (atomically) and returns the path."""
+def write_eml(raw: bytes, settings: Settings, name: str | None = None) -> Path:
+    """Writes raw as DATA_DIR/outbox-mail/<time>-<random>.eml, or under `name` (atomically, mode 0600) and
+    returns the path."""
     folder = Path(settings.data_dir) / EML_FOLDER
-    folder.mkdir(parents=True, exist_ok=True)
+    make_private_dir(folder)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".eml")
     with os.fdopen(fd, "wb") as f:
         f.write(raw)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    path = folder / f"{stamp}-{Path(tmp).stem.removeprefix('.tmp-')}.eml"
+    path = folder / (name or f"{stamp}-{Path(tmp).stem.removeprefix('.tmp-')}.eml")
     os.replace(tmp, path)
     return path.resolve()
 

@@ -35,6 +35,7 @@ from gateway.outbound.render import (
 )
 from storage import outbox
 from storage.db import connection
+from storage.login_mail import EML_FOLDER, login_mail_name, purge_spent_login_mail
 from storage.mail_log import NOTIFICATION
 from storage.models import User, utcnow
 
@@ -45,6 +46,7 @@ T = TypeVar("T")
 POLL_INTERVAL = 0.5  # seconds between two looks at the outbox when nothing was due
 ERROR_PAUSE = 5.0  # seconds to wait after a round failed (database unreachable, …)
 BATCH_SIZE = 20  # emails claimed per round
+HOUSEKEEPING_INTERVAL = 60.0  # seconds between two cleanups (spent sign-in link files, expired raw mail)
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,7 @@ class Prepared:
     envelope_from: str
     to_address: str
     mail_message_id: str
+    eml_name: str | None = None  # for a sign-in link written as a file: named after the link
 
 
 class OutboxWorker:
@@ -74,6 +77,7 @@ class OutboxWorker:
         self.retry_max = retry_max
         self.tls_context = tls_context
         self._executor: ThreadPoolExecutor | None = None
+        self._next_housekeeping = 0.0  # loop time; 0: at the first round
 
     # -- the loop -------------------------------------------------------------------------------------
 
@@ -109,6 +113,7 @@ class OutboxWorker:
     # -- one round ------------------------------------------------------------------------------------
 
     async def _round(self, stop: asyncio.Event | None, now: dt.datetime | None) -> int:
+        await self._housekeeping(now)
         batches = await self._db(outbox.claim_due, now or utcnow(), self.batch_size, self.worker_id,
                                  self.lease_seconds)
         handled = 0
@@ -125,6 +130,18 @@ class OutboxWorker:
             handled += 1
         return handled
 
+    async def _housekeeping(self, now: dt.datetime | None) -> None:
+        """Every HOUSEKEEPING_INTERVAL: deletes what must not be kept (never fails the round)."""
+        clock = asyncio.get_running_loop().time()
+        if now is None and clock < self._next_housekeeping:
+            return
+        self._next_housekeeping = clock + HOUSEKEEPING_INTERVAL
+        try:
+            if not self.settings.relay_url:
+                await self._db(purge_spent_login_mail, self.settings.data_dir, now)
+        except Exception:
+            log.exception("outbox worker housekeeping failed; trying again in %.0f s", HOUSEKEEPING_INTERVAL)
+
     async def _deliver(self, batch: outbox.Batch, now: dt.datetime | None) -> bool:
         """Sends one batch and marks it; False when it must be tried again later."""
         try:
@@ -137,7 +154,7 @@ class OutboxWorker:
             return True
         try:
             where = await transport.send(prepared.raw, prepared.envelope_from, [prepared.to_address], self.settings,
-                                         tls_context=self.tls_context)
+                                         tls_context=self.tls_context, eml_name=prepared.eml_name)
         except transport.PermanentFailure as e:
             await self._db(outbox.mark_failed, prepared.row_ids, e.text)
             log.warning("outbox email #%d to %s failed for good: %s", batch.lead_id, prepared.to_address, e.text)
@@ -203,7 +220,8 @@ class OutboxWorker:
             body_html=html_part.get_content() if html_part else "")
         return Prepared(row_ids=tuple(r.id for r in visible), raw=raw,
                         envelope_from=format_bounce_address(bounce_token, self.settings.reply_domain),
-                        to_address=lead.to_address, mail_message_id=str(mail["Message-ID"]))
+                        to_address=lead.to_address, mail_message_id=str(mail["Message-ID"]),
+                        eml_name=None if batch.kind == NOTIFICATION else login_mail_name(lead.body_text))
 
     # -- helpers --------------------------------------------------------------------------------------
 
@@ -220,7 +238,7 @@ class OutboxWorker:
 
     def _relay_description(self) -> str:
         if not self.settings.relay_url:
-            return f"no relay: writing .eml files to {self.settings.data_dir}/{transport.EML_FOLDER}"
+            return f"no relay: writing .eml files to {self.settings.data_dir}/{EML_FOLDER}"
         relay = transport.Relay.parse(self.settings.relay_url)
         return f"relay {relay.scheme}://{relay.host}:{relay.port}" + (" with login" if relay.username else "")
 
