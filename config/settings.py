@@ -54,6 +54,7 @@ class Settings:
     live_stream_seconds: float = 25
     login_link_minutes: int = 15
     login_attempts: int = 10
+    login_concurrency: int = 0
     proxy_hops: int = 0
     log_level: str = "INFO"
     extra: Mapping[str, str] = field(default_factory=dict, compare=False)
@@ -120,7 +121,7 @@ def _validate(values: dict[str, object]) -> None:
         if not isinstance(port, int) or not 0 <= port <= 65535:
             raise ConfigError(f"{ENV_PREFIX}{key.upper()} must be a port number from 1 to 65535, not {port!r}.")
     for key in ("notify_delay", "smtp_timeout", "smtp_processing_timeout", "live_stream_seconds", "proxy_hops",
-                "smtp_processes"):
+                "smtp_processes", "login_concurrency"):
         if values[key] < 0:  # type: ignore[operator]
             raise ConfigError(f"{ENV_PREFIX}{key.upper()} must not be negative, not {values[key]!r}.")
     for key in ("max_message_size", "max_line_length", "smtp_max_connections", "web_threads",

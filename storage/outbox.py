@@ -38,6 +38,7 @@ from storage.db import database, is_sqlite, write_transaction
 from storage.mail_log import (
     FAILED,
     LOGIN_LINK,
+    LOGIN_REQUEST,
     NOTIFICATION,
     PENDING,
     SENT,
@@ -325,6 +326,13 @@ def queue_login_link(settings: Settings, user: User, url: str, *, invitation: bo
                               subject=rendered.subject, body_text=rendered.text, body_html=rendered.html)
 
 
+def queue_login_request(email: str) -> None:
+    """Queues a request for a sign-in link to `email`, whoever it belongs to (one insert, the same work for
+    a known and an unknown address); the worker decides (gateway/outbound/login_requests.py)."""
+    OutboxEmail.insert(kind=LOGIN_REQUEST, recipient=None, to_address=email.strip().lower()[:320], thread=None,
+                       message=None, internal=False, status=PENDING, next_attempt_at=utcnow()).execute()
+
+
 def delivery_status(message_ids: Sequence[int]) -> dict[int, dict[str, object]]:
     """Per message: how many notification emails were sent, are pending, failed or skipped, and the
     errors of the failed ones ("address: relay's words"), for the team to see next to the message."""
@@ -368,7 +376,8 @@ def apply_unsubscribe(user_id: int, thread_id: int) -> bool:
 
 __all__ = [
     "Batch", "claim_due", "load_rows", "save_rendered", "mark_sent", "mark_retry", "mark_failed", "mark_skipped",
-    "release", "retry_delay", "record_bounce", "reenable_email", "queue_login_link", "delivery_status",
+    "release", "retry_delay", "record_bounce", "reenable_email", "queue_login_link", "queue_login_request",
+    "delivery_status",
     "apply_unsubscribe", "recipient_block_reason", "previous_mail_ids", "new_bounce_token",
     "DEFAULT_LEASE_SECONDS", "GIVE_UP_AFTER",
 ]

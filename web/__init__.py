@@ -30,6 +30,8 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "same-origin",
     "Cross-Origin-Opener-Policy": "same-origin",
 }
+# Sent when BASE_URL is https: browsers then never speak plain http to the site for a year.
+HSTS = "max-age=31536000"
 # Room for the form fields and multipart framing around the attachments of one post.
 FORM_OVERHEAD = 1024 * 1024
 
@@ -96,10 +98,14 @@ def create_app(settings: Settings | None = None) -> Flask:
 
             read_slots.release()
 
+    https = settings.effective_base_url.startswith("https://")
+
     @app.after_request
     def _security_headers(response: Response) -> Response:
         for name, value in SECURITY_HEADERS.items():
             response.headers.setdefault(name, value)
+        if https:
+            response.headers.setdefault("Strict-Transport-Security", HSTS)
         if request.endpoint != "static":
             response.headers.setdefault("Cache-Control", "no-store")
         return response

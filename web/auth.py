@@ -2,32 +2,28 @@
 
 `load_viewer` runs before every request and puts the signed-in person in `g.user` / `g.viewer`;
 `login_required`, `team_required` and `client_required` guard the views. Sign-in attempts are counted
-in LoginAttempt rows (per email address and per remote address), so the limit holds across processes;
-requests for a sign-in link are counted apart (see link_limits). Behind trusted reverse proxies
-(settings.proxy_hops), the remote address is the one they forwarded.
+(before any password is checked) in LoginAttempt rows, so the limits hold across processes; see
+web/signin_limits.py. Behind trusted reverse proxies (settings.proxy_hops), the remote address is the one
+they forwarded.
 """
 from __future__ import annotations
 
-import datetime as dt
 import functools
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
-from flask import Blueprint, abort, g, redirect, render_template, request, session, url_for
+from flask import Blueprint, abort, current_app, g, redirect, render_template, request, session, url_for
 
 from storage.login_mail import discard_login_link_mail
-from storage.models import LoginAttempt, LoginToken, User, utcnow
+from storage.models import LoginToken, User, utcnow
+from storage.outbox import queue_login_request
 from storage.tokens import hash_secret, redeem_login_token
 from storage.visibility import Viewer
-from web.passwords import verify_password
+from web.signin_limits import TOO_MANY, forget, link_request_allowed, link_use_allowed, password_sign_in
 
 bp = Blueprint("auth", __name__)
 
-RATE_WINDOW = dt.timedelta(minutes=15)
-LINKS_PER_EMAIL = 5  # sign-in links one address may be sent in RATE_WINDOW (fewer when login_attempts is lower)
-LINK_REQUESTS_PER_ATTEMPT = 10  # link requests per remote address: this many times login_attempts
-TOO_MANY = "Too many sign-in attempts. Please wait 15 minutes and try again."
 LINK_SENT = ("If that address belongs to someone who can sign in here, a sign-in link is on its way. "
              "It works once, within {minutes} minutes.")
 
@@ -126,60 +122,6 @@ def _remote() -> str:
     return request.remote_addr or "unknown"
 
 
-def _rate_keys(email: str | None) -> list[str]:
-    keys = [f"ip:{_remote()}"]
-    if email:
-        keys.append(f"email:{_email_key(email)}")
-    return keys
-
-
-def _email_key(email: str) -> str:
-    return email.strip().lower()[:320]
-
-
-def _used(key: str, since: dt.datetime) -> int:
-    return LoginAttempt.select().where((LoginAttempt.key == key) & (LoginAttempt.created_at > since)).count()
-
-
-def rate_limited(email: str | None, limit: int) -> bool:
-    """Whether the email address or the remote address used up its attempts in the last 15 minutes."""
-    since = utcnow() - RATE_WINDOW
-    return any(_used(key, since) >= limit for key in _rate_keys(email))
-
-
-def record_attempt(email: str | None) -> None:
-    _record(_rate_keys(email))
-
-
-def _record(keys: list[str]) -> None:
-    now = utcnow()
-    LoginAttempt.insert_many([{"key": k, "created_at": now} for k in keys]).execute()
-    # Old rows are of no use; forgetting them keeps the table small.
-    LoginAttempt.delete().where(LoginAttempt.created_at < now - dt.timedelta(days=1)).execute()
-
-
-def link_limits(login_attempts: int) -> tuple[int, int]:
-    """(sign-in links per email address, link requests per remote address) allowed in 15 minutes.
-
-    Asking for a link proves nothing and costs an attacker nothing, so it is counted apart from password
-    attempts: per address asked for, so nobody's mailbox is flooded, and, far more generously, per remote
-    address (many clients may share one office network or proxy), so link requests never use up the
-    password attempts of everyone behind the same address.
-    """
-    return max(1, min(LINKS_PER_EMAIL, login_attempts)), max(1, login_attempts) * LINK_REQUESTS_PER_ATTEMPT
-
-
-def link_rate_limited(email: str, login_attempts: int) -> bool:
-    per_email, per_remote = link_limits(login_attempts)
-    since = utcnow() - RATE_WINDOW
-    return _used(f"link-email:{_email_key(email)}", since) >= per_email \
-        or _used(f"link-ip:{_remote()}", since) >= per_remote
-
-
-def record_link_request(email: str) -> None:
-    _record([f"link-email:{_email_key(email)}", f"link-ip:{_remote()}"])
-
-
 def _settings() -> Any:
     from web import app_settings
 
@@ -203,21 +145,15 @@ def login() -> Any:
     settings = _settings()
     if g.user is not None and request.method == "GET":
         return redirect(_safe_next(request.args.get("next"), g.user))
-    error = None
+    error: str | None = None
     email = (request.form.get("email") or "").strip()
     status = 200
     if request.method == "POST":
-        if rate_limited(email, settings.login_attempts):
-            error, status = TOO_MANY, 429
-        else:
-            user = User.get_or_none(User.email == email.lower()) if email else None
-            password = request.form.get("password") or ""
-            ok = verify_password(user.password_hash if user else None, password)
-            if ok and user is not None and user.active and user.is_team:
-                _sign_in(user)
-                return redirect(_safe_next(request.args.get("next"), user))
-            record_attempt(email)
-            error, status = "That email address and password don't match. Clients: ask for a sign-in link below.", 401
+        user, error, status = password_sign_in(current_app, email, request.form.get("password") or "", _remote(),
+                                               settings.login_attempts, settings.login_concurrency)
+        if user is not None:
+            _sign_in(user)
+            return redirect(_safe_next(request.args.get("next"), user))
     return render_template("auth/login.html", error=error, email=email, next=request.args.get("next", ""),
                            minutes=settings.login_link_minutes), status
 
@@ -225,25 +161,17 @@ def login() -> Any:
 @bp.route("/login/link", methods=["POST"])
 def request_link() -> Any:
     """Emails a one-time sign-in link. The answer is the same whether or not the address is known."""
-    from storage.tokens import create_login_token
-
     settings = _settings()
     email = (request.form.get("email") or "").strip().lower()
     if not email or "@" not in email:
         return render_template("auth/login.html", link_error="Please enter your email address.", email=email,
                                next=request.args.get("next", ""), minutes=settings.login_link_minutes), 400
-    if link_rate_limited(email, settings.login_attempts):
+    if not link_request_allowed(email, _remote(), settings.login_attempts):
         return render_template("auth/login.html", link_error=TOO_MANY, email=email, next="",
                                minutes=settings.login_link_minutes), 429
-    record_link_request(email)
-    user = User.get_or_none(User.email == email)
-    # Clients sign in by emailed link; team members by password, so a link is never a way around it
-    # (an operator can still print one with `workrate login-link`). The answer is the same either way.
-    if user is not None and user.active and user.is_client:
-        from storage.outbox import queue_login_link
-
-        secret = create_login_token(user, settings.login_link_minutes)
-        queue_login_link(settings, user, f"{settings.effective_base_url}/login/{secret}")
+    # The same one insert whoever the address belongs to, so the answer takes the same time: the outbox
+    # worker looks the person up and sends a link only to an active client (team members sign in by password).
+    queue_login_request(email)
     return render_template("auth/link_sent.html", sentence=LINK_SENT.format(minutes=settings.login_link_minutes))
 
 
@@ -266,13 +194,14 @@ def magic_link(secret: str) -> Any:
         if user is None or not user.active:
             return render_template("auth/link_invalid.html", minutes=settings.login_link_minutes), 410
         return render_template("auth/link_confirm.html", secret=secret, person=user)
-    if rate_limited(None, settings.login_attempts):
+    attempt = link_use_allowed(_remote(), settings.login_attempts)
+    if attempt is None:
         return render_template("auth/link_invalid.html", minutes=settings.login_link_minutes,
                                sentence=TOO_MANY), 429
     user = redeem_login_token(secret)
     if user is None:
-        record_attempt(None)
         return render_template("auth/link_invalid.html", minutes=settings.login_link_minutes), 410
+    forget(attempt)
     discard_login_link_mail(settings.data_dir, secret)  # a spent link's .eml file (no relay) goes at once
     _sign_in(user)
     return redirect(home_url(user))

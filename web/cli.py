@@ -243,12 +243,14 @@ def user_add(settings: Settings, email: str, name: str, is_team: bool, client_sl
     """Add a team member (--team) or a client of a workspace (--client SLUG)."""
     from storage.directory import DirectoryError, add_client, add_user, get_workspace
     from storage.models import TEAM
-    from web.passwords import hash_password
+    from web.passwords import hash_password, password_problem
 
     if is_team == bool(client_slug):
         raise UserError("Give exactly one of --team or --client SLUG.")
     if is_team and messages_access:
         raise UserError("--messages-access applies to clients only; team members see every thread.")
+    if is_team and password is not None and password_problem(password):
+        raise UserError(str(password_problem(password)))
     if is_team:
         u = add_user(email, name, TEAM, password_hash=hash_password(password) if password else None)
         click.echo(f"Added team member {u.email}.")
@@ -305,13 +307,13 @@ def user_list(settings: Settings, as_json: bool) -> None:
 def user_set_password(settings: Settings, email: str, password: str) -> None:
     """Set a team member's password."""
     from storage.directory import get_user
-    from web.passwords import PASSWORD_MIN, hash_password
+    from web.passwords import hash_password, password_problem
 
     u = get_user(email)
     if not u.is_team:
         raise UserError("Clients sign in with a link sent by email, not a password.")
-    if len(password) < PASSWORD_MIN:
-        raise UserError(f"A password needs at least {PASSWORD_MIN} characters.")
+    if password_problem(password):
+        raise UserError(str(password_problem(password)))
     u.password_hash = hash_password(password)
     u.save()
     click.echo(f"Password set for {u.email}.")

@@ -12,6 +12,7 @@ workers never claim the same row while its lease holds.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import logging
 import os
@@ -26,6 +27,7 @@ from typing import Any, TypeVar
 from config import Settings
 from gateway.addresses import format_bounce_address
 from gateway.outbound import dkim, transport
+from gateway.outbound.login_requests import expand_login_request
 from gateway.outbound.render import (
     NothingVisible,
     header_block,
@@ -36,7 +38,7 @@ from gateway.outbound.render import (
 from storage import outbox
 from storage.db import connection
 from storage.login_mail import EML_FOLDER, login_mail_name, purge_spent_login_mail
-from storage.mail_log import NOTIFICATION
+from storage.mail_log import LOGIN_LINK, LOGIN_REQUEST, NOTIFICATION
 from storage.models import User, utcnow
 
 log = logging.getLogger(__name__)
@@ -183,6 +185,12 @@ class OutboxWorker:
         rows = outbox.load_rows(batch)
         if not rows:
             return None
+        if batch.kind == LOGIN_REQUEST:
+            expanded = expand_login_request(rows[0], self.settings)
+            if expanded is None:
+                return None
+            rows = [expanded[0]]
+            batch = dataclasses.replace(batch, kind=LOGIN_LINK, recipient_id=expanded[1].id)
         recipient = User.get_or_none(User.id == batch.recipient_id) if batch.recipient_id else None
         if batch.kind == NOTIFICATION:
             reason = "recipient no longer exists" if recipient is None else \
