@@ -55,6 +55,8 @@ class Settings:
     login_link_minutes: int = 15
     login_attempts: int = 10
     login_concurrency: int = 0
+    refused_mail_days: int = 14
+    reply_plain_per_hour: int = 10
     proxy_hops: int = 0
     log_level: str = "INFO"
     extra: Mapping[str, str] = field(default_factory=dict, compare=False)
@@ -121,11 +123,11 @@ def _validate(values: dict[str, object]) -> None:
         if not isinstance(port, int) or not 0 <= port <= 65535:
             raise ConfigError(f"{ENV_PREFIX}{key.upper()} must be a port number from 1 to 65535, not {port!r}.")
     for key in ("notify_delay", "smtp_timeout", "smtp_processing_timeout", "live_stream_seconds", "proxy_hops",
-                "smtp_processes", "login_concurrency"):
+                "smtp_processes", "login_concurrency", "refused_mail_days"):
         if values[key] < 0:  # type: ignore[operator]
             raise ConfigError(f"{ENV_PREFIX}{key.upper()} must not be negative, not {values[key]!r}.")
     for key in ("max_message_size", "max_line_length", "smtp_max_connections", "web_threads",
-                "login_link_minutes", "login_attempts"):
+                "login_link_minutes", "login_attempts", "reply_plain_per_hour"):
         if values[key] <= 0:  # type: ignore[operator]
             raise ConfigError(f"{ENV_PREFIX}{key.upper()} must be greater than zero, not {values[key]!r}.")
     db = str(values["database_url"])

@@ -229,3 +229,11 @@ class ShuttingDown(Deferred):
     status = "4.3.2"
     reason = "shutdown"
     text = "This server is restarting; please try again shortly."
+
+
+class SlowDown(Deferred):
+    """Too many mails in a short time from one sender, network or reply address (gateway/inbound/limits.py)."""
+
+    status = "4.7.1"
+    reason = "slow_down"
+    text = "Too many mails in a short time; please slow down, your mail server will try again later."

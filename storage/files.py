@@ -186,6 +186,15 @@ class FileStore:
     def exists(self, key: str) -> bool:
         return self.path(key).exists()
 
+    def remove(self, key: str) -> bool:
+        """Deletes the file stored under key; False when there was none. The caller makes sure nothing
+        refers to it any more (the store is content-addressed: the same bytes are stored once)."""
+        try:
+            os.unlink(self.path(key))
+            return True
+        except FileNotFoundError:
+            return False
+
 
 def _write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
     view = memoryview(data)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import ipaddress
 import os
 import threading
 from collections.abc import Iterator
@@ -21,25 +20,13 @@ from collections.abc import Iterator
 from flask import Flask
 
 from storage.models import LoginAttempt, User, utcnow
+from storage.networks import network_of
 from web.passwords import verify_password
 
 RATE_WINDOW = dt.timedelta(minutes=15)
 NETWORK_FACTOR = 3  # failed attempts one network may make across addresses: this many times the limit
 ANYWHERE_FACTOR = 10  # attempts on one address from all networks together: the backstop
 PASSWORD_WAIT = 2.0  # seconds a sign-in waits for a free password check before 429
-IPV4_PREFIX, IPV6_PREFIX = 24, 64  # one household, office or cloud customer is one network
-
-
-def network_of(remote: str) -> str:
-    """The caller's network: its /24 (IPv4) or /64 (IPv6); anything unparsable stands for itself."""
-    try:
-        address = ipaddress.ip_address(remote)
-    except ValueError:
-        return remote[:100] or "unknown"
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-        address = address.ipv4_mapped
-    prefix = IPV4_PREFIX if address.version == 4 else IPV6_PREFIX
-    return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
 
 
 def password_keys(email: str, remote: str, limit: int) -> dict[str, int]:

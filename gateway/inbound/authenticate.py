@@ -17,15 +17,18 @@ from gateway.errors import (
     NoRelay,
     NoSender,
     RevokedReplyAddress,
+    SlowDown,
     UnknownReplyAddress,
     UserDeactivated,
     WrongSender,
 )
+from gateway.inbound.limits import counter
 from gateway.inbound.mail import BOUNCE, PLAIN, REPLY, InboundMail, Recipient, Target
 from gateway.inbound.parse import ParsedMail, references_of
 from storage.db import database
 from storage.mail_log import NOTIFICATION, OutboxEmail
 from storage.models import CLIENT, Membership, ReplyToken, Thread, User
+from storage.networks import network_of, peer_address
 from storage.tokens import hash_secret
 
 PLAIN_LOCAL_PART = "reply"  # reply@REPLY_DOMAIN: a reply address whose +TOKEN was lost on the way
@@ -117,6 +120,7 @@ def authenticate_sender(mail: InboundMail) -> None:
         raise NoSender()
     candidates = [r for r in mail.recipients if r.kind == REPLY]
     if not candidates and any(r.kind == PLAIN for r in mail.recipients):
+        check_plain_rate(mail)
         candidates = recipients_from_references(parsed)
         if not candidates:
             raise UnknownReplyAddress(detail="reply@ without a reference to one of our notifications")
@@ -139,6 +143,19 @@ def authenticate_sender(mail: InboundMail) -> None:
         if known is None or (r.internal and not known.internal):
             by_thread[r.thread.id] = Target(thread=r.thread, author=r.user, internal=r.internal, dedup_key=r.token)
     mail.targets = list(by_thread.values())
+
+
+PLAIN_WINDOW = 3600.0  # reply_plain_per_hour counts over this many seconds
+
+
+def check_plain_rate(mail: InboundMail) -> None:
+    """reply@ is open to anyone: at most REPLY_PLAIN_PER_HOUR mails per sender address and per network."""
+    limit = mail.settings.reply_plain_per_hour
+    sender = (mail.mail_from or "<>").strip().lower()[:320]
+    network = network_of(peer_address(mail.peer))
+    if not counter("plain-sender", mail.settings, limit, PLAIN_WINDOW).hit(sender) \
+            or not counter("plain-network", mail.settings, limit, PLAIN_WINDOW).hit(network):
+        raise SlowDown(detail=f"reply@ from {sender} ({network})")
 
 
 def dmarc_failed(parsed: ParsedMail, trusted_authserv_id: str) -> bool:

@@ -25,6 +25,7 @@ from gateway.inbound.extract import reply_from_parts
 from gateway.inbound.mail import InboundMail
 from gateway.inbound.parse import decode_text, looks_like_mail, parse_bytes, parse_mail
 from gateway.inbound.store import _reset_connection, record_outcome, store_reply
+from gateway.inbound.strangers import keep_head_only, keeps_too_much
 from storage.db import database
 from storage.posting import MAX_TEXT_LENGTH, normalize_text
 from storage.redaction import redact
@@ -68,6 +69,8 @@ def run(mail: InboundMail) -> Outcome:
         return Accepted()
     except Exception as e:
         outcome = outcome_of(mail, e)
+    if keeps_too_much(mail, outcome):
+        keep_head_only(mail)
     record_outcome(mail, outcome)
     _log(mail, outcome)
     return outcome
@@ -97,6 +100,8 @@ async def run_with_committer(mail: InboundMail, committer: GroupCommitter,
         return Accepted()
     except Exception as e:
         outcome = outcome_of(mail, e)
+    if keeps_too_much(mail, outcome):
+        await run_in_thread(keep_head_only, mail)
     await committer.record(mail, outcome)
     _log(mail, outcome)
     return outcome

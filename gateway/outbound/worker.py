@@ -40,6 +40,7 @@ from storage.db import connection
 from storage.login_mail import EML_FOLDER, login_mail_name, purge_spent_login_mail
 from storage.mail_log import LOGIN_LINK, LOGIN_REQUEST, NOTIFICATION
 from storage.models import User, utcnow
+from storage.retention import purge_refused_raw_mail
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +142,8 @@ class OutboxWorker:
         try:
             if not self.settings.relay_url:
                 await self._db(purge_spent_login_mail, self.settings.data_dir, now)
+            await self._db(purge_refused_raw_mail, self.settings.effective_files_dir, self.settings.refused_mail_days,
+                           now)
         except Exception:
             log.exception("outbox worker housekeeping failed; trying again in %.0f s", HOUSEKEEPING_INTERVAL)
 
