@@ -57,6 +57,7 @@ class Settings:
     login_concurrency: int = 0
     refused_mail_days: int = 14
     reply_plain_per_hour: int = 10
+    posts_per_minute: int = 20
     proxy_hops: int = 0
     log_level: str = "INFO"
     extra: Mapping[str, str] = field(default_factory=dict, compare=False)
@@ -127,7 +128,8 @@ def _validate(values: dict[str, object]) -> None:
         if values[key] < 0:  # type: ignore[operator]
             raise ConfigError(f"{ENV_PREFIX}{key.upper()} must not be negative, not {values[key]!r}.")
     for key in ("max_message_size", "max_line_length", "smtp_max_connections", "web_threads",
-                "login_link_minutes", "login_attempts", "reply_plain_per_hour"):
+                "login_link_minutes", "login_attempts", "reply_plain_per_hour",
+                "posts_per_minute"):
         if values[key] <= 0:  # type: ignore[operator]
             raise ConfigError(f"{ENV_PREFIX}{key.upper()} must be greater than zero, not {values[key]!r}.")
     db = str(values["database_url"])

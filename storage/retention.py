@@ -49,4 +49,18 @@ def purge_refused_raw_mail(files_dir: Path, days: int, now: dt.datetime | None =
     return len(rows)
 
 
-__all__ = ["purge_refused_raw_mail"]
+def remove_if_unreferenced(files: FileStore, key: str) -> bool:
+    """Deletes the stored file `key` unless an inbound row or an attachment still names it."""
+    if InboundEmail.select(InboundEmail.id).where(InboundEmail.raw_key == key).exists() \
+            or Attachment.select(Attachment.id).where(Attachment.storage_key == key).exists():
+        return False
+    return files.remove(key)
+
+
+def discard_files(files_dir: Path, keys: list[str]) -> int:
+    """A refused post's files: deleted unless something else stored the same bytes; returns how many went."""
+    files = FileStore(files_dir)
+    return sum(1 for key in set(keys) if remove_if_unreferenced(files, key))
+
+
+__all__ = ["purge_refused_raw_mail", "remove_if_unreferenced", "discard_files"]

@@ -12,6 +12,7 @@ from flask import Blueprint, g, jsonify, request
 
 from storage.directory import thread_of
 from storage.models import Message, Workspace
+from storage.post_limits import SLOW_DOWN, may_post_now
 from storage.posting import PostingError, post_message
 from storage.serialize import message_json, messages_json
 from storage.tokens import user_for_api_token
@@ -121,6 +122,8 @@ def create_message(slug: str) -> Any:
     if not isinstance(internal, bool):
         raise ApiError(400, '"internal" must be true or false.')
     settings = app_settings()
+    if not may_post_now(g.api_user, settings.posts_per_minute):
+        raise ApiError(429, SLOW_DOWN)
     try:
         message = post_message(thread_of(workspace), g.api_user, text, internal=internal, source="api",
                                notify_delay=settings.notify_delay)

@@ -11,7 +11,9 @@ from storage.directory import thread_of
 from storage.files import FileStore
 from storage.mail_log import InboundEmail, read_raw_mail
 from storage.models import CLIENT, Membership, Message, Thread, User, Workspace
+from storage.post_limits import SLOW_DOWN, may_post_now
 from storage.posting import PostingError, post_message
+from storage.retention import discard_files
 from storage.visibility import Viewer, visible_messages, visible_threads
 from web import app_settings
 from web.auth import login_required, team_required
@@ -159,15 +161,20 @@ def post_from_form(workspace: Workspace, *, allow_internal: bool, source: str, m
                    done_url: str) -> Any:
     """Posts the composer; JSON for the page's script, a redirect (or the page with the error) without it."""
     settings = app_settings()
+    if not may_post_now(g.user, settings.posts_per_minute):
+        return _post_failed(SLOW_DOWN, Composer(text=request.form.get("text", "")), page, 429)
     try:
         composer = read_composer(request, settings, allow_internal=allow_internal)
     except ComposerError as e:
+        discard_files(settings.effective_files_dir, [a.storage_key for a in e.composer.attachments])
         return _post_failed(str(e), e.composer, page)
     try:
         message = post_message(thread_of(workspace), g.user, composer.text, internal=composer.internal,
                                source=source, attachments=composer.attachments,
                                notify_delay=settings.notify_delay)
     except PostingError as e:
+        # A refused post leaves nothing behind: its files go too (unless another post has the same bytes).
+        discard_files(settings.effective_files_dir, [a.storage_key for a in composer.attachments])
         return _post_failed(str(e), composer, page)
     if wants_json():
         views = build_views([message], g.viewer)
@@ -175,10 +182,13 @@ def post_from_form(workspace: Workspace, *, allow_internal: bool, source: str, m
     return redirect(f"{done_url}#m-{message.id}")
 
 
-def _post_failed(sentence: str, composer: Composer, page: Any) -> Any:
+def _post_failed(sentence: str, composer: Composer, page: Any, status: int = 400) -> Any:
     if wants_json():
-        return jsonify({"error": sentence}), 400
-    return page(composer, sentence)
+        return jsonify({"error": sentence}), status
+    response = page(composer, sentence)
+    if status != 400 and isinstance(response, tuple):
+        return (response[0], status, *response[2:])
+    return response
 
 
 @bp.route("/messages/<int:message_id>/email")

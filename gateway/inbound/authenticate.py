@@ -142,6 +142,7 @@ def authenticate_sender(mail: InboundMail) -> None:
         # to an internal note's address can never reach the client.
         if known is None or (r.internal and not known.internal):
             by_thread[r.thread.id] = Target(thread=r.thread, author=r.user, internal=r.internal, dedup_key=r.token)
+    check_post_rate(mail, own)
     mail.targets = list(by_thread.values())
 
 
@@ -156,6 +157,18 @@ def check_plain_rate(mail: InboundMail) -> None:
     if not counter("plain-sender", mail.settings, limit, PLAIN_WINDOW).hit(sender) \
             or not counter("plain-network", mail.settings, limit, PLAIN_WINDOW).hit(network):
         raise SlowDown(detail=f"reply@ from {sender} ({network})")
+
+
+POST_WINDOW = 60.0  # posts_per_minute counts over this many seconds
+
+
+def check_post_rate(mail: InboundMail, own: list[Recipient]) -> None:
+    """At most POSTS_PER_MINUTE mails per reply address, and per person by email, in this gateway."""
+    limit = mail.settings.posts_per_minute
+    for r in own:
+        if not counter("post-address", mail.settings, limit, POST_WINDOW).hit(hash_secret(r.token or "")) \
+                or not counter("post-person", mail.settings, limit, POST_WINDOW).hit(str(r.user.id)):
+            raise SlowDown(detail=f"more than {limit} posts a minute from {mail.from_address}")
 
 
 def dmarc_failed(parsed: ParsedMail, trusted_authserv_id: str) -> bool:

@@ -15,8 +15,7 @@ from gateway.errors import Deferred, Outcome, SlowDown
 from gateway.inbound.mail import InboundMail
 from storage.db import database
 from storage.files import FileStore
-from storage.mail_log import InboundEmail
-from storage.models import Attachment
+from storage.retention import remove_if_unreferenced
 
 log = logging.getLogger(__name__)
 
@@ -56,12 +55,4 @@ def keep_head_only(mail: InboundMail) -> None:
         log.exception("could not cut the raw mail %s of a refused mail to its head", mail.raw_key)
 
 
-def remove_if_unreferenced(files: FileStore, key: str) -> bool:
-    """Deletes the stored file `key` unless an inbound row or an attachment still names it."""
-    if InboundEmail.select(InboundEmail.id).where(InboundEmail.raw_key == key).exists() \
-            or Attachment.select(Attachment.id).where(Attachment.storage_key == key).exists():
-        return False
-    return files.remove(key)
-
-
-__all__ = ["STRANGER_RAW_MAX", "keeps_too_much", "keep_head_only", "remove_if_unreferenced"]
+__all__ = ["STRANGER_RAW_MAX", "keeps_too_much", "keep_head_only"]

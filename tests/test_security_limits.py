@@ -1,0 +1,67 @@
+"""Issue 16, limits: how fast one person or reply address may post, and refused posts leave no files."""
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+from typing import Any
+
+import web_support
+from gateway_support import People, eml, posts, send
+from web_support import World, post_form, sign_in
+
+from config import Settings
+from gateway import errors
+from gateway.server import make_controller
+from storage.models import Message
+
+pytest_plugins = ["gateway_fixtures"]  # people
+app = web_support.app  # fixtures
+world = web_support.world
+
+
+def _stored_files(settings: Any) -> list[Path]:
+    root = Path(settings.effective_files_dir)
+    return sorted(p for p in root.rglob("*") if p.is_file()) if root.exists() else []
+
+
+def test_a_person_posting_too_fast_on_the_web_is_told_to_slow_down(app: Any, world: World, settings: Any) -> None:
+    # The audit: no limit on how fast a person could post, each post notifying everyone. Now beyond
+    # POSTS_PER_MINUTE the portal, the team app and the API answer 429 with a sentence.
+    app.extensions["workrate_settings"] = settings.replace(posts_per_minute=3)
+    client = sign_in(app.test_client(), world.client)
+    codes = [post_form(client, "/portal/w/acme/messages", {"text": f"post {i}"}, json=True).status_code
+             for i in range(4)]
+    assert codes == [201, 201, 201, 429]
+    answer = post_form(client, "/portal/w/acme/messages", {"text": "one more"})
+    assert answer.status_code == 429 and "posting very fast" in answer.get_data(as_text=True)
+    assert Message.select().where(Message.author == world.client).count() == 3
+
+
+def test_a_reply_address_posting_too_fast_is_told_to_slow_down(settings: Settings, database: object,
+                                                              people: People) -> None:
+    # The audit: 150 posts on one token in 1.2 s, each notifying the team. Now beyond POSTS_PER_MINUTE the
+    # gateway answers 451 4.7.1 (the sender's server retries later) and stores nothing more.
+    controller = make_controller(settings.replace(posts_per_minute=3)).start()
+    try:
+        address = people.bob_address
+        replies = [send(controller.port, eml("plain_reply.eml", to=address), address) for _ in range(5)]
+    finally:
+        controller.stop()
+    assert [code for code, _ in replies] == [250, 250, 250, 451, 451]
+    assert replies[3][1].startswith(errors.SlowDown.status)
+    assert len(posts(people.thread)) == 3
+
+
+def test_refused_uploads_leave_no_files(app: Any, world: World, settings: Any) -> None:
+    # The audit: three refused portal posts left 60 MB with no message. A post refused after some of its
+    # files were stored (here: the second file goes over the size limit) deletes what it stored.
+    app.extensions["workrate_settings"] = settings.replace(max_message_size=300_000)
+    before = _stored_files(settings)
+    client = sign_in(app.test_client(), world.client)
+    for _ in range(3):
+        data = {"text": "files", "attachments": [(io.BytesIO(os.urandom(200_000)), "a.bin"),
+                                                 (io.BytesIO(os.urandom(200_000)), "b.bin")]}
+        response = post_form(client, "/portal/w/acme/messages", data, content_type="multipart/form-data")
+        assert response.status_code == 400 and "too large" in response.get_data(as_text=True)
+    assert _stored_files(settings) == before
