@@ -147,6 +147,12 @@ class NoSender(Rejected):
     text = "This mail has no readable From address, so we cannot tell who wrote it."
 
 
+class SeveralSenders(Rejected):
+    status = "5.7.1"
+    reason = "several_senders"
+    text = "This mail names several senders in From; a reply is posted only when it comes from one person."
+
+
 class DmarcFailed(Rejected):
     reason = "dmarc_fail"
     text = "This mail failed the sender domain's DMARC check, so we cannot trust who sent it."

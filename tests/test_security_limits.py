@@ -65,3 +65,22 @@ def test_refused_uploads_leave_no_files(app: Any, world: World, settings: Any) -
         response = post_form(client, "/portal/w/acme/messages", data, content_type="multipart/form-data")
         assert response.status_code == 400 and "too large" in response.get_data(as_text=True)
     assert _stored_files(settings) == before
+
+
+def test_a_mail_naming_several_senders_is_refused(settings: Settings, database: object, people: People) -> None:
+    # The audit: "From: team@…, client@…" was taken as its first address. Now a mail naming several
+    # senders (one header or two) is refused 550 5.7.1 with a sentence, and nothing is posted.
+    controller = make_controller(settings).start()
+    try:
+        address = people.bob_address
+        raw = eml("plain_reply.eml", to=address)
+        two_in_one = raw.replace(b"From: Bob Stone <bob@acme.test>", b"From: kim@agency.test, Bob <bob@acme.test>")
+        two_headers = raw.replace(b"From: Bob Stone <bob@acme.test>",
+                                  b"From: Bob Stone <bob@acme.test>\r\nFrom: kim@agency.test")
+        quoted_comma = raw.replace(b"From: Bob Stone <bob@acme.test>", b'From: "Stone, Bob" <bob@acme.test>')
+        answers = [send(controller.port, m, address) for m in (two_in_one, two_headers, quoted_comma)]
+    finally:
+        controller.stop()
+    assert [code for code, _ in answers] == [550, 550, 250]
+    assert answers[0][1].startswith("5.7.1") and "several senders" in answers[0][1]
+    assert len(posts(people.thread)) == 1

@@ -7,6 +7,7 @@ failure it reports is refused.
 """
 from __future__ import annotations
 
+import email.utils
 import re
 
 from config import Settings
@@ -17,6 +18,7 @@ from gateway.errors import (
     NoRelay,
     NoSender,
     RevokedReplyAddress,
+    SeveralSenders,
     SlowDown,
     UnknownReplyAddress,
     UserDeactivated,
@@ -116,6 +118,8 @@ def authenticate_sender(mail: InboundMail) -> None:
     assert parsed is not None
     if dmarc_failed(parsed, mail.settings.trusted_authserv_id):
         raise DmarcFailed()
+    if names_several_senders(parsed):
+        raise SeveralSenders(detail=clip_header(parsed.header("from")))
     if not mail.from_address:
         raise NoSender()
     candidates = [r for r in mail.recipients if r.kind == REPLY]
@@ -144,6 +148,25 @@ def authenticate_sender(mail: InboundMail) -> None:
             by_thread[r.thread.id] = Target(thread=r.thread, author=r.user, internal=r.internal, dedup_key=r.token)
     check_post_rate(mail, own)
     mail.targets = list(by_thread.values())
+
+
+def names_several_senders(parsed: ParsedMail) -> bool:
+    """Whether the mail has several From headers, or one naming several mailboxes ("From: team@…, client@…"
+    was taken as its first address: whoever wrote it, it claims to be from more than one person)."""
+    values = parsed.headers.get("from", ())
+    if len(values) > 1:
+        return True
+    if not values or "," not in values[0] and values[0].count("@") < 2:
+        return False
+    try:
+        pairs = email.utils.getaddresses([values[0][:10_000]])
+    except Exception:
+        return False
+    return sum(1 for _, address in pairs if "@" in address) > 1
+
+
+def clip_header(value: str) -> str:
+    return " ".join(value.split())[:200]
 
 
 PLAIN_WINDOW = 3600.0  # reply_plain_per_hour counts over this many seconds
