@@ -58,6 +58,8 @@ class Settings:
     refused_mail_days: int = 14
     reply_plain_per_hour: int = 10
     posts_per_minute: int = 20
+    person_quota_mb: int = 5120
+    workspace_quota_mb: int = 20480
     proxy_hops: int = 0
     log_level: str = "INFO"
     extra: Mapping[str, str] = field(default_factory=dict, compare=False)
@@ -124,7 +126,8 @@ def _validate(values: dict[str, object]) -> None:
         if not isinstance(port, int) or not 0 <= port <= 65535:
             raise ConfigError(f"{ENV_PREFIX}{key.upper()} must be a port number from 1 to 65535, not {port!r}.")
     for key in ("notify_delay", "smtp_timeout", "smtp_processing_timeout", "live_stream_seconds", "proxy_hops",
-                "smtp_processes", "login_concurrency", "refused_mail_days"):
+                "smtp_processes", "login_concurrency", "refused_mail_days",
+                "person_quota_mb", "workspace_quota_mb"):
         if values[key] < 0:  # type: ignore[operator]
             raise ConfigError(f"{ENV_PREFIX}{key.upper()} must not be negative, not {values[key]!r}.")
     for key in ("max_message_size", "max_line_length", "smtp_max_connections", "web_threads",

@@ -196,6 +196,13 @@ class NotPostable(Rejected):
     text = "This reply cannot be posted."
 
 
+class OverQuota(Rejected):
+    code = 552
+    status = "5.2.2"
+    reason = "over_quota"
+    text = "The files of this reply would go over the storage allowed here; please share a link instead."
+
+
 # --- Deferred: 451, the sender's server retries -------------------------------------------------------
 
 class Deferred(InboundError):

@@ -84,3 +84,52 @@ def test_a_mail_naming_several_senders_is_refused(settings: Settings, database: 
     assert [code for code, _ in answers] == [550, 550, 250]
     assert answers[0][1].startswith("5.7.1") and "several senders" in answers[0][1]
     assert len(posts(people.thread)) == 1
+
+
+def test_storage_quotas_hold_per_person_and_per_workspace(app: Any, world: World, settings: Any) -> None:
+    # The audit: no quota per person or workspace. A post whose files would go over is refused with a
+    # sentence, and its files are not kept.
+    from storage.quotas import MB
+
+    app.extensions["workrate_settings"] = settings.replace(person_quota_mb=1, workspace_quota_mb=2)
+    client = sign_in(app.test_client(), world.client)
+
+    def upload(size: int) -> Any:
+        data = {"text": "files", "attachments": [(io.BytesIO(os.urandom(size)), "f.bin")]}
+        return post_form(client, "/portal/w/acme/messages", data, content_type="multipart/form-data")
+
+    assert upload(MB // 2).status_code == 302
+    before = _stored_files(settings)
+    refused = upload(MB // 2 + 1000)
+    assert refused.status_code == 400 and "1 MB of storage" in refused.get_data(as_text=True)
+    assert _stored_files(settings) == before
+    app.extensions["workrate_settings"] = settings.replace(person_quota_mb=100, workspace_quota_mb=2)
+    team = sign_in(app.test_client(), world.team)
+    for _ in range(2):
+        data = {"text": "files", "attachments": [(io.BytesIO(os.urandom(MB - 1000)), "t.bin")]}
+        last = post_form(team, "/w/acme/messages", data, content_type="multipart/form-data")
+    assert last.status_code == 400 and "workspace&#39;s files would take more than its 2 MB" in last.get_data(
+        as_text=True)
+
+
+def test_a_reply_over_quota_is_refused_and_keeps_no_files(settings: Settings, database: object,
+                                                         people: People) -> None:
+    import base64
+
+    controller = make_controller(settings.replace(person_quota_mb=1)).start()
+    try:
+        address = people.bob_address
+        blob = base64.encodebytes(os.urandom(1_200_000)).replace(b"\n", b"\r\n")
+        raw = (f"From: Bob Stone <bob@acme.test>\r\nTo: {address}\r\nSubject: Re: files\r\n"
+               "Message-ID: <quota.1@acme.test>\r\nMIME-Version: 1.0\r\n"
+               'Content-Type: multipart/mixed; boundary="b"\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\n'
+               "Here it is.\r\n--b\r\nContent-Type: application/octet-stream\r\n"
+               'Content-Disposition: attachment; filename="big.bin"\r\nContent-Transfer-Encoding: base64\r\n\r\n'
+               ).encode() + blob + b"--b--\r\n"
+        code, text = send(controller.port, raw, address)
+    finally:
+        controller.stop()
+    assert code == 552 and text.startswith("5.2.2")
+    assert posts(people.thread) == []
+    kept = [p for p in _stored_files(settings) if p.stat().st_size > 1_000_000 and p.stat().st_size < 1_300_000]
+    assert kept == []

@@ -13,6 +13,7 @@ from storage.mail_log import InboundEmail, read_raw_mail
 from storage.models import CLIENT, Membership, Message, Thread, User, Workspace
 from storage.post_limits import SLOW_DOWN, may_post_now
 from storage.posting import PostingError, post_message
+from storage.quotas import quota_problem
 from storage.retention import discard_files
 from storage.visibility import Viewer, visible_messages, visible_threads
 from web import app_settings
@@ -168,6 +169,11 @@ def post_from_form(workspace: Workspace, *, allow_internal: bool, source: str, m
     except ComposerError as e:
         discard_files(settings.effective_files_dir, [a.storage_key for a in e.composer.attachments])
         return _post_failed(str(e), e.composer, page)
+    over = quota_problem(g.user, workspace.id, sum(a.size for a in composer.attachments),
+                         settings.person_quota_mb, settings.workspace_quota_mb)
+    if over:
+        discard_files(settings.effective_files_dir, [a.storage_key for a in composer.attachments])
+        return _post_failed(over, composer, page)
     try:
         message = post_message(thread_of(workspace), g.user, composer.text, internal=composer.internal,
                                source=source, attachments=composer.attachments,

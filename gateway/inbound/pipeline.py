@@ -24,6 +24,7 @@ from gateway.inbound.classify import drop_automatic_mail
 from gateway.inbound.extract import reply_from_parts
 from gateway.inbound.mail import InboundMail
 from gateway.inbound.parse import decode_text, looks_like_mail, parse_bytes, parse_mail
+from gateway.inbound.quota import check_storage_quota
 from gateway.inbound.store import _reset_connection, record_outcome, store_reply
 from gateway.inbound.strangers import keep_head_only, keeps_too_much
 from storage.db import database
@@ -53,6 +54,7 @@ STEPS = (
     authenticate_sender,  # authenticate.py: From must be the token's owner, still active and with access
     extract_reply_text,  # extract.py: the new text only, quotes and signature cut
     collect_attachments,  # attachments.py: files stored; nothing at all -> Rejected 550 5.6.0
+    check_storage_quota,  # quota.py: over a person's or workspace's quota -> Rejected 552 5.2.2, files gone
     store_reply,  # store.py: one transaction: InboundEmail row + post_message(), once per thread
 )
 assert STEPS[-1] is store_reply  # run() and run_with_committer() store through their own transaction

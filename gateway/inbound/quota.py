@@ -1,0 +1,28 @@
+"""Step: a reply whose attachments would go over a person's or a workspace's storage quota is refused
+(552 5.2.2), and the files it brought are not kept (storage/quotas.py)."""
+from __future__ import annotations
+
+from gateway.errors import OverQuota
+from gateway.inbound.mail import InboundMail
+from storage.quotas import quota_problem
+from storage.retention import discard_files
+
+
+def check_storage_quota(mail: InboundMail) -> None:
+    adding = sum(a.size for a in mail.attachments)
+    if not adding:
+        return
+    settings = mail.settings
+    for target in mail.targets:
+        problem = quota_problem(target.author, target.thread.workspace_id, adding, settings.person_quota_mb,
+                                settings.workspace_quota_mb)
+        if problem:
+            keys = {a.storage_key for a in mail.attachments}
+            # Not written yet (the group commit writes listed files): never written. Written: deleted.
+            mail.pending_files = [p for p in mail.pending_files if p.key not in keys or p.key == mail.raw_key]
+            discard_files(settings.effective_files_dir, sorted(keys - {mail.raw_key or ""}))
+            mail.attachments = []
+            raise OverQuota(detail=problem)
+
+
+__all__ = ["check_storage_quota"]

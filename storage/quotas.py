@@ -1,0 +1,38 @@
+"""Storage quotas: how many bytes of attachments one person, and one workspace, may keep.
+
+Counted from the attachments themselves (Attachment.size), so every process agrees. A post that would go
+over is refused with a sentence (web: 400 next to the form; email: 552 5.2.2), and its files are deleted.
+"""
+from __future__ import annotations
+
+from peewee import fn
+
+from storage.models import Attachment, Message, Thread, User
+
+MB = 1024 * 1024
+
+
+def bytes_of_person(user_id: int) -> int:
+    return int(Attachment.select(fn.COALESCE(fn.SUM(Attachment.size), 0)).join(Message)
+               .where(Message.author == user_id).scalar() or 0)
+
+
+def bytes_of_workspace(workspace_id: int) -> int:
+    return int(Attachment.select(fn.COALESCE(fn.SUM(Attachment.size), 0)).join(Message).join(Thread)
+               .where(Thread.workspace == workspace_id).scalar() or 0)
+
+
+def quota_problem(user: User, workspace_id: int, adding: int, person_mb: int, workspace_mb: int) -> str | None:
+    """A sentence when `adding` more bytes by user in the workspace would go over a quota (0 MB: none)."""
+    if adding <= 0:
+        return None
+    if person_mb and bytes_of_person(user.id) + adding > person_mb * MB:
+        return (f"Your files would take more than your {person_mb:,} MB of storage. "
+                "Please ask the team to remove old files, or share a link instead.")
+    if workspace_mb and bytes_of_workspace(workspace_id) + adding > workspace_mb * MB:
+        return (f"This workspace's files would take more than its {workspace_mb:,} MB of storage. "
+                "Please ask the team to remove old files, or share a link instead.")
+    return None
+
+
+__all__ = ["quota_problem", "bytes_of_person", "bytes_of_workspace", "MB"]
