@@ -118,15 +118,23 @@ def link_use_allowed(remote: str, limit: int) -> list[int] | None:
     return record_then_count({f"pw-net:{network_of(remote)}": limit * NETWORK_FACTOR})
 
 
+def link_limits(login_attempts: int) -> tuple[int, int]:
+    """(sign-in links per email address, link requests per network) allowed in 15 minutes.
+
+    Asking for a link proves nothing and costs an attacker nothing, so it is counted apart from password
+    attempts: per address asked for, so nobody's mailbox is flooded, and, far more generously, per network
+    (many clients may share one office network or proxy), so link requests never use up the password
+    attempts of everyone behind the same address.
+    """
+    return max(1, min(LINKS_PER_EMAIL, login_attempts)), max(1, login_attempts) * LINK_REQUESTS_PER_ATTEMPT
+
+
 def link_request_allowed(email: str, remote: str, login_attempts: int) -> bool:
-    """Asking for a sign-in link proves nothing and costs an attacker nothing, so it is counted apart from
-    password attempts: per address asked for, so nobody's mailbox is flooded, and, far more generously, per
-    network (many clients may share one office network or proxy)."""
-    per_email = max(1, min(LINKS_PER_EMAIL, login_attempts))
-    per_network = max(1, login_attempts) * LINK_REQUESTS_PER_ATTEMPT
+    """Whether a sign-in link may be asked for now (see link_limits); counted before anything is done."""
+    per_email, per_network = link_limits(login_attempts)
     return record_then_count({f"link-email:{email.strip().lower()[:320]}": per_email,
                               f"link-ip:{network_of(remote)}": per_network}) is not None
 
 
 __all__ = ["network_of", "password_keys", "record_then_count", "forget", "password_check_slot", "password_sign_in",
-           "link_use_allowed", "link_request_allowed", "RATE_WINDOW", "TOO_MANY", "BUSY"]
+           "link_use_allowed", "link_request_allowed", "link_limits", "RATE_WINDOW", "TOO_MANY", "BUSY"]
