@@ -59,6 +59,7 @@ class Settings:
     reply_plain_per_hour: int = 10
     posts_per_minute: int = 20
     person_quota_mb: int = 5120
+    sender_checks: str = "off"
     workspace_quota_mb: int = 20480
     proxy_hops: int = 0
     log_level: str = "INFO"
@@ -165,6 +166,8 @@ def _validate(values: dict[str, object]) -> None:
         raise ConfigError(f"WORKRATE_REPLY_DOMAIN must be a domain name such as reply.example.com, not {domain!r}.")
     if bool(values["smtp_tls_cert"]) != bool(values["smtp_tls_key"]):
         raise ConfigError("WORKRATE_SMTP_TLS_CERT and WORKRATE_SMTP_TLS_KEY must be set together.")
+    if str(values["sender_checks"]) not in ("off", "dns"):
+        raise ConfigError(f"WORKRATE_SENDER_CHECKS must be off or dns, not {values['sender_checks']!r}.")
     if str(values["log_level"]).upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError(f"WORKRATE_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, not {values['log_level']!r}.")
 

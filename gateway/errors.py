@@ -153,7 +153,15 @@ class SeveralSenders(Rejected):
     text = "This mail names several senders in From; a reply is posted only when it comes from one person."
 
 
+class NotAuthenticated(Rejected):
+    status = "5.7.1"
+    reason = "not_authenticated"
+    text = ("This mail failed its sender domain's SPF or DKIM check, or could not be shown to come from "
+            "its sender, so it is not posted. Please reply from your usual mail account.")
+
+
 class DmarcFailed(Rejected):
+    status = "5.7.1"
     reason = "dmarc_fail"
     text = "This mail failed the sender domain's DMARC check, so we cannot trust who sent it."
 

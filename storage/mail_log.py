@@ -66,6 +66,7 @@ class InboundEmail(BaseModel):
     smtp_text = TextField(default="")
     message = ForeignKeyField(Message, null=True, backref="inbound_emails", on_delete="SET NULL")
     outbox_email_id = BigIntegerField(null=True)  # for bounces: which notification bounced
+    auth = CharField(max_length=300, default="")  # SPF/DKIM/DMARC results and what was decided on them
 
 
 # Raw mails up to this size are kept in the database (RawMail), larger ones in the file store. A row in the

@@ -138,6 +138,12 @@ def _v4_reply_tokens_hashed() -> None:
                                  .replace("%s", _param()), (redact(address), address))
 
 
+def _v5_inbound_auth_column() -> None:
+    # What the gateway found about the sender (SPF, DKIM, DMARC) and decided, kept with each received mail.
+    if "auth" not in {c.name for c in database.get_columns("inbound_email")}:
+        database.execute_sql("ALTER TABLE \"inbound_email\" ADD COLUMN \"auth\" VARCHAR(300) NOT NULL DEFAULT ''")
+
+
 def _param() -> str:
     return "?" if is_sqlite() else "%s"
 
@@ -147,6 +153,7 @@ MIGRATIONS: list[tuple[int, Callable[[], None]]] = [
     (2, _v2_postgres_search_column),
     (3, _v3_raw_mail_table),
     (4, _v4_reply_tokens_hashed),
+    (5, _v5_inbound_auth_column),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]

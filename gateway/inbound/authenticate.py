@@ -17,6 +17,7 @@ from gateway.errors import (
     DmarcFailed,
     NoRelay,
     NoSender,
+    NotAuthenticated,
     RevokedReplyAddress,
     SeveralSenders,
     SlowDown,
@@ -26,6 +27,7 @@ from gateway.errors import (
 )
 from gateway.inbound.limits import counter
 from gateway.inbound.mail import BOUNCE, PLAIN, REPLY, InboundMail, Recipient, Target
+from gateway.inbound.mail_auth import evaluate, resolver_for
 from gateway.inbound.parse import ParsedMail, references_of
 from storage.db import database
 from storage.mail_log import NOTIFICATION, OutboxEmail
@@ -133,6 +135,8 @@ def authenticate_sender(mail: InboundMail) -> None:
     own = [r for r in candidates if r.user is not None and r.user.email == mail.from_address]
     if not own:
         raise WrongSender(detail=f"From {mail.from_address}")
+    if mail.settings.sender_checks == "dns":
+        check_sender_domain(mail, own)
     # Without the unguessable token, a Message-ID (copied into every reply and forward) is all that names
     # the person: the envelope sender must be theirs too.
     if any(r.kind == PLAIN for r in own) and (mail.mail_from or "").strip().lower() != mail.from_address:
@@ -148,6 +152,41 @@ def authenticate_sender(mail: InboundMail) -> None:
             by_thread[r.thread.id] = Target(thread=r.thread, author=r.user, internal=r.internal, dedup_key=r.token)
     check_post_rate(mail, own)
     mail.targets = list(by_thread.values())
+
+
+def check_sender_domain(mail: InboundMail, own: list[Recipient]) -> None:
+    """SPF, DKIM and DMARC of the From domain (SENDER_CHECKS = dns); the decision goes into the inbound log.
+
+    - DMARC fail under a quarantine or reject policy: refused.
+    - An SPF or DKIM fail with no aligned pass: refused (a reply token is one person's secret, not proof).
+    - No aligned pass ("none": no records, no DNS): a client's token posts, logged as unauthenticated; an
+      internal (team) token needs the envelope sender to be the From address; reply@ without a token needs
+      an aligned pass, as a Message-ID in In-Reply-To proves nothing.
+    """
+    parsed = mail.parsed
+    assert parsed is not None
+    raw = bytes(mail.raw) if mail.raw else b""
+    result = evaluate(resolver_for(mail.settings), raw, ip=peer_address(mail.peer), helo="",
+                      mail_from=(mail.mail_from or "").strip().lower(), from_domain=domain_of(mail.from_address),
+                      dkim_signatures=len(parsed.headers.get("dkim-signature", ())) if raw else 0)
+    mail.auth = result.summary()
+    if result.dmarc == "fail" and result.policy in ("quarantine", "reject"):
+        mail.auth += " -> refused: DMARC policy"
+        raise DmarcFailed(detail=mail.auth)
+    if result.fails_outright:
+        mail.auth += " -> refused: authentication failed"
+        raise NotAuthenticated(detail=mail.auth)
+    if result.aligned_pass:
+        mail.auth += " -> authenticated"
+        return
+    envelope_is_from = (mail.mail_from or "").strip().lower() == mail.from_address
+    if any(r.kind == PLAIN for r in own):
+        mail.auth += " -> refused: reply@ needs an aligned pass"
+        raise NotAuthenticated(detail=mail.auth)
+    if any(r.internal for r in own) and not envelope_is_from:
+        mail.auth += " -> refused: internal address, envelope sender is not From"
+        raise NotAuthenticated(detail=mail.auth)
+    mail.auth += " -> unauthenticated, accepted on the reply address"
 
 
 def names_several_senders(parsed: ParsedMail) -> bool:

@@ -88,6 +88,8 @@ async def run_with_committer(mail: InboundMail, committer: GroupCommitter,
     mail not posted, go to the group commit, which runs on the event loop on SQLite: a long Markdown text
     is rendered ahead in a worker thread (the renderer keeps the result), so that it never holds the loop.
     """
+    # DNS lookups (SENDER_CHECKS = dns) must never hold the event loop: such mails go to a thread.
+    on_loop = on_loop and mail.settings.sender_checks == "off"
     mail.defer_files = on_loop
     try:
         if on_loop:
@@ -147,8 +149,9 @@ def outcome_of(mail: InboundMail, error: Exception) -> Outcome:
 
 def _log(mail: InboundMail, outcome: Outcome) -> None:
     level = logging.WARNING if isinstance(outcome, Deferred) else logging.INFO
-    log.log(level, "%s mail from %s to %s: %s%s", outcome.outcome, mail.mail_from or "<>", redact(mail.rcpt_to),
-            outcome.reason, f" ({outcome.detail})" if outcome.detail else "")
+    log.log(level, "%s mail from %s to %s: %s%s%s", outcome.outcome, mail.mail_from or "<>", redact(mail.rcpt_to),
+            outcome.reason, f" ({outcome.detail})" if outcome.detail else "",
+            f" [{mail.auth}]" if mail.auth and mail.auth not in outcome.detail else "")
 
 
 def preview_reply(raw: bytes) -> str:

@@ -123,11 +123,13 @@ def row_fields(mail: InboundMail, outcome: Outcome, *, reply_token: str | None) 
         "smtp_code": outcome.code,
         "smtp_text": outcome.text,
         "outbox_email_id": mail.outbox_email_id,
+        "auth": mail.auth[:300],
     }
 
 
 ROW_FIELDS = ("received_at", "peer", "mail_from", "rcpt_to", "reply_token", "mail_message_id", "message_id_hash",
-              "subject", "size", "raw_key", "outcome", "reason", "smtp_code", "smtp_text", "outbox_email_id")
+              "subject", "size", "raw_key", "outcome", "reason", "smtp_code", "smtp_text", "outbox_email_id",
+              "auth")
 _INSERT_ACCEPTED = PreparedInsert(InboundEmail, ROW_FIELDS, ignore_conflicts=True)
 _INSERT_OUTCOME = PreparedInsert(InboundEmail, ROW_FIELDS)
 _INSERT_RAW = PreparedInsert(RawMail, ("key", "data"), ignore_conflicts=True)
