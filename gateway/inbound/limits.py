@@ -7,9 +7,9 @@ its own, so a sender may get up to that many times the limit.
 from __future__ import annotations
 
 import collections
-from collections.abc import Hashable
 import threading
 import time
+from collections.abc import Hashable
 
 MAX_KEYS = 100_000  # distinct keys remembered; beyond it the least recently used are forgotten
 
