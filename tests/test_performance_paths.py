@@ -282,7 +282,8 @@ def test_data_reader_unstuffs_dots_across_piece_boundaries(settings, make) -> No
 
     ws = make.workspace()
     bob = make.client(ws, "bob@acme.test")
-    address = format_reply_address(reply_token_for(bob, make.thread(ws)).token, settings.reply_domain)
+    token = reply_token_for(bob, make.thread(ws), secret_key=settings.secret_key).token
+    address = format_reply_address(token, settings.reply_domain)
     rng = random.Random(5)
     sent = []
     controller = make_controller(settings.replace(max_line_length=64)).start()
@@ -315,7 +316,8 @@ def test_data_reader_refuses_long_lines_split_between_pieces(settings, make) -> 
 
     ws = make.workspace()
     bob = make.client(ws, "bob@acme.test")
-    address = format_reply_address(reply_token_for(bob, make.thread(ws)).token, settings.reply_domain)
+    token = reply_token_for(bob, make.thread(ws), secret_key=settings.secret_key).token
+    address = format_reply_address(token, settings.reply_domain)
     controller = make_controller(settings.replace(max_line_length=100)).start()
     try:
         with smtplib.SMTP("127.0.0.1", controller.port, timeout=10) as client:
@@ -344,7 +346,8 @@ def test_data_reader_unstuffs_a_dot_after_a_line_end_split_between_reads(setting
 
     ws = make.workspace()
     bob = make.client(ws, "bob@acme.test")
-    address = format_reply_address(reply_token_for(bob, make.thread(ws)).token, settings.reply_domain)
+    token = reply_token_for(bob, make.thread(ws), secret_key=settings.secret_key).token
+    address = format_reply_address(token, settings.reply_domain)
     controller = make_controller(settings.replace(max_line_length=64)).start()
     try:
         with socket.create_connection(("127.0.0.1", controller.port), timeout=10) as sock:
