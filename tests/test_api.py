@@ -5,16 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-import web_support
 from web_support import INTERNAL_TEXT, World, newest, sign_in
 
 from storage.models import ApiToken, Message
 from storage.posting import post_message
 from storage.serialize import messages_json
 from storage.tokens import create_api_token
-
-app = web_support.app  # fixtures
-world = web_support.world
 
 
 @pytest.fixture

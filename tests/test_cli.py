@@ -192,12 +192,11 @@ def test_smtp_with_two_processes_serves_one_port_and_stops_cleanly(env: dict[str
     # `workrate smtp --processes 2` answers on its port from two processes and all of them stop on SIGTERM.
     import signal
     import smtplib
-    import socket
     import time
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    from procs import free_port
+
+    port = free_port()
     run("init-db")
     exe = Path(sys.executable).with_name("workrate")
     proc = subprocess.Popen([str(exe), "smtp", "--processes", "2"], env={**os.environ, **env,

@@ -21,8 +21,6 @@ from storage.files import FileStore
 from storage.mail_log import ACCEPTED, RawMail
 from storage.models import User
 
-pytest_plugins = ["gateway_fixtures"]  # people
-
 
 def ready_mails(people: People, count: int, *, sender: User | None = None, raw: bytes | None = None
                 ) -> list[InboundMail]:

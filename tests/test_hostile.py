@@ -24,8 +24,6 @@ from gateway.inbound.pipeline import preview_reply
 from storage.files import FileStore
 from storage.mail_log import DEFERRED
 
-pytest_plugins = ["gateway_fixtures"]  # people, gateway
-
 HOSTILE = SHARED / "corpora" / "hostile"
 LIMIT = 30.0  # seconds a single mail may take here, well above what any of them needs
 

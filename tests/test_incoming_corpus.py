@@ -17,8 +17,6 @@ from gateway.inbound.parse import parse_bytes, sender_of
 from storage.directory import add_client
 from storage.models import User
 
-pytest_plugins = ["gateway_fixtures"]  # people
-
 CORPUS = SHARED / "corpora" / "incoming"
 TRUSTED_AUTHSERV_ID = "example.com"  # the authserv-id of dmarc_fail.eml's Authentication-Results
 

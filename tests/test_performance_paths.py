@@ -1,6 +1,6 @@
 """The fast paths of the ingest pipeline give the same answers as the straightforward code they replace.
 
-- who_can_see() and audience() (one query each) agree with can_see() for every kind of viewer and message.
+- audience() (one query) agrees with can_see() for every kind of viewer and message.
 - Statements compiled once (storage/db.py) write what peewee's Model.insert() writes, defaults included.
 - Markdown rendering with the quick link pretest gives the same HTML as linkify-it's own pretest.
 - The file store writes durable, content-addressed files, finds files of the older two-level layout,
@@ -34,7 +34,7 @@ from storage.rendering import (
     render_markdown,
     sanitize_html,
 )
-from storage.visibility import Viewer, audience, can_open_thread, can_see, last_activity, who_can_see
+from storage.visibility import Viewer, audience, can_open_thread, can_see, last_activity, visible_messages
 
 
 @pytest.fixture
@@ -66,24 +66,30 @@ def _messages(thread: Thread, people: dict[str, User]) -> list[Message]:
             for author, visibility in itertools.product(["team", "client"], ["client", "internal"])]
 
 
-def test_who_can_see_agrees_with_can_see_for_every_viewer(people) -> None:
-    # who_can_see answers, in one query per role, exactly what can_see answers viewer by viewer.
+def test_the_rule_for_every_kind_of_viewer(people) -> None:
+    # Active team members see every message; clients with Messages access see the client-visible ones of
+    # their workspace; deactivated people and clients without access see nothing. can_see() and
+    # visible_messages() answer alike.
     ws, thread, other_thread, p = people
-    everyone = list(p.values())
+    team = {"team", "team2", "team_unfollowed", "team_muted"}
+    clients = {thread.id: {"client", "client2", "client_muted", "client_unfollowed"}, other_thread.id: {"other_client"}}
     for message in _messages(thread, p) + _messages(other_thread, p):
-        expected = [u.id for u in everyone if can_see(Viewer.of(u), message)]
-        assert [u.id for u in who_can_see(message, everyone)] == sorted(expected)
+        expected = team | (clients[message.thread_id] if message.visibility == "client" else set())
+        assert {name for name, u in p.items() if can_see(Viewer.of(u), message)} == expected
+        listed = {name for name, u in p.items()
+                  if message.id in [m.id for m in visible_messages(Viewer.of(u), message.thread_id)]}
+        assert listed == expected
 
 
-def test_who_can_see_follows_access_changes(people) -> None:
+def test_the_rule_follows_access_changes(people) -> None:
     # The rule is evaluated when asked: revoking access hides client messages from that client at once.
     ws, thread, _, p = people
     message = Message.create(thread=thread, author=p["team"], visibility="client", text="x", html="x",
                              source="web")
-    assert p["client"].id in [u.id for u in who_can_see(message, [p["client"]])]
+    client = Viewer.of(p["client"])
+    assert can_see(client, message) and message.id in [m.id for m in visible_messages(client, thread)]
     set_access(p["client"], ws, False)
-    assert who_can_see(message, [p["client"]]) == []
-    assert not can_see(Viewer.of(p["client"]), message)
+    assert not can_see(client, message) and list(visible_messages(client, thread)) == []
 
 
 def _audience_reference(message: Message) -> list[int]:
@@ -418,9 +424,10 @@ def test_serve_with_two_processes_on_one_port(settings, make) -> None:
     import asyncio
     import multiprocessing
     import smtplib
-    import socket
     import threading
     import time
+
+    from procs import free_port
 
     from gateway.addresses import format_reply_address
     from gateway.server import serve
@@ -430,9 +437,7 @@ def test_serve_with_two_processes_on_one_port(settings, make) -> None:
     bob = make.client(ws, "bob@acme.test")
     thread = make.thread(ws)
     address = format_reply_address(reply_token_for(bob, thread).token, settings.reply_domain)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     loop = asyncio.new_event_loop()
     stop = asyncio.Event()
     runner = threading.Thread(target=loop.run_until_complete,

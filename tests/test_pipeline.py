@@ -28,8 +28,6 @@ from storage.mail_log import (
 )
 from storage.posting import MAX_TEXT_LENGTH, post_message
 
-pytest_plugins = ["gateway_fixtures"]  # people
-
 
 def process(settings: Settings, name: str, to: str | list[str], *, sender: str = "bob@acme.test",
             mail_from: str | None = None, raw: bytes | None = None) -> tuple[errors.Outcome, InboundMail]:

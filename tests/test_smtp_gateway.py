@@ -30,8 +30,6 @@ from storage.models import VISIBILITY_CLIENT, VISIBILITY_INTERNAL, Membership, U
 from storage.posting import post_message
 from storage.tokens import revoke_reply_tokens
 
-pytest_plugins = ["gateway_fixtures"]  # gateway, people
-
 
 def test_ehlo_advertises_size_8bitmime_smtputf8_pipelining_and_no_auth(gateway, settings):
     # EHLO lists SIZE with the configured maximum, 8BITMIME, SMTPUTF8 and PIPELINING; nobody logs in here.
@@ -480,9 +478,9 @@ def test_serve_stops_cleanly_and_lets_a_mail_in_progress_finish(settings, people
 
         asyncio.run(main())
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    from procs import free_port
+
+    port = free_port()
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
@@ -529,9 +527,9 @@ def test_sigkill_at_random_moments_loses_nothing_and_doubles_nothing(settings, p
     import signal
     import sys
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    from procs import free_port
+
+    port = free_port()
     env = dict(os.environ, WORKRATE_DATA_DIR=str(settings.data_dir), WORKRATE_DATABASE_URL=settings.database_url,
                WORKRATE_SMTP_HOST="127.0.0.1", WORKRATE_SMTP_PORT=str(port), WORKRATE_REPLY_DOMAIN="reply.test",
                WORKRATE_SECRET_KEY=settings.secret_key, WORKRATE_LOG_LEVEL="WARNING")

@@ -6,11 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-import web_support
 from web_support import INTERNAL_TEXT, World, csrf_token, post_form, sign_in
-
-app = web_support.app  # fixtures
-world = web_support.world
 
 PERSONAS = ("out", "team", "client", "no_access", "other")
 LOGIN = "login"  # expected: a redirect to the sign-in page

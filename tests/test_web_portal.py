@@ -8,15 +8,11 @@ import io
 from typing import Any
 
 import pytest
-import web_support
 from web_support import CLIENT_TEXT, INTERNAL_TEXT, World, attach, newest, post_form, sign_in
 
 from storage.directory import create_workspace, thread_of
 from storage.models import Attachment
 from storage.posting import post_message
-
-app = web_support.app  # fixtures
-world = web_support.world
 
 
 def test_portal_lists_only_workspaces_with_access(app: Any, world: World) -> None:

@@ -12,14 +12,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import web_support
 from flask import Flask, jsonify, request
 from web_support import TEAM_PASSWORD, World, csrf_token
 
 from storage.mail_log import LOGIN_LINK, OutboxEmail
 from web.auth import link_limits
 
-world = web_support.world  # fixture
 ATTEMPTS = 3
 PROXY = "10.0.0.1"  # the reverse proxy's own address: every request arrives from it
 
