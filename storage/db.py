@@ -53,6 +53,11 @@ def bind(settings: Settings) -> Any:
         return db
 
 
+def tuples(query: Any) -> Iterator[tuple[Any, ...]]:
+    """The rows of a peewee query as plain tuples (peewee's type hints say .tuples() yields models)."""
+    return iter(query.tuples())
+
+
 def is_sqlite() -> bool:
     return isinstance(database.obj, SqliteDatabase)
 

@@ -142,7 +142,7 @@ def migrate() -> list[int]:
 
 def _apply_pending() -> list[int]:
     database.create_tables([SchemaVersion], safe=True)
-    done = {v for (v,) in SchemaVersion.select(SchemaVersion.version).tuples()}
+    done = {row.version for row in SchemaVersion.select(SchemaVersion.version)}
     applied = []
     for version, step in MIGRATIONS:
         if version in done:

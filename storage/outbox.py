@@ -32,9 +32,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from peewee import fn
+from peewee import ModelSelect, fn
 
-from storage.db import database, is_sqlite, write_transaction
+from storage.db import database, is_sqlite, tuples, write_transaction
 from storage.mail_log import (
     FAILED,
     LOGIN_LINK,
@@ -102,8 +102,8 @@ def _claim_transaction() -> Iterator[None]:
             yield
 
 
-def _locked(query: object) -> object:
-    return query if is_sqlite() else query.for_update(skip_locked=True)  # type: ignore[attr-defined]
+def _locked(query: ModelSelect[OutboxEmail]) -> ModelSelect[OutboxEmail]:
+    return query if is_sqlite() else query.for_update(skip_locked=True)
 
 
 def claim_due(now: dt.datetime | None = None, limit: int = 20, worker_id: str = "worker",
@@ -119,7 +119,7 @@ def claim_due(now: dt.datetime | None = None, limit: int = 20, worker_id: str = 
         candidates = list(_locked(
             OutboxEmail.select().where(due).order_by(OutboxEmail.id).limit(limit * 10)))
         claimed: set[int] = set()
-        blocked: set[int] = set()  # recipients whose older notification is not in this claim
+        blocked: set[int | None] = set()  # recipients whose older notification is not in this claim
         for row in candidates:
             if len(batches) >= limit:
                 break
@@ -279,7 +279,7 @@ def previous_mail_ids(recipient_id: int, thread_id: int, internal: bool, before_
                    & (OutboxEmail.status == SENT) & OutboxEmail.batch.is_null()
                    & OutboxEmail.mail_message_id.is_null(False) & (OutboxEmail.id < before_id))
             .order_by(OutboxEmail.id.desc()).limit(limit))
-    return [r.mail_message_id for r in reversed(list(rows))]
+    return [r.mail_message_id for r in reversed(list(rows)) if r.mail_message_id]
 
 
 def record_bounce(bounce_token: str, *, hard: bool, reason: str) -> bool:
@@ -329,20 +329,18 @@ def delivery_status(message_ids: Sequence[int]) -> dict[int, dict[str, object]]:
     """Per message: how many notification emails were sent, are pending, failed or skipped, and the
     errors of the failed ones ("address: relay's words"), for the team to see next to the message."""
     ids = [int(i) for i in message_ids]
-    result: dict[int, dict[str, object]] = {
-        i: {"sent": 0, "pending": 0, "failed": 0, "skipped": 0, "errors": []} for i in ids}
-    if not ids:
-        return result
-    rows = (OutboxEmail.select(OutboxEmail.message, OutboxEmail.status, OutboxEmail.to_address,
-                               OutboxEmail.last_error)
-            .where(OutboxEmail.message.in_(ids) & (OutboxEmail.kind == NOTIFICATION))
-            .order_by(OutboxEmail.id).tuples())
-    for message_id, status, to_address, last_error in rows:
-        entry = result[message_id]
-        entry[status] = int(entry.get(status, 0)) + 1  # type: ignore[call-overload]
-        if status == FAILED:
-            entry["errors"].append(f"{to_address}: {last_error}")  # type: ignore[union-attr]
-    return result
+    counts: dict[int, dict[str, int]] = {i: {"sent": 0, "pending": 0, "failed": 0, "skipped": 0} for i in ids}
+    errors: dict[int, list[str]] = {i: [] for i in ids}
+    if ids:
+        rows = tuples(OutboxEmail.select(OutboxEmail.message, OutboxEmail.status, OutboxEmail.to_address,
+                                         OutboxEmail.last_error)
+                      .where(OutboxEmail.message.in_(ids) & (OutboxEmail.kind == NOTIFICATION))
+                      .order_by(OutboxEmail.id))
+        for message_id, status, to_address, last_error in rows:
+            counts[message_id][status] = counts[message_id].get(status, 0) + 1
+            if status == FAILED:
+                errors[message_id].append(f"{to_address}: {last_error}")
+    return {i: {**counts[i], "errors": errors[i]} for i in ids}
 
 
 def apply_unsubscribe(user_id: int, thread_id: int) -> bool:

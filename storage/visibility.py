@@ -57,11 +57,11 @@ class Viewer:
         return self.role == CLIENT
 
 
-def _active_team_member(user_id: object) -> ModelSelect:
+def _active_team_member(user_id: object) -> ModelSelect[User]:
     return User.select(User.id).where((User.id == user_id) & (User.active == True))  # noqa: E712
 
 
-def _client_has_access(user_id: object, workspace_id: object) -> ModelSelect:
+def _client_has_access(user_id: object, workspace_id: object) -> ModelSelect[Membership]:
     return (Membership.select(Membership.id)
             .join(User)
             .where((Membership.user == user_id) & (Membership.workspace == workspace_id)
@@ -69,7 +69,7 @@ def _client_has_access(user_id: object, workspace_id: object) -> ModelSelect:
                    & (User.active == True)))  # noqa: E712
 
 
-def _visible_messages(role: str, user_id: object, thread_id: object) -> ModelSelect:
+def _visible_messages(role: str, user_id: object, thread_id: object) -> ModelSelect[Message]:
     """THE rule, as a query: the messages of thread_id that a viewer with this role and id may see.
 
     user_id is a value, or a column of an outer query (audience() asks for many candidates at once); the
@@ -87,7 +87,7 @@ def _visible_messages(role: str, user_id: object, thread_id: object) -> ModelSel
     return query.where(Message.id.is_null(True) & Message.id.is_null(False))  # nobody else sees anything
 
 
-def visible_messages(viewer: Viewer, thread: Thread | int) -> ModelSelect:
+def visible_messages(viewer: Viewer, thread: Thread | int) -> ModelSelect[Message]:
     """The messages of `thread` that `viewer` may see, as a query to refine (order, limit, search)."""
     return _visible_messages(viewer.role, viewer.user_id, thread.id if isinstance(thread, Thread) else thread)
 
@@ -106,7 +106,7 @@ def _sees(role: str, message_id: object, thread_id: object) -> object:
     return fn.EXISTS(_visible_messages(role, _Candidate.id, thread_id).where(Message.id == message_id))
 
 
-def visible_threads(viewer: Viewer) -> ModelSelect:
+def visible_threads(viewer: Viewer) -> ModelSelect[Thread]:
     """Threads viewer may open, with their workspace joined."""
     query = Thread.select(Thread, Workspace).join(Workspace)
     if viewer.is_team:
@@ -130,7 +130,7 @@ def last_activity(viewer: Viewer, thread: Thread) -> dt.datetime:
 
 
 def _audience_query(to_clients: bool, message_id: int, thread_id: int, workspace_id: int,
-                   author_id: int) -> ModelSelect:
+                   author_id: int) -> ModelSelect[User]:
     mailable = ((_Candidate.active == True) & (_Candidate.email_muted == False)  # noqa: E712
                 & (_Candidate.email_disabled == False) & (_Candidate.id != author_id))  # noqa: E712
     if to_clients:

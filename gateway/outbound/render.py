@@ -27,6 +27,7 @@ from config import Settings
 from gateway.addresses import format_reply_address
 from gateway.markers import HTML_MARKER_ID_PREFIX, LOOP_HEADER, REPLY_ABOVE_LINE
 from gateway.outbound.unsubscribe import unsubscribe_url
+from storage.db import tuples
 from storage.mail_log import OutboxEmail
 from storage.models import VISIBILITY_INTERNAL, Attachment, Message, Thread, User, Workspace
 from storage.outbox import previous_mail_ids
@@ -177,15 +178,16 @@ def visible_rows(rows: Sequence[OutboxEmail]) -> tuple[list[OutboxEmail], list[O
     """
     groups: dict[tuple[int, int], list[OutboxEmail]] = {}
     for row in rows:
-        groups.setdefault((row.recipient_id, row.thread_id), []).append(row)
+        if row.recipient_id is not None and row.thread_id is not None:  # notification rows have both
+            groups.setdefault((row.recipient_id, row.thread_id), []).append(row)
     ok_ids: set[int] = set()
     for (recipient_id, thread_id), group in groups.items():
         recipient = User.get_or_none(User.id == recipient_id)
         if recipient is None:
             continue
-        seen = dict(visible_messages(Viewer.of(recipient), thread_id)
-                    .where(Message.id.in_([r.message_id for r in group]))
-                    .select(Message.id, Message.visibility).tuples())
+        seen: dict[int | None, str] = dict(tuples(visible_messages(Viewer.of(recipient), thread_id)
+                                                  .where(Message.id.in_([r.message_id for r in group]))
+                                                  .select(Message.id, Message.visibility)))
         for row in group:
             visibility = seen.get(row.message_id)
             if (visibility is not None and not (visibility == VISIBILITY_INTERNAL and not row.internal)
