@@ -109,8 +109,8 @@ class Thread(BaseModel):
 class Message(BaseModel):
     id = AutoField()
     # Its own index too, besides (thread, id) and (thread, visibility, id): with it SQLite walks a thread's
-    # search matches newest first and stops at a page (4 ms for a word in 10,000 of 100,000 messages),
-    # where with (thread, id) alone it sorted them all first (56-74 ms).
+    # search matches newest first and stops at a page, where with (thread, id) alone it sorted them all
+    # first (bench/web.py measures search).
     thread = ForeignKeyField(Thread, backref="messages", on_delete="CASCADE")
     thread_id: int
     author = ForeignKeyField(User, backref="messages")
@@ -156,7 +156,6 @@ class ReplyToken(BaseModel):
     internal = BooleanField(default=False)  # replies through it are posted as internal notes
     created_at = DateTimeField(default=utcnow)
     revoked_at = DateTimeField(null=True)
-    last_used_at = DateTimeField(null=True)
 
     class Meta:
         indexes = ((("user", "thread", "internal"), False),)

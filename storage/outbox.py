@@ -1,27 +1,8 @@
-"""The outbox: named queries and state changes of OutboxEmail rows (sync-engine's ActionLog, for mail).
+"""The outbox: the queries and state changes of OutboxEmail rows (sync-engine's ActionLog, for mail).
 
-posting.post_message() writes one pending notification row per recipient and message, in the same
-transaction as the message. A worker then drains the table:
-
-    claim_due()  → a list of Batch (rows leased to that worker; one Batch becomes one email)
-    save_rendered() before handing the mail to the relay (so a bounce can find it by its bounce token)
-    mark_sent() | mark_retry() | mark_failed() | mark_skipped() | release()
-
-Batching: when a notification row is due, every pending row of the same (recipient, thread, internal)
-goes into the same email (up to MAX_MESSAGES_PER_EMAIL), so a burst of messages within NOTIFY_DELAY is
-one email.
-
-Order: the notifications of one recipient leave in the order they were written. A due row is not
-claimed while an older pending notification of the same person waits in another batch (backing off
-after a relay failure, or leased to another worker).
-
-Several workers: claiming is one short transaction, serialized (BEGIN IMMEDIATE on SQLite, an advisory
-transaction lock on PostgreSQL) and on PostgreSQL `FOR UPDATE SKIP LOCKED`; each claimed row carries a
-lease. A worker that dies leaves its rows leased; they are claimed again once the lease expires.
-
-Delivery is at least once. The only window for a duplicate is between the relay's 250 and the commit
-of mark_sent() (a crash there, or a send that outlives its lease). The resend carries the same
-Message-ID (derived from the row ids, see gateway/outbound/render.py), so mail clients can recognize it.
+post_message() writes one pending notification row per recipient in the message's own transaction. A worker
+drains the table: claim_due() (batches leased to it), save_rendered() before handing the mail to the relay,
+then mark_sent() | mark_retry() | mark_failed() | mark_skipped() | release(). Delivery is at least once.
 """
 from __future__ import annotations
 
@@ -108,7 +89,19 @@ def _locked(query: ModelSelect[OutboxEmail]) -> ModelSelect[OutboxEmail]:
 
 def claim_due(now: dt.datetime | None = None, limit: int = 20, worker_id: str = "worker",
               lease_seconds: float = DEFAULT_LEASE_SECONDS) -> list[Batch]:
-    """Leases up to `limit` batches whose first row is due, oldest first, to `worker_id`."""
+    """Leases up to `limit` batches whose first row is due, oldest first, to `worker_id`.
+
+    Batching: every pending row of the same (recipient, thread, internal) goes into the due row's batch (up
+    to MAX_MESSAGES_PER_EMAIL), so a burst of messages within NOTIFY_DELAY is one email.
+    Order: one recipient's notifications leave in the order they were written; a due row is not claimed
+    while an older pending notification of the same person waits in another batch (backing off, or leased).
+    Several workers: claiming is one short serialized transaction (BEGIN IMMEDIATE on SQLite; an advisory
+    lock and FOR UPDATE SKIP LOCKED on PostgreSQL), and each claimed row carries a lease: a worker that dies
+    leaves its rows to another once the lease expires.
+    A duplicate can only come from a crash between the relay's 250 and mark_sent()'s commit (or a send that
+    outlives its lease); the resend has the same Message-ID (gateway/outbound/render.py), so mail clients
+    can recognize it.
+    """
     now = now or utcnow()
     lease_until = now + dt.timedelta(seconds=lease_seconds)
     batches: list[Batch] = []

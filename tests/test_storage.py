@@ -199,11 +199,25 @@ def test_migration_3_upgrades_a_version_2_database(make) -> None:
     database.execute_sql('CREATE INDEX "thread_event_thread_id" ON "thread_event" ("thread_id")')
     database.execute_sql('CREATE INDEX "inbound_email_received_at" ON "inbound_email" ("received_at")')
     database.execute_sql('DROP TABLE "raw_mail"')
-    migrations.SchemaVersion.delete().where(migrations.SchemaVersion.version == 3).execute()
+    migrations.SchemaVersion.delete().where(migrations.SchemaVersion.version >= 3).execute()
     assert migrations.current_version() == 2
 
-    assert migrations.migrate() == [3]
+    assert migrations.migrate()[0] == 3
     assert "last_activity_at" not in {c.name for c in database.get_columns("thread")}
     indexes = {i.name for table in ("message", "thread_event", "inbound_email") for i in database.get_indexes(table)}
     assert not indexes & {"thread_event_thread_id", "inbound_email_received_at"} and "message_thread_id" in indexes
     assert database.table_exists("raw_mail") and Thread.get_by_id(thread.id).workspace.name == "Old Co"
+
+
+def test_migration_4_drops_the_never_written_last_used_at(make) -> None:
+    # A database made by version 3 has reply_token.last_used_at; version 4 drops it and keeps the tokens.
+    database = db.database
+    ws = make.workspace("Old Co")
+    token = reply_token_for(make.client(ws), make.thread(ws))
+    database.execute_sql('ALTER TABLE "reply_token" ADD COLUMN "last_used_at" TIMESTAMP')
+    migrations.SchemaVersion.delete().where(migrations.SchemaVersion.version >= 4).execute()
+
+    assert migrations.migrate()[0] == 4
+    assert "last_used_at" not in {c.name for c in database.get_columns("reply_token")}
+    assert ReplyToken.get_by_id(token.id).token == token.token
+    assert migrations.migrate() == []
