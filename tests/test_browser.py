@@ -1,20 +1,8 @@
 """Real-browser tests: Debian's chromium, driven by Playwright, against the real product (`workrate run` as a
-subprocess: web app, SMTP gateway and outgoing-mail worker, with a loopback relay capturing the mail).
-
-- A team member signs in with email and password, posts, turns Internal on (the composer's input area
-  changes colour) and posts an internal note, shown marked internal.
-- A client signs in with the link the product emails them, sees the first message and not the internal
-  note (nowhere in the page's HTML), and replies with bold text and an attachment.
-- With both pages open at once, the client's reply appears in the team member's page, and the team's
-  answer in the client's, without a reload and within 2 seconds; an internal note posted meanwhile never
-  reaches the client's page.
-- A client's request for an internal note's attachment answers 404 (whatever name the URL carries), while
-  the team downloads it and the client downloads a client-visible one.
-- Screenshots of the team view and the portal, at desktop (1280×800) and phone (390×844) sizes, are saved
-  into artifacts/screenshots/; at both sizes nothing sticks out sideways and the composer fits.
-
-Skips, saying why, when chromium or Playwright is missing. On PostgreSQL when WORKRATE_TEST_DATABASE_URL
-is set (a fresh database on that server).
+subprocess, a loopback relay capturing its mail). A team member and a client (signed in by the emailed link)
+converse; each side's message reaches the other's open page live, an internal note never reaches the
+client's page, and a client never downloads an internal note's attachment. Screenshots at desktop and
+phone sizes go to artifacts/screenshots/. Skips, saying why, without chromium or Playwright.
 """
 from __future__ import annotations
 

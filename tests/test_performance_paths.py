@@ -1,10 +1,6 @@
-"""The fast paths of the ingest pipeline give the same answers as the straightforward code they replace.
-
-- audience() (one query) agrees with can_see() for every kind of viewer and message.
-- Statements compiled once (storage/db.py) write what peewee's Model.insert() writes, defaults included.
-- Markdown rendering with the quick link pretest gives the same HTML as linkify-it's own pretest.
-- The file store writes durable, content-addressed files, finds files of the older two-level layout,
-  and never leaves a partial file under a key's name.
+"""The fast paths give the same answers as the straightforward code they replace: audience() and the rule,
+statements compiled once (storage/db.py), the quick Markdown shortcuts, the file store's layout, and the
+gateway's DATA reader.
 """
 from __future__ import annotations
 
@@ -467,7 +463,7 @@ def test_serve_with_two_processes_on_one_port(settings, make) -> None:
 
 
 def test_only_small_simple_mails_are_processed_on_the_event_loop() -> None:
-    # A reply is light; as many nested multiparts as 64 KB holds (~0.4 s for the parsers to give up on) is
+    # A reply is light; as many nested multiparts as 64 KB holds (costly for the parsers to give up on) is
     # not, whatever the case of its boundary parameters, and neither is a mail over LOOP_MAX_BYTES.
     from gateway.server import LOOP_MAX_BYTES, light
 

@@ -1,10 +1,6 @@
-"""Sign-in limits behind a reverse proxy, and requests for sign-in links.
-
-With settings.proxy_hops = N > 0 the app trusts N proxies: the client's address and scheme come from
-X-Forwarded-For / X-Forwarded-Proto (werkzeug's ProxyFix), the Host header stays as sent, and each person
-behind the proxy has their own sign-in limit. With 0 (the default) forwarded headers are ignored, so a
-client cannot dodge the limit by sending one. Link requests ("email me a sign-in link") are limited per
-email address and, more generously, per remote address, and never use up anyone's password attempts.
+"""Sign-in limits behind a reverse proxy (settings.proxy_hops: the client's address comes from
+X-Forwarded-For only then, so each person has their own limit and nobody dodges it by sending the header),
+and the limits on requests for sign-in links, which never use up anyone's password attempts.
 """
 from __future__ import annotations
 
