@@ -27,6 +27,7 @@ from config import Settings
 from gateway.addresses import format_reply_address
 from gateway.markers import HTML_MARKER_ID_PREFIX, LOOP_HEADER, REPLY_ABOVE_LINE
 from gateway.outbound.unsubscribe import unsubscribe_url
+from storage import serialize
 from storage.db import tuples
 from storage.mail_log import OutboxEmail
 from storage.models import VISIBILITY_INTERNAL, Attachment, Message, Thread, User, Workspace
@@ -146,7 +147,7 @@ def thread_url(settings: Settings, recipient: User, workspace: Workspace) -> str
 
 
 def attachment_url(settings: Settings, attachment: Attachment) -> str:
-    return f"{settings.effective_base_url}/attachments/{attachment.id}/{quote(attachment.name, safe='')}"
+    return serialize.attachment_url(settings.effective_base_url, attachment)
 
 
 def human_size(size: int) -> str:
