@@ -34,7 +34,7 @@ from storage.visibility import Viewer, audience, can_open_thread, can_see, last_
 
 
 @pytest.fixture
-def people(make):
+def everyone(make):
     """A workspace with every kind of person: active and deactivated team members, one who unfollowed,
     clients with and without Messages access, a deactivated client, a muted one, and a client of
     another workspace."""
@@ -62,11 +62,11 @@ def _messages(thread: Thread, people: dict[str, User]) -> list[Message]:
             for author, visibility in itertools.product(["team", "client"], ["client", "internal"])]
 
 
-def test_the_rule_for_every_kind_of_viewer(people) -> None:
+def test_the_rule_for_every_kind_of_viewer(everyone) -> None:
     # Active team members see every message; clients with Messages access see the client-visible ones of
     # their workspace; deactivated people and clients without access see nothing. can_see() and
     # visible_messages() answer alike.
-    ws, thread, other_thread, p = people
+    ws, thread, other_thread, p = everyone
     team = {"team", "team2", "team_unfollowed", "team_muted"}
     clients = {thread.id: {"client", "client2", "client_muted", "client_unfollowed"}, other_thread.id: {"other_client"}}
     for message in _messages(thread, p) + _messages(other_thread, p):
@@ -77,9 +77,9 @@ def test_the_rule_for_every_kind_of_viewer(people) -> None:
         assert listed == expected
 
 
-def test_the_rule_follows_access_changes(people) -> None:
+def test_the_rule_follows_access_changes(everyone) -> None:
     # The rule is evaluated when asked: revoking access hides client messages from that client at once.
-    ws, thread, _, p = people
+    ws, thread, _, p = everyone
     message = Message.create(thread=thread, author=p["team"], visibility="client", text="x", html="x",
                              source="web")
     client = Viewer.of(p["client"])
@@ -105,9 +105,9 @@ def _audience_reference(message: Message) -> list[int]:
     return [u.id for u in candidates.order_by(User.id) if can_see(Viewer.of(u), message)]
 
 
-def test_audience_is_the_candidates_that_can_see(people) -> None:
+def test_audience_is_the_candidates_that_can_see(everyone) -> None:
     # One query gives the same people, in the same order, as candidates filtered through can_see().
-    ws, thread, other_thread, p = people
+    ws, thread, other_thread, p = everyone
     for message in _messages(thread, p) + _messages(other_thread, p):
         expected = _audience_reference(message)
         assert [u.id for u in audience(message)] == expected
@@ -122,18 +122,18 @@ def test_audience_is_the_candidates_that_can_see(people) -> None:
     assert [(u.id, u.email, u.name) for u in people_found] == [(u.id, u.email, u.name) for u in stored]
 
 
-def test_can_open_thread_for_every_viewer(people) -> None:
+def test_can_open_thread_for_every_viewer(everyone) -> None:
     # The compiled statements of can_open_thread answer as the rule says.
-    ws, thread, other_thread, p = people
+    ws, thread, other_thread, p = everyone
     opens = {name for name, u in p.items() if can_open_thread(Viewer.of(u), thread)}
     assert opens == {"team", "team2", "team_unfollowed", "team_muted", "client", "client2", "client_muted",
                      "client_unfollowed"}
     assert not can_open_thread(Viewer(user_id=p["team"].id, role="nobody"), thread)
 
 
-def test_post_message_writes_every_row_with_defaults(people) -> None:
+def test_post_message_writes_every_row_with_defaults(everyone) -> None:
     # A post through the compiled statements leaves the rows peewee's create() would: defaults filled in.
-    ws, thread, _, p = people
+    ws, thread, _, p = everyone
     message = post_message(thread, p["team"], "Hello **there**", notify_delay=30)
     stored = Message.get_by_id(message.id)
     assert (stored.text, stored.html, stored.author_id, stored.thread_id) == (
@@ -149,9 +149,9 @@ def test_post_message_writes_every_row_with_defaults(people) -> None:
     assert last_activity(Viewer.of(p["team"]), Thread.get_by_id(thread.id)) == message.created_at
 
 
-def test_insert_rows_in_batches(people) -> None:
+def test_insert_rows_in_batches(everyone) -> None:
     # Many rows go in statements of at most `batch` rows, all of them written.
-    ws, thread, _, p = people
+    ws, thread, _, p = everyone
     message = post_message(thread, p["client"], "Hi")
     before = OutboxEmail.select().count()
     insert_rows(OutboxEmail, ("kind", "recipient", "to_address", "thread", "message"),
@@ -159,9 +159,9 @@ def test_insert_rows_in_batches(people) -> None:
     assert OutboxEmail.select().count() == before + 37
 
 
-def test_prepared_insert_ignores_conflicts(people) -> None:
+def test_prepared_insert_ignores_conflicts(everyone) -> None:
     # ON CONFLICT DO NOTHING: a row the unique index refuses is not written, and no id comes back.
-    ws, thread, _, p = people
+    ws, thread, _, p = everyone
     insert = PreparedInsert(User, ("email", "name", "role"), ignore_conflicts=True)
     first = insert.execute(("same@x.test", "A", TEAM))
     assert first is not None and User.get_by_id(first).name == "A"
@@ -169,9 +169,9 @@ def test_prepared_insert_ignores_conflicts(people) -> None:
     assert User.select().where(User.email == "same@x.test").count() == 1
 
 
-def test_prepared_query_placeholders_and_constants(people) -> None:
+def test_prepared_query_placeholders_and_constants(everyone) -> None:
     # Placeholders take new values on every run; constants compiled into the statement stay.
-    ws, thread, _, p = people
+    ws, thread, _, p = everyone
     query = PreparedQuery(lambda user_id: User.select(User.email).where((User.id == user_id) & (User.active == True)),  # noqa: E712
                           "user_id")
     assert query.scalar(user_id=p["team"].id) == p["team"].email
