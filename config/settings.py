@@ -36,10 +36,11 @@ class Rule:
     """
 
     kind: type = str  # str, int, float or Path
-    low: float | None = None
-    high: float | None = None
+    low: float | None = None  # the smallest value allowed
+    above: float | None = None  # values must be greater than this
+    high: float | None = None  # the largest value allowed
     choices: tuple[str, ...] = ()  # compared case-insensitively, kept in upper case
-    must: str = ""
+    must: str = ""  # the sentence, when the one made from the above would not say it well
     check: Callable[[Any], str | None] | None = None  # returns what is wrong, after the variable's name
     required: bool = False  # False: an empty value means "not set" and is not checked
 
@@ -48,15 +49,19 @@ class Rule:
             return self.must
         if self.choices:
             return "must be " + ", ".join(self.choices[:-1]) + " or " + self.choices[-1]
-        if self.low == 0:
-            return "must not be negative"
-        return "must be greater than zero"
+        if self.above is not None:
+            return "must be greater than " + ("zero" if self.above == 0 else f"{self.above:g}")
+        if self.low is not None and self.high is not None:
+            return f"must be from {self.low:g} to {self.high:g}"
+        if self.low is not None:
+            return "must not be negative" if self.low == 0 else f"must be at least {self.low:g}"
+        return f"must be at most {self.high:g}"
 
     def problem(self, value: Any) -> str | None:
         """What is wrong with an already converted value, or None."""
-        if self.choices and str(value).upper() not in self.choices:
-            return f"{self.sentence()}, not {value!r}"
-        if (self.low is not None and value < self.low) or (self.high is not None and value > self.high):
+        if ((self.choices and str(value).upper() not in self.choices)
+                or (self.low is not None and value < self.low) or (self.above is not None and value <= self.above)
+                or (self.high is not None and value > self.high)):
             return f"{self.sentence()}, not {value!r}"
         return self.check(value) if self.check and (value or self.required) else None
 
@@ -98,7 +103,7 @@ def _domain(domain: str) -> str | None:
 _PORT = Rule(int, low=0, high=65535, must="must be a port number from 1 to 65535")  # 0: any free port (tests)
 _NOT_NEGATIVE_INT = Rule(int, low=0)
 _NOT_NEGATIVE = Rule(float, low=0)
-_POSITIVE_INT = Rule(int, low=1)
+_POSITIVE_INT = Rule(int, above=0)
 
 # Every setting, in the order of config/defaults.toml. An empty string means "not set" for text settings.
 RULES: dict[str, Rule] = {

@@ -110,3 +110,25 @@ def test_values_are_trimmed_and_log_level_is_case_insensitive(tmp_path: Path) ->
     s = load_settings({"WORKRATE_DATA_DIR": str(tmp_path), "WORKRATE_LOG_LEVEL": " debug ",
                        "WORKRATE_WEB_PORT": " 8080 "}, ensure_secret=False)
     assert s.log_level == "DEBUG" and s.web_port == 8080
+
+
+@pytest.mark.parametrize("name", [n for n, r in RULES.items() if r.kind in (int, float)])
+def test_every_number_setting_refuses_a_value_outside_its_rule(tmp_path: Path, name: str) -> None:
+    # Just outside the table's range (or not a number at all): one sentence naming the variable.
+    rule = RULES[name]
+    outside = (rule.high + 1 if rule.high is not None else
+               rule.above if rule.above is not None else (rule.low or 0) - 1)
+    for value in (str(outside), "lots"):
+        with pytest.raises(ConfigError) as err:
+            load_settings({"WORKRATE_DATA_DIR": str(tmp_path), variable(name): value}, ensure_secret=False)
+        assert str(err.value).startswith(variable(name) + " must ") and str(err.value).endswith(".")
+
+
+def test_rule_sentences() -> None:
+    from config.settings import Rule
+
+    assert Rule(float, above=0).problem(0.0) == "must be greater than zero, not 0.0"
+    assert Rule(int, low=2, high=5).problem(6) == "must be from 2 to 5, not 6"
+    assert Rule(int, low=3).problem(2) == "must be at least 3, not 2"
+    assert Rule(choices=("A", "B", "C")).problem("d") == "must be A, B or C, not 'd'"
+    assert Rule(int, low=0).problem(0) is None and Rule(float, above=0).problem(0.1) is None
