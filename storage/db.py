@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -62,16 +63,26 @@ def is_sqlite() -> bool:
     return isinstance(database.obj, SqliteDatabase)
 
 
-def check_connection() -> None:
-    """Opens and closes one connection, raising DatabaseUnavailable with a readable reason."""
-    try:
-        database.connect(reuse_if_open=True)
-        database.execute_sql("SELECT 1")
-    except OperationalError as e:
-        raise DatabaseUnavailable(f"cannot open the database: {str(e).strip().splitlines()[0]}") from e
-    finally:
-        if not database.is_closed():
-            database.close()
+def check_connection(wait: float = 10.0) -> None:
+    """Opens and closes one connection, raising DatabaseUnavailable with a readable reason.
+
+    A new SQLite file that another process is writing to, or switching to WAL, at this moment answers
+    "database is locked" to the journal_mode pragma at once: SQLite does not wait for that lock. Tried again
+    for up to `wait` seconds, so that processes started together on a new database all come up.
+    """
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            database.connect(reuse_if_open=True)
+            database.execute_sql("SELECT 1")
+            return
+        except OperationalError as e:
+            if not (is_sqlite() and "locked" in str(e) and time.monotonic() < deadline):
+                raise DatabaseUnavailable(f"cannot open the database: {str(e).strip().splitlines()[0]}") from e
+        finally:
+            if not database.is_closed():
+                database.close()
+        time.sleep(0.05)
 
 
 class connection:

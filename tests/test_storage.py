@@ -48,6 +48,30 @@ def test_concurrent_migrations_apply_once(tmp_path: Path) -> None:
     assert sorted(len(r) for r in results) == [0, 0, 0, len(migrations.MIGRATIONS)]
 
 
+def test_a_new_sqlite_file_locked_by_another_process_is_waited_for(tmp_path: Path) -> None:
+    # Processes started together on a new SQLite file: one writes before the file is in WAL mode; the
+    # others' connection check waits for it instead of failing with "database is locked".
+    import sqlite3
+
+    path = tmp_path / "new.db"
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("CREATE TABLE t (x INTEGER)")
+    other.execute("BEGIN IMMEDIATE")
+    other.execute("INSERT INTO t VALUES (1)")
+    db.bind(Settings(data_dir=tmp_path, database_url=f"sqlite:///{path}"))
+    release = threading.Timer(0.5, lambda: other.execute("COMMIT"))
+    release.start()
+    try:
+        db.check_connection(wait=30)
+    finally:
+        release.join()
+        other.close()
+    assert db.database.is_closed()
+    with pytest.raises(db.DatabaseUnavailable, match="cannot open the database"):
+        db.bind(Settings(data_dir=tmp_path, database_url=f"sqlite:///{tmp_path / 'missing' / 'x.db'}"))
+        db.check_connection()
+
+
 def test_workspace_gets_one_thread_and_unique_slug(make: object) -> None:
     # A workspace is created with its one thread; slugs are unique, made from the name when not given.
     a = create_workspace("Acme Co")
