@@ -6,10 +6,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from gateway_support import People
+from gateway_support import GatewayThread, People, start_gateway
 
 from config import Settings
-from gateway.server import GatewayThread, make_controller
 
 
 @pytest.fixture
@@ -23,7 +22,7 @@ def people(settings: Settings, make: Any) -> People:
 @pytest.fixture
 def gateway(settings: Settings, database: object) -> Iterator[GatewayThread]:
     """A real gateway listening on a free loopback port, on its own event loop thread."""
-    controller = make_controller(settings).start()
+    controller = start_gateway(settings)
     try:
         yield controller
     finally:
