@@ -29,7 +29,7 @@ import datetime as dt
 import secrets
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from peewee import fn
@@ -73,7 +73,6 @@ class Batch:
     internal: bool
     to_address: str
     attempts: int = 0
-    first_created_at: dt.datetime | None = field(default=None, compare=False)
 
     @property
     def lead_id(self) -> int:
@@ -148,8 +147,7 @@ def claim_due(now: dt.datetime | None = None, limit: int = 20, worker_id: str = 
             claimed.update(ids)
             batches.append(Batch(kind=row.kind, row_ids=tuple(ids), recipient_id=row.recipient_id,
                                  thread_id=row.thread_id, internal=bool(row.internal), to_address=row.to_address,
-                                 attempts=max(r.attempts for r in group),
-                                 first_created_at=min(r.created_at for r in group)))
+                                 attempts=max(r.attempts for r in group)))
     return batches
 
 

@@ -311,8 +311,7 @@ class GroupCommitter:
         """In a worker thread: waits for the write lock (this process's, then SQLite's, up to busy_timeout).
 
         Another gateway process holds SQLite's lock for about one commit; SQLite's own busy handler sleeps
-        longer and longer between tries (up to 100 ms), so the lock is tried again every BUSY_RETRY seconds
-        instead."""
+        longer and longer between tries, so the lock is tried again every BUSY_RETRY seconds instead."""
         sqlite_writer.acquire()
         try:
             deadline = time.monotonic() + cast(int, SQLITE_PRAGMAS["busy_timeout"]) / 1000
