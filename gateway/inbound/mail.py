@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING, Any
 
 from config import Settings
 from gateway.inbound.files import FileSink, WriteNow
+from gateway.inbound.parsed import ParsedMail
 from storage.files import FileStore
 
 if TYPE_CHECKING:
-    from gateway.inbound.parse import ParsedMail
     from storage.posting import NewAttachment
 
 # RCPT kinds

@@ -19,12 +19,12 @@ import hashlib
 import logging
 import re
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.inbound.flanker_quiet import StrStream
 from gateway.inbound.flanker_quiet import mime as flanker_mime
 from gateway.inbound.mail import InboundMail
+from gateway.inbound.parsed import MailPart, ParsedMail
 
 log = logging.getLogger(__name__)
 
@@ -42,48 +42,6 @@ _CONTENT_TYPE = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]{0,62}/[a-z0-9][a-z0-9!#$
 _CHARSET_ALIASES = {"iso-8859-1": "cp1252", "latin-1": "cp1252", "latin1": "cp1252", "us-ascii": "cp1252",
                     "ascii": "cp1252", "ansi_x3.4-1968": "cp1252", "x-unknown": "utf-8", "unknown-8bit": "cp1252",
                     "ks_c_5601-1987": "cp949", "gb2312": "gb18030", "gbk": "gb18030", "big5": "big5hkscs"}
-
-
-@dataclass
-class MailPart:
-    """A leaf MIME part that is not body text: an attachment, an inline image, a report.
-
-    Its bytes are decoded when asked for, in chunks for large base64 parts, so that a big attachment goes
-    to the file store without ever being whole in memory.
-    """
-
-    content_type: str  # lower-case type/subtype, checked; application/octet-stream when unusable
-    filename: str  # as the sender declared it (decoded, unsafe: never use as a path)
-    disposition: str  # "attachment", "inline" or ""
-    content_id: str  # without angle brackets, "" when none
-    encoded_size: int  # characters of the part's body as sent (0: an empty part)
-    loader: Callable[[], Iterable[bytes]] = field(repr=False, default=lambda: ())
-
-    def chunks(self) -> Iterable[bytes]:
-        return self.loader()
-
-    @property
-    def data(self) -> bytes:
-        return b"".join(self.chunks())
-
-
-@dataclass
-class ParsedMail:
-    """What the steps need from a mail, decoded and cleaned, whichever parser read it."""
-
-    headers: dict[str, list[str]] = field(default_factory=dict)  # lower-case name -> decoded values, in order
-    plain: str | None = None  # every inline text/plain part, joined
-    html: str | None = None  # every inline text/html part, joined
-    parts: list[MailPart] = field(default_factory=list)
-    content_type: str = "text/plain"  # of the whole mail
-    report_type: str = ""  # multipart/report's report-type parameter
-    delivery_status: str = ""  # text of message/delivery-status parts (bounces)
-    parser: str = "flanker"  # which parser read it: flanker, stdlib or headers
-    defects: list[str] = field(default_factory=list)
-
-    def header(self, name: str) -> str:
-        values = self.headers.get(name.lower())
-        return values[0] if values else ""
 
 
 def parse_mail(mail: InboundMail) -> None:

@@ -13,15 +13,12 @@ import functools
 import logging
 from email._header_value_parser import get_addr_spec, get_angle_addr
 from email.errors import HeaderParseError
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, Protocol, cast
 
-from aiosmtpd.smtp import MISSING, SMTP, syntax
+from aiosmtpd.smtp import MISSING, SMTP, Envelope, Session, syntax
 
 from gateway.errors import LineTooLong, Outcome, ShuttingDown, TooLarge, TooManyConnections
 from gateway.smtp.threads import Gate
-
-if TYPE_CHECKING:
-    from gateway.smtp.handler import GatewayHandler
 
 log = logging.getLogger(__name__)
 
@@ -31,10 +28,17 @@ YIELD_EVERY = 256 * 1024  # bytes of DATA read before letting the event loop ser
 _AIOSMTPD_SIZE_EXCEEDED = "552 Error: message size exceeds fixed maximum message size"
 
 
+class Handler(Protocol):
+    """What GatewaySMTP needs of its handler besides aiosmtpd's hooks (handler.py GatewayHandler)."""
+
+    async def record_unread(self, session: Session | None, envelope: Envelope | None, outcome: Outcome) -> None:
+        """Records a DATA transaction refused while it was read (too large, line too long)."""
+
+
 class GatewaySMTP(SMTP):
     """aiosmtpd's SMTP protocol with the gateway's limits and wording."""
 
-    def __init__(self, handler: GatewayHandler, *, gate: Gate, line_length_limit: int, **kwargs: Any) -> None:
+    def __init__(self, handler: Handler, *, gate: Gate, line_length_limit: int, **kwargs: Any) -> None:
         # aiosmtpd sizes its stream reader from this attribute in __init__; RFC 5321's 1,000 octets is too
         # little for the one-line HTML that real mail carries.
         self.line_length_limit = line_length_limit

@@ -13,14 +13,13 @@ import re
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+from aiosmtpd.smtp import SMTP
 
 from config import Settings
 from gateway.inbound.mail import REPLY, InboundMail
 from storage.db import database
-
-if TYPE_CHECKING:
-    from gateway.smtp.protocol import GatewaySMTP
 
 # Seconds past the processing limit that the handler still waits for a worker thread. The pipeline checks
 # the limit itself before it commits, so a mail answered 451 after this is never posted afterwards.
@@ -62,7 +61,7 @@ class Gate:
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
-        self.connections: set[GatewaySMTP] = set()
+        self.connections: set[SMTP] = set()
         self.in_flight = 0
         self.receiving = 0  # DATA transactions answered 354 whose mail has not all arrived yet
         self.closing = False
