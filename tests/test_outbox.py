@@ -25,6 +25,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
+from gateway_support import start_gateway
 from outbound_relay import CapturingRelay, Received
 from procs import free_port
 
@@ -33,7 +34,6 @@ from gateway.addresses import format_reply_address, parse_bounce_address
 from gateway.outbound import transport
 from gateway.outbound.unsubscribe import make_unsubscribe_token, read_unsubscribe_token
 from gateway.outbound.worker import OutboxWorker
-from gateway.server import make_controller
 from storage import outbox
 from storage.directory import set_access, set_following
 from storage.mail_log import FAILED, PENDING, SENT, SKIPPED, OutboxEmail
@@ -672,7 +672,7 @@ def test_round_trip_through_gateway_and_relay(settings: Settings, make, relay) -
     # to the team; the team's emailed answer reaches the client. Our own notification looping back, and a
     # bounce report to the envelope sender, are recorded and never posted.
     settings = settings.replace(relay_url=relay.url)
-    gateway = make_controller(settings).start()
+    gateway = start_gateway(settings)
     try:
         ws = make.workspace("Acme Co")
         kim = make.team("kim@agency.test", name="Kim Lee")

@@ -9,7 +9,7 @@ import itertools
 import os
 
 import pytest
-from gateway_support import eml
+from gateway_support import eml, run_pipeline, start_gateway
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from linkify_it import LinkifyIt
@@ -278,7 +278,6 @@ def test_data_reader_unstuffs_dots_across_piece_boundaries(settings, make) -> No
     import smtplib
 
     from gateway.addresses import format_reply_address
-    from gateway.server import make_controller
     from storage.mail_log import InboundEmail
     from storage.tokens import reply_token_for
 
@@ -287,7 +286,7 @@ def test_data_reader_unstuffs_dots_across_piece_boundaries(settings, make) -> No
     address = format_reply_address(reply_token_for(bob, make.thread(ws)).token, settings.reply_domain)
     rng = random.Random(5)
     sent = []
-    controller = make_controller(settings.replace(max_line_length=64)).start()
+    controller = start_gateway(settings.replace(max_line_length=64))
     try:
         with smtplib.SMTP("127.0.0.1", controller.port, timeout=10) as client:
             for _ in range(40):
@@ -312,13 +311,12 @@ def test_data_reader_refuses_long_lines_split_between_pieces(settings, make) -> 
 
     from gateway import errors
     from gateway.addresses import format_reply_address
-    from gateway.server import make_controller
     from storage.tokens import reply_token_for
 
     ws = make.workspace()
     bob = make.client(ws, "bob@acme.test")
     address = format_reply_address(reply_token_for(bob, make.thread(ws)).token, settings.reply_domain)
-    controller = make_controller(settings.replace(max_line_length=100)).start()
+    controller = start_gateway(settings.replace(max_line_length=100))
     try:
         with smtplib.SMTP("127.0.0.1", controller.port, timeout=10) as client:
             for raw, refused in [(b"a" * 99 + b"\r\n" + (b"b." * 45 + b"\r\n") * 3, False),
@@ -340,14 +338,13 @@ def test_data_reader_unstuffs_a_dot_after_a_line_end_split_between_reads(setting
     import time
 
     from gateway.addresses import format_reply_address
-    from gateway.server import make_controller
     from storage.mail_log import InboundEmail
     from storage.tokens import reply_token_for
 
     ws = make.workspace()
     bob = make.client(ws, "bob@acme.test")
     address = format_reply_address(reply_token_for(bob, make.thread(ws)).token, settings.reply_domain)
-    controller = make_controller(settings.replace(max_line_length=64)).start()
+    controller = start_gateway(settings.replace(max_line_length=64))
     try:
         with socket.create_connection(("127.0.0.1", controller.port), timeout=10) as sock:
             replies = sock.makefile("rb")
@@ -378,7 +375,6 @@ def test_a_big_mail_is_parsed_from_its_text_after_it_is_stored(settings, make) -
 
     from gateway.addresses import format_reply_address
     from gateway.errors import Accepted, Duplicate
-    from gateway.inbound import pipeline
     from gateway.inbound.authenticate import resolve_recipient
     from gateway.inbound.mail import InboundMail
     from gateway.inbound.parse import RELEASE_RAW_FROM
@@ -400,7 +396,7 @@ def test_a_big_mail_is_parsed_from_its_text_after_it_is_stored(settings, make) -
     def deliver() -> object:
         mail = InboundMail(raw=bytearray(raw), settings=settings, mail_from="bob@acme.test",
                            recipients=[resolve_recipient(address, settings)])
-        return pipeline.run(mail)
+        return run_pipeline(mail)
 
     assert isinstance(deliver(), Accepted)
     [row] = list(InboundEmail.select())
@@ -426,7 +422,7 @@ def test_serve_with_two_processes_on_one_port(settings, make) -> None:
     from procs import free_port
 
     from gateway.addresses import format_reply_address
-    from gateway.server import serve
+    from gateway.smtp.serve import serve
     from storage.tokens import reply_token_for
 
     ws = make.workspace()
@@ -465,7 +461,7 @@ def test_serve_with_two_processes_on_one_port(settings, make) -> None:
 def test_only_small_simple_mails_are_processed_on_the_event_loop() -> None:
     # A reply is light; as many nested multiparts as 64 KB holds (costly for the parsers to give up on) is
     # not, whatever the case of its boundary parameters, and neither is a mail over LOOP_MAX_BYTES.
-    from gateway.server import LOOP_MAX_BYTES, light
+    from gateway.smtp.threads import LOOP_MAX_BYTES, light
 
     assert light(eml("with_attachment.eml", to="reply+x@reply.test"))
     nested = b"".join(b'Content-Type: multipart/mixed; BOUNDARY="b%d"\r\n\r\n--b%d\r\n' % (i, i) for i in range(1000))

@@ -55,7 +55,6 @@ class Prepared:
     raw: bytes
     envelope_from: str
     to_address: str
-    mail_message_id: str
 
 
 class OutboxWorker:
@@ -203,7 +202,7 @@ class OutboxWorker:
             body_html=html_part.get_content() if html_part else "")
         return Prepared(row_ids=tuple(r.id for r in visible), raw=raw,
                         envelope_from=format_bounce_address(bounce_token, self.settings.reply_domain),
-                        to_address=lead.to_address, mail_message_id=str(mail["Message-ID"]))
+                        to_address=lead.to_address)
 
     # -- helpers --------------------------------------------------------------------------------------
 
