@@ -166,7 +166,7 @@ def test_client_list_and_live_cursor_never_date_an_internal_note(tmp_path) -> No
     from storage.directory import add_client, add_user, create_workspace, thread_of
     from storage.models import Message
     from storage.posting import post_message
-    from web import create_app
+    from web.app import create_app
 
     settings = Settings(data_dir=tmp_path, database_url="", secret_key="x" * 40, reply_domain="reply.test",
                         base_url="http://app.test")

@@ -449,8 +449,8 @@ def test_forged_unsubscribe_token_is_404(app: Any, world: World, token: str) -> 
 
 def test_demo_is_idempotent_and_its_links_work(app: Any, settings: Any, database: Any) -> None:
     # `workrate run --demo` twice: one workspace, four sample messages (one internal), working sign-in links.
+    from cli.demo import create_demo
     from storage.models import Workspace
-    from web.demo import create_demo
 
     lines: list[str] = []
     create_demo(settings, lines.append)

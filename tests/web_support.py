@@ -53,7 +53,7 @@ def attach(settings: Settings, name: str, data: bytes, content_type: str = "text
 
 @pytest.fixture
 def app(settings: Settings, database: object) -> Iterator[Flask]:
-    from web import create_app
+    from web.app import create_app
     from web.events import stop_watcher
 
     app = create_app(settings)

@@ -13,7 +13,7 @@ from flask import Blueprint, abort, g, redirect, request, send_file, url_for
 from storage.files import FileStore
 from storage.models import Attachment, Message
 from storage.visibility import Viewer, can_see
-from web import app_settings
+from web.context import app_settings
 from web.forms import CONTENT_TYPE_RE
 from web.threadview import MAX_ID
 

@@ -26,7 +26,7 @@ class WebServer:
     """`WebServer(settings).start()` serves the app in background threads; `.stop()` shuts it down."""
 
     def __init__(self, settings: Settings) -> None:
-        from web import create_app
+        from web.app import create_app
 
         self.settings = settings
         self.app = create_app(settings)

@@ -13,8 +13,8 @@ from storage.mail_log import InboundEmail, read_raw_mail
 from storage.models import CLIENT, Membership, Message, Thread, User, Workspace
 from storage.posting import PostingError, post_message
 from storage.visibility import Viewer, visible_messages, visible_threads
-from web import app_settings
 from web.auth import login_required, team_required
+from web.context import app_settings
 from web.forms import Composer, ComposerError, read_composer
 from web.threadview import (
     build_views,
