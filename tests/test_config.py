@@ -63,3 +63,16 @@ def test_generated_secret_key_is_stored_once_with_mode_0600(tmp_path: Path) -> N
     assert len(first.secret_key) >= 40 and first.secret_key == second.secret_key
     mode = stat.S_IMODE(os.stat(tmp_path / "secret_key").st_mode)
     assert mode == 0o600
+
+
+def test_paths_are_made_absolute_once_at_load(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Relative paths are taken from the folder the process starts in, once: later changes of the working
+    # folder (or a library resolving against its own folder) cannot move them.
+    monkeypatch.chdir(tmp_path)
+    settings = load_settings({"WORKRATE_DATA_DIR": "./var", "WORKRATE_FILES_DIR": "shared/files",
+                              "WORKRATE_DKIM_KEY_FILE": "keys/dkim.pem"}, ensure_secret=False)
+    assert settings.data_dir == tmp_path.resolve() / "var"
+    assert settings.effective_files_dir == tmp_path.resolve() / "shared" / "files"
+    assert settings.dkim_key_file == str(tmp_path.resolve() / "keys" / "dkim.pem")
+    assert settings.effective_database_url == f"sqlite:///{tmp_path.resolve() / 'var' / 'workrate.db'}"
+    assert load_settings({}, ensure_secret=False).smtp_tls_cert == ""  # unset stays unset

@@ -56,7 +56,9 @@ def download(attachment_id: int, name: str) -> Any:
             abort(404)
         return redirect(url_for("auth.login", next=request.path))
     attachment = get_visible_attachment(viewer, attachment_id)
-    path = FileStore(app_settings().effective_files_dir).path(attachment.storage_key)
+    # Absolute, so that the existence check and send_file (which would resolve a relative path against
+    # the app's package folder, not the working folder) look at the same file.
+    path = FileStore(app_settings().effective_files_dir).path(attachment.storage_key).absolute()
     if not path.exists():
         abort(404)
     content_type = attachment.content_type.lower()
