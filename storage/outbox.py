@@ -282,8 +282,8 @@ def record_bounce(bounce_token: str, *, hard: bool, reason: str) -> bool:
     """A delivery report came back to bounce+TOKEN@REPLY_DOMAIN: that email failed, for `reason`.
 
     After HARD_BOUNCES_TO_DISABLE consecutive hard bounces the address is no longer emailed
-    (User.email_disabled) until the team re-enables it (reenable_email). Returns False when no email
-    carries that token. A report that arrives twice counts once.
+    (User.email_disabled) until reenable_email() clears it (no page or command calls it yet). Returns
+    False when no email carries that token. A report that arrives twice counts once.
     """
     token = (bounce_token or "").strip().lower()
     if not token:
@@ -305,7 +305,8 @@ def record_bounce(bounce_token: str, *, hard: bool, reason: str) -> bool:
 
 
 def reenable_email(user: User) -> None:
-    """The team says the address works again: email it again and start counting bounces afresh."""
+    """The address works again: email it again and start counting bounces afresh. Not yet reachable
+    from the team app or the CLI (only tests call it)."""
     User.update(email_disabled=False, hard_bounces=0).where(User.id == user.id).execute()
 
 
