@@ -36,9 +36,9 @@ def workspace_list(settings: Settings, as_json: bool) -> None:
     from storage.visibility import Viewer, last_activity
 
     operator = Viewer.operator()
-    rows = list(Workspace.select(Workspace, Thread).join(Thread).order_by(Workspace.slug))
-    data = [{"slug": w.slug, "name": w.name,
-             "last_activity_at": last_activity(operator, w.thread).isoformat() + "Z"} for w in rows]
+    threads = list(Thread.select(Thread, Workspace).join(Workspace).order_by(Workspace.slug))
+    data = [{"slug": t.workspace.slug, "name": t.workspace.name,
+             "last_activity_at": last_activity(operator, t).isoformat() + "Z"} for t in threads]
     if as_json:
         click.echo(json.dumps(data, indent=2))
         return

@@ -88,7 +88,7 @@ def render_thread(workspace: Workspace, composer: Composer | None = None, error:
     query = request.args.get("q", "").strip()
     viewer = g.viewer
     preview_as = None
-    clients = []
+    clients: list[tuple[User, bool]] = []
     if "as" in request.args:
         preview_as, clients = choose_preview(workspace)
         if preview_as is not None:
