@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 DEFAULTS_FILE = Path(__file__).with_name("defaults.toml")
 ENV_PREFIX = "WORKRATE_"
 SECRET_KEY_FILE = "secret_key"
+PATH_SETTINGS = ("files_dir", "dkim_key_file", "smtp_tls_cert", "smtp_tls_key")  # besides data_dir; "" = unset
 
 
 class ConfigError(ValueError):
@@ -259,7 +260,14 @@ def load_settings(environ: Mapping[str, str] | None = None, *, ensure_secret: bo
         if variable(name) in environ:
             values[name] = _convert(name, environ[variable(name)])
     _validate(values)
-    settings = Settings(**values)
+    # Paths become absolute once, here, against the folder the process started in: every part (and
+    # Flask's send_file, which resolves relative paths against the app's package) then agrees on them.
+    values["data_dir"] = Path(str(values["data_dir"])).resolve()
+    for key in PATH_SETTINGS:
+        if values[key]:
+            values[key] = str(Path(str(values[key])).resolve())
+    values["log_level"] = str(values["log_level"]).upper()
+    settings = Settings(**values)  # type: ignore[arg-type]
     if ensure_secret and not settings.secret_key:
         settings = settings.replace(secret_key=stored_secret_key(settings.data_dir))
     return settings

@@ -12,7 +12,7 @@ import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
 CHUNK = 1024 * 1024
 KEY_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -96,7 +96,7 @@ class FileStore:
     def _stored(self, directory: str, key: str) -> bool:
         return os.path.exists(f"{directory}/{key}") or os.path.exists(f"{directory}/{key[2:4]}/{key}")
 
-    def put_stream(self, stream: BinaryIO, limit: int | None = None) -> StoredFile:
+    def put_stream(self, stream: IO[bytes], limit: int | None = None) -> StoredFile:
         return self.put_chunks(iter(lambda: stream.read(CHUNK), b""), limit)
 
     def put_bytes(self, data: bytes | bytearray | memoryview) -> StoredFile:

@@ -11,7 +11,6 @@ import secrets
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from peewee import ModelSelect, fn
 
@@ -26,9 +25,6 @@ from storage.mail_log import (
     OutboxEmail,
 )
 from storage.models import TEAM, Membership, Thread, User, utcnow
-
-if TYPE_CHECKING:
-    from config import Settings
 
 # Any 64-bit number works, as long as every worker uses the same one (differs from the migration lock).
 PG_CLAIM_LOCK = 0x576F726B4F757462
@@ -277,8 +273,8 @@ def record_bounce(bounce_token: str, *, hard: bool, reason: str) -> bool:
     """A delivery report came back to bounce+TOKEN@REPLY_DOMAIN: that email failed, for `reason`.
 
     After HARD_BOUNCES_TO_DISABLE consecutive hard bounces the address is no longer emailed
-    (User.email_disabled) until the team re-enables it (reenable_email). Returns False when no email
-    carries that token. A report that arrives twice counts once.
+    (User.email_disabled) until reenable_email() clears it (no page or command calls it yet). Returns
+    False when no email carries that token. A report that arrives twice counts once.
     """
     token = (bounce_token or "").strip().lower()
     if not token:
@@ -300,20 +296,17 @@ def record_bounce(bounce_token: str, *, hard: bool, reason: str) -> bool:
 
 
 def reenable_email(user: User) -> None:
-    """The team says the address works again: email it again and start counting bounces afresh."""
+    """The address works again: email it again and start counting bounces afresh. Not yet reachable
+    from the team app or the CLI (only tests call it)."""
     User.update(email_disabled=False, hard_bounces=0).where(User.id == user.id).execute()
 
 
-def queue_login_link(settings: Settings, user: User, url: str, *, invitation: bool = False,
-                     workspace_name: str = "") -> OutboxEmail:
-    """Queues a sign-in link (or an invitation carrying one) for `user`, rendered from
-    templates/email/login_link.*; the worker sends it like any other email."""
-    from gateway.outbound.render import render_login_link
-
-    rendered = render_login_link(settings, user, url, invitation=invitation, workspace_name=workspace_name)
+def add_login_link(user: User, *, subject: str, body_text: str, body_html: str) -> OutboxEmail:
+    """Queues an already rendered sign-in link (or invitation) email for `user`; the worker sends it
+    like any other email. gateway/outbound/login_links.py renders it, since only the caller knows the link."""
     return OutboxEmail.create(kind=LOGIN_LINK, recipient=user, to_address=user.email, thread=None, message=None,
                               internal=False, status=PENDING, next_attempt_at=utcnow(),
-                              subject=rendered.subject, body_text=rendered.text, body_html=rendered.html)
+                              subject=subject, body_text=body_text, body_html=body_html)
 
 
 def delivery_status(message_ids: Sequence[int]) -> dict[int, dict[str, object]]:
@@ -357,7 +350,7 @@ def apply_unsubscribe(user_id: int, thread_id: int) -> bool:
 
 __all__ = [
     "Batch", "claim_due", "load_rows", "save_rendered", "mark_sent", "mark_retry", "mark_failed", "mark_skipped",
-    "release", "retry_delay", "record_bounce", "reenable_email", "queue_login_link", "delivery_status",
+    "release", "retry_delay", "record_bounce", "reenable_email", "add_login_link", "delivery_status",
     "apply_unsubscribe", "recipient_block_reason", "previous_mail_ids", "new_bounce_token",
     "DEFAULT_LEASE_SECONDS", "GIVE_UP_AFTER",
 ]

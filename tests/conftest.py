@@ -106,7 +106,7 @@ def make(database: object) -> Factory:
 @pytest.fixture
 def app(settings: Settings, database: object) -> Iterator[Flask]:
     """The web app on the test database, in testing mode."""
-    from web import create_app
+    from web.app import create_app
     from web.events import stop_watcher
 
     app = create_app(settings)

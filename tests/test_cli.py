@@ -13,8 +13,8 @@ from urllib.parse import unquote, urlsplit
 import pytest
 from click.testing import CliRunner, Result
 
+from cli.main import cli
 from storage import db, migrations
-from web.cli import cli
 
 PG_URL = os.environ.get("WORKRATE_TEST_DATABASE_URL", "")
 

@@ -132,3 +132,16 @@ def test_rule_sentences() -> None:
     assert Rule(int, low=3).problem(2) == "must be at least 3, not 2"
     assert Rule(choices=("A", "B", "C")).problem("d") == "must be A, B or C, not 'd'"
     assert Rule(int, low=0).problem(0) is None and Rule(float, above=0).problem(0.1) is None
+
+
+def test_paths_are_made_absolute_once_at_load(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Relative paths are taken from the folder the process starts in, once: later changes of the working
+    # folder (or a library resolving against its own folder) cannot move them.
+    monkeypatch.chdir(tmp_path)
+    settings = load_settings({"WORKRATE_DATA_DIR": "./var", "WORKRATE_FILES_DIR": "shared/files",
+                              "WORKRATE_DKIM_KEY_FILE": "keys/dkim.pem"}, ensure_secret=False)
+    assert settings.data_dir == tmp_path.resolve() / "var"
+    assert settings.effective_files_dir == tmp_path.resolve() / "shared" / "files"
+    assert settings.dkim_key_file == str(tmp_path.resolve() / "keys" / "dkim.pem")
+    assert settings.effective_database_url == f"sqlite:///{tmp_path.resolve() / 'var' / 'workrate.db'}"
+    assert load_settings({}, ensure_secret=False).smtp_tls_cert == ""  # unset stays unset

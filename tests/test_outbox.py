@@ -32,6 +32,7 @@ from procs import free_port
 from config import Settings
 from gateway.addresses import format_reply_address, parse_bounce_address
 from gateway.outbound import transport
+from gateway.outbound.login_links import queue_login_link
 from gateway.outbound.unsubscribe import make_unsubscribe_token, read_unsubscribe_token
 from gateway.outbound.worker import OutboxWorker
 from storage import outbox
@@ -448,7 +449,7 @@ def test_login_link_is_sent_and_its_secret_scrubbed(settings: Settings, make, re
     ws = make.workspace("Acme Co")
     bob = make.client(ws, "bob@acme.test", name="Bob Stone")
     url = "http://app.test/login/secret-abc123"
-    row = outbox.queue_login_link(settings, bob, url, invitation=True, workspace_name="Acme Co")
+    row = queue_login_link(settings, bob, url, invitation=True, workspace_name="Acme Co")
     assert row.kind == "login_link" and row.status == PENDING
     send_due(settings)
     [got] = relay.received

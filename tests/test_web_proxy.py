@@ -19,7 +19,7 @@ PROXY = "10.0.0.1"  # the reverse proxy's own address: every request arrives fro
 
 
 def make_app(settings: Any, hops: int) -> Iterator[Flask]:
-    from web import create_app
+    from web.app import create_app
     from web.events import stop_watcher
 
     app = create_app(settings.replace(proxy_hops=hops, login_attempts=ATTEMPTS))

@@ -468,8 +468,8 @@ def test_forged_unsubscribe_token_is_404(app: Any, world: World, token: str) -> 
 
 def test_demo_is_idempotent_and_its_links_work(app: Any, settings: Any, database: Any) -> None:
     # `workrate run --demo` twice: one workspace, four sample messages (one internal), working sign-in links.
+    from cli.demo import create_demo
     from storage.models import Workspace
-    from web.demo import create_demo
 
     lines: list[str] = []
     create_demo(settings, lines.append)
@@ -485,6 +485,10 @@ def test_demo_is_idempotent_and_its_links_work(app: Any, settings: Any, database
     assert response.status_code == 302 and response.location == "/portal/"
     html = bob.get("/portal/w/acme").get_data(as_text=True)
     assert "Could we see the home page draft" in html and "designer is out" not in html
+    file_url = re.search(r'href="(/attachments/\d+/home-page-outline\.txt)"', html)
+    assert file_url, "the demo's file is shown to the client"
+    download = bob.get(file_url.group(1))
+    assert download.status_code == 200 and download.data.startswith(b"Home page outline")
     carol.post(f"/login/{links[3].rsplit('/', 1)[1]}", data={"csrf_token": csrf_token(carol)})
     assert carol.get("/portal/w/acme").status_code == 403
     team = app.test_client()

@@ -13,8 +13,8 @@ from storage.mail_log import InboundEmail, read_raw_mail
 from storage.models import CLIENT, Membership, Message, Thread, User, Workspace
 from storage.posting import PostingError, post_message
 from storage.visibility import Viewer, visible_messages, visible_threads
-from web import app_settings
 from web.auth import login_required, team_required
+from web.context import app_settings
 from web.forms import Composer, ComposerError, read_composer
 from web.threadview import (
     build_views,
@@ -88,7 +88,7 @@ def render_thread(workspace: Workspace, composer: Composer | None = None, error:
     query = request.args.get("q", "").strip()
     viewer = g.viewer
     preview_as = None
-    clients = []
+    clients: list[tuple[User, bool]] = []
     if "as" in request.args:
         preview_as, clients = choose_preview(workspace)
         if preview_as is not None:

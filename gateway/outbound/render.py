@@ -18,11 +18,11 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import EmailPolicy
 from email.utils import format_datetime
-from pathlib import Path
 from urllib.parse import quote
 
 import jinja2
 
+import templates
 from config import Settings
 from gateway.addresses import format_reply_address
 from gateway.markers import HTML_MARKER_ID_PREFIX, LOOP_HEADER, REPLY_ABOVE_LINE
@@ -36,7 +36,7 @@ from storage.rendering import sanitize_html
 from storage.tokens import reply_token_for
 from storage.visibility import Viewer, visible_messages
 
-TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "templates" / "email"
+TEMPLATES_DIR = templates.FOLDER / "email"
 PRODUCT = "WorkRate"
 SUBJECT_SEPARATOR = " \u2014 "  # em dash: "Acme Co — messages"
 INTERNAL_SUBJECT_PREFIX = "[Internal] "

@@ -1,6 +1,6 @@
 """OutboxWorker: claim due outbox rows → render → send → mark, with back-off; stops cleanly.
 
-It runs on the same asyncio loop as the SMTP gateway (web/processes.py), so it never blocks that loop:
+It runs on the same asyncio loop as the SMTP gateway (cli/processes.py), so it never blocks that loop:
 every database step runs in the worker's own single database thread (one connection per step, returned
 at once), and SMTP goes through aiosmtplib.
 
