@@ -4,8 +4,8 @@ what its outcome is (Mailman's pipelines: a tuple of handlers and a small drivin
 A step is `step(mail: InboundMail) -> None`: it fills fields of mail or raises an outcome from
 gateway/errors.py (Dropped, Rejected, Deferred). outcome_of() is the one place that turns an exception
 into an outcome: an unexpected error becomes Deferred (451, the raw mail is kept with its row).
-Two drivers run the same STEPS: run() in one thread, with store_reply's own transaction (tools, tests,
-`workrate trim`), and run_with_committer() for the SMTP server, which stores through the group commit
+Two drivers run the same STEPS: run() in one thread, with store_reply's own transaction (tools, tests),
+and run_with_committer() for the SMTP server, which stores through the group commit
 (committer.py). Both write the InboundEmail row of every outcome other than Accepted; an accepted
 mail's row is written by store_reply in the same transaction as the post.
 """
@@ -23,7 +23,7 @@ from gateway.inbound.authenticate import authenticate_sender
 from gateway.inbound.classify import drop_automatic_mail
 from gateway.inbound.extract import reply_from_parts
 from gateway.inbound.mail import InboundMail
-from gateway.inbound.parse import decode_text, looks_like_mail, parse_bytes, parse_mail
+from gateway.inbound.parse import parse_mail
 from gateway.inbound.store import _reset_connection, record_outcome, store_reply
 from storage.db import database
 from storage.posting import MAX_TEXT_LENGTH, normalize_text
@@ -142,19 +142,3 @@ def _log(mail: InboundMail, outcome: Outcome) -> None:
     log.log(level, "%s mail from %s to %s: %s%s", outcome.outcome, mail.mail_from or "<>", mail.rcpt_to,
             outcome.reason, f" ({outcome.detail})" if outcome.detail else "")
 
-
-def preview_reply(raw: bytes) -> str:
-    """The text the gateway would post for raw (`workrate trim`): a whole mail is parsed exactly as the
-    gateway parses it; anything else is taken as a plain-text body. Never raises."""
-    try:
-        if looks_like_mail(raw):
-            parsed = parse_bytes(raw)
-            return reply_from_parts(parsed.plain, parsed.html).text.strip()
-        text = decode_text(raw, "utf-8").replace("\r\n", "\n")
-        return reply_from_parts(text, None).text.strip()
-    except Exception:
-        log.debug("preview_reply fell back to the raw text", exc_info=True)
-        try:
-            return decode_text(raw, "utf-8").strip()
-        except Exception:
-            return ""
