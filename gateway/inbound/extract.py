@@ -35,6 +35,7 @@ from itertools import chain, islice
 
 from gateway.inbound import html_text
 from gateway.inbound.quotes import (
+    MAX_CONTINUATION,
     continuation,
     has_date,
     header_block_end,
@@ -346,7 +347,7 @@ def _history_start(body: _Lines, i: int, end: int) -> tuple[str, int, int] | Non
     if block:
         return "headers", i, min(block, end)
     if is_attribution(line) or starts_with_attribution(line):
-        return "attribution", i, i + 1
+        return "attribution", i, _attribution_tail(lines, i, end)
     if may_start_wrapped_attribution(line) and body.joins_left > 0:
         body.joins_left -= 1
         after = join_wrapped(lines, i)
@@ -362,6 +363,18 @@ def _history_start(body: _Lines, i: int, end: int) -> tuple[str, int, int] | Non
                     return "attribution", k, after
             return "attribution", i, after
     return None
+
+
+def _attribution_tail(lines: list[str], i: int, end: int) -> int:
+    """The index after an attribution at lines[i]: a client that wraps "Op za 8 mei 2021 om 12:09 schreef" puts
+    the name and address on the next line ("Richard <r@x.nl>:"), which belongs to it."""
+    if i + 1 >= end or lines[i].rstrip().endswith((":", "：")):
+        return i + 1
+    nxt = lines[i + 1].strip()
+    if nxt.endswith((":", "：")) and len(nxt) <= MAX_CONTINUATION and not is_quoted(nxt) \
+            and ("@" in nxt or "<" in nxt) and is_attribution(f"{lines[i].strip()} {nxt}"):
+        return i + 2
+    return i + 1
 
 
 def _continues(lines: list[str], first: int, k: int) -> bool:
@@ -396,7 +409,11 @@ def _trim_lines(lines: list[str], text: str, blocks: dict[int, int], marker: boo
             continue
         history = _history_start(body, i, end)
         if history is None:
-            if not is_mobile_signoff(lines[i]):
+            if is_mobile_signoff(lines[i]):
+                if seen_text:
+                    end = i  # a device's sign-off ends the reply: below it is the original, unmarked
+                    break
+            else:
                 seen_text = True
             i += 1
             continue
