@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from itertools import chain, islice
 
 from gateway.inbound import html_text
+from gateway.inbound.footers import footer_start
 from gateway.inbound.quotes import (
     MAX_CONTINUATION,
     continuation,
@@ -66,6 +67,8 @@ FOOTER_LINES = 8
 FOOTER_RULE = 10  # ...and the separator is at least this long
 # New text of at least this many lines after a quote makes it a bottom-posted answer, not a footer.
 ANSWER_LINES = 3
+FOOTER_SCAN = 120  # kept lines at the end looked at for a footer (contact block, notice, list footer)
+FOOTER_CUTS = 3  # footers cut one after another (a list footer under a quote under a contact block)
 MAX_LINE_CHECK = 2000  # lines longer than this are always plain text (nothing we look for is that long)
 
 # Bounded work on any input: between the first EXAMINED_LINES lines of text (at most EXAMINED_CHARS characters)
@@ -525,19 +528,22 @@ def _strip_tail(body: _Lines, keep: Spans) -> Spans:
         if first is not None and is_attribution(unquote(lines[first])[:MAX_LINE_CHECK]):
             return []
     blank = _EMPTY_BYTE + _QUOTE_BYTE if has_text else _EMPTY_BYTE
-    while keep:
-        _strip_last(body, keep, blank)
-        if not keep:
-            break
-        k = keep[-1][1] - 1
-        if kinds[k] != TEXT:
-            break
-        line = lines[k]
-        if is_delimiter(line) or is_mobile_signoff(line) or is_sig_delimiter(line):
-            _pop_last(keep)
-        elif is_dash_name(line) and _kept_before(keep, k) is not None and kinds[_kept_before(keep, k)] == EMPTY:
-            _pop_last(keep)
-        else:
+    for _ in range(FOOTER_CUTS):
+        while keep:
+            _strip_last(body, keep, blank)
+            if not keep:
+                break
+            k = keep[-1][1] - 1
+            if kinds[k] != TEXT:
+                break
+            line = lines[k]
+            if is_delimiter(line) or is_mobile_signoff(line) or is_sig_delimiter(line):
+                _pop_last(keep)
+            elif is_dash_name(line) and _kept_before(keep, k) is not None and kinds[_kept_before(keep, k)] == EMPTY:
+                _pop_last(keep)
+            else:
+                break
+        if not has_text or not _cut_footer(body, keep):
             break
     while keep:
         start, stop = keep[0]
@@ -546,6 +552,32 @@ def _strip_tail(body: _Lines, keep: Spans) -> Spans:
             break
         keep.pop(0)
     return keep
+
+
+def _cut_footer(body: _Lines, keep: Spans) -> bool:
+    """Cut a contact block, legal notice, list footer or "-Name" line at the end of the kept lines (see
+    footers.py); the last FOOTER_SCAN kept lines of text are looked at."""
+    kinds = body.kind
+    tail: list[int] = []
+    stopped = False
+    for start, stop in reversed(keep):
+        for k in range(stop - 1, start - 1, -1):
+            if kinds[k] not in (TEXT, EMPTY) or len(tail) >= FOOTER_SCAN:
+                stopped = True
+                break
+            tail.append(k)
+        if stopped:
+            break
+    tail.reverse()
+    cut = footer_start([body.lines[k] for k in tail], text_above=stopped)
+    if cut is None:
+        return False
+    at = tail[cut]
+    while keep and keep[-1][0] >= at:
+        keep.pop()
+    if keep:
+        keep[-1][1] = min(keep[-1][1], at)
+    return True
 
 
 def _kept_before(keep: Spans, k: int) -> int | None:
