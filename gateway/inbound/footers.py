@@ -16,6 +16,7 @@ from gateway.inbound.signatures import is_dash_name, is_delimiter
 MAX_PARAGRAPHS = 8
 MAX_PARAGRAPH_LINES = 15
 SHORT_LINE = 90  # a contact block's lines are short
+NAME_LINE = 60  # ...and a name, title or address line shorter
 NOTICE_CHARS = 200  # a paragraph of prose at least this long after a contact block is its notice
 
 _PHONE = re.compile(r"(?:\+|\(\+?)?\d[\d ().\-/]{6,22}\d")
@@ -24,6 +25,7 @@ _SITE = re.compile(r"(?i)(?:https?://)?(?:www\.)?[a-z0-9-]{1,63}(?:\.[a-z0-9-]{1
 _LABEL = re.compile(
     r"(?i)^[*_ ]*(?:tel|tél|phone|telephone|telefon|telefoon|mob|mobile|mobiel|cell|fax|e-?mail|web|www|site|"
     r"skype|kvk|btw|iban|bic|vat|tva|ust-?id|reg|address|adres|adresse|office|direct|m|t|f|p|e|w)\.?\s*[:|]")
+_BULLET = re.compile(r"\s*(?:[-*+•>]|\d{1,3}[.)])\s")
 _IMAGE = re.compile(r"^\[(?:image|cid|logo)[^\]]{0,200}\]$", re.IGNORECASE)
 _POSTCODE = re.compile(r"\b\d{4}\s?[A-Z]{2}\b|\b[A-Z]{1,2}\d[A-Z\d]? \d[A-Z]{2}\b|\b\d{5}\b")
 _LIST_WORDS = ("mailing list", "listinfo", "mailman", "unsubscribe", "abmelden", "désinscri", "desuscrib",
@@ -83,14 +85,15 @@ def _kind(paragraph: list[str]) -> int:
     signals = sum(_contact_signal(line) for line in lines)
     if signals >= 2:
         return STRONG
-    if len(lines) <= 3 and not _sentence(lines) and not any(is_closing(line) for line in lines):
+    if len(lines) <= 3 and not _sentence(lines) and not any(is_closing(line) or _BULLET.match(line) for line in lines):
         return WEAK  # a name, a title, an address line
     return TEXT
 
 
 def _sentence(lines: list[str]) -> bool:
     """Whether the lines read as prose (a sentence ends on one of them, or a line is long)."""
-    return any(line.rstrip().endswith((".", "?", "!", ":")) and len(line.split()) >= 4 for line in lines)
+    return any(len(line.strip()) > NAME_LINE or (line.rstrip().endswith((".", "?", "!", ":")) and len(line.split()) >= 2)
+               for line in lines)
 
 
 def footer_start(lines: list[str], text_above: bool = False) -> int | None:

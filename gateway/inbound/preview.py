@@ -50,15 +50,21 @@ def is_raw_mail(data: bytes) -> bool:
     return known  # headers only, no body (or a header block longer than HEAD_BYTES)
 
 
+def _outer_lines(text: str) -> str:
+    """The text without blank lines around it (the first line keeps its indentation: it may be code)."""
+    text = text.rstrip()
+    return text[text.rfind("\n", 0, len(text) - len(text.lstrip())) + 1:]
+
+
 def preview_reply(raw: bytes) -> str:
     """The text the gateway would post for raw (`workrate trim`): a whole mail is parsed as the gateway
     parses it; anything else is taken as a plain-text body. Never raises."""
     try:
         if is_raw_mail(raw):
             parsed = parse_bytes(raw)
-            return reply_from_parts(parsed.plain, parsed.html).text.strip()
+            return _outer_lines(reply_from_parts(parsed.plain, parsed.html).text)
         text = decode_text(raw, "utf-8").replace("\r\n", "\n")
-        return reply_from_parts(text, None).text.strip()
+        return _outer_lines(reply_from_parts(text, None).text)
     except Exception:
         log.debug("preview_reply fell back to the raw text", exc_info=True)
         try:
