@@ -539,7 +539,7 @@ def _strip_tail(body: _Lines, keep: Spans) -> Spans:
             line = lines[k]
             if is_delimiter(line) or is_mobile_signoff(line) or is_sig_delimiter(line):
                 _pop_last(keep)
-            elif is_dash_name(line) and _kept_before(keep, k) is not None and kinds[_kept_before(keep, k)] == EMPTY:
+            elif is_dash_name(line) and (before := _kept_before(keep, k)) is not None and kinds[before] == EMPTY:
                 _pop_last(keep)
             else:
                 break

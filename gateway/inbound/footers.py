@@ -63,8 +63,9 @@ def _contact_signal(line: str) -> bool:
     s = line.strip(" \t*_")
     if not s or len(s) > SHORT_LINE:
         return False
+    phone = _PHONE.search(s)
     return bool(_LABEL.match(s) or has_email(s) or _SITE.search(s) or _IMAGE.match(s)
-                or len(re.sub(r"\D", "", _PHONE.search(s).group() if _PHONE.search(s) else "")) >= 8
+                or (phone is not None and sum(c.isdigit() for c in phone.group()) >= 8)
                 or (" | " in s and len(s) <= 70))
 
 
@@ -92,8 +93,8 @@ def _kind(paragraph: list[str]) -> int:
 
 def _sentence(lines: list[str]) -> bool:
     """Whether the lines read as prose (a sentence ends on one of them, or a line is long)."""
-    return any(len(line.strip()) > NAME_LINE or (line.rstrip().endswith((".", "?", "!", ":")) and len(line.split()) >= 2)
-               for line in lines)
+    return any(len(line.strip()) > NAME_LINE
+               or (line.rstrip().endswith((".", "?", "!", ":")) and len(line.split()) >= 2) for line in lines)
 
 
 def footer_start(lines: list[str], text_above: bool = False) -> int | None:

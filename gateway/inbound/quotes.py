@@ -267,7 +267,7 @@ for label, kind in {
     "beantwoorden - aan": "other", "reply to": "other", "antwort an": "other", "envoyé le": "date",
     "date d'envoi": "date", "message du": "date", "copie à": "cc", "de la": "from", "chủ đề": "subject",
     "보낸 사람": "from", "보낸 날짜": "date", "받는 사람": "to", "per a": "to", "tarih": "date",
-    "تاريخ الإرسال": "date", "enviado el": "date", "data de envio": "date",
+    "تاريخ الإرسال": "date", "data de envio": "date",
 }.items():
     HEADER_LABELS[label] = kind
 
@@ -360,7 +360,8 @@ _FORWARD_STARTS = (
     "begin forwarded message", "début du message transféré", "anfang der weitergeleiteten nachricht",
     "inicio del mensaje reenviado", "início da mensagem reencaminhada", "inizio messaggio inoltrato",
     "begin doorgestuurd bericht", "videresendt besked", "vidarebefordrat brev", "начало переадресованного",
-    "転送されたメッセージ", "转发的邮件", "forwarded message:", "début du message réexpédié", "início da mensagem encaminhada",
+    "転送されたメッセージ", "转发的邮件", "forwarded message:", "début du message réexpédié",
+    "início da mensagem encaminhada",
     "inicio del mensaje reenviado", "begin van doorgestuurd bericht", "vidarebefordrat meddelande:",
     "videresendt meddelelse:", "videresendt melding:", "välitetty viesti:", "przekazana wiadomość:",
     "пересылаемое сообщение", "переслане повідомлення", "messaggio inoltrato:", "mensaje reenviado:",
