@@ -663,13 +663,33 @@ def _single_blank_lines(text: str) -> str:
     return _BLANK_RUN.sub(r"\1", text)
 
 
+# A multipart mail's HTML is used for its formatting (bold, italics, lists, links) when its trimmed text says
+# word for word what the trimmed plain text says; else the plain text, which trims most reliably, is posted.
+_FORMATTING = re.compile(r"<(?:b|strong|i|em|ul|ol|a)[\s>]", re.IGNORECASE)
+FORMATTING_SEARCH = 200_000  # characters of the HTML looked at for formatting
+_LINK_TARGET = re.compile(r"\]\([^)\s]{0,2000}\)|<?(?:https?://|mailto:)[^\s>]{0,2000}>?")
+_WORD = re.compile(r"\w+")
+
+
+def _words(text: str) -> list[str]:
+    """The words of a text, without link targets and Markdown marks (so that "[Docs](https://…)" and
+    "Docs <https://…>" read the same)."""
+    return _WORD.findall(_LINK_TARGET.sub(" ", text).replace("_", " ").lower())
+
+
 def reply_from_parts(plain: str | None, html: str | None) -> Trimmed:
-    """The reply to post from a mail's text/plain and text/html bodies (plain preferred)."""
+    """The reply to post from a mail's text/plain and text/html bodies: the plain text's reply, with the
+    HTML's formatting when both say the same; the HTML's for HTML-only mail."""
     plain = _as_text(plain) if plain is not None else None
     html = _as_text(html) if html is not None else None
     try:
         if plain is not None and plain.strip():
-            return trim_text(plain)
+            result = trim_text(plain)
+            if html and _FORMATTING.search(html, 0, FORMATTING_SEARCH):
+                formatted = _reply_from_html(html)
+                if formatted.text.strip() and _words(formatted.text) == _words(result.text):
+                    return Trimmed(formatted.text, result.trimmed)  # the same reply, with its formatting
+            return result
         if html and html.strip():
             return _reply_from_html(html)
         return Trimmed("", "")
