@@ -59,15 +59,31 @@ def _dash_delimiter_cut(want: Lines, ours: Lines, source: str) -> tuple[Lines, L
     return None if cut is None else (want[:cut], ours)
 
 
+def _forward_kept(want: Lines, ours: Lines, source: str) -> tuple[Lines, Lines] | None:
+    # ours ends with the forwarded message as a collapsed block (":::" container) holding the forwarded
+    # text; the reply above it, or the forwarded text when nothing was written above, is the expected reply.
+    at = next((n for n, line in enumerate(ours) if line.startswith(":::") and "Forwarded message" in line), None)
+    if at is None or not ours[-1].strip(":") == "":
+        return None
+    if at:
+        return want, ours[:at]
+    body = [line for line in ours[at + 1:-1] if not line.startswith(("**From:**", "**Date:**", "**Subject:**"))]
+    return want, body
+
+
 @dataclass(frozen=True)
 class Difference:
     reason: str
     undo: Callable[[Lines, Lines, str], tuple[Lines, Lines] | None]  # (expected, ours) with the difference undone
+    in_exact_suites: bool = False  # also allowed where the reply itself must match exactly
 
 
 # Where a suite's expectation and our semantics differ on purpose: one rule per kind of input. A case may
 # need two of them (a closing under an inline answer); after undoing them, ours must be the expected reply.
 DIFFERENCES = {
+    "forwarded message": Difference("a forward is content: the forwarded message is posted below the note as a "
+                                    "collapsed block; quotequail cuts it like a quote, and Discourse's reply "
+                                    "(the note) is still exact", _forward_kept, in_exact_suites=True),
     "closing": Difference("a closing typed by the writer ('Best regards,' + name) stays; webridge and crisp "
                           "cut it as a signature", _closing_kept),
     "inline answer": Difference("text below a quote that has quotes of its own is an inline answer: the quotes "

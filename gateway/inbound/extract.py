@@ -30,18 +30,21 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import chain, islice
 
 from gateway.inbound import html_text
 from gateway.inbound.footers import footer_start
+from gateway.inbound.forwards import Forward, is_forward_subject, read_forward
 from gateway.inbound.quotes import (
     MAX_CONTINUATION,
     continuation,
     has_date,
     header_block_end,
+    header_kind,
     is_attribution,
     is_forward_marker,
+    is_forwarded_marker,
     is_quoted,
     join_wrapped,
     may_start_wrapped_attribution,
@@ -68,6 +71,7 @@ FOOTER_RULE = 10  # ...and the separator is at least this long
 # New text of at least this many lines after a quote makes it a bottom-posted answer, not a footer.
 ANSWER_LINES = 3
 FOOTER_SCAN = 120  # kept lines at the end looked at for a footer (contact block, notice, list footer)
+FORWARD_SEARCH = 20  # lines below the reply looked at for a forward quoted as a whole
 FOOTER_CUTS = 3  # footers cut one after another (a list footer under a quote under a contact block)
 MAX_LINE_CHECK = 2000  # lines longer than this are always plain text (nothing we look for is that long)
 
@@ -107,6 +111,16 @@ _REVERSED_QUOTED_OR_BLANK_LINES = re.compile(r"(?:\n++|[^\n]*>[ \t]*+(?:\n|\Z)|[
 class Trimmed:
     text: str  # the new reply text (plain text, posted as the message's Markdown source)
     trimmed: str  # what was cut (quoted history, signature), stored beside the message
+    forward: Forward | None = None  # a forwarded message below the text (or alone: then text is its text)
+
+    @property
+    def post_text(self) -> str:
+        """What is posted: the reply, and a forwarded message as a collapsed block below it (a mail that is
+        only a forward: the block alone)."""
+        if self.forward is None:
+            return self.text
+        note = "" if self.forward.alone else self.text.strip("\n")
+        return f"{note}\n\n{self.forward.markdown()}" if note else self.forward.markdown()
 
 
 def clear_caches() -> None:
@@ -392,10 +406,13 @@ def _continues(lines: list[str], first: int, k: int) -> bool:
 Spans = list[list[int]]  # sorted, disjoint [start, end) ranges of line indexes
 
 
-def _trim_lines(lines: list[str], text: str, blocks: dict[int, int], marker: bool) -> Spans:
+def _trim_lines(lines: list[str], text: str, blocks: dict[int, int], marker: bool) -> tuple[Spans, int | None, bool]:
     """The ranges of lines to keep, of a body split by _split_body (`text` is the body, `marker` whether
-    our marker followed it)."""
+    our marker followed it), where a forwarded message starts (None when there is none), and whether it
+    has nothing written above it."""
     body = _Lines(lines, text, blocks)
+    forward_at: int | None = None
+    alone = False
     kind = body.kind
     end = _signature_end(body, len(lines))
     dropped: Spans = []
@@ -424,6 +441,8 @@ def _trim_lines(lines: list[str], text: str, blocks: dict[int, int], marker: boo
         if start > i:
             seen_text = True  # lines between i and start are text
         if what != "attribution":
+            if _forwarded(lines, what, start, after) and forward_at is None:
+                forward_at, alone = start, not seen_text
             if seen_text:
                 end = start
                 break
@@ -465,7 +484,16 @@ def _trim_lines(lines: list[str], text: str, blocks: dict[int, int], marker: boo
     keep = _complement(dropped, end)
     if marker:
         _drop_marker_attribution(body, keep)
-    return _strip_tail(body, keep)
+    return _strip_tail(body, keep), forward_at, alone
+
+
+def _forwarded(lines: list[str], what: str, start: int, after: int) -> bool:
+    """Whether the history starting at lines[start] is a forwarded message: a forward marker, or a header
+    block whose subject says so ("FW: …")."""
+    if what == "forward":
+        return is_forwarded_marker(lines[start])
+    return what == "headers" and any(
+        header_kind(line) == "subject" and is_forward_subject(line.split(":", 1)[-1]) for line in lines[start:after])
 
 
 def _complement(dropped: Spans, end: int) -> Spans:
@@ -610,19 +638,40 @@ def _as_text(value: object) -> str:
     return "" if value is None else str(value)
 
 
-def trim_text(text: str) -> Trimmed:
-    """Plain-text body trimming: our marker, quoted history and signature are cut."""
+def _quoted_forward(lines: list[str], after: int) -> int | None:
+    """Where a forward quoted as a whole starts ("> Begin forwarded message:", as Apple Mail writes it), in
+    the first lines below the reply."""
+    for k in range(after, min(len(lines), after + FORWARD_SEARCH)):
+        if lines[k].strip():
+            return k if is_quoted(lines[k]) and is_forwarded_marker(unquote(lines[k])) else None
+    return None
+
+
+def _trim_forwarded(text: str) -> str:
+    """A forwarded message's own text: its quotes and signature trimmed (a forward in it is history)."""
+    return trim_text(text, forwards=False).text
+
+
+def trim_text(text: str, forwards: bool = True) -> Trimmed:
+    """Plain-text body trimming: our marker, quoted history and signature are cut; a forwarded message is
+    read into `forward` (unless forwards is False)."""
     text = _as_text(text)
     try:
         body = _normalise_ends(text or "")
         marker = _marker_offset(body)
         part = body if marker is None else body[: max(marker - 1, 0)]
         lines, blocks = _split_body(part)
-        keep = _trim_lines(lines, part, blocks, marker is not None)
+        keep, forward_at, alone = _trim_lines(lines, part, blocks, marker is not None)
         cut = _join(lines, _complement(keep, len(lines)))
         if marker is not None:
             cut = f"{cut}\n{body[marker:]}"
-        return Trimmed(_join(lines, keep), _without_blank_edges(cut))
+        forward = None
+        if forward_at is None and forwards and not blocks:
+            forward_at = _quoted_forward(lines, keep[-1][1] if keep else 0)
+            alone = not keep
+        if forward_at is not None and forwards and not blocks:
+            forward = replace(read_forward(lines, forward_at, len(lines), _trim_forwarded), alone=alone)
+        return Trimmed(_join(lines, keep), _without_blank_edges(cut), forward)
     except Exception:  # never lose a reply to a bug here: post it whole
         log.exception("reply trimming failed; keeping the whole body")
         return Trimmed((text or "").strip("\n"), "")
@@ -641,17 +690,23 @@ def _reply_from_html(html: str) -> Trimmed:
     document = html_text.Document(html)
     above, after, cut = document.split_at_quote()
     result = trim_text(above) if after is None else None
+    forward = None
     if result is not None and result.text.strip():
         # nothing new below the quoted part: what is above it is the reply
         text = result.text
         trimmed_parts = [result.trimmed, cut]
+        if any(is_forwarded_marker(line) for line in islice(cut.split("\n", FORWARD_SEARCH), FORWARD_SEARCH)):
+            forward = trim_text(document.text()).forward  # the cut part is a forwarded message: read it
     else:
         # new text below or between quotes, or nothing above them (a forward): trim the whole text,
         # quotes rendered as "> " lines, by the same rules as a plain-text body
         result = trim_text(document.text())
         text = result.text
         trimmed_parts = [result.trimmed]
-    return Trimmed(_single_blank_lines(text), "\n".join(part for part in trimmed_parts if part))
+        forward = result.forward
+    if forward is not None:
+        forward = replace(forward, text=_single_blank_lines(forward.text))
+    return Trimmed(_single_blank_lines(text), "\n".join(part for part in trimmed_parts if part), forward)
 
 
 _BLANK_RUN = re.compile(r"(?m)^([^\S\n]*+)(?:\n[^\S\n]*+(?=\n|\Z))+")

@@ -40,7 +40,7 @@ def extract_reply_text(mail: InboundMail) -> None:
     parsed = mail.parsed
     assert parsed is not None
     result = reply_from_parts(parsed.plain, parsed.html)
-    mail.text, mail.trimmed = result.text.strip(), result.trimmed
+    mail.text, mail.trimmed = result.post_text.strip(), result.trimmed
     if len(mail.text) > MAX_TEXT_LENGTH:
         raise ReplyTooLong()
 

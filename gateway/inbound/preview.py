@@ -62,9 +62,9 @@ def preview_reply(raw: bytes) -> str:
     try:
         if is_raw_mail(raw):
             parsed = parse_bytes(raw)
-            return _outer_lines(reply_from_parts(parsed.plain, parsed.html).text)
+            return _outer_lines(reply_from_parts(parsed.plain, parsed.html).post_text)
         text = decode_text(raw, "utf-8").replace("\r\n", "\n")
-        return _outer_lines(reply_from_parts(text, None).text)
+        return _outer_lines(reply_from_parts(text, None).post_text)
     except Exception:
         log.debug("preview_reply fell back to the raw text", exc_info=True)
         try:

@@ -380,3 +380,26 @@ def is_forward_marker(line: str) -> bool:
         if low.strip(" \t*_-=>").rstrip(" :") in _FORWARD_PHRASES:
             return True
     return low.lstrip(" >*").startswith(_FORWARD_STARTS)
+
+
+# Words that make a marker a forward ("Forwarded message", "Message transféré"…) rather than the quoted
+# original of a reply ("Original Message").
+_FORWARD_WORDS = (
+    "forward", "transféré", "réexpédié", "weitergeleitet", "reenviad", "encaminhad", "inoltrat", "doorgestuurd",
+    "videresendt", "vidarebefordra", "välitetty", "przekazan", "пересыла", "переслан", "переадресован", "転送",
+    "转发", "轉寄", "přeposlan", "preposlan", "továbbított", "redirecționat", "redirectionat", "iletilen",
+    "προωθημένο", "препратено", "proslijeđen", "posredovan", "persiųst", "pārsūtīt", "edastatud",
+    "chuyển tiếp", "terusan", "محولة", "שהועברה", "전달된", "reenviat",
+)
+FORWARD_SUBJECTS = ("fwd:", "fw:", "wg:", "tr:", "rv:", "doorst:", "vs:", "vb:", "enc:", "i:", "pd:", "fwd :",
+                    "tr :", "转发:", "轉寄:", "転送:")
+
+
+@cached
+def is_forwarded_marker(line: str) -> bool:
+    """A marker that starts a forwarded message ("---------- Forwarded message ---------", "Begin forwarded
+    message:", "-------- Message transféré --------"), not a reply's "-----Original Message-----"."""
+    if not is_forward_marker(line):
+        return False
+    low = line.lower()
+    return any(word in low for word in _FORWARD_WORDS)
