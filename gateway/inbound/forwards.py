@@ -33,7 +33,8 @@ class Forward:
         summary = f"{SUMMARY}: {self.subject}" if self.subject else SUMMARY
         head = [f"**{label}:** {_inline(value)}" for label, value in
                 (("From", self.sender), ("Date", self.date), ("Subject", self.subject)) if value]
-        parts = [f"{fence} {' '.join(summary.split())[:MAX_HEADER_VALUE]}", "\n".join(head), self.text.strip("\n"), fence]
+        opening = f"{fence} {' '.join(summary.split())[:MAX_HEADER_VALUE]}"
+        parts = [opening, "\n".join(head), self.text.strip("\n"), fence]
         return "\n\n".join(part for part in parts if part)
 
 
