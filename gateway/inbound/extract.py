@@ -406,7 +406,8 @@ def _continues(lines: list[str], first: int, k: int) -> bool:
 Spans = list[list[int]]  # sorted, disjoint [start, end) ranges of line indexes
 
 
-def _trim_lines(lines: list[str], text: str, blocks: dict[int, int], marker: bool) -> tuple[Spans, int | None, bool]:
+def _trim_lines(lines: list[str], text: str, blocks: dict[int, int], marker: bool,
+                forward_mail: bool = False) -> tuple[Spans, int | None, bool]:
     """The ranges of lines to keep, of a body split by _split_body (`text` is the body, `marker` whether
     our marker followed it), where a forwarded message starts (None when there is none), and whether it
     has nothing written above it."""
@@ -441,7 +442,7 @@ def _trim_lines(lines: list[str], text: str, blocks: dict[int, int], marker: boo
         if start > i:
             seen_text = True  # lines between i and start are text
         if what != "attribution":
-            if _forwarded(lines, what, start, after) and forward_at is None:
+            if forward_at is None and (forward_mail or _forwarded(lines, what, start, after)):
                 forward_at, alone = start, not seen_text
             if seen_text:
                 end = start
@@ -652,16 +653,17 @@ def _trim_forwarded(text: str) -> str:
     return trim_text(text, forwards=False).text
 
 
-def trim_text(text: str, forwards: bool = True) -> Trimmed:
+def trim_text(text: str, forwards: bool = True, forward_mail: bool = False) -> Trimmed:
     """Plain-text body trimming: our marker, quoted history and signature are cut; a forwarded message is
-    read into `forward` (unless forwards is False)."""
+    read into `forward` (unless forwards is False). forward_mail: the mail's subject says it is a forward
+    ("Fwd: …"), so a header block or "Original Message" marker starts the forwarded message."""
     text = _as_text(text)
     try:
         body = _normalise_ends(text or "")
         marker = _marker_offset(body)
         part = body if marker is None else body[: max(marker - 1, 0)]
         lines, blocks = _split_body(part)
-        keep, forward_at, alone = _trim_lines(lines, part, blocks, marker is not None)
+        keep, forward_at, alone = _trim_lines(lines, part, blocks, marker is not None, forward_mail and forwards)
         cut = _join(lines, _complement(keep, len(lines)))
         if marker is not None:
             cut = f"{cut}\n{body[marker:]}"
@@ -686,21 +688,22 @@ def html_to_text(html: str) -> str:
         return ""
 
 
-def _reply_from_html(html: str) -> Trimmed:
+def _reply_from_html(html: str, forward_mail: bool = False) -> Trimmed:
     document = html_text.Document(html)
     above, after, cut = document.split_at_quote()
-    result = trim_text(above) if after is None else None
+    result = trim_text(above, forward_mail=forward_mail) if after is None else None
     forward = None
     if result is not None and result.text.strip():
         # nothing new below the quoted part: what is above it is the reply
         text = result.text
         trimmed_parts = [result.trimmed, cut]
-        if any(is_forwarded_marker(line) for line in islice(cut.split("\n", FORWARD_SEARCH), FORWARD_SEARCH)):
-            forward = trim_text(document.text()).forward  # the cut part is a forwarded message: read it
+        if forward_mail or any(is_forwarded_marker(line)
+                               for line in islice(cut.split("\n", FORWARD_SEARCH), FORWARD_SEARCH)):
+            forward = trim_text(document.text(), forward_mail=forward_mail).forward  # the cut part is forwarded
     else:
         # new text below or between quotes, or nothing above them (a forward): trim the whole text,
         # quotes rendered as "> " lines, by the same rules as a plain-text body
-        result = trim_text(document.text())
+        result = trim_text(document.text(), forward_mail=forward_mail)
         text = result.text
         trimmed_parts = [result.trimmed]
         forward = result.forward
@@ -732,21 +735,22 @@ def _words(text: str) -> list[str]:
     return _WORD.findall(_LINK_TARGET.sub(" ", text).replace("_", " ").lower())
 
 
-def reply_from_parts(plain: str | None, html: str | None) -> Trimmed:
+def reply_from_parts(plain: str | None, html: str | None, subject: str = "") -> Trimmed:
     """The reply to post from a mail's text/plain and text/html bodies: the plain text's reply, with the
     HTML's formatting when both say the same; the HTML's for HTML-only mail."""
     plain = _as_text(plain) if plain is not None else None
     html = _as_text(html) if html is not None else None
+    forward_mail = is_forward_subject(_as_text(subject)[:MAX_LINE_CHECK])
     try:
         if plain is not None and plain.strip():
-            result = trim_text(plain)
+            result = trim_text(plain, forward_mail=forward_mail)
             if html and _FORMATTING.search(html, 0, FORMATTING_SEARCH):
-                formatted = _reply_from_html(html)
+                formatted = _reply_from_html(html, forward_mail)
                 if formatted.text.strip() and _words(formatted.text) == _words(result.text):
                     return Trimmed(formatted.text, result.trimmed)  # the same reply, with its formatting
             return result
         if html and html.strip():
-            return _reply_from_html(html)
+            return _reply_from_html(html, forward_mail)
         return Trimmed("", "")
     except Exception:  # never lose a reply to a bug here
         log.exception("reply extraction failed; keeping the whole body")

@@ -39,7 +39,7 @@ def extract_reply_text(mail: InboundMail) -> None:
     """Step: the new text of the reply, without quoted history and signature (gateway/inbound/extract.py)."""
     parsed = mail.parsed
     assert parsed is not None
-    result = reply_from_parts(parsed.plain, parsed.html)
+    result = reply_from_parts(parsed.plain, parsed.html, parsed.header("subject"))
     mail.text, mail.trimmed = result.post_text.strip(), result.trimmed
     if len(mail.text) > MAX_TEXT_LENGTH:
         raise ReplyTooLong()

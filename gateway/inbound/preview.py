@@ -62,7 +62,7 @@ def preview_reply(raw: bytes) -> str:
     try:
         if is_raw_mail(raw):
             parsed = parse_bytes(raw)
-            return _outer_lines(reply_from_parts(parsed.plain, parsed.html).post_text)
+            return _outer_lines(reply_from_parts(parsed.plain, parsed.html, parsed.header("subject")).post_text)
         text = decode_text(raw, "utf-8").replace("\r\n", "\n")
         return _outer_lines(reply_from_parts(text, None).post_text)
     except Exception:
