@@ -414,3 +414,17 @@ def test_html_emphasis_is_markdown_against_the_words():
     # Behaviour: bold and italics become Markdown marks placed against the words, across line breaks too.
     assert html_to_text("<p>Hi <b> all </b>and <i>you</i>!</p>") == "Hi **all** and *you*!"
     assert html_to_text("<div><b>one<br>two</b> three<b></b></div>") == "**one**\n**two** three"
+
+
+def test_closing_typed_below_the_quoted_history_is_kept():
+    # Behaviour: a closing typed after the quoted history is the writer's: it stays, the history goes.
+    body = ("Here is the doc.\n\nOn Mon, Jun 5, 2017 at 12:22 PM Kim <kim@a.test> wrote:\n> can you send it?\n\n"
+            "Cheers,\nBob\n")
+    assert trim_text(body).text == "Here is the doc.\n\nCheers,\nBob"
+
+
+def test_bottom_posted_answer_below_the_history_is_the_reply():
+    # Behaviour: with the quoted history on top, the writer's words below it are the reply.
+    body = ("On Mon, Jun 5, 2017 at 12:22 PM Kim <kim@a.test> wrote:\n> Can you send the doc?\n> And the logo?\n\n"
+            "Both are attached.\n\nBob\n")
+    assert trim_text(body).text == "Both are attached.\n\nBob"

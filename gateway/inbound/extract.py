@@ -34,7 +34,7 @@ from dataclasses import dataclass, replace
 from itertools import chain, islice
 
 from gateway.inbound import html_text
-from gateway.inbound.footers import footer_start
+from gateway.inbound.footers import footer_start, is_closing
 from gateway.inbound.forwards import Forward, is_forward_subject, read_forward
 from gateway.inbound.quotes import (
     MAX_CONTINUATION,
@@ -479,6 +479,10 @@ def _trim_lines(lines: list[str], text: str, blocks: dict[int, int], marker: boo
         if more_quotes or body.nonblank_at_least(answer, end, ANSWER_LINES) or _only_greeting_above(body, start):
             dropped.append([start, after])  # inline answers: keep the quotes between, drop the attribution
             i = after
+            continue
+        if is_closing(lines[answer]):
+            dropped.append([start, quote_end])  # a closing typed below the quoted history: the reply's end
+            i = quote_end
             continue
         end = start  # a short line or two under the quote is a footer
         break
