@@ -161,6 +161,10 @@ def stress_inputs() -> dict[str, tuple[str | None, str | None]]:
         "blank lines (1M)": ("hi" + "\n" * MB + "there", None),
         "deep '>' quoting": ((">" * 2000 + " x\n") * 400, None),
         "fence lines": ("```\n" * (MB // 4), None),
+        "sentences ending ':' (800 ch)": (("a. " * 266 + "x:\n") * (MB // 800), None),
+        "'a-----b c d-----' lines": ("a-----b c d-----\n" * (MB // 17), None),
+        "contact-like lines": (("Tel: +44 20 7946 0958\nwww.x.test\n\n" * (MB // 35)), None),
+        "HTML bold words": (None, "<p>" + "<b>x</b> " * (MB // 9)),
         "HTML quote (45k elements)": (None, "<div>hi</div><blockquote type=cite>"
                                       + "<div>quoted line</div>" * (MB // 22) + "</blockquote>"),
         "HTML quote after 500 KB new": (None, "<div>" + "new text " * (MB // 18) + "</div>"

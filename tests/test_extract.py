@@ -428,3 +428,21 @@ def test_bottom_posted_answer_below_the_history_is_the_reply():
     body = ("On Mon, Jun 5, 2017 at 12:22 PM Kim <kim@a.test> wrote:\n> Can you send the doc?\n> And the logo?\n\n"
             "Both are attached.\n\nBob\n")
     assert trim_text(body).text == "Both are attached.\n\nBob"
+
+
+@pytest.mark.parametrize("body, reply", [
+    ("Thanks, will do.-----Original Message-----\nFrom: Kim <kim@a.test>\nSent: Monday, June 5, 2017\n"
+     "To: Bob <bob@b.test>\nSubject: Brief\n\nold text\n", "Thanks, will do."),
+    ("Sounds good! On Mon, Jun 5, 2017 at 12:22 PM Kim <kim@a.test> wrote:\n> old text\n", "Sounds good!"),
+    ("Ja.\n\nAm 5. Juni 2017 um 12:22 schrieb Bob <b@x.test>:\n> old text\n", "Ja."),
+])
+def test_splitter_sharing_the_reply_line_is_split_off(body, reply):
+    # Behaviour: a reply and its splitter on one line: the reply is kept, the splitter and history cut.
+    assert trim_text(body).text == reply
+
+
+def test_quote_broken_by_a_wrapped_link_is_one_quote():
+    # Behaviour: the unquoted rest of a wrapped link inside a quote does not make the quote an inline answer.
+    body = ("Yes.\n\nOn Mon, Jun 5, 2017 at 12:22 PM Kim <kim@a.test> wrote:\n> see https://example.test/a/very/long\n"
+            "/path/rest-of-the-link\n> and tell me\n")
+    assert trim_text(body).text == "Yes."

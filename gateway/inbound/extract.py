@@ -49,6 +49,7 @@ from gateway.inbound.quotes import (
     join_wrapped,
     may_start_wrapped_attribution,
     starts_with_attribution,
+    starts_with_on,
     strong_attribution,
     unquote,
 )
@@ -272,6 +273,7 @@ class _Lines:
             last = _examined_bound(lines, kind, EXAMINED_LAST_LINES, EXAMINED_LAST_CHARS, from_end=True)
             if first < last:
                 kind[first:last] = kind[first:last].translate(_TEXT_TO_LITERAL)
+        _mark_wrapped_links(lines, kind)
         self.kind = kind
 
     def nonblank_at_least(self, start: int, end: int, count: int) -> bool:
@@ -297,6 +299,24 @@ class _Lines:
     def quote_after(self, i: int, end: int) -> bool:
         """Whether a quoted line follows at or after i (before end)."""
         return self.kind.find(QUOTE, i, end) >= 0
+
+
+_TEXT_IN_QUOTE = re.compile(rb"(?<=\x01)\x02(?=\x01|\x00|\Z)")
+WRAPPED_LINKS = 1000  # lines looked at as the wrapped rest of a quoted link
+
+
+def _mark_wrapped_links(lines: list[str], kind: bytearray) -> None:
+    """A quoted link that a client wrapped leaves its rest on a line without ">" inside the quote block
+    ("> see https://example.com/a/very/long" + "/path/rest"): such a line is quoted too."""
+    for seen, found in enumerate(_TEXT_IN_QUOTE.finditer(kind)):
+        if seen >= WRAPPED_LINKS:
+            return
+        i = found.start()
+        line, above = lines[i].strip(), lines[i - 1]
+        if line and len(line) <= MAX_CONTINUATION and not any(c.isspace() for c in line) \
+                and ("://" in above[-MAX_LINE_CHECK:] or "www." in above[-MAX_LINE_CHECK:]) \
+                and not above.rstrip().endswith((".", "!", "?", ":")):
+            kind[i] = QUOTE
 
 
 def _examined_bound(lines: list[str], kind: bytearray, most_lines: int, most_chars: int, from_end: bool) -> int:
@@ -652,6 +672,43 @@ def _quoted_forward(lines: list[str], after: int) -> int | None:
     return None
 
 
+# A splitter on the reply's own line, as some clients write it: "Thanks.-----Original Message-----" or
+# "Sounds good! On Mon, Jun 5, 2017 at 12:22 PM Kim <kim@x.org> wrote:". Such a line is split in two.
+_SHARED_MARKER = re.compile(r"(?<=[^\s-])[ \t]*(?=-{3,}[ \t]*[^-\n]{3,40}?[ \t]*-{3,}[ \t]*$)", re.MULTILINE)
+_COLON_LINE = re.compile(r"^[^\n]{12,800}[:：][ \t]*$", re.MULTILINE)  # lines that may end with an attribution
+_SENTENCE_END = re.compile(r"[.!?)][ \t]+(?=\S)")
+SENTENCE_ENDS = 20  # places in one line where an attribution may start
+SHARED_LINES = 200  # candidate lines looked at, of each kind
+
+
+def _split_shared_lines(text: str) -> str:
+    if "-" not in text and ":" not in text and "：" not in text:
+        return text
+    cuts: list[int] = []
+    for seen, match in enumerate(_SHARED_MARKER.finditer(text)):
+        if seen >= SHARED_LINES:
+            break
+        end = text.find("\n", match.end())
+        if is_forward_marker(text[match.end(): len(text) if end < 0 else end]):
+            cuts.append(match.start())
+    for seen, line in enumerate(_COLON_LINE.finditer(text)):
+        if seen >= SHARED_LINES:
+            break
+        for split in islice(_SENTENCE_END.finditer(line.group()), SENTENCE_ENDS):
+            rest = line.group()[split.end():]
+            if starts_with_on(rest.lower()) and is_attribution(rest):
+                cuts.append(line.start() + split.end())
+                break
+    if not cuts:
+        return text
+    parts, at = [], 0
+    for cut in sorted(set(cuts)):
+        parts.append(text[at:cut].rstrip(" \t"))
+        at = cut
+    parts.append(text[at:])
+    return "\n".join(parts)
+
+
 def _trim_forwarded(text: str) -> str:
     """A forwarded message's own text: its quotes and signature trimmed (a forward in it is history)."""
     return trim_text(text, forwards=False).text
@@ -663,7 +720,7 @@ def trim_text(text: str, forwards: bool = True, forward_mail: bool = False) -> T
     ("Fwd: …"), so a header block or "Original Message" marker starts the forwarded message."""
     text = _as_text(text)
     try:
-        body = _normalise_ends(text or "")
+        body = _split_shared_lines(_normalise_ends(text or ""))
         marker = _marker_offset(body)
         part = body if marker is None else body[: max(marker - 1, 0)]
         lines, blocks = _split_body(part)

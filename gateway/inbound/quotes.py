@@ -112,6 +112,11 @@ _ON_PHRASES = ("in message", "il giorno", "w dniu", "在", "wiadomość napisana
 _CJK_VERBS = tuple(verb.rstrip(":") for verb in CJK_END_VERBS)
 
 
+def starts_with_on(low: str) -> bool:
+    """Whether a lower-case line starts like an attribution ("on", "le", "am", "w dniu"…)."""
+    return _starts_with_on(low)
+
+
 def _starts_with_on(low: str) -> bool:
     first = low[:24].split(None, 1)
     if first and first[0].rstrip(",") in ON_WORDS:
