@@ -17,7 +17,7 @@ from config import Settings
 @handle_errors
 def trim(file: Any) -> None:
     """Print the reply text the gateway would post for a raw email or plain text (FILE or stdin)."""
-    from gateway.inbound.pipeline import preview_reply as trim_input
+    from gateway.inbound.preview import preview_reply as trim_input
 
     click.echo(trim_input(file.read()))
 

@@ -12,10 +12,12 @@ import re
 import nh3
 from linkify_it import LinkifyIt
 from markdown_it import MarkdownIt
+from markdown_it.common.utils import escapeHtml
+from mdit_py_plugins.container import container_plugin
 
 ALLOWED_TAGS = {
     "p", "br", "strong", "b", "em", "i", "u", "s", "del", "code", "pre", "blockquote",
-    "ul", "ol", "li", "a", "h1", "h2", "h3", "h4", "h5", "h6", "hr", "mark",
+    "ul", "ol", "li", "a", "h1", "h2", "h3", "h4", "h5", "h6", "hr", "mark", "details", "summary",
 }
 ALLOWED_ATTRIBUTES = {"a": {"href", "title"}, "ol": {"start"}}
 URL_SCHEMES = {"http", "https", "mailto"}
@@ -53,6 +55,24 @@ class _QuickLinkify(LinkifyIt):
 
 _md = MarkdownIt("commonmark", {"html": False, "linkify": True, "breaks": True}).enable("linkify")
 _md.linkify = _QuickLinkify()
+
+# A forwarded message posted from email (gateway/inbound/forwards.py) is a ":::" container whose first
+# line is "Forwarded message…": it renders as a collapsed <details> block with that line as its summary.
+FORWARD_SUMMARY = "forwarded message"
+
+
+def _forward_container(params: str, *args: object) -> bool:
+    return params.strip().lower().startswith(FORWARD_SUMMARY)
+
+
+def _render_forward(self: object, tokens: list, idx: int, options: object, env: object) -> str:
+    token = tokens[idx]
+    if token.nesting == 1:
+        return f"<details><summary>{escapeHtml(token.info.strip())}</summary>\n"
+    return "</details>\n"
+
+
+container_plugin(_md, "forward", validate=_forward_container, render=_render_forward)
 
 
 def sanitize_html(html: str) -> str:

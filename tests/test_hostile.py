@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from gateway import errors
 from gateway.inbound.parse import parse_bytes
-from gateway.inbound.pipeline import preview_reply
+from gateway.inbound.preview import preview_reply
 from gateway.smtp.threads import GRACE_SECONDS
 from storage.files import FileStore
 from storage.mail_log import DEFERRED

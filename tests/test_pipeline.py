@@ -10,7 +10,7 @@ from gateway import errors
 from gateway.addresses import format_reply_address
 from gateway.inbound.authenticate import resolve_recipient
 from gateway.inbound.mail import InboundMail
-from gateway.inbound.pipeline import preview_reply
+from gateway.inbound.preview import preview_reply
 from storage.db import database
 from storage.files import FileStore
 from storage.mail_log import (

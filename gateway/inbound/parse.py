@@ -501,11 +501,3 @@ def references_of(parsed: ParsedMail) -> list[str]:
             seen.append(mid)
     return seen[:50]
 
-
-def looks_like_mail(data: bytes) -> bool:
-    """Whether data starts with a header block (used by `workrate trim` to tell mail from plain text)."""
-    head = data.lstrip(b"\r\n")[:10_000]
-    first = head.split(b"\n", 1)[0]
-    if first.startswith(b"From ") and b"\n" in head:  # mbox separator line
-        first = head.split(b"\n", 2)[1]
-    return bool(_HEADER_LINE.match(first)) and b":" in first and not first.startswith((b"http:", b"https:"))

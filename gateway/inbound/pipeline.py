@@ -7,7 +7,7 @@ gateway/errors.py (Dropped, Rejected, Deferred). outcome_of() is the one place t
 into an outcome: an unexpected error becomes Deferred (451, the raw mail is kept with its row).
 run() is the one driver (the SMTP handler's, and the tests'): after the steps, an accepted mail is stored,
 and any other outcome recorded, through a Committer (gateway/smtp/committer.py's group commit).
-preview_reply() is `workrate trim`'s: what the gateway would post for a mail, without storing anything.
+`workrate trim` uses gateway/inbound/preview.py instead: what the gateway would post, storing nothing.
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from gateway.inbound.classify import drop_automatic_mail
 from gateway.inbound.extract import reply_from_parts
 from gateway.inbound.files import WriteAtCommit
 from gateway.inbound.mail import InboundMail
-from gateway.inbound.parse import decode_text, looks_like_mail, parse_bytes, parse_mail
+from gateway.inbound.parse import parse_mail
 from gateway.inbound.store import reset_connection
 from storage.db import database
 from storage.posting import MAX_TEXT_LENGTH, normalize_text
@@ -37,8 +37,8 @@ def extract_reply_text(mail: InboundMail) -> None:
     """Step: the new text of the reply, without quoted history and signature (gateway/inbound/extract.py)."""
     parsed = mail.parsed
     assert parsed is not None
-    result = reply_from_parts(parsed.plain, parsed.html)
-    mail.text, mail.trimmed = result.text.strip(), result.trimmed
+    result = reply_from_parts(parsed.plain, parsed.html, parsed.header("subject"))
+    mail.text, mail.trimmed = result.post_text.strip(), result.trimmed
     if len(mail.text) > MAX_TEXT_LENGTH:
         raise ReplyTooLong()
 
@@ -132,19 +132,3 @@ def _log(mail: InboundMail, outcome: Outcome) -> None:
     log.log(level, "%s mail from %s to %s: %s%s", outcome.outcome, mail.mail_from or "<>", mail.rcpt_to,
             outcome.reason, f" ({outcome.detail})" if outcome.detail else "")
 
-
-def preview_reply(raw: bytes) -> str:
-    """The text the gateway would post for raw (`workrate trim`): a whole mail is parsed exactly as the
-    gateway parses it; anything else is taken as a plain-text body. Never raises."""
-    try:
-        if looks_like_mail(raw):
-            parsed = parse_bytes(raw)
-            return reply_from_parts(parsed.plain, parsed.html).text.strip()
-        text = decode_text(raw, "utf-8").replace("\r\n", "\n")
-        return reply_from_parts(text, None).text.strip()
-    except Exception:
-        log.debug("preview_reply fell back to the raw text", exc_info=True)
-        try:
-            return decode_text(raw, "utf-8").strip()
-        except Exception:
-            return ""
