@@ -51,7 +51,13 @@ class Settings:
     dkim_domain: str = ""
     files_dir: str = ""
     web_threads: int = 256
-    live_stream_seconds: float = 25
+    live_stream_seconds: float = 300
+    live_streams_per_person: int = 8
+    live_max_streams: int = 20000
+    live_resume_limit: int = 200
+    live_poll_seconds: float = 0.25
+    web_header_timeout: float = 10
+    web_body_timeout: float = 30
     login_link_minutes: int = 15
     login_attempts: int = 10
     proxy_hops: int = 0
@@ -120,11 +126,12 @@ def _validate(values: dict[str, object]) -> None:
         if not isinstance(port, int) or not 0 <= port <= 65535:
             raise ConfigError(f"{ENV_PREFIX}{key.upper()} must be a port number from 1 to 65535, not {port!r}.")
     for key in ("notify_delay", "smtp_timeout", "smtp_processing_timeout", "live_stream_seconds", "proxy_hops",
-                "smtp_processes"):
+                "smtp_processes", "live_resume_limit"):
         if values[key] < 0:  # type: ignore[operator]
             raise ConfigError(f"{ENV_PREFIX}{key.upper()} must not be negative, not {values[key]!r}.")
     for key in ("max_message_size", "max_line_length", "smtp_max_connections", "web_threads",
-                "login_link_minutes", "login_attempts"):
+                "login_link_minutes", "login_attempts", "live_streams_per_person", "live_max_streams",
+                "live_poll_seconds", "web_header_timeout", "web_body_timeout"):
         if values[key] <= 0:  # type: ignore[operator]
             raise ConfigError(f"{ENV_PREFIX}{key.upper()} must be greater than zero, not {values[key]!r}.")
     db = str(values["database_url"])

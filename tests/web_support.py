@@ -54,12 +54,10 @@ def attach(settings: Settings, name: str, data: bytes, content_type: str = "text
 @pytest.fixture
 def app(settings: Settings, database: object) -> Iterator[Flask]:
     from web import create_app
-    from web.events import stop_watcher
 
     app = create_app(settings)
     app.config["TESTING"] = True
     yield app
-    stop_watcher(app)
 
 
 @pytest.fixture
