@@ -10,8 +10,8 @@ own process, uvicorn) on a loopback port, and measures from one asyncio client:
   memory        the web process's resident memory growth per open, idle stream (STREAMS streams, each
                 person opening STREAMS/PEOPLE of them, at most live_streams_per_person)
   delay         commit of a post → its event on every open stream of that workspace, with STREAMS
-                open: posts through the web process's JSON API (timed from the request, so the post's own
-                work is included) and posts by another process (storage.posting.post_message here;
+                open: posts through the web process's JSON API (timed from its answer) and posts by
+                another process (timed from post_message's return) (storage.posting.post_message here;
                 PostgreSQL: NOTIFY; SQLite: the web process's poll)
   page load     a thread page with STREAMS open streams vs with none (medians; ratio)
 
@@ -163,17 +163,27 @@ def pct(samples: list[float], p: float) -> float:
     return data[min(len(data) - 1, int(p / 100 * len(data)))]
 
 
-def api_post(port: int, token: str, slug: str, text: str) -> int:
+POST_MS: list[float] = []  # how long each post through the JSON API took to answer
+
+
+def api_post(port: int, token: str, slug: str, text: str) -> tuple[int, float]:
+    """Posts through the web process's JSON API; the commit happened before its answer, so the delay is
+    counted from the answer (slightly less than from the commit)."""
+    t0 = time.perf_counter()
     req = urllib.request.Request(f"http://127.0.0.1:{port}/api/workspaces/{slug}/messages",
                                  data=json.dumps({"text": text}).encode(), method="POST",
                                  headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"})
     with urllib.request.urlopen(req, timeout=60) as response:
-        return int(json.loads(response.read())["id"])
+        message_id = int(json.loads(response.read())["id"])
+    answered = time.perf_counter()
+    POST_MS.append((answered - t0) * 1000)
+    return message_id, answered
 
 
-async def measure_delays(clients: list[Client], posts: int, post: Callable[[str, str], int]) -> list[float]:
+async def measure_delays(clients: list[Client], posts: int,
+                         post: Callable[[str, str], tuple[int, float]]) -> list[float]:
     """Posts to random workspaces, one at a time; the delay of each post's event on every stream of its
-    workspace, in ms, from just before the post was made (post(slug, text) → message id)."""
+    workspace, in ms, from the post's commit (post(slug, text) → (message id, perf_counter once committed))."""
     by_slug: dict[str, list[Client]] = {}
     for c in clients:
         if not c.ended:
@@ -184,8 +194,7 @@ async def measure_delays(clients: list[Client], posts: int, post: Callable[[str,
     for i in range(posts):
         slug = rng.choice(sorted(by_slug))
         await asyncio.sleep(rng.uniform(0.05, 0.3))
-        t0 = time.perf_counter()
-        message_id = await loop.run_in_executor(None, post, slug, f"Bench post {i} {secrets.token_hex(4)}")
+        message_id, t0 = await loop.run_in_executor(None, post, slug, f"Bench post {i} {secrets.token_hex(4)}")
         end = time.monotonic() + 30
         waiting = by_slug[slug]
         while any(message_id not in c.arrivals and not c.ended for c in waiting) and time.monotonic() < end:
@@ -197,16 +206,17 @@ async def measure_delays(clients: list[Client], posts: int, post: Callable[[str,
     return samples
 
 
-def direct_post(settings: Settings, team_email: str) -> Callable[[str, str], int]:
+def direct_post(settings: Settings, team_email: str) -> Callable[[str, str], tuple[int, float]]:
     from storage import db
     from storage.directory import get_user, get_workspace, thread_of
     from storage.posting import post_message
 
     db.bind(settings)
 
-    def post(slug: str, text: str) -> int:
+    def post(slug: str, text: str) -> tuple[int, float]:
         with db.database.connection_context():
-            return int(post_message(thread_of(get_workspace(slug)), get_user(team_email), text).id)
+            message = post_message(thread_of(get_workspace(slug)), get_user(team_email), text)
+            return int(message.id), time.perf_counter()  # post_message returns once committed
 
     return post
 
@@ -259,8 +269,12 @@ async def bench(args: argparse.Namespace, settings: Settings, proc: Proc, world:
         if c.writer is not None:
             c.writer.close()
     await asyncio.gather(*tasks, return_exceptions=True)
+    await asyncio.sleep(3)
+    # A second baseline after the streams closed: the machine's load drifts, so both are reported.
+    after_pages = [await loop.run_in_executor(None, page_ms, port, team_cookie, page) for _ in range(args.requests)]
     return {"open": ok, "opened_in": open_seconds, "rss_before": rss_before, "rss_after": rss_after,
-            "base_pages": base_pages, "loaded_pages": loaded_pages, "api": api, "other": other,
+            "base_pages": base_pages, "loaded_pages": loaded_pages, "after_pages": after_pages,
+            "post_ms": POST_MS, "api": api, "other": other,
             "still_open": still_open, "per_person": per_person}
 
 
@@ -308,23 +322,28 @@ def main() -> int:
 
     n = int(r["open"])  # type: ignore[call-overload]
     per_stream_kb = (int(r["rss_after"]) - int(r["rss_before"])) / max(1, n)  # type: ignore[call-overload]
-    base, loaded = r["base_pages"], r["loaded_pages"]
+    base, loaded, after, posts = r["base_pages"], r["loaded_pages"], r["after_pages"], r["post_ms"]
     api, other = r["api"], r["other"]
-    assert isinstance(base, list) and isinstance(loaded, list) and isinstance(api, list) and isinstance(other, list)
+    assert isinstance(base, list) and isinstance(loaded, list) and isinstance(after, list)
+    assert isinstance(api, list) and isinstance(other, list) and isinstance(posts, list)
     say("")
     say(f"streams: {db_name}, {os.cpu_count()} CPUs, `workrate web` (uvicorn) on loopback, one web process")
     say(f"  open streams                          {n:,} (opened in {r['opened_in']:.1f} s; "
         f"{r['still_open']:,} still open at the end)")
     say(f"  memory per idle stream                {per_stream_kb:.1f} KB "
         f"(RSS {int(r['rss_before']) // 1024} MB → {int(r['rss_after']) // 1024} MB)")  # type: ignore[call-overload]
-    for label, samples in ((f"commit→event, post via the web process, {n:,} open", api),
+    for label, samples in ((f"commit→event, post via the web process's API, {n:,} open", api),
                            (f"commit→event, post by another process, {n:,} open", other)):
         if samples:
             say(f"  {label:52} p50 {statistics.median(samples):6.0f} ms  p99 {pct(samples, 99):6.0f} ms  "
                 f"(n={len(samples)})")
-    say(f"  page load, no streams                 median {statistics.median(base):6.1f} ms")
+    if posts:
+        say(f"  (the API post itself answered in p50 {statistics.median(posts):.0f} ms, p99 {pct(posts, 99):.0f} ms)")
+    baseline = statistics.median(base + after)
+    say(f"  page load, no streams (before; after)  median {statistics.median(base):6.1f} ms; "
+        f"{statistics.median(after):6.1f} ms")
     say(f"  page load, {n:,} open streams          median {statistics.median(loaded):6.1f} ms")
-    say(f"  ratio (medians)                       {statistics.median(loaded) / statistics.median(base):.2f}×")
+    say(f"  ratio (medians, vs both baselines)    {statistics.median(loaded) / baseline:.2f}×")
     return 0
 
 
