@@ -98,6 +98,15 @@ def read_until(sock: socket.socket, marker: bytes) -> bytes:
     return buffer
 
 
+def the_only_stream(hub: Any) -> Any:
+    """The hub's one open stream, once it is registered and its timers run."""
+    def ready() -> bool:
+        streams = [s for group in hub.groups.values() for s in group]
+        return len(streams) == 1 and streams[0]._beat is not None
+    wait_for(ready, what="the stream to register and start its heartbeat")
+    return next(s for group in hub.groups.values() for s in group)
+
+
 # ---------------------------------------------------------------------------------------------------
 # What a stream carries
 
@@ -146,8 +155,7 @@ def test_an_internal_note_sends_a_client_nothing_and_leaves_its_heartbeat_alone(
     # exactly where it was: a heartbeat's timing says nothing about internal notes.
     stream = connected(open_stream(server, world.client, last_event_id()))
     hub = server.hub
-    wait_for(lambda: hub.count == 1, what="the stream to register")
-    (live,) = [s for group in hub.groups.values() for s in group]
+    live = the_only_stream(hub)
     beat = live._beat.when()
     reads = hub.reads
     post_message(world.thread, world.team, "note " + INTERNAL_TEXT, internal=True)
@@ -170,8 +178,7 @@ def test_heartbeats_come_on_a_fixed_cadence(server: Any, world: World, monkeypat
     monkeypatch.setattr(hub_module, "HEARTBEAT_SECONDS", 0.2)
     stream = connected(open_stream(server, world.team, last_event_id()))
     hub = server.hub
-    wait_for(lambda: hub.count == 1, what="the stream to register")
-    (live,) = [s for group in hub.groups.values() for s in group]
+    live = the_only_stream(hub)
     wait_for(lambda: live._beats >= 4, what="four heartbeats")
     post_message(world.thread, world.team, "in between")
     wait_for(lambda: live._beats >= 6, what="six heartbeats")
