@@ -7,7 +7,7 @@ Generates data in a temporary SQLite file (or in the PostgreSQL database --datab
 empty one): a 10-message thread through storage.posting.post_message and, bulk-inserted in transactions
 (html rendered, full-text index filled by the same triggers/index as normal posts), a 10,000-message
 thread, a 1,000-message and a 100,000-message thread for search. Then starts `workrate web` (the real
-cheroot server, its own process) on a loopback port and measures, signed in as a team member:
+server, uvicorn, its own process) on a loopback port and measures, signed in as a team member:
 
   thread page   first page of the 10,000-message thread vs the 10-message thread, for the team and in the
                 client portal (a client with access to both)
@@ -55,7 +55,7 @@ RARE = "zephyrine"  # in one message of every 1,000
 COMMON = "kumquat"  # in one message of every 10
 INTERNAL_EVERY = 10
 CHUNK = 1000
-QUIET_SECONDS = 12  # longer than web/events.py's SETTLE_SECONDS
+QUIET_SECONDS = 12  # longer than web/live/wakeups.py's SETTLE_SECONDS
 
 
 def say(text: str) -> None:
@@ -287,7 +287,8 @@ def main() -> int:
                                WORKRATE_SECRET_KEY=secret, WORKRATE_REPLY_DOMAIN=settings.reply_domain,
                                WORKRATE_BASE_URL=settings.effective_base_url, WORKRATE_LOG_LEVEL="WARNING",
                                WORKRATE_LIVE_STREAM_SECONDS=str(max(120, args.time_limit)),
-                               WORKRATE_WEB_THREADS=str(max(256, args.streams + 56)))
+                               # one person opens all the streams here (bench/streams.py spreads them)
+                               WORKRATE_LIVE_STREAMS_PER_PERSON=str(args.streams + 1))
         proc = start("web", env, data / "logs", "web", port=port)
         proc.wait_listening(60)
 
@@ -330,7 +331,7 @@ def main() -> int:
         results["live 1 stream"] = live_latency(settings, port, cookie, s["small"], world.team_email, args.posts,
                                                 [probe])
         check_time()
-        # web/events.py re-reads events for SETTLE_SECONDS after they pass; wait that out, so the
+        # web/live/ re-reads events for SETTLE_SECONDS after they pass; wait that out, so the
         # baselines are measured on a quiet system.
         time.sleep(QUIET_SECONDS)
         results["page, 0 streams"] = measure(lambda: client.get(f"/w/{s['small']}"), n)
@@ -356,7 +357,7 @@ def main() -> int:
         shutil.rmtree(data, ignore_errors=True)
 
     say("")
-    say(f"web: {db_name}, {os.cpu_count()} CPUs, `workrate web` (cheroot) on loopback, signed in as a team member")
+    say(f"web: {db_name}, {os.cpu_count()} CPUs, `workrate web` (uvicorn) on loopback, signed in as a team member")
     for name, t in results.items():
         say(f"  {name:42} {t}")
 

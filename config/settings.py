@@ -134,7 +134,13 @@ RULES: dict[str, Rule] = {
     "dkim_domain": Rule(),
     "files_dir": Rule(),
     "web_threads": _POSITIVE_INT,
+    "web_header_timeout": Rule(float, above=0),
+    "web_body_timeout": Rule(float, above=0),
     "live_stream_seconds": _NOT_NEGATIVE,
+    "live_streams_per_person": _POSITIVE_INT,
+    "live_max_streams": _POSITIVE_INT,
+    "live_resume_limit": _NOT_NEGATIVE_INT,
+    "live_poll_seconds": Rule(float, above=0),
     "login_link_minutes": _POSITIVE_INT,
     "proxy_hops": _NOT_NEGATIVE_INT,
     "login_attempts": _POSITIVE_INT,
@@ -208,7 +214,13 @@ class Settings:
     dkim_domain: str = _default("dkim_domain")
     files_dir: str = _default("files_dir")
     web_threads: int = _default("web_threads")
+    web_header_timeout: float = _default("web_header_timeout")
+    web_body_timeout: float = _default("web_body_timeout")
     live_stream_seconds: float = _default("live_stream_seconds")
+    live_streams_per_person: int = _default("live_streams_per_person")
+    live_max_streams: int = _default("live_max_streams")
+    live_resume_limit: int = _default("live_resume_limit")
+    live_poll_seconds: float = _default("live_poll_seconds")
     login_link_minutes: int = _default("login_link_minutes")
     proxy_hops: int = _default("proxy_hops")
     login_attempts: int = _default("login_attempts")

@@ -107,12 +107,10 @@ def make(database: object) -> Factory:
 def app(settings: Settings, database: object) -> Iterator[Flask]:
     """The web app on the test database, in testing mode."""
     from web.app import create_app
-    from web.events import stop_watcher
 
     app = create_app(settings)
     app.config["TESTING"] = True
     yield app
-    stop_watcher(app)
 
 
 @pytest.fixture

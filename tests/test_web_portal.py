@@ -191,7 +191,6 @@ def test_attachment_downloads_with_a_relative_data_folder(world: World, settings
     # The README's default data folder is relative (./var): the file must still be found and sent, not
     # looked up against the app's package folder.
     from web.app import create_app
-    from web.events import stop_watcher
 
     monkeypatch.chdir(tmp_path)
     relative = settings.replace(data_dir=Path("var"), database_url=settings.effective_database_url)
@@ -202,4 +201,3 @@ def test_attachment_downloads_with_a_relative_data_folder(world: World, settings
         response = client.get(f"/attachments/{world.public_file}/plan.txt")
         assert response.status_code == 200 and response.data == b"the plan"
     finally:
-        stop_watcher(app)

@@ -20,7 +20,6 @@ PROXY = "10.0.0.1"  # the reverse proxy's own address: every request arrives fro
 
 def make_app(settings: Any, hops: int) -> Iterator[Flask]:
     from web.app import create_app
-    from web.events import stop_watcher
 
     app = create_app(settings.replace(proxy_hops=hops, login_attempts=ATTEMPTS))
     app.config["TESTING"] = True
@@ -30,7 +29,6 @@ def make_app(settings: Any, hops: int) -> Iterator[Flask]:
         return jsonify(remote=request.remote_addr, scheme=request.scheme, host=request.host)
 
     yield app
-    stop_watcher(app)
 
 
 @pytest.fixture

@@ -72,24 +72,14 @@ def create_app(settings: Settings | None = None) -> Flask:
     def _open_connection() -> None:
         if request.endpoint == "static":
             return
-        if request.blueprint == "events":
-            # Live-update streams reconnect in bursts; they share a few database slots (see web/events.py).
-            from web.events import read_slots
-
-            read_slots.acquire()
-            g.holds_read_slot = True
         db.database.connect(reuse_if_open=True)
 
     @app.teardown_request
     def _close_connection(exc: BaseException | None) -> None:
-        # A live-update read (web/events.py) borrows a request context on a reader thread that keeps its
+        # A live-update read (web/live/) borrows a request context on a reader thread that keeps its
         # connection between reads; every other request closes its own.
         if not db.database.is_closed() and not request.environ.get(LIVE_READ):
             db.database.close()
-        if g.pop("holds_read_slot", False):
-            from web.events import read_slots
-
-            read_slots.release()
 
     @app.after_request
     def _security_headers(response: Response) -> Response:
@@ -99,14 +89,15 @@ def create_app(settings: Settings | None = None) -> Flask:
             response.headers.setdefault("Cache-Control", "no-store")
         return response
 
-    from web import api, attachments, auth, events, members, portal, team, unsubscribe
+    from web import api, attachments, auth, members, portal, team, unsubscribe
+    from web.live import views as live_views
 
     app.register_blueprint(auth.bp)
     app.register_blueprint(team.bp)
     app.register_blueprint(members.bp)
     app.register_blueprint(portal.bp, url_prefix="/portal")
     app.register_blueprint(attachments.bp)
-    app.register_blueprint(events.bp)
+    app.register_blueprint(live_views.bp)
     app.register_blueprint(api.bp, url_prefix="/api")
     app.register_blueprint(unsubscribe.bp)
     csrf.exempt(api.bp)  # token-authenticated, never reads the session cookie

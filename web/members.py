@@ -7,6 +7,7 @@ from typing import Any
 
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 
+from storage import changes
 from storage.db import write_transaction
 from storage.directory import DirectoryError, add_client, normalize_email, set_access, set_following
 from storage.models import CLIENT, TEAM, Membership, User, Workspace
@@ -80,6 +81,7 @@ def invite(slug: str) -> Any:
                 user = existing
                 set_messages_access(user, workspace.id, access)
             _send_invitation(user, workspace)
+        changes.committed()
     except DirectoryError as e:
         return render_members(workspace, str(e), form, 400)
     flash(f"Invited {user.email}; a sign-in link is on its way to them.")
