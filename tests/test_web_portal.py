@@ -196,8 +196,6 @@ def test_attachment_downloads_with_a_relative_data_folder(world: World, settings
     relative = settings.replace(data_dir=Path("var"), database_url=settings.effective_database_url)
     assert not relative.effective_files_dir.is_absolute()
     app = create_app(relative)
-    try:
-        client = sign_in(app.test_client(), world.client)
-        response = client.get(f"/attachments/{world.public_file}/plan.txt")
-        assert response.status_code == 200 and response.data == b"the plan"
-    finally:
+    client = sign_in(app.test_client(), world.client)
+    response = client.get(f"/attachments/{world.public_file}/plan.txt")
+    assert response.status_code == 200 and response.data == b"the plan"
