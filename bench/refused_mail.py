@@ -17,9 +17,11 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from gateway_support import start_gateway  # noqa: E402
 
 from config import Settings  # noqa: E402
-from gateway.server import make_controller  # noqa: E402
 from storage import db, migrations  # noqa: E402
 
 SIZES = (2_000, 240_000, 4_700_000)
@@ -50,7 +52,7 @@ def main() -> None:
         db.bind(settings)
         migrations.migrate()
         db.database.connect(reuse_if_open=True)
-        gateway = make_controller(settings).start()
+        gateway = start_gateway(settings)
         try:
             print(f"{'mail size':>10} {'database per mail':>18} {'file store per mail':>20}")
             for size in SIZES:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
+from storage import changes
 from storage.db import write_transaction
 from storage.models import CLIENT, ROLES, TEAM, Membership, Thread, User, Workspace
 from storage.tokens import set_messages_access
@@ -105,7 +106,9 @@ def client_membership(user: User, workspace: Workspace) -> Membership:
 def set_access(user: User, workspace: Workspace, granted: bool) -> Membership:
     client_membership(user, workspace)
     with write_transaction():
-        return set_messages_access(user, workspace.id, granted)
+        membership = set_messages_access(user, workspace.id, granted)
+    changes.committed()
+    return membership
 
 
 def set_following(user: User, workspace: Workspace, following: bool) -> Membership:

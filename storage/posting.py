@@ -11,6 +11,7 @@ import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from storage import changes
 from storage.db import PreparedInsert, database, insert_rows, write_transaction
 from storage.files import safe_filename
 from storage.mail_log import NOTIFICATION, OutboxEmail, ThreadEvent
@@ -103,6 +104,8 @@ def post_message(
                 (NOTIFICATION, person.id, person.email, thread.id, message.id, internal, due, now)
                 for person in people])
         _INSERT_EVENT.execute((thread.id, message.id, "message", now))
+        changes.thread_changed(thread.id)  # wakes live updates once this commits
+    changes.committed()
     return message
 
 

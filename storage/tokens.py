@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import secrets
 
+from storage import changes
 from storage.models import (
     TEAM,
     ApiToken,
@@ -89,6 +90,7 @@ def set_messages_access(user: User, workspace_id: int, granted: bool) -> Members
     membership, _ = Membership.get_or_create(user=user, workspace=workspace_id)
     membership.messages_access = granted
     membership.save()
+    changes.access_changed(user.id)  # open live-update streams check access again once this commits
     if not granted:
         thread = Thread.get(Thread.workspace == workspace_id)
         revoke_reply_tokens(user, thread)

@@ -6,18 +6,12 @@ import os
 from pathlib import Path
 from typing import Any
 
-import web_support
-from gateway_support import People, eml, posts, send
+from gateway_support import People, eml, posts, send, start_gateway
 from web_support import World, post_form, sign_in
 
 from config import Settings
 from gateway import errors
-from gateway.server import make_controller
 from storage.models import Message
-
-pytest_plugins = ["gateway_fixtures"]  # people
-app = web_support.app  # fixtures
-world = web_support.world
 
 
 def _stored_files(settings: Any) -> list[Path]:
@@ -42,7 +36,7 @@ def test_a_reply_address_posting_too_fast_is_told_to_slow_down(settings: Setting
                                                               people: People) -> None:
     # The audit: 150 posts on one token in 1.2 s, each notifying the team. Now beyond POSTS_PER_MINUTE the
     # gateway answers 451 4.7.1 (the sender's server retries later) and stores nothing more.
-    controller = make_controller(settings.replace(posts_per_minute=3)).start()
+    controller = start_gateway(settings.replace(posts_per_minute=3))
     try:
         address = people.bob_address
         replies = [send(controller.port, eml("plain_reply.eml", to=address), address) for _ in range(5)]
@@ -70,7 +64,7 @@ def test_refused_uploads_leave_no_files(app: Any, world: World, settings: Any) -
 def test_a_mail_naming_several_senders_is_refused(settings: Settings, database: object, people: People) -> None:
     # The audit: "From: team@…, client@…" was taken as its first address. Now a mail naming several
     # senders (one header or two) is refused 550 5.7.1 with a sentence, and nothing is posted.
-    controller = make_controller(settings).start()
+    controller = start_gateway(settings)
     try:
         address = people.bob_address
         raw = eml("plain_reply.eml", to=address)
@@ -116,7 +110,7 @@ def test_a_reply_over_quota_is_refused_and_keeps_no_files(settings: Settings, da
                                                          people: People) -> None:
     import base64
 
-    controller = make_controller(settings.replace(person_quota_mb=1)).start()
+    controller = start_gateway(settings.replace(person_quota_mb=1))
     try:
         address = people.bob_address
         blob = base64.encodebytes(os.urandom(1_200_000)).replace(b"\n", b"\r\n")

@@ -11,7 +11,6 @@ import stat
 from pathlib import Path
 from typing import Any
 
-import web_support
 from gateway_support import People, eml, send
 from web_support import World, csrf_token, post_form
 
@@ -25,10 +24,6 @@ from storage.login_mail import EML_FOLDER, purge_spent_login_mail
 from storage.models import LoginToken
 from storage.redaction import install_log_redaction
 from storage.tokens import revoke_reply_tokens
-
-pytest_plugins = ["gateway_fixtures"]  # gateway, people
-app = web_support.app  # fixtures
-world = web_support.world
 
 
 def _mode(path: Path) -> int:

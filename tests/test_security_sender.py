@@ -10,15 +10,12 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from dns_fake import ZoneResolver
-from gateway_support import People, eml, inbound_rows, posts, send
+from gateway_support import People, eml, inbound_rows, posts, send, start_gateway
 
 from config import Settings
 from gateway.inbound.mail_auth import evaluate, org_domain, use_resolver
-from gateway.server import make_controller
 from storage.mail_log import OutboxEmail
 from storage.posting import post_message
-
-pytest_plugins = ["gateway_fixtures"]  # people
 
 _KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 PRIVATE_PEM = _KEY.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
@@ -37,7 +34,7 @@ def checked(settings: Settings, database: object) -> Any:
     settings = settings.replace(sender_checks="dns")
     zone = ZoneResolver({})
     use_resolver(settings, zone)
-    controller = make_controller(settings).start()
+    controller = start_gateway(settings)
     controller.zone = zone
     try:
         yield controller

@@ -7,18 +7,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import web_support
 from click.testing import CliRunner
 from web_support import TEAM_PASSWORD, World, csrf_token
 
 import web.passwords
 import web.signin_limits
+from cli.main import cli
 from storage.mail_log import OutboxEmail
 from storage.models import LoginAttempt
-from web.cli import cli
-
-app = web_support.app  # fixtures
-world = web_support.world
 
 
 def _attempt(client: Any, token: str, password: str, remote: str = "127.0.0.1",
@@ -148,7 +144,7 @@ def test_link_requests_do_the_same_work_for_known_and_unknown_addresses(app: Any
 
 
 def test_hsts_is_sent_when_the_base_url_is_https(settings: Any, database: object) -> None:
-    from web import create_app
+    from web.app import create_app
 
     plain = create_app(settings).test_client().get("/login")
     secure = create_app(settings.replace(base_url="https://app.test")).test_client().get("/login")

@@ -8,17 +8,14 @@ import os
 from pathlib import Path
 from typing import Any
 
-from gateway_support import People, eml, inbound_rows, posts, send
+from gateway_support import People, eml, inbound_rows, posts, send, start_gateway
 
 from config import Settings
 from gateway import errors
 from gateway.inbound.strangers import STRANGER_RAW_MAX
-from gateway.server import make_controller
 from storage.files import FileStore
 from storage.mail_log import ACCEPTED, REJECTED, InboundEmail, RawMail, read_raw_mail
 from storage.retention import purge_refused_raw_mail
-
-pytest_plugins = ["gateway_fixtures"]  # gateway, people
 
 
 def _big_mail(to: str, sender: str, size: int) -> bytes:
@@ -86,7 +83,7 @@ def test_reply_at_is_limited_per_sender_and_per_network(settings: Settings, data
                                                         people: People) -> None:
     # reply@ is open to anyone: a stranger's stream of mails to it is told to slow down (451 4.7.1) after
     # REPLY_PLAIN_PER_HOUR, per sender address and, whatever address they write from, per network.
-    controller = make_controller(settings.replace(reply_plain_per_hour=3)).start()
+    controller = start_gateway(settings.replace(reply_plain_per_hour=3))
     try:
         codes = [send(controller.port, eml("plain_reply.eml", to="reply@reply.test", sender="m@evil.test"),
                       "reply@reply.test", sender="m@evil.test") for _ in range(4)]

@@ -56,6 +56,31 @@ def test_concurrent_migrations_apply_once(tmp_path: Path) -> None:
     assert sorted(len(r) for r in results) == [0, 0, 0, len(migrations.MIGRATIONS)]
 
 
+def test_a_new_sqlite_file_locked_by_another_process_is_waited_for(tmp_path: Path) -> None:
+    # Processes started together on a new SQLite file: one writes before the file is in WAL mode; the
+    # others' connection check waits for it instead of failing with "database is locked".
+    import sqlite3
+
+    path = tmp_path / "new.db"
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("CREATE TABLE t (x INTEGER)")
+    other.execute("BEGIN IMMEDIATE")
+    other.execute("INSERT INTO t VALUES (1)")
+    db.bind(Settings(data_dir=tmp_path, database_url=f"sqlite:///{path}"))
+    release = threading.Timer(0.5, lambda: other.execute("COMMIT"))
+    release.start()
+    try:
+        db.check_connection(wait=30)
+    finally:
+        release.join()
+        other.close()
+    assert db.database.is_closed()
+    (tmp_path / "a-file").write_text("not a folder")  # (a missing folder would be created, mode 0700)
+    with pytest.raises(db.DatabaseUnavailable, match="cannot open the database"):
+        db.bind(Settings(data_dir=tmp_path, database_url=f"sqlite:///{tmp_path / 'a-file' / 'x.db'}"))
+        db.check_connection()
+
+
 def test_workspace_gets_one_thread_and_unique_slug(make: object) -> None:
     # A workspace is created with its one thread; slugs are unique, made from the name when not given.
     a = create_workspace("Acme Co")
@@ -217,16 +242,32 @@ def test_migration_3_upgrades_a_version_2_database(make) -> None:
     assert database.table_exists("raw_mail") and Thread.get_by_id(thread.id).workspace.name == "Old Co"
 
 
-def test_migration_4_hashes_stored_reply_tokens_and_old_addresses_keep_working(make) -> None:
-    # A version-3 database kept reply tokens and the inbound log's reply_token in plain text: after the
-    # upgrade only hashes are stored, addresses already handed out still resolve, the log's rcpt_to keeps a
-    # hint only, and new mail gets a token derived from the secret key.
+def test_migration_4_drops_the_never_written_last_used_at(make) -> None:
+    # A database made by version 3 has reply_token.last_used_at; version 4 drops it and keeps the tokens.
+    database = db.database
+    ws = make.workspace("Old Co")
+    token = reply_token_for(make.client(ws), make.thread(ws), secret_key=KEY)
+    database.execute_sql('ALTER TABLE "reply_token" ADD COLUMN "last_used_at" TIMESTAMP')
+    migrations.SchemaVersion.delete().where(migrations.SchemaVersion.version >= 4).execute()
+
+    assert migrations.migrate()[0] == 4
+    assert "last_used_at" not in {c.name for c in database.get_columns("reply_token")}
+    assert ReplyToken.get_by_id(token.id).token_hash == hash_secret(token.token)
+    assert migrations.migrate() == []
+
+
+def test_migration_5_hashes_stored_reply_tokens_and_old_addresses_keep_working(make) -> None:
+    # A version-3 database (with reply_token.last_used_at, which version 4 drops) kept reply tokens and the
+    # inbound log's reply_token in plain text: after the upgrade only hashes are stored, addresses already
+    # handed out still resolve, the log's rcpt_to keeps a hint only, and new mail gets a token derived from
+    # the secret key.
     database = db.database
     ws = make.workspace("Old Co")
     bob = make.client(ws)
     database.execute_sql('DROP INDEX IF EXISTS "reply_token_token_hash"')
     database.execute_sql('ALTER TABLE "reply_token" RENAME COLUMN "token_hash" TO "token"')
     database.execute_sql('ALTER TABLE "reply_token" DROP COLUMN "salt"')
+    database.execute_sql('ALTER TABLE "reply_token" ADD COLUMN "last_used_at" TIMESTAMP')
     old = "0123456789abcdef0123456789abcdef"
     param = "?" if db.is_sqlite() else "%s"
     database.execute_sql(
@@ -235,7 +276,7 @@ def test_migration_4_hashes_stored_reply_tokens_and_old_addresses_keep_working(m
     InboundEmail.create(outcome="accepted", reply_token=old, rcpt_to=f"reply+{old}@reply.test")
     migrations.SchemaVersion.delete().where(migrations.SchemaVersion.version >= 4).execute()
 
-    assert 4 in migrations.migrate()
+    assert migrations.migrate() == [v for v, _ in migrations.MIGRATIONS if v >= 4]
     dump = [str(v) for row in database.execute_sql('SELECT * FROM "reply_token"').fetchall() for v in row]
     dump += [str(v) for row in database.execute_sql('SELECT * FROM "inbound_email"').fetchall() for v in row]
     assert not any(old in value for value in dump)

@@ -123,7 +123,7 @@ def _remote() -> str:
 
 
 def _settings() -> Any:
-    from web import app_settings
+    from web.context import app_settings
 
     return app_settings()
 

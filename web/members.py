@@ -7,12 +7,13 @@ from typing import Any
 
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 
+from storage import changes
 from storage.db import write_transaction
 from storage.directory import DirectoryError, add_client, normalize_email, set_access, set_following
 from storage.models import CLIENT, TEAM, Membership, User, Workspace
 from storage.tokens import create_login_token, set_messages_access
-from web import app_settings
 from web.auth import team_required
+from web.context import app_settings
 from web.team import get_workspace_or_404
 from web.threadview import MAX_ID
 
@@ -49,7 +50,7 @@ def render_members(workspace: Workspace, error: str | None = None, form: dict[st
 
 
 def _send_invitation(user: User, workspace: Workspace) -> None:
-    from storage.outbox import queue_login_link
+    from gateway.outbound.login_links import queue_login_link
 
     settings = app_settings()
     secret = create_login_token(user, settings.login_link_minutes)
@@ -80,6 +81,7 @@ def invite(slug: str) -> Any:
                 user = existing
                 set_messages_access(user, workspace.id, access)
             _send_invitation(user, workspace)
+        changes.committed()
     except DirectoryError as e:
         return render_members(workspace, str(e), form, 400)
     flash(f"Invited {user.email}; a sign-in link is on its way to them.")

@@ -16,8 +16,8 @@ from storage.posting import PostingError, post_message
 from storage.quotas import quota_problem
 from storage.retention import discard_files
 from storage.visibility import Viewer, visible_messages, visible_threads
-from web import app_settings
 from web.auth import login_required, team_required
+from web.context import app_settings
 from web.forms import Composer, ComposerError, read_composer
 from web.threadview import (
     build_views,
@@ -91,7 +91,7 @@ def render_thread(workspace: Workspace, composer: Composer | None = None, error:
     query = request.args.get("q", "").strip()
     viewer = g.viewer
     preview_as = None
-    clients = []
+    clients: list[tuple[User, bool]] = []
     if "as" in request.args:
         preview_as, clients = choose_preview(workspace)
         if preview_as is not None:

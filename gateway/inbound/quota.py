@@ -18,9 +18,9 @@ def check_storage_quota(mail: InboundMail) -> None:
                                 settings.workspace_quota_mb)
         if problem:
             keys = {a.storage_key for a in mail.attachments}
-            # Not written yet (the group commit writes listed files): never written. Written: deleted.
-            mail.pending_files = [p for p in mail.pending_files if p.key not in keys or p.key == mail.raw_key]
-            discard_files(settings.effective_files_dir, sorted(keys - {mail.raw_key or ""}))
+            # Not written yet (the group commit writes what mail.files holds): never written. Written: deleted.
+            written = [key for key in sorted(keys - {mail.raw_key or ""}) if not mail.files.forget(key)]
+            discard_files(settings.effective_files_dir, written)
             mail.attachments = []
             raise OverQuota(detail=problem)
 

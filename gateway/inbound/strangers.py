@@ -14,7 +14,6 @@ import logging
 from gateway.errors import Deferred, Outcome, SlowDown
 from gateway.inbound.mail import InboundMail
 from storage.db import database
-from storage.files import FileStore
 from storage.retention import remove_if_unreferenced
 
 log = logging.getLogger(__name__)
@@ -34,7 +33,7 @@ def keep_head_only(mail: InboundMail) -> None:
     """Replaces mail's raw copy by its first STRANGER_RAW_MAX bytes, kept in the database with its row.
     Never raises: on any trouble the full copy stays (and expires with REFUSED_MAIL_DAYS)."""
     try:
-        files = FileStore(mail.settings.effective_files_dir)
+        files = mail.files.store
         old_key = mail.raw_key
         assert old_key is not None
         if len(mail.raw) >= STRANGER_RAW_MAX or mail.raw_in_database:
@@ -42,10 +41,8 @@ def keep_head_only(mail: InboundMail) -> None:
         else:  # parse_mail released the bytes of a big mail once they were in the file store
             with files.open(old_key) as f:
                 head = f.read(STRANGER_RAW_MAX)
-        pending = [p for p in mail.pending_files if p.key == old_key]
-        for p in pending:
-            mail.pending_files.remove(p)
-        if not pending and not mail.raw_in_database:
+        unwritten = mail.files.forget(old_key)
+        if not unwritten and not mail.raw_in_database:
             database.connect(reuse_if_open=True)
             remove_if_unreferenced(files, old_key)
         mail.raw = head  # a new object: the SMTP reader's buffer is left as it is

@@ -74,9 +74,20 @@
     var source = new EventSource(url + "?after=" + encodeURIComponent(thread.dataset.after || "0"));
     source.addEventListener("message", function (ev) {
       var data = JSON.parse(ev.data);
+      if (ev.lastEventId) { thread.dataset.after = ev.lastEventId; }
       appendMessage(data.html, data.message_id);
     });
+    // "closed": no access any more, or this person has too many pages open; this page stops following.
     source.addEventListener("closed", function () { source.close(); });
+    // "reload": too much happened since this page was drawn to replay it; draw the page afresh.
+    source.addEventListener("reload", function () { source.close(); window.location.reload(); });
+    // The server refused the stream (busy: 503) and the browser gave up: try again a little later.
+    source.addEventListener("error", function () {
+      if (source.readyState === 2 && thread.dataset.live === "on") {
+        thread.dataset.live = "retrying";
+        window.setTimeout(function () { setupLive(thread); }, 20000 + Math.random() * 20000);
+      }
+    });
     thread.dataset.live = "on";
   }
 
