@@ -54,6 +54,11 @@ class Settings:
     live_stream_seconds: float = 25
     login_link_minutes: int = 15
     login_attempts: int = 10
+    session_idle_days: int = 14
+    team_session_hours: int = 168
+    client_session_days: int = 90
+    email_link_days: int = 7
+    invitation_days: int = 7
     proxy_hops: int = 0
     log_level: str = "INFO"
     extra: Mapping[str, str] = field(default_factory=dict, compare=False)
@@ -124,7 +129,8 @@ def _validate(values: dict[str, object]) -> None:
         if values[key] < 0:  # type: ignore[operator]
             raise ConfigError(f"{ENV_PREFIX}{key.upper()} must not be negative, not {values[key]!r}.")
     for key in ("max_message_size", "max_line_length", "smtp_max_connections", "web_threads",
-                "login_link_minutes", "login_attempts"):
+                "login_link_minutes", "login_attempts", "session_idle_days", "team_session_hours",
+                "client_session_days", "email_link_days", "invitation_days"):
         if values[key] <= 0:  # type: ignore[operator]
             raise ConfigError(f"{ENV_PREFIX}{key.upper()} must be greater than zero, not {values[key]!r}.")
     db = str(values["database_url"])

@@ -13,7 +13,7 @@ from storage import db, migrations
 from storage.directory import DirectoryError, add_user, create_workspace, get_user, set_access, thread_of
 from storage.files import FileStore, TooLarge, safe_filename
 from storage.mail_log import OutboxEmail, ThreadEvent
-from storage.models import Message, ReplyToken, Thread
+from storage.models import Message, ReplyToken, Thread, User
 from storage.posting import PostingError, post_message
 from storage.search import search_messages
 from storage.tokens import create_login_token, find_live_reply_token, redeem_login_token, reply_token_for
@@ -199,11 +199,27 @@ def test_migration_3_upgrades_a_version_2_database(make) -> None:
     database.execute_sql('CREATE INDEX "thread_event_thread_id" ON "thread_event" ("thread_id")')
     database.execute_sql('CREATE INDEX "inbound_email_received_at" ON "inbound_email" ("received_at")')
     database.execute_sql('DROP TABLE "raw_mail"')
-    migrations.SchemaVersion.delete().where(migrations.SchemaVersion.version == 3).execute()
+    migrations.SchemaVersion.delete().where(migrations.SchemaVersion.version >= 3).execute()
     assert migrations.current_version() == 2
 
-    assert migrations.migrate() == [3]
+    assert migrations.migrate()[0] == 3
     assert "last_activity_at" not in {c.name for c in database.get_columns("thread")}
     indexes = {i.name for table in ("message", "thread_event", "inbound_email") for i in database.get_indexes(table)}
     assert not indexes & {"thread_event_thread_id", "inbound_email_received_at"} and "message_thread_id" in indexes
     assert database.table_exists("raw_mail") and Thread.get_by_id(thread.id).workspace.name == "Old Co"
+
+
+def test_migration_4_adds_roles_and_keeps_old_team_members_admins(make) -> None:
+    # A version 3 database (no team roles, sessions or agency): its team members all become admins.
+    database = db.database
+    kim = make.team(email="kim@old.test")
+    database.execute_sql('DROP TABLE "web_session"')
+    database.execute_sql('DROP TABLE "agency"')
+    database.execute_sql('ALTER TABLE "user" DROP COLUMN "team_role"')
+    database.execute_sql('ALTER TABLE "workspace" DROP COLUMN "archived_at"')
+    migrations.SchemaVersion.delete().where(migrations.SchemaVersion.version >= 4).execute()
+
+    assert migrations.migrate()[0] == 4
+    assert User.get_by_id(kim.id).team_role == "admin"
+    assert {"archived_at"} <= {c.name for c in database.get_columns("workspace")}
+    assert database.table_exists("web_session") and database.table_exists("agency")
