@@ -314,12 +314,14 @@ def reenable_email(user: User) -> None:
 
 
 def queue_login_link(settings: Settings, user: User, url: str, *, invitation: bool = False,
-                     workspace_name: str = "") -> OutboxEmail:
+                     workspace_name: str = "", valid_for: str | None = None,
+                     agency_name: str = "") -> OutboxEmail:
     """Queues a sign-in link (or an invitation carrying one) for `user`, rendered from
     templates/email/login_link.*; the worker sends it like any other email."""
     from gateway.outbound.render import render_login_link
 
-    rendered = render_login_link(settings, user, url, invitation=invitation, workspace_name=workspace_name)
+    rendered = render_login_link(settings, user, url, invitation=invitation, workspace_name=workspace_name,
+                                 valid_for=valid_for, agency_name=agency_name)
     return OutboxEmail.create(kind=LOGIN_LINK, recipient=user, to_address=user.email, thread=None, message=None,
                               internal=False, status=PENDING, next_attempt_at=utcnow(),
                               subject=rendered.subject, body_text=rendered.text, body_html=rendered.html)
@@ -357,12 +359,13 @@ def apply_unsubscribe(user_id: int, thread_id: int) -> bool:
     if user is None or thread is None:
         return False
     with write_transaction():
-        updated = (Membership.update(following=False)
+        now = utcnow()
+        updated = (Membership.update(following=False, unsubscribed_at=now)
                    .where((Membership.user == user.id) & (Membership.workspace == thread.workspace_id)).execute())
         if not updated:
             if user.role != TEAM:
                 return False
-            Membership.create(user=user, workspace=thread.workspace_id, following=False)
+            Membership.create(user=user, workspace=thread.workspace_id, following=False, unsubscribed_at=now)
     return True
 
 

@@ -311,9 +311,10 @@ def magic_link(secret: str) -> Any:
     if request.method == "GET":
         if row is None:
             return render_template("auth/link_invalid.html", minutes=settings.login_link_minutes), 410
-        if g.user is not None and g.user.id == row.user_id:
-            return redirect(_safe_next(row.target, g.user))
-        return render_template("auth/link_confirm.html", secret=secret, person=row.user)
+        if g.user is not None and g.user.id == row.user_id:  # a remembered device: straight there
+            return redirect(_safe_next(_local_path(request.args.get("next")) or row.target, g.user))
+        return render_template("auth/link_confirm.html", secret=secret, person=row.user, row=row,
+                               next=_local_path(request.args.get("next")) or "")
     if rate_limited(None, settings.login_attempts):
         return render_template("auth/link_invalid.html", minutes=settings.login_link_minutes,
                                sentence=TOO_MANY), 429
@@ -322,7 +323,7 @@ def magic_link(secret: str) -> Any:
         record_attempt(None)
         return render_template("auth/link_invalid.html", minutes=settings.login_link_minutes), 410
     sign_in(used.user, LINK)
-    return redirect(_safe_next(used.target, used.user))
+    return redirect(_safe_next(_local_path(request.args.get("next")) or used.target, used.user))
 
 
 @bp.route("/logout", methods=["POST"])
