@@ -33,7 +33,8 @@ def notification_rows(user: User) -> list[NotificationRow]:
                 .order_by(Workspace.name, Workspace.id))
         return [NotificationRow(m.workspace.id, m.workspace.name, m.workspace.slug, m.following, m.unsubscribed_at)
                 for m in rows]
-    mine = {m.workspace_id: m for m in Membership.select().where(Membership.user == user)}
+    mine = {m.workspace.id: m
+            for m in Membership.select(Membership, Workspace).join(Workspace).where(Membership.user == user)}
     found = []
     for w in Workspace.select().where(Workspace.archived_at.is_null()).order_by(Workspace.name, Workspace.id):
         m = mine.get(w.id)

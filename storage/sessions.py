@@ -63,6 +63,7 @@ def start_session(user: User, kind: str, lifetime: dt.timedelta, *, user_agent: 
                             last_seen_at=now, expires_at=now + lifetime,
                             user_agent=" ".join((user_agent or "").split())[:USER_AGENT_MAX],
                             remote=(remote or "")[:64])
+    User.update(last_seen_at=now).where(User.id == user.id).execute()
     return secret, row
 
 

@@ -104,8 +104,20 @@ def create_app(settings: Settings | None = None) -> Flask:
             response.headers.setdefault("Cache-Control", "no-store")
         return response
 
-    from web import account, api, attachments, auth, events, members, people, portal, setup, team, unsubscribe
-    from web import workspaces
+    from web import (
+        account,
+        api,
+        attachments,
+        auth,
+        events,
+        members,
+        people,
+        portal,
+        setup,
+        team,
+        unsubscribe,
+        workspaces,
+    )
 
     app.register_blueprint(setup.bp)  # first: until the agency is set up, only its page answers
     app.register_blueprint(auth.bp)

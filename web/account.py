@@ -12,8 +12,8 @@ from typing import Any
 from flask import Blueprint, flash, g, redirect, render_template, request, session, url_for
 
 from storage.models import User
-from storage.permissions import can_manage
 from storage.notify_settings import notification_rows, set_notifications
+from storage.permissions import can_manage
 from storage.sessions import active_sessions, cut_off, end_session, end_sessions
 from web.auth import lifetimes, login_required, team_required
 from web.formguard import new_nonce

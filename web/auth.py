@@ -69,7 +69,7 @@ def load_viewer() -> None:
             session.clear()
         return
     row = live_session(str(secret), lifetimes().idle)
-    if row is None or row.user_id != session.get("user_id"):
+    if row is None or row.user.id != session.get("user_id"):
         session.clear()
         return
     g.user = row.user
@@ -311,7 +311,7 @@ def magic_link(secret: str) -> Any:
     if request.method == "GET":
         if row is None:
             return render_template("auth/link_invalid.html", minutes=settings.login_link_minutes), 410
-        if g.user is not None and g.user.id == row.user_id:  # a remembered device: straight there
+        if g.user is not None and g.user.id == row.user.id:  # a remembered device: straight there
             return redirect(_safe_next(_local_path(request.args.get("next")) or row.target, g.user))
         return render_template("auth/link_confirm.html", secret=secret, person=row.user, row=row,
                                next=_local_path(request.args.get("next")) or "")

@@ -4,9 +4,8 @@ admins (storage/permissions.py) add contacts, grant or revoke access and resend 
 """
 from __future__ import annotations
 
-from typing import Any
-
 from dataclasses import dataclass
+from typing import Any
 
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 

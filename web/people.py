@@ -179,7 +179,7 @@ def accept_invitation(secret: str) -> Any:
             if used is None:
                 errors["form"] = "This invitation was just used. Please sign in."
             else:
-                User.update(password_hash=hash_password(password)).where(User.id == used.user_id).execute()
+                User.update(password_hash=hash_password(password)).where(User.id == used.user.id).execute()
                 sign_in(used.user, PASSWORD)
                 flash(f"Welcome, {used.user.name}. Your password is set.")
                 return redirect(url_for("team.index"))
