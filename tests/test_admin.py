@@ -314,3 +314,13 @@ def test_client_turns_emails_off_and_on_again(app: Any, world: World) -> None:
     bob = User.get_by_id(world.client.id)
     assert not bob.email_disabled and bob.hard_bounces == 0  # reenable_email: the client says it works
     assert utcnow()
+
+
+def test_the_composer_says_who_gets_no_emails(app: Any, world: World) -> None:
+    from gateway.outbound.unsubscribe import apply_unsubscribe
+
+    team = sign_in(app.test_client(), world.team)
+    assert 'id="no-email-note"' not in team.get("/w/acme").get_data(as_text=True)
+    apply_unsubscribe(world.client.id, world.thread.id)
+    page = team.get("/w/acme").get_data(as_text=True)
+    assert "Bob Stone gets no emails: unsubscribed on" in page

@@ -55,6 +55,12 @@ def contact_status(m: Membership) -> str:
     return "active" if m.user.last_seen_at else "invited"
 
 
+@bp.app_template_global()
+def no_email_contacts(workspace: Workspace) -> list[ContactRow]:
+    """Client contacts with Messages access who get no notification emails (shown beside the composer)."""
+    return [r for r in contact_rows(workspace) if r.no_email and r.membership.messages_access and r.user.active]
+
+
 def contact_rows(workspace: Workspace) -> list[ContactRow]:
     return [ContactRow(m, m.user, contact_status(m), no_email_reason(m.user, m) if m.messages_access else "")
             for m in clients_of(workspace)]
