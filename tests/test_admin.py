@@ -324,3 +324,32 @@ def test_the_composer_says_who_gets_no_emails(app: Any, world: World) -> None:
     apply_unsubscribe(world.client.id, world.thread.id)
     page = team.get("/w/acme").get_data(as_text=True)
     assert "Bob Stone gets no emails: unsubscribed on" in page
+
+
+def test_mail_logs_show_received_and_sent_mail_to_admins_only(app: Any, world: World, settings: Any,
+                                                              make: Any) -> None:
+    # Real mail through the real gateway: one reply posted, one from a stranger refused.
+    from gateway_support import eml, send, start_gateway
+
+    from gateway.addresses import format_reply_address
+
+    address = format_reply_address(reply_token_for(world.client, world.thread).token, settings.reply_domain)
+    controller = start_gateway(settings)
+    try:
+        assert send(controller.port, eml("plain_reply.eml", to=address), address)[0] == 250
+        assert send(controller.port, eml("plain_reply.eml", to=address, sender="mallory@evil.test"), address,
+                    sender="mallory@evil.test")[0] == 550
+    finally:
+        controller.stop()
+    admin = sign_in(app.test_client(), world.team)
+    page = admin.get("/w/acme/mail").get_data(as_text=True)
+    assert page.count('class="mail-row') == 2 and "mallory@evil.test" in page and "posted" in page
+    assert "refused" in page
+    assert 'class="mail-row' not in admin.get("/w/globex/mail").get_data(as_text=True)
+    first = int(re.findall(r'data-id="(\d+)"', page)[-1])
+    detail = admin.get(f"/mail/in/{first}").get_data(as_text=True)
+    assert "Looks great" in detail and 'id="raw-mail"' in detail
+    sent = admin.get("/mail?tab=sent").get_data(as_text=True)
+    assert "kim@agency.test" in sent and 'id="sent-log"' in sent  # Bob's reply notified the team
+    member = sign_in(app.test_client(), make.team(email="max@agency.test", name="Max"))
+    assert member.get("/mail").status_code == 403 and member.get(f"/mail/in/{first}").status_code == 403

@@ -110,6 +110,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         attachments,
         auth,
         events,
+        maillog,
         members,
         people,
         portal,
@@ -124,6 +125,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(account.bp)
     app.register_blueprint(people.bp)
     app.register_blueprint(workspaces.bp)
+    app.register_blueprint(maillog.bp)
     app.register_blueprint(team.bp)
     app.register_blueprint(members.bp)
     app.register_blueprint(portal.bp, url_prefix="/portal")
