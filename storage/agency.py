@@ -96,6 +96,7 @@ def set_branding(*, name: str | None = None, accent: str | None = None, logo_key
         row.logo_key, row.logo_type = None, None
     elif logo_key is not None:
         row.logo_key, row.logo_type = logo_key, logo_type
+    row.setup_done_at = row.setup_done_at or utcnow()  # branded: shown from now on, however the team was made
     row.save()
     return row
 

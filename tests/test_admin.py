@@ -353,3 +353,39 @@ def test_mail_logs_show_received_and_sent_mail_to_admins_only(app: Any, world: W
     assert "kim@agency.test" in sent and 'id="sent-log"' in sent  # Bob's reply notified the team
     member = sign_in(app.test_client(), make.team(email="max@agency.test", name="Max"))
     assert member.get("/mail").status_code == 403 and member.get(f"/mail/in/{first}").status_code == 403
+
+
+def test_branding_name_logo_and_accent_reach_pages_and_emails(app: Any, world: World, settings: Any) -> None:
+    import io
+
+    from browser_support import tiny_png
+
+    from gateway.outbound.render import render_notification
+    from storage.posting import post_message
+
+    admin = sign_in(app.test_client(), world.team)
+    bad = post_form(admin, "/settings/branding", {"name": "Brightside", "accent": "red",
+                                                  "logo": (io.BytesIO(b"<svg onload=alert(1)>"), "logo.svg")},
+                    content_type="multipart/form-data")
+    html = bad.get_data(as_text=True)
+    assert bad.status_code == 400 and "PNG, JPEG or WebP" in html and 'value="Brightside"' in html
+    ok = post_form(admin, "/settings/branding", {"name": "Brightside Studio", "accent": "#0e7c66",
+                                                 "logo": (io.BytesIO(tiny_png()), "logo.png")},
+                   content_type="multipart/form-data")
+    assert ok.status_code == 302
+    portal = sign_in(app.test_client(), world.client)
+    page = portal.get("/portal/").get_data(as_text=True)
+    assert 'id="brand"' in page and "Brightside Studio" in page and "/branding/logo" in page
+    assert "--accent: #0e7c66" in portal.get("/branding/theme.css").get_data(as_text=True)
+    logo = app.test_client().get("/branding/logo")
+    assert logo.mimetype == "image/png" and logo.headers["X-Content-Type-Options"] == "nosniff"
+    assert "sandbox" in logo.headers["Content-Security-Policy"]
+    assert "Brightside Studio" in app.test_client().get("/login").get_data(as_text=True)
+    message = post_message(world.thread, world.team, "Branded")
+    rows = list(OutboxEmail.select().where((OutboxEmail.recipient == world.client)
+                                           & (OutboxEmail.message == message)))
+    email_html = render_notification(rows, settings).get_body(("html",)).get_content()
+    assert "background:#0e7c66" in email_html and "http://app.test/branding/logo" in email_html
+    member = sign_in(app.test_client(), User.create(email="m@agency.test", name="M", role="team",
+                                                    team_role="member"))
+    assert member.get("/settings/branding").status_code == 403

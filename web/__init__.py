@@ -109,6 +109,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         api,
         attachments,
         auth,
+        branding,
         events,
         maillog,
         members,
@@ -126,6 +127,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(people.bp)
     app.register_blueprint(workspaces.bp)
     app.register_blueprint(maillog.bp)
+    app.register_blueprint(branding.bp)
     app.register_blueprint(team.bp)
     app.register_blueprint(members.bp)
     app.register_blueprint(portal.bp, url_prefix="/portal")

@@ -42,7 +42,7 @@ def announce_setup(settings: Settings, echo: Callable[[str], object]) -> None:
 @bp.before_app_request
 def require_setup() -> Any:
     """Every page but the setup page (and static files) waits for the first admin."""
-    if current_app.extensions.get(SET_UP) or request.endpoint in ("static", "setup.setup"):
+    if current_app.extensions.get(SET_UP) or request.endpoint in ("static", "setup.setup", "branding.theme"):
         return None
     if request.blueprint == "api":
         return None  # the API needs a team member's token, which cannot exist before setup

@@ -148,6 +148,17 @@ def attachment_url(settings: Settings, attachment: Attachment) -> str:
     return f"{settings.effective_base_url}/attachments/{attachment.id}/{quote(attachment.name, safe='')}"
 
 
+def brand_context(settings: Settings) -> dict[str, str]:
+    """The agency's name, accent colour and logo address for the email templates (defaults before setup)."""
+    from storage.agency import DEFAULT_ACCENT, Agency
+
+    row = Agency.get_or_none(Agency.id == 1)
+    branded = row is not None and row.setup_done_at is not None
+    return {"brand_name": _one_line(row.name, 200) if branded else PRODUCT,
+            "accent": row.accent if row is not None else DEFAULT_ACCENT,
+            "logo_url": f"{settings.effective_base_url}/branding/logo" if branded and row.logo_key else ""}
+
+
 def signed_in_url(settings: Settings, secret: str | None, url: str) -> str:
     """url on this site, reached through the email's sign-in link when there is one (a client's email):
     one click signs the recipient in (after one confirmation on a new device) and lands on url."""
@@ -286,6 +297,7 @@ def render_notification(rows: Sequence[OutboxEmail], settings: Settings,
                                     thread_url(settings, recipient, workspace) + f"#m-{messages[-1].id}"),
         "unsubscribe_url": unsubscribe,
         "reply_above_line": REPLY_ABOVE_LINE,
+        **brand_context(settings),
         "marker_id": f"{HTML_MARKER_ID_PREFIX}{lead.id:x}",
     }
     text = _env.get_template("new_message.txt").render(context)
@@ -322,7 +334,7 @@ def render_login_link(settings: Settings, user: User, url: str, *, invitation: b
                else f"You are invited to {PRODUCT}" if invitation else f"Your sign-in link for {PRODUCT}")
     context = {"subject": subject, "name": _one_line(user.name), "url": url, "invitation": invitation,
                "workspace": workspace, "minutes": settings.login_link_minutes, "team_invite": team_invite,
-               "agency": agency,
+               "agency": agency, **brand_context(settings),
                "valid_for": valid_for or f"once and for {settings.login_link_minutes} minutes"}
     return RenderedLoginLink(subject=subject, text=_env.get_template("login_link.txt").render(context),
                              html=_env.get_template("login_link.html").render(context))
