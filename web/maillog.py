@@ -7,7 +7,6 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, abort, render_template, request
-from peewee import ModelSelect
 
 from storage.files import FileStore
 from storage.mail_log import InboundEmail, OutboxEmail, read_raw_mail
@@ -30,7 +29,7 @@ def _before() -> int | None:
     return int(raw) if raw.isdigit() and len(raw) < 19 else None
 
 
-def _inbound_of(workspace: Workspace | None) -> ModelSelect:
+def _inbound_of(workspace: Workspace | None) -> Any:
     query = InboundEmail.select()
     if workspace is not None:
         thread = Thread.select(Thread.id).where(Thread.workspace == workspace)
@@ -40,14 +39,14 @@ def _inbound_of(workspace: Workspace | None) -> ModelSelect:
     return query
 
 
-def _outbound_of(workspace: Workspace | None) -> ModelSelect:
+def _outbound_of(workspace: Workspace | None) -> Any:
     query = OutboxEmail.select()
     if workspace is not None:
         query = query.where(OutboxEmail.thread.in_(Thread.select(Thread.id).where(Thread.workspace == workspace)))
     return query
 
 
-def _page(query: ModelSelect, model: Any) -> tuple[list[Any], int | None]:
+def _page(query: Any, model: Any) -> tuple[list[Any], int | None]:
     before = _before()
     if before is not None:
         query = query.where(model.id < before)
@@ -87,7 +86,7 @@ def received(inbound_id: int) -> Any:
         abort(404)
     raw = read_raw_mail(row.raw_key, FileStore(app_settings().effective_files_dir), RAW_SHOWN + 1) \
         if row.raw_key else None
-    message = Message.get_or_none(Message.id == row.message_id) if row.message_id else None
+    message = row.message if row.message is not None else None
     return render_template("manage/maillog_detail.html", row=row, message=message, outcome_words=OUTCOME_WORDS,
                            raw=raw[:RAW_SHOWN].decode("utf-8", errors="replace") if raw else None,
                            truncated=raw is not None and len(raw) > RAW_SHOWN)
