@@ -209,3 +209,17 @@ def test_a_new_agency_from_setup_to_revoked_client(product: Product, browser: An
     code, text = refused.value.recipients[reply_address]
     assert code == 550, text
     shoot(admin, "09-revoked")
+
+    # The workspace's mail log lists the notifications sent; branding reaches the sign-in page.
+    admin.goto(f"{product.url}/w/acme-corp/mail?tab=sent")
+    expect(admin.locator("#sent-log")).to_contain_text(CLIENT)
+    shoot(admin, "10-mail-log")
+    admin.goto(f"{product.url}/settings/branding")
+    admin.fill("#f-name", "Brightside Studio")
+    admin.locator("#f-accent").fill("#0e7c66")
+    admin.click("#branding-submit")
+    expect(admin.locator("#brand")).to_have_text("Brightside Studio")
+    shoot(admin, "11-branding")
+    bob.goto(f"{product.url}/login")
+    expect(bob.locator("#brand")).to_have_text("Brightside Studio")
+    shoot(bob, "12-branded-sign-in")
