@@ -16,7 +16,7 @@ from storage.models import ADMIN, TEAM, BaseModel, User, utcnow
 from storage.tokens import hash_secret
 
 DEFAULT_NAME = "WorkRate Messages"
-DEFAULT_ACCENT = "#4f46e5"
+DEFAULT_ACCENT = "#2457d6"  # the stylesheet's own --accent
 ACCENT_RE = re.compile(r"^#[0-9a-fA-F]{6}$")
 
 
