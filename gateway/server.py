@@ -55,6 +55,7 @@ from gateway.inbound import pipeline
 from gateway.inbound.authenticate import resolve_recipient
 from gateway.inbound.committer import GroupCommitter
 from gateway.inbound.mail import REPLY, InboundMail, Recipient
+from gateway.inbound.refusal_tally import tally as refusal_tally
 from gateway.inbound.store import _reset_connection, record_outcome
 
 log = logging.getLogger(__name__)
@@ -321,6 +322,9 @@ class GatewayHandler:
             return ProcessingTimeout().smtp_reply
         except InboundError as e:
             log.info("refused RCPT %r from %s: %s", address[:200], _peer(session), e.reason)
+            peer = getattr(session, "peer", None)
+            refusal_tally.note(str(peer[0]) if isinstance(peer, tuple) and peer else str(peer or ""), address,
+                               e.reason, e.code, e.text)  # for the mail log, counted, written in batches
             return e.smtp_reply
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)

@@ -28,6 +28,7 @@ from storage.models import (
     Workspace,
     utcnow,
 )
+from storage.refusals import RcptRefusal
 from storage.sessions import WebSession
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,7 @@ _V1_MODELS = [
     Workspace, User, Membership, Thread, Message, Attachment, ReplyToken, LoginToken, ApiToken,
     ReadMarker, LoginAttempt, InboundEmail, OutboxEmail, ThreadEvent,
 ]
-ALL_MODELS = [*_V1_MODELS, RawMail, WebSession, Agency]
+ALL_MODELS = [*_V1_MODELS, RawMail, WebSession, Agency, RcptRefusal]
 
 
 class SchemaVersion(BaseModel):
@@ -135,11 +136,17 @@ def _v4_sessions_roles_agency() -> None:
     User.update(team_role="admin").where((User.role == "team") & User.team_role.is_null()).execute()
 
 
+def _v5_rcpt_refusals() -> None:
+    # Refusals at RCPT time, counted per network, recipient and reason (storage/refusals.py).
+    database.create_tables([RcptRefusal], safe=True)
+
+
 MIGRATIONS: list[tuple[int, Callable[[], None]]] = [
     (1, _v1_initial),
     (2, _v2_postgres_search_column),
     (3, _v3_raw_mail_table),
     (4, _v4_sessions_roles_agency),
+    (5, _v5_rcpt_refusals),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]

@@ -389,3 +389,36 @@ def test_branding_name_logo_and_accent_reach_pages_and_emails(app: Any, world: W
     member = sign_in(app.test_client(), User.create(email="m@agency.test", name="M", role="team",
                                                     team_role="member"))
     assert member.get("/settings/branding").status_code == 403
+
+
+def test_refusals_at_rcpt_are_counted_not_stored_one_by_one(app: Any, world: World, settings: Any) -> None:
+    # A flood of refused RCPTs (a revoked address, an unknown one) becomes one counted row each.
+    import smtplib
+
+    from gateway_support import start_gateway
+    from procs import wait_until
+
+    from gateway.addresses import format_reply_address
+    from gateway.inbound.refusal_tally import tally
+    from storage.refusals import RcptRefusal
+
+    address = format_reply_address(reply_token_for(world.client, world.thread).token, settings.reply_domain)
+    set_access(world.client, world.acme, False)
+    controller = start_gateway(settings)
+    try:
+        with smtplib.SMTP("127.0.0.1", controller.port, timeout=60) as smtp:
+            smtp.ehlo("client.test")
+            smtp.mail("bob@acme.test")
+            for _ in range(30):
+                assert smtp.rcpt(address)[0] == 550
+            assert smtp.rcpt("reply+0000@reply.test")[0] == 550
+    finally:
+        controller.stop()
+    tally.flush()
+    rows = wait_until(lambda: list(RcptRefusal.select().order_by(RcptRefusal.count.desc())) or None, 30,
+                      "refusals in the log")
+    assert [(r.rcpt_to, r.count, r.smtp_code) for r in rows] == [(address, 30, 550), ("reply+0000@reply.test", 1, 550)]
+    admin = sign_in(app.test_client(), world.team)
+    page = admin.get("/w/acme/mail?tab=refused").get_data(as_text=True)
+    assert address in page and '<td class="refusal-count">30</td>' in page and "reply+0000" not in page
+    assert "reply+0000@reply.test" in admin.get("/mail?tab=refused").get_data(as_text=True)

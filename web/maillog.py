@@ -11,6 +11,7 @@ from flask import Blueprint, abort, render_template, request
 from storage.files import FileStore
 from storage.mail_log import InboundEmail, OutboxEmail, read_raw_mail
 from storage.models import Message, ReplyToken, Thread, Workspace
+from storage.refusals import RcptRefusal
 from web import app_settings
 from web.auth import admin_required
 from web.team import get_workspace_or_404
@@ -46,6 +47,20 @@ def _outbound_of(workspace: Workspace | None) -> Any:
     return query
 
 
+def _refusals_of(workspace: Workspace | None) -> Any:
+    """RCPT refusals; for a workspace, those of its (revoked or archived) reply addresses."""
+    from gateway.addresses import format_reply_address
+
+    query = RcptRefusal.select()
+    if workspace is not None:
+        domain = app_settings().reply_domain
+        tokens = ReplyToken.select(ReplyToken.token).where(
+            ReplyToken.thread.in_(Thread.select(Thread.id).where(Thread.workspace == workspace)))
+        query = query.where(RcptRefusal.rcpt_to.in_([format_reply_address(t.token, domain).lower()
+                                                     for t in tokens]))
+    return query
+
+
 def _page(query: Any, model: Any) -> tuple[list[Any], int | None]:
     before = _before()
     if before is not None:
@@ -56,9 +71,11 @@ def _page(query: Any, model: Any) -> tuple[list[Any], int | None]:
 
 
 def _render(workspace: Workspace | None) -> Any:
-    tab = "sent" if request.args.get("tab") == "sent" else "received"
+    tab = request.args.get("tab") if request.args.get("tab") in ("sent", "refused") else "received"
     if tab == "sent":
         rows, more = _page(_outbound_of(workspace), OutboxEmail)
+    elif tab == "refused":
+        rows, more = _page(_refusals_of(workspace), RcptRefusal)
     else:
         rows, more = _page(_inbound_of(workspace), InboundEmail)
     return render_template("manage/maillog.html", workspace=workspace, tab=tab, rows=rows, more=more,
