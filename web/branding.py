@@ -8,6 +8,7 @@ nosniff and a CSP that runs nothing. The accent colour reaches the pages through
 """
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
@@ -35,8 +36,21 @@ def sniff_image(head: bytes) -> str | None:
     return None
 
 
+_cache: dict[str, tuple[float, Agency | None]] = {}  # per database and app: (when read, row)
+CACHE_SECONDS = 2.0  # every page shows the brand: read it at most this often per process
+
+
 def current() -> Agency | None:
-    return Agency.get_or_none(Agency.id == 1)
+    """The agency row (None before it exists), read at most every CACHE_SECONDS per process."""
+    settings = app_settings()
+    key = f"{settings.effective_database_url} {settings.secret_key}"
+    now = time.monotonic()
+    hit = _cache.get(key)
+    if hit is not None and now - hit[0] < CACHE_SECONDS:
+        return hit[1]
+    row = Agency.get_or_none(Agency.id == 1)
+    _cache[key] = (now, row)
+    return row
 
 
 def darker(hex_colour: str, factor: float = 0.75) -> str:
@@ -107,6 +121,12 @@ def settings() -> Any:
             except DirectoryError as e:
                 errors["accent" if "colour" in str(e) else "name"] = str(e)
         if not errors:
+            forget_cached()
             flash("The branding is saved: your clients see it on their pages, the sign-in page and their emails.")
             return redirect(url_for("branding.settings"))
     return render_template("manage/branding.html", form=form, errors=errors, row=current()), 400 if errors else 200
+
+
+def forget_cached() -> None:
+    """After a change of the agency row in this process (setup, branding)."""
+    _cache.clear()

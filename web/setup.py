@@ -81,6 +81,9 @@ def setup(secret: str) -> Any:
                 errors["form"] = str(e)
             else:
                 current_app.extensions[SET_UP] = True
+                from web.branding import forget_cached
+
+                forget_cached()
                 sign_in(user, SETUP)
                 flash(f"Welcome, {user.name}. {form['agency']} is ready: create your first workspace.")
                 return redirect(url_for("workspaces.new"))
