@@ -143,6 +143,11 @@ RULES: dict[str, Rule] = {
     "live_poll_seconds": Rule(float, above=0),
     "login_link_minutes": _POSITIVE_INT,
     "proxy_hops": _NOT_NEGATIVE_INT,
+    "session_idle_days": _POSITIVE_INT,
+    "team_session_hours": _POSITIVE_INT,
+    "client_session_days": _POSITIVE_INT,
+    "email_link_days": _POSITIVE_INT,
+    "invitation_days": _POSITIVE_INT,
     "login_attempts": _POSITIVE_INT,
     "log_level": Rule(choices=("DEBUG", "INFO", "WARNING", "ERROR")),
 }
@@ -223,6 +228,11 @@ class Settings:
     live_poll_seconds: float = _default("live_poll_seconds")
     login_link_minutes: int = _default("login_link_minutes")
     proxy_hops: int = _default("proxy_hops")
+    session_idle_days: int = _default("session_idle_days")
+    team_session_hours: int = _default("team_session_hours")
+    client_session_days: int = _default("client_session_days")
+    email_link_days: int = _default("email_link_days")
+    invitation_days: int = _default("invitation_days")
     login_attempts: int = _default("login_attempts")
     log_level: str = _default("log_level")
 

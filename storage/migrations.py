@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 from peewee import AutoField, DateTimeField, IntegerField
 
+from storage.agency import Agency
 from storage.db import database, is_sqlite
 from storage.mail_log import InboundEmail, OutboxEmail, RawMail, ThreadEvent
 from storage.models import (
@@ -27,6 +28,8 @@ from storage.models import (
     Workspace,
     utcnow,
 )
+from storage.refusals import RcptRefusal
+from storage.sessions import WebSession
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +41,7 @@ _V1_MODELS = [
     Workspace, User, Membership, Thread, Message, Attachment, ReplyToken, LoginToken, ApiToken,
     ReadMarker, LoginAttempt, InboundEmail, OutboxEmail, ThreadEvent,
 ]
-ALL_MODELS = [*_V1_MODELS, RawMail]
+ALL_MODELS = [*_V1_MODELS, RawMail, WebSession, Agency, RcptRefusal]
 
 
 class SchemaVersion(BaseModel):
@@ -113,11 +116,44 @@ def _v4_reply_token_without_last_used() -> None:
         database.execute_sql('ALTER TABLE "reply_token" DROP COLUMN "last_used_at"')
 
 
+def _add_missing_columns(model: type[BaseModel], names: list[str]) -> None:
+    """Adds the model's fields `names` to its table, those that are not there yet (version 1 makes the
+    tables as the models are now, so a database created since has them already)."""
+    from playhouse.migrate import PostgresqlMigrator, SqliteMigrator, migrate
+
+    table = model._meta.table_name
+    have = {column.name for column in database.get_columns(table)}
+    migrator = SqliteMigrator(database) if is_sqlite() else PostgresqlMigrator(database)
+    fields = [model._meta.fields[name] for name in names]
+    migrate(*[migrator.add_column(table, field.column_name, field)
+              for field in fields if field.column_name not in have])
+
+
+def _v5_sessions_roles_agency() -> None:
+    # Server-side sessions (storage/sessions.py), the agency and its setup (storage/agency.py), team roles,
+    # archived workspaces, unsubscribe dates, and sign-in links that land somewhere and last for days.
+    database.create_tables([WebSession, Agency], safe=True)
+    database.execute_sql("CREATE INDEX IF NOT EXISTS web_session_user ON web_session (user_id, ended_at)")
+    _add_missing_columns(User, ["team_role", "last_seen_at"])
+    _add_missing_columns(Workspace, ["archived_at"])
+    _add_missing_columns(Membership, ["unsubscribed_at"])
+    _add_missing_columns(LoginToken, ["purpose", "target", "reusable", "workspace_id"])
+    # Everyone on the team before roles existed managed everything (through the CLI): they stay admins.
+    User.update(team_role="admin").where((User.role == "team") & User.team_role.is_null()).execute()
+
+
+def _v6_rcpt_refusals() -> None:
+    # Refusals at RCPT time, counted per network, recipient and reason (storage/refusals.py).
+    database.create_tables([RcptRefusal], safe=True)
+
+
 MIGRATIONS: list[tuple[int, Callable[[], None]]] = [
     (1, _v1_initial),
     (2, _v2_postgres_search_column),
     (3, _v3_raw_mail_table),
     (4, _v4_reply_token_without_last_used),
+    (5, _v5_sessions_roles_agency),
+    (6, _v6_rcpt_refusals),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]

@@ -339,12 +339,13 @@ def apply_unsubscribe(user_id: int, thread_id: int) -> bool:
     if user is None or thread is None:
         return False
     with write_transaction():
-        updated = (Membership.update(following=False)
+        now = utcnow()
+        updated = (Membership.update(following=False, unsubscribed_at=now)
                    .where((Membership.user == user.id) & (Membership.workspace == thread.workspace_id)).execute())
         if not updated:
             if user.role != TEAM:
                 return False
-            Membership.create(user=user, workspace=thread.workspace_id, following=False)
+            Membership.create(user=user, workspace=thread.workspace_id, following=False, unsubscribed_at=now)
     return True
 
 

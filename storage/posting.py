@@ -24,6 +24,7 @@ from storage.models import (
     Message,
     Thread,
     User,
+    Workspace,
     utcnow,
 )
 from storage.rendering import render_markdown
@@ -80,6 +81,8 @@ def post_message(
         raise PostingError("Only team members can post internal notes.")
     if not can_open_thread(Viewer.of(author), thread):
         raise PostingError(f"{author.email} has no Messages access to this workspace.")
+    if Workspace.select(Workspace.archived_at).where(Workspace.id == thread.workspace_id).scalar() is not None:
+        raise PostingError("This workspace is archived, so nothing more can be posted in it.")
     now = now or utcnow()
     visibility = VISIBILITY_INTERNAL if internal else VISIBILITY_CLIENT
     # On SQLite, take the write lock at BEGIN (IMMEDIATE): a deferred transaction whose first write meets

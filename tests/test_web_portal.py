@@ -128,12 +128,16 @@ def test_hidden_attachments_answer_404_whatever_the_url(app: Any, world: World, 
 
 
 def test_attachment_of_revoked_client_is_404(app: Any, world: World) -> None:
-    # Once access is revoked, even files the client saw before answer 404.
+    # Once access is revoked, the client's session ends at once; signed in anew, even files they saw before
+    # answer 404.
     from storage.directory import set_access
 
     client = sign_in(app.test_client(), world.client)
     assert client.get(f"/attachments/{world.public_file}/plan.txt").status_code == 200
     set_access(world.client, world.acme, False)
+    signed_out = client.get(f"/attachments/{world.public_file}/plan.txt")
+    assert signed_out.status_code == 302 and "/login" in signed_out.headers["Location"]
+    sign_in(client, world.client)
     assert client.get(f"/attachments/{world.public_file}/plan.txt").status_code == 404
 
 

@@ -44,7 +44,7 @@ def _no_access(workspace: Workspace | None) -> Any:
 @bp.route("/")
 @client_required
 def index() -> Any:
-    threads = list(visible_threads(g.viewer))
+    threads = [t for t in visible_threads(g.viewer) if not t.workspace.archived]
     if not threads:
         return render_template("portal/no_access.html", workspace=None)
     return render_template("portal/index.html", rows=workspace_rows(g.viewer, threads))

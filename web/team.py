@@ -53,8 +53,10 @@ def int_arg(name: str) -> int | None:
 @bp.route("/workspaces")
 @team_required
 def index() -> Any:
-    threads = list(visible_threads(g.viewer))
-    return render_template("team/index.html", rows=workspace_rows(g.viewer, threads))
+    """The workspaces, newest activity first; archived ones only with ?archived=1."""
+    show_archived = request.args.get("archived") == "1"
+    threads = [t for t in visible_threads(g.viewer) if t.workspace.archived == show_archived]
+    return render_template("team/index.html", rows=workspace_rows(g.viewer, threads), show_archived=show_archived)
 
 
 def preview_clients(workspace: Workspace) -> list[tuple[User, bool]]:

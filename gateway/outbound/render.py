@@ -33,7 +33,7 @@ from storage.mail_log import OutboxEmail
 from storage.models import VISIBILITY_INTERNAL, Attachment, Message, Thread, User, Workspace
 from storage.outbox import previous_mail_ids
 from storage.rendering import sanitize_html
-from storage.tokens import reply_token_for
+from storage.tokens import EMAIL, create_login_token, reply_token_for
 from storage.visibility import Viewer, visible_messages
 
 TEMPLATES_DIR = templates.FOLDER / "email"
@@ -150,6 +150,35 @@ def attachment_url(settings: Settings, attachment: Attachment) -> str:
     return serialize.attachment_url(settings.effective_base_url, attachment)
 
 
+def brand_context(settings: Settings) -> dict[str, str]:
+    """The agency's name, accent colour and logo address for the email templates (defaults before setup)."""
+    from storage.agency import DEFAULT_ACCENT, Agency
+
+    row = Agency.get_or_none(Agency.id == 1)
+    branded = row is not None and row.setup_done_at is not None
+    return {"brand_name": _one_line(row.name, 200) if branded else PRODUCT,
+            "accent": row.accent if row is not None else DEFAULT_ACCENT,
+            "logo_url": f"{settings.effective_base_url}/branding/logo" if branded and row.logo_key else ""}
+
+
+def signed_in_url(settings: Settings, secret: str | None, url: str) -> str:
+    """url on this site, reached through the email's sign-in link when there is one (a client's email):
+    one click signs the recipient in (after one confirmation on a new device) and lands on url."""
+    base = settings.effective_base_url
+    if secret is None or not url.startswith(base + "/"):
+        return url
+    return f"{base}/login/{secret}?next={quote(url[len(base):], safe='')}"
+
+
+def email_link_secret(settings: Settings, recipient: User, workspace: Workspace) -> str | None:
+    """A client's notification carries a sign-in link bound to them and to this email, valid for days
+    (EMAIL_LINK_DAYS) and dead once their access is revoked; the team signs in with a password."""
+    if recipient.is_team:
+        return None
+    return create_login_token(recipient, settings.email_link_days * 24 * 60, purpose=EMAIL, reusable=True,
+                              workspace_id=workspace.id)
+
+
 def human_size(size: int) -> str:
     value = float(size)
     for unit in ("bytes", "KB", "MB", "GB"):
@@ -245,6 +274,7 @@ def render_notification(rows: Sequence[OutboxEmail], settings: Settings,
     message_id = mail_message_id(row_ids, settings)
     token = reply_token_for(recipient, thread, internal=internal).token
     unsubscribe = unsubscribe_url(settings, recipient.id, thread.id)
+    secret = email_link_secret(settings, recipient, workspace)
     workspace_name = _one_line(workspace.name, 200) or "Workspace"
     subject = subject_for(workspace, internal)
     last_author = authors[messages[-1].author_id]
@@ -262,12 +292,15 @@ def render_notification(rows: Sequence[OutboxEmail], settings: Settings,
             "internal": m.is_internal,
             "text": m.text,
             "html": sanitize_html(m.html),
-            "attachments": [{"name": a.name, "size": human_size(a.size), "url": attachment_url(settings, a)}
+            "attachments": [{"name": a.name, "size": human_size(a.size),
+                             "url": signed_in_url(settings, secret, attachment_url(settings, a))}
                             for a in attachments.get(m.id, [])],
         } for m in messages],
-        "thread_url": thread_url(settings, recipient, workspace),
+        "thread_url": signed_in_url(settings, secret,
+                                    thread_url(settings, recipient, workspace) + f"#m-{messages[-1].id}"),
         "unsubscribe_url": unsubscribe,
         "reply_above_line": REPLY_ABOVE_LINE,
+        **brand_context(settings),
         "marker_id": f"{HTML_MARKER_ID_PREFIX}{lead.id:x}",
     }
     text = _env.get_template("new_message.txt").render(context)
@@ -289,13 +322,23 @@ def render_notification(rows: Sequence[OutboxEmail], settings: Settings,
 
 
 def render_login_link(settings: Settings, user: User, url: str, *, invitation: bool = False,
-                      workspace_name: str = "") -> RenderedLoginLink:
-    """Subject and bodies of a sign-in link (or an invitation) email, kept on its outbox row."""
+                      workspace_name: str = "", valid_for: str | None = None,
+                      agency_name: str = "") -> RenderedLoginLink:
+    """Subject and bodies of a sign-in link (or an invitation) email, kept on its outbox row.
+
+    A team member's invitation (invitation without a workspace, user on the team) asks them to choose a
+    password. valid_for says how long the link works ("for 7 days"); by default once, for minutes.
+    """
     workspace = _one_line(workspace_name, 200)
-    subject = (f"You are invited to {workspace} on {PRODUCT}" if invitation and workspace
+    agency = _one_line(agency_name, 200)
+    team_invite = invitation and user.is_team
+    subject = (f"{agency or 'Your agency'} invites you to {PRODUCT}" if team_invite
+               else f"You are invited to {workspace} on {PRODUCT}" if invitation and workspace
                else f"You are invited to {PRODUCT}" if invitation else f"Your sign-in link for {PRODUCT}")
     context = {"subject": subject, "name": _one_line(user.name), "url": url, "invitation": invitation,
-               "workspace": workspace, "minutes": settings.login_link_minutes}
+               "workspace": workspace, "minutes": settings.login_link_minutes, "team_invite": team_invite,
+               "agency": agency, **brand_context(settings),
+               "valid_for": valid_for or f"once and for {settings.login_link_minutes} minutes"}
     return RenderedLoginLink(subject=subject, text=_env.get_template("login_link.txt").render(context),
                              html=_env.get_template("login_link.html").render(context))
 
