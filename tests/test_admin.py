@@ -7,7 +7,6 @@ import re
 from typing import Any
 
 import pytest
-import web_support
 from web_support import TEAM_PASSWORD, World, post_form, sign_in
 
 from storage.directory import set_access
@@ -15,9 +14,6 @@ from storage.mail_log import OutboxEmail
 from storage.models import Membership, ReplyToken, User, Workspace
 from storage.sessions import WebSession
 from storage.tokens import reply_token_for
-
-app = web_support.app  # fixtures
-world = web_support.world
 
 LINK_RE = re.compile(r"http://app\.test(/(?:login|welcome)/[A-Za-z0-9_\-]+)")
 

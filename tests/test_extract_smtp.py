@@ -9,8 +9,6 @@ from gateway_support import People, posts, send
 
 from storage.rendering import sanitize_html
 
-pytest_plugins = ["gateway_fixtures"]  # gateway, people
-
 HTML_REPLY = (
     '<div dir="ltr"><p>Thanks Kim, <b>approved</b> with <i>one</i> change:</p>'
     "<ul><li>logo <strong>bigger</strong></li><li>see <a href=\"https://acme.test/brand\">the brand page</a></li></ul>"
