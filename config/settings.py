@@ -289,7 +289,7 @@ def load_settings(environ: Mapping[str, str] | None = None, *, ensure_secret: bo
         if values[key]:
             values[key] = str(Path(str(values[key])).resolve())
     values["log_level"] = str(values["log_level"]).upper()
-    settings = Settings(**values)  # type: ignore[arg-type]
+    settings = Settings(**values)
     if ensure_secret and not settings.secret_key:
         settings = settings.replace(secret_key=stored_secret_key(settings.data_dir))
     return settings

@@ -4,6 +4,8 @@ from __future__ import annotations
 import re
 import unicodedata
 
+from peewee import ModelSelect
+
 from storage import changes
 from storage.db import write_transaction
 from storage.models import ADMIN, CLIENT, MEMBER, ROLES, TEAM, TEAM_ROLES, Membership, Thread, User, Workspace, utcnow
@@ -155,7 +157,7 @@ def set_team_role(user: User, team_role: str) -> User:
     return user
 
 
-def other_active_admins(user: User) -> object:
+def other_active_admins(user: User) -> ModelSelect[User]:
     return User.select(User.id).where((User.team_role == ADMIN) & (User.active == True)  # noqa: E712
                                       & (User.id != user.id))
 

@@ -110,7 +110,7 @@ def settings() -> Any:
             else:
                 upload.stream.seek(0)
                 try:
-                    logo_key = FileStore(app_settings().effective_files_dir).put_stream(upload.stream,  # type: ignore[arg-type]
+                    logo_key = FileStore(app_settings().effective_files_dir).put_stream(upload.stream,
                                                                                        limit=LOGO_MAX).key
                 except TooLarge:
                     errors["logo"] = f"The logo can be at most {LOGO_MAX // 1024} KB."

@@ -155,10 +155,10 @@ def brand_context(settings: Settings) -> dict[str, str]:
     from storage.agency import DEFAULT_ACCENT, Agency
 
     row = Agency.get_or_none(Agency.id == 1)
-    branded = row is not None and row.setup_done_at is not None
-    return {"brand_name": _one_line(row.name, 200) if branded else PRODUCT,
-            "accent": row.accent if row is not None else DEFAULT_ACCENT,
-            "logo_url": f"{settings.effective_base_url}/branding/logo" if branded and row.logo_key else ""}
+    if row is None or row.setup_done_at is None:
+        return {"brand_name": PRODUCT, "accent": row.accent if row is not None else DEFAULT_ACCENT, "logo_url": ""}
+    return {"brand_name": _one_line(row.name, 200), "accent": row.accent,
+            "logo_url": f"{settings.effective_base_url}/branding/logo" if row.logo_key else ""}
 
 
 def signed_in_url(settings: Settings, secret: str | None, url: str) -> str:
