@@ -20,6 +20,7 @@ from storage.models import (
     LoginToken,
     Membership,
     Message,
+    MessageVersion,
     ReadMarker,
     ReplyToken,
     Thread,
@@ -38,7 +39,7 @@ _V1_MODELS = [
     Workspace, User, Membership, Thread, Message, Attachment, ReplyToken, LoginToken, ApiToken,
     ReadMarker, LoginAttempt, InboundEmail, OutboxEmail, ThreadEvent,
 ]
-ALL_MODELS = [*_V1_MODELS, RawMail]
+ALL_MODELS = [*_V1_MODELS, RawMail, MessageVersion]
 
 
 class SchemaVersion(BaseModel):
@@ -107,10 +108,30 @@ def _v3_raw_mail_table() -> None:
         database.execute_sql('ALTER TABLE "thread" DROP COLUMN "last_activity_at"')
 
 
+def _add_columns(model: type[BaseModel], names: list[str]) -> None:
+    """Adds the model's fields `names` that its table lacks (version 1 makes tables as the models are now)."""
+    from playhouse.migrate import PostgresqlMigrator, SqliteMigrator, migrate
+
+    table = model._meta.table_name
+    have = {column.name for column in database.get_columns(table)}
+    migrator = SqliteMigrator(database) if is_sqlite() else PostgresqlMigrator(database)
+    fields = [model._meta.fields[name] for name in names]
+    migrate(*[migrator.add_column(table, f.column_name, f) for f in fields if f.column_name not in have])
+
+
+def _v4_edits_deletes_time_zones() -> None:
+    # Edited messages keep their earlier texts; deleted ones stay as a mark; times in emails use the
+    # reader's own time zone.
+    database.create_tables([MessageVersion], safe=True)
+    _add_columns(Message, ["deleted_at"])
+    _add_columns(User, ["time_zone"])
+
+
 MIGRATIONS: list[tuple[int, Callable[[], None]]] = [
     (1, _v1_initial),
     (2, _v2_postgres_search_column),
     (3, _v3_raw_mail_table),
+    (4, _v4_edits_deletes_time_zones),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]

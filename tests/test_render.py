@@ -162,7 +162,9 @@ def test_body_markers_text_formatting_and_links(settings: Settings, make) -> Non
     mail = wire(render_notification([row], settings))
     text, html = text_of(mail), html_of(mail)
     assert text.splitlines()[0] == REPLY_ABOVE_LINE
-    assert "Revisions are **ready**:" in text and "Kim Lee" in text
+    # Plain text reads as text: no emphasis markers, links as "label (URL)".
+    assert "Revisions are ready:" in text and "Kim Lee" in text and "about (https://acme.test/a)" in text
+    assert "**" not in text and "](" not in text
     assert f'id="{HTML_MARKER_ID_PREFIX}{row.id:x}"' in html
     assert "<strong>ready</strong>" in html and "<li>home</li>" in html and 'href="https://acme.test/a"' in html
     attachment = Attachment.get(message=message)

@@ -203,7 +203,7 @@ def test_search_highlights_matching_words(app: Any, world: World) -> None:
     assert "Nothing to see" not in html
     assert '1 message match' in html
     found = newest(world.thread).id - 1
-    assert f'href="?before={found + 1}#m-{found}"' in html  # "show in the thread" opens the page holding it
+    assert f'href="?before={found + 1}&amp;highlight={found}#m-{found}"' in html
 
 
 def test_portal_search_never_finds_internal_notes(app: Any, world: World) -> None:

@@ -67,7 +67,7 @@ def render_thread(workspace: Workspace, composer: Composer | None = None, error:
         views, has_more = search_views(g.viewer, thread, query), False
     else:
         messages, has_more = load_page(g.viewer, thread, before=int_arg("before"))
-        views = build_views(messages, g.viewer)
+        views = build_views(messages, g.viewer, user=g.user)
         if messages and int_arg("before") is None:
             mark_read(g.user, thread, messages[-1].id)
     return render_template(

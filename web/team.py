@@ -5,14 +5,26 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, abort, g, get_template_attribute, jsonify, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    abort,
+    flash,
+    g,
+    get_template_attribute,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 
 from storage.directory import thread_of
 from storage.files import FileStore
 from storage.mail_log import InboundEmail, read_raw_mail
 from storage.models import CLIENT, Membership, Message, Thread, User, Workspace
-from storage.posting import PostingError, post_message
-from storage.visibility import Viewer, visible_messages, visible_threads
+from storage.posting import PostingError, delete_message, edit_message, post_message, send_correction
+from storage.units import human_size
+from storage.visibility import Viewer, may_delete, may_edit, visible_messages, visible_threads
 from web import app_settings
 from web.auth import login_required, team_required
 from web.forms import Composer, ComposerError, read_composer
@@ -28,6 +40,7 @@ from web.threadview import (
 )
 
 bp = Blueprint("team", __name__)
+bp.add_app_template_filter(human_size, "size")  # one unit system for sizes on every page (storage/units.py)
 
 RAW_MAIL_SHOWN = 2 * 1024 * 1024  # the "show full email" page shows at most this much of the raw mail
 MAX_DELIVERY_IDS = 100  # messages whose delivery status one request may ask for
@@ -98,7 +111,7 @@ def render_thread(workspace: Workspace, composer: Composer | None = None, error:
         views, has_more = search_views(viewer, thread, query), False
     else:
         messages, has_more = load_page(viewer, thread, before=int_arg("before"))
-        views = build_views(messages, viewer)
+        views = build_views(messages, viewer, user=g.user if preview_as is None else None)
         if preview_as is None and messages and int_arg("before") is None:
             mark_read(g.user, thread, messages[-1].id)
     return render_template(
@@ -128,7 +141,7 @@ def older_json(viewer: Viewer, thread: Thread, mode: str) -> Any:
     if before is None:
         return jsonify({"error": "Say which message to load older ones before (?before=ID)."}), 400
     messages, has_more = load_page(viewer, thread, before=before)
-    views = build_views(messages, viewer)
+    views = build_views(messages, viewer, user=g.user if viewer.user_id == g.user.id else None)
     return jsonify({"html": render_views(views, mode), "oldest_id": views[0].id if views else None,
                     "has_more": has_more, "count": len(views)})
 
@@ -170,7 +183,7 @@ def post_from_form(workspace: Workspace, *, allow_internal: bool, source: str, m
     except PostingError as e:
         return _post_failed(str(e), composer, page)
     if wants_json():
-        views = build_views([message], g.viewer)
+        views = build_views([message], g.viewer, user=g.user)
         return jsonify({"id": message.id, "html": render_views(views, mode)}), 201
     return redirect(f"{done_url}#m-{message.id}")
 
@@ -200,3 +213,78 @@ def original_email(message_id: int) -> Any:
     workspace = Workspace.select().join(Thread).where(Thread.id == message.thread_id).get()
     return render_template("team/email.html", message=message, inbound=inbound, workspace=workspace,
                            raw=raw[:RAW_MAIL_SHOWN].decode("utf-8", errors="replace"), truncated=truncated)
+
+
+# -- editing and deleting: one set of routes for both sides; storage/posting.py decides who may ----------
+
+def _thread_url(message: Message) -> str:
+    workspace = Workspace.select().join(Thread).where(Thread.id == message.thread_id).get()
+    endpoint = "team.thread" if g.user.is_team else "portal.thread"
+    return url_for(endpoint, slug=workspace.slug) + f"#m-{message.id}"
+
+
+def _message_json(message: Message, status: int = 200) -> Any:
+    fresh = Message.get_by_id(message.id)
+    views = build_views([fresh], g.viewer, user=g.user)
+    return jsonify({"id": message.id, "html": render_views(views, "team" if g.user.is_team else "portal")}), status
+
+
+@bp.route("/messages/<int:message_id>/edit", methods=["GET", "POST"])
+@login_required
+def edit(message_id: int) -> Any:
+    """The author's edit form (the page's script edits in place; this page is the way without it)."""
+    message = get_visible_message(g.viewer, message_id)
+    if not may_edit(g.user, message):
+        abort(403)
+    if request.method == "GET":
+        if wants_json():
+            return jsonify({"id": message.id, "text": message.text})
+        return render_template("edit_message.html", message=message, text=message.text, error=None,
+                               back=_thread_url(message))
+    text = request.form.get("text", "")
+    try:
+        edit_message(message, g.user, text)
+    except PostingError as e:
+        if wants_json():
+            return jsonify({"error": str(e)}), 400
+        return render_template("edit_message.html", message=message, text=text, error=str(e),
+                               back=_thread_url(message)), 400
+    if wants_json():
+        return _message_json(message)
+    return redirect(_thread_url(message))
+
+
+@bp.route("/messages/<int:message_id>/delete", methods=["POST"])
+@login_required
+def delete(message_id: int) -> Any:
+    message = get_visible_message(g.viewer, message_id)
+    if not may_delete(g.user, message):
+        abort(403)
+    try:
+        delete_message(message, g.user)
+    except PostingError as e:
+        if wants_json():
+            return jsonify({"error": str(e)}), 400
+        flash(str(e))
+    if wants_json():
+        return _message_json(message)
+    return redirect(_thread_url(message))
+
+
+@bp.route("/messages/<int:message_id>/correction", methods=["POST"])
+@login_required
+def correction(message_id: int) -> Any:
+    """Emails a short correction to those who were emailed the message before its last edit."""
+    message = get_visible_message(g.viewer, message_id)
+    try:
+        count = send_correction(message, g.user)
+    except PostingError as e:
+        if wants_json():
+            return jsonify({"error": str(e)}), 400
+        flash(str(e))
+        return redirect(_thread_url(message))
+    sentence = f"A correction email is on its way to {count} {'person' if count == 1 else 'people'}."
+    if wants_json():
+        return jsonify({"id": message.id, "sentence": sentence})
+    flash(sentence)
+    return redirect(_thread_url(message))

@@ -15,15 +15,34 @@ from flask import abort, get_template_attribute
 from markupsafe import Markup
 from peewee import fn
 
-from storage.mail_log import ThreadEvent
+from storage.mail_log import CORRECTION, NOTIFICATION, SENT, OutboxEmail, ThreadEvent
 from storage.models import Attachment, Message, ReadMarker, Thread, User, Workspace
 from storage.outbox import delivery_status
 from storage.rendering import sanitize_html
 from storage.search import search_terms
-from storage.visibility import Viewer, last_activity, visible_messages
+from storage.visibility import (
+    Viewer,
+    last_activity,
+    may_delete,
+    may_edit,
+    visible_messages,
+    visible_versions,
+)
 
 PAGE_SIZE = 50
 UNREAD_CAP = 99
+
+
+@dataclass
+class VersionView:
+    """An earlier text of an edited message, sanitized for the page."""
+
+    written_at: dt.datetime
+    html: Markup
+
+    @property
+    def iso_time(self) -> str:
+        return self.written_at.replace(microsecond=0).isoformat() + "Z"
 
 
 @dataclass
@@ -44,6 +63,16 @@ class MessageView:
     has_email: bool = False  # team only: the original email can be opened
     delivery: dict[str, Any] | None = None  # team only: {"sent": n, "pending": n, "failed": n, "errors": [...]}
     highlight: Markup | None = None  # search results: the text with matching words in <mark>
+    edited_at: dt.datetime | None = None
+    deleted: bool = False
+    versions: list[VersionView] = field(default_factory=list)  # earlier texts, oldest first
+    can_edit: bool = False
+    can_delete: bool = False
+    text: str = ""  # the Markdown source, for the author's edit box only
+    emailed_before_edit: bool = False  # the author's: a notification went out before the last edit
+    correction_sent: bool = False  # ... and a correction email was queued since
+    workspace_name: str = ""  # search across workspaces: where the message is
+    thread_url: str = ""
 
     @property
     def trimmed_lines(self) -> int:
@@ -56,6 +85,28 @@ class MessageView:
     @property
     def display_time(self) -> str:
         return self.created_at.strftime("%Y-%m-%d %H:%M UTC")
+
+    @property
+    def edited_iso(self) -> str:
+        return self.edited_at.replace(microsecond=0).isoformat() + "Z" if self.edited_at else ""
+
+    @property
+    def initials(self) -> str:
+        return initials(self.author_name or self.author_email)
+
+    @property
+    def day(self) -> str:
+        """The UTC date; the page regroups by the reader's own day in the browser."""
+        return self.created_at.date().isoformat()
+
+
+def initials(name: str) -> str:
+    """Up to two letters for an avatar: first letters of the first and last words."""
+    words = [w for w in re.split(r"[\s@._-]+", name) if w and w[0].isalnum()]
+    if not words:
+        return "?"
+    letters = words[0][0] + (words[-1][0] if len(words) > 1 else "")
+    return letters.upper()
 
 
 def get_visible_message(viewer: Viewer, message_id: int) -> Message:
@@ -101,8 +152,10 @@ def _delivery(message_ids: list[int]) -> dict[int, dict[str, Any]]:
     return delivery_status(message_ids) if message_ids else {}
 
 
-def build_views(messages: list[Message], viewer: Viewer, *, terms: list[str] | None = None) -> list[MessageView]:
-    """Turns messages (already filtered by visible_messages) into views with three or four queries in all."""
+def build_views(messages: list[Message], viewer: Viewer, *, terms: list[str] | None = None,
+                user: User | None = None) -> list[MessageView]:
+    """Turns messages (already filtered by visible_messages) into views with a handful of queries in all.
+    `user` (the viewer's own row) enables the Edit/Delete actions; without it none are offered."""
     if not messages:
         return []
     ids = [m.id for m in messages]
@@ -110,20 +163,54 @@ def build_views(messages: list[Message], viewer: Viewer, *, terms: list[str] | N
     files: dict[int, list[Attachment]] = {i: [] for i in ids}
     for a in Attachment.select().where(Attachment.message.in_(ids)).order_by(Attachment.id):
         files[a.message_id].append(a)
+    versions: dict[int, list[VersionView]] = {}
+    edited = [m.id for m in messages if m.edited_at is not None and not m.is_deleted]
+    for v in visible_versions(viewer, edited) if edited else []:
+        versions.setdefault(v.message_id, []).append(
+            VersionView(written_at=v.written_at, html=Markup(sanitize_html(v.html))))
     delivery = _delivery(ids) if viewer.is_team else {}
+    mine_edited = [m for m in messages if m.author_id == viewer.user_id and m.edited_at and not m.is_deleted]
+    emailed, corrected = _emailed_before_edit(mine_edited)
     views = []
     for m in messages:
         author = authors[m.author_id]
+        mine = m.author_id == viewer.user_id
         views.append(MessageView(
             id=m.id, author_name=author.name, author_email=author.email, author_is_team=author.is_team,
             created_at=m.created_at, source=m.source, internal=m.is_internal,
-            html=Markup(sanitize_html(m.html)), attachments=files[m.id], mine=m.author_id == viewer.user_id,
+            html=Markup(sanitize_html(m.html)), attachments=files[m.id], mine=mine,
             trimmed_text=m.trimmed_text if viewer.is_team else None,
-            has_email=viewer.is_team and m.inbound_email_id is not None,
+            has_email=viewer.is_team and m.inbound_email_id is not None and not m.is_deleted,
             delivery=delivery.get(m.id) if viewer.is_team else None,
             highlight=highlight(m.text, terms) if terms else None,
+            edited_at=m.edited_at, deleted=m.is_deleted, versions=versions.get(m.id, []),
+            can_edit=user is not None and user.id == viewer.user_id and may_edit(user, m),
+            can_delete=user is not None and user.id == viewer.user_id and may_delete(user, m),
+            text=m.text if mine else "",
+            emailed_before_edit=m.id in emailed, correction_sent=m.id in corrected,
         ))
     return views
+
+
+def _emailed_before_edit(messages: list[Message]) -> tuple[set[int], set[int]]:
+    """Of these edited messages: those whose notification email went out before the last edit, and those
+    of them whose correction email has been queued since."""
+    if not messages:
+        return set(), set()
+    edited_at = {m.id: m.edited_at for m in messages}
+    emailed: set[int] = set()
+    corrected: set[int] = set()
+    rows = (OutboxEmail.select(OutboxEmail.message, OutboxEmail.kind, OutboxEmail.sent_at, OutboxEmail.created_at)
+            .where(OutboxEmail.message.in_(list(edited_at))
+                   & (((OutboxEmail.kind == NOTIFICATION) & (OutboxEmail.status == SENT))
+                      | (OutboxEmail.kind == CORRECTION))))
+    for row in rows:
+        when = edited_at[row.message_id]
+        if row.kind == NOTIFICATION and row.sent_at is not None and row.sent_at < when:
+            emailed.add(row.message_id)
+        elif row.kind == CORRECTION and row.created_at >= when:
+            corrected.add(row.message_id)
+    return emailed, corrected
 
 
 def render_views(views: list[MessageView], mode: str) -> str:

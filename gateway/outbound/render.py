@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
+import re
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from email.policy import EmailPolicy
 from email.utils import format_datetime
 from pathlib import Path
 from urllib.parse import quote
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import jinja2
 
@@ -32,6 +34,7 @@ from storage.models import VISIBILITY_INTERNAL, Attachment, Message, Thread, Use
 from storage.outbox import previous_mail_ids
 from storage.rendering import sanitize_html
 from storage.tokens import reply_token_for
+from storage.units import human_size
 from storage.visibility import Viewer, visible_messages
 
 TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "templates" / "email"
@@ -148,17 +151,41 @@ def attachment_url(settings: Settings, attachment: Attachment) -> str:
     return f"{settings.effective_base_url}/attachments/{attachment.id}/{quote(attachment.name, safe='')}"
 
 
-def human_size(size: int) -> str:
-    value = float(size)
-    for unit in ("bytes", "KB", "MB", "GB"):
-        if value < 1024 or unit == "GB":
-            return f"{int(value)} {unit}" if unit == "bytes" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{size} bytes"
+def _when(created_at: dt.datetime, recipient: User | None = None) -> str:
+    """The time in the recipient's own time zone (stored from their browser), UTC when unknown."""
+    zone = time_zone(recipient.time_zone if recipient is not None else None)
+    local = created_at.replace(tzinfo=dt.UTC).astimezone(zone)
+    return local.strftime("%a %d %b %Y, %H:%M ") + (local.tzname() or "UTC")
 
 
-def _when(created_at: dt.datetime) -> str:
-    return created_at.strftime("%a %d %b %Y, %H:%M UTC")
+def time_zone(name: str | None) -> dt.tzinfo:
+    """The IANA zone of that name, UTC for none or an unknown one."""
+    if not name:
+        return dt.UTC
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return dt.UTC
+
+
+_MD_LINK = re.compile(r"(?<!!)\[([^\]\n]{1,500})\]\(\s*<?([^\s)>]{1,2000})>?(?:\s+\"[^\"]*\")?\s*\)")
+_MD_IMAGE = re.compile(r"!\[([^\]\n]{0,500})\]\(\s*<?([^\s)>]{1,2000})>?(?:\s+\"[^\"]*\")?\s*\)")
+_MD_AUTOLINK = re.compile(r"<((?:https?|mailto):[^\s>]{1,2000})>")
+_MD_STRONG = re.compile(r"(\*\*|__)(?=\S)(.+?)(?<=\S)\1")
+
+
+def plain_text(markdown: str) -> str:
+    """Markdown as a person reads it in a plain-text email: links as "text (URL)" (or just the URL),
+    no emphasis markers. Lists, quotes and code stay as written (they read well as they are)."""
+    def link(match: re.Match[str]) -> str:
+        label, url = match.group(1).strip(), match.group(2)
+        bare = url.removeprefix("mailto:")
+        return url if label in (url, bare, "") else f"{label} ({url})"
+
+    text = _MD_IMAGE.sub(lambda m: f"{m.group(1) or 'image'} ({m.group(2)})", markdown or "")
+    text = _MD_LINK.sub(link, text)
+    text = _MD_AUTOLINK.sub(r"\1", text)
+    return _MD_STRONG.sub(r"\2", text)
 
 
 def _address(name: str, addr: str) -> Address | str:
@@ -183,8 +210,9 @@ def visible_rows(rows: Sequence[OutboxEmail]) -> tuple[list[OutboxEmail], list[O
         recipient = User.get_or_none(User.id == recipient_id)
         if recipient is None:
             continue
+        # A deleted message is visible as a mark, but nothing is emailed about it.
         seen = dict(visible_messages(Viewer.of(recipient), thread_id)
-                    .where(Message.id.in_([r.message_id for r in group]))
+                    .where(Message.id.in_([r.message_id for r in group]) & Message.deleted_at.is_null(True))
                     .select(Message.id, Message.visibility).tuples())
         for row in group:
             visibility = seen.get(row.message_id)
@@ -232,7 +260,10 @@ def render_notification(rows: Sequence[OutboxEmail], settings: Settings,
     thread = Thread.get_by_id(lead.thread_id)
     workspace = Workspace.get_by_id(thread.workspace_id)
     messages = list(visible_messages(Viewer.of(recipient), thread)
-                    .where(Message.id.in_([r.message_id for r in rows])).order_by(Message.id))
+                    .where(Message.id.in_([r.message_id for r in rows]) & Message.deleted_at.is_null(True))
+                    .order_by(Message.id))
+    if not messages:
+        raise NothingVisible("the messages were deleted")
     authors = {u.id: u for u in User.select().where(User.id.in_({m.author_id for m in messages}))}
     attachments: dict[int, list[Attachment]] = {}
     for a in Attachment.select().where(Attachment.message.in_([m.id for m in messages])).order_by(Attachment.id):
@@ -255,9 +286,9 @@ def render_notification(rows: Sequence[OutboxEmail], settings: Settings,
                   else f"New {'internal note' if internal else 'message'} in {workspace_name}:"),
         "messages": [{
             "author": _one_line(authors[m.author_id].name),
-            "when": _when(m.created_at),
+            "when": _when(m.created_at, recipient),
             "internal": m.is_internal,
-            "text": m.text,
+            "text": plain_text(m.text),
             "html": sanitize_html(m.html),
             "attachments": [{"name": a.name, "size": human_size(a.size), "url": attachment_url(settings, a)}
                             for a in attachments.get(m.id, [])],
@@ -282,6 +313,42 @@ def render_notification(rows: Sequence[OutboxEmail], settings: Settings,
     mail["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     mail.set_content(text)
     mail.add_alternative(html, subtype="html")
+    return mail
+
+
+def render_correction(row: OutboxEmail, settings: Settings, now: dt.datetime | None = None) -> EmailMessage:
+    """A short email saying a message emailed earlier was edited, with its text as it reads now; it joins
+    the recipient's thread of notification emails. Raises NothingVisible when the recipient may no longer
+    see the message (or it was deleted)."""
+    visible, _hidden = visible_rows([row])
+    if not visible:
+        raise NothingVisible("the recipient can no longer see this message")
+    recipient = User.get_by_id(row.recipient_id)
+    thread = Thread.get_by_id(row.thread_id)
+    workspace = Workspace.get_by_id(thread.workspace_id)
+    message = Message.get_by_id(row.message_id)
+    author = User.get_by_id(message.author_id)
+    internal = bool(row.internal)
+    workspace_name = _one_line(workspace.name, 200) or "Workspace"
+    subject = "Correction: " + subject_for(workspace, internal)
+    context = {
+        "author": _one_line(author.name), "workspace": workspace_name, "internal": internal,
+        "when": _when(message.created_at, recipient), "text": plain_text(message.text),
+        "html": sanitize_html(message.html), "thread_url": thread_url(settings, recipient, workspace),
+        "reply_above_line": REPLY_ABOVE_LINE,
+    }
+    mail = EmailMessage(policy=MAIL_POLICY)
+    _base_headers(mail, settings, display_name=_one_line(author.name), to_name=recipient.name,
+                  to_address=row.to_address, subject=subject, message_id=mail_message_id([row.id], settings),
+                  now=now or _utcnow())
+    mail["Reply-To"] = format_reply_address(reply_token_for(recipient, thread, internal=internal).token,
+                                            settings.reply_domain)
+    root = thread_root_id(settings, recipient.id, thread.id, internal)
+    previous = previous_mail_ids(recipient.id, thread.id, internal, before_id=row.id)
+    mail["In-Reply-To"] = previous[-1] if previous else root
+    mail["References"] = " ".join([root, *previous])
+    mail.set_content(_env.get_template("correction.txt").render(context))
+    mail.add_alternative(_env.get_template("correction.html").render(context), subtype="html")
     return mail
 
 
@@ -319,5 +386,6 @@ def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
-__all__ = ["render_notification", "render_login_link", "stored_mail", "visible_rows", "mail_message_id",
-           "thread_root_id", "subject_for", "NothingVisible", "header_block", "MAIL_POLICY"]
+__all__ = ["render_notification", "render_correction", "render_login_link", "stored_mail", "visible_rows",
+           "mail_message_id", "thread_root_id", "plain_text", "time_zone",
+           "subject_for", "NothingVisible", "header_block", "MAIL_POLICY"]

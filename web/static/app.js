@@ -41,6 +41,126 @@
     return true;
   }
 
+  // Redraws a message already on the page. The live stream's rendering is shared by everyone of the same
+  // audience, so it carries no Edit/Delete menu: the one already on the page is kept (unless deleted).
+  function replaceMessage(html, id) {
+    var old = document.getElementById("m-" + id);
+    if (!old) { return false; }
+    var holder = document.createElement("div");
+    holder.innerHTML = html;
+    var fresh = holder.firstElementChild;
+    if (!fresh) { return false; }
+    var menu = old.querySelector(".message-menu");
+    if (menu && !fresh.querySelector(".message-menu") && !fresh.classList.contains("deleted")) {
+      var head = fresh.querySelector(".message-head");
+      if (head) { menu.open = false; head.appendChild(menu); }
+    }
+    ["continued", "unread-first"].forEach(function (c) { if (old.classList.contains(c)) { fresh.classList.add(c); } });
+    old.replaceWith(fresh);
+    localTimes(fresh);
+    fresh.classList.add("changed");
+    return true;
+  }
+
+  function postJSON(url, body) {
+    return fetch(url, {
+      method: "POST", body: body, credentials: "same-origin", headers: { Accept: "application/json" }
+    }).then(function (r) {
+      return r.json().catch(function () { return { error: "The server answered " + r.status + "." }; });
+    });
+  }
+
+  function csrfToken() {
+    var input = document.querySelector("input[name=csrf_token]");
+    return input ? input.value : "";
+  }
+
+  // Edit in place (the Edit link opens a page of its own without this script), delete after a confirmation.
+  function setupMessageActions(list) {
+    list.addEventListener("click", function (ev) {
+      var link = ev.target.closest(".edit-link");
+      if (!link) { return; }
+      ev.preventDefault();
+      var article = link.closest(".message");
+      var menu = link.closest("details");
+      if (menu) { menu.open = false; }
+      if (article.querySelector(".inline-edit")) { return; }
+      fetch(link.href, { headers: { Accept: "application/json" }, credentials: "same-origin" })
+        .then(function (r) { return r.json(); })
+        .then(function (data) { if (data.text !== undefined) { openEditor(article, link.href, data.text); } });
+    });
+    list.addEventListener("submit", function (ev) {
+      var form = ev.target;
+      if (form.classList.contains("delete-form")) {
+        ev.preventDefault();
+        if (!window.confirm("Delete this message? Everyone will see that a message was deleted, and its files stop downloading.")) { return; }
+        postJSON(form.action, new FormData(form)).then(function (data) {
+          if (data.html) { replaceMessage(data.html, data.id); }
+        });
+      } else if (form.classList.contains("correction-form")) {
+        ev.preventDefault();
+        postJSON(form.action, new FormData(form)).then(function (data) {
+          var note = document.createElement("span");
+          note.className = "correction-sent";
+          note.textContent = data.error || data.sentence;
+          form.replaceWith(note);
+        });
+      }
+    });
+  }
+
+  function openEditor(article, url, text) {
+    var body = article.querySelector(".message-body");
+    var form = document.createElement("form");
+    form.className = "inline-edit";
+    var label = document.createElement("label");
+    label.className = "visually-hidden";
+    label.textContent = "Edit message";
+    var area = document.createElement("textarea");
+    area.name = "text";
+    area.value = text;
+    area.rows = Math.min(12, Math.max(3, text.split("\n").length + 1));
+    area.id = "edit-" + article.dataset.messageId;
+    label.htmlFor = area.id;
+    var error = document.createElement("p");
+    error.className = "form-error";
+    error.setAttribute("role", "alert");
+    error.hidden = true;
+    var actions = document.createElement("div");
+    actions.className = "form-actions";
+    var save = document.createElement("button");
+    save.type = "submit";
+    save.className = "button primary";
+    save.textContent = "Save";
+    var cancel = document.createElement("button");
+    cancel.type = "button";
+    cancel.className = "button secondary";
+    cancel.textContent = "Cancel";
+    actions.append(save, cancel);
+    form.append(label, area, error, actions);
+    body.hidden = true;
+    body.after(form);
+    area.focus();
+    function close() { form.remove(); body.hidden = false; }
+    cancel.addEventListener("click", close);
+    area.addEventListener("keydown", function (ev) {
+      if (ev.key === "Escape") { close(); }
+      if (ev.key === "Enter" && (ev.ctrlKey || ev.metaKey)) { ev.preventDefault(); form.requestSubmit(save); }
+    });
+    form.addEventListener("submit", function (ev) {
+      ev.preventDefault();
+      var data = new FormData();
+      data.append("csrf_token", csrfToken());
+      data.append("text", area.value);
+      save.disabled = true;
+      postJSON(url, data).then(function (answer) {
+        save.disabled = false;
+        if (answer.error) { error.textContent = answer.error; error.hidden = false; return; }
+        replaceMessage(answer.html, answer.id);
+      });
+    });
+  }
+
   function setupOlder(thread) {
     var older = $("#older");
     if (!older) { return; }
@@ -75,6 +195,13 @@
     source.addEventListener("message", function (ev) {
       var data = JSON.parse(ev.data);
       appendMessage(data.html, data.message_id);
+    });
+    // An edit or a delete redraws the message in place, wherever the reader is.
+    ["edit", "delete"].forEach(function (kind) {
+      source.addEventListener(kind, function (ev) {
+        var data = JSON.parse(ev.data);
+        replaceMessage(data.html, data.message_id);
+      });
     });
     source.addEventListener("closed", function () { source.close(); });
     thread.dataset.live = "on";
@@ -192,6 +319,7 @@
       setupOlder(thread);
       setupLive(thread);
       setupDelivery(thread);
+      setupMessageActions(thread);
       if (!location.hash && location.search.indexOf("before=") < 0 && !$("#search-summary")) { scrollToBottom(); }
       // Thumbnails load after that and make the page taller: stay at the bottom, or the newest message
       // ends up behind the composer.
