@@ -180,6 +180,20 @@ def visible_threads(viewer: Viewer) -> ModelSelect:
     return query.where(Thread.workspace.in_(workspaces))
 
 
+def visible_messages_anywhere(viewer: Viewer) -> ModelSelect:
+    """The messages of every thread viewer may open that viewer may see (search across workspaces): the
+    same rule as visible_messages, applied to all of visible_threads(viewer) at once."""
+    if viewer.role == OPERATOR:
+        return Message.select()
+    threads = visible_threads(viewer).select(Thread.id)
+    query = Message.select().where(Message.thread.in_(threads))
+    if viewer.is_team:
+        return query.where(fn.EXISTS(_active_team_member(viewer.user_id)))
+    if viewer.is_client:
+        return query.where(Message.visibility == VISIBILITY_CLIENT)
+    return query.where(Message.id.is_null(True) & Message.id.is_null(False))
+
+
 def last_activity(viewer: Viewer, thread: Thread) -> dt.datetime:
     """When the newest message of thread that viewer may see was posted (the thread's creation when there is
     none): a client's list never dates an internal note. One index lookup, newest first."""
@@ -250,7 +264,8 @@ _CAN_OPEN = {
 }
 
 
-__all__ = ["Viewer", "visible_messages", "can_see", "visible_versions", "can_edit", "can_delete", "may_edit",
+__all__ = ["Viewer", "visible_messages", "can_see", "visible_versions",
+           "visible_messages_anywhere", "can_edit", "can_delete", "may_edit",
            "may_delete", "is_admin", "can_open_thread", "visible_threads", "audience", "who_can_see",
            "last_activity",
            "VISIBILITY_CLIENT", "VISIBILITY_INTERNAL"]

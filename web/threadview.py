@@ -22,7 +22,6 @@ from storage.rendering import sanitize_html
 from storage.search import search_terms
 from storage.visibility import (
     Viewer,
-    last_activity,
     may_delete,
     may_edit,
     visible_messages,
@@ -234,15 +233,74 @@ def highlight(text: str, terms: list[str] | None) -> Markup:
     return Markup("".join(out))
 
 
-def search_views(viewer: Viewer, thread: Thread, query: str, limit: int = PAGE_SIZE) -> list[MessageView]:
-    from storage.search import search_messages
+_TAG_RE = re.compile(r"(<[^>]*>)")
+
+
+def highlight_html(safe_html: str, terms: list[str] | None) -> Markup:
+    """Sanitized HTML with each word that starts with a search term wrapped in <mark>: only text between
+    tags is touched (never a tag or an attribute), and never inside an entity such as &amp;."""
+    if not terms:
+        return Markup(safe_html)
+    pattern = re.compile(r"(?<![\w&#])(?:" + "|".join(re.escape(html.escape(t)) for t in terms) + r")\w*(?!;)",
+                         re.IGNORECASE)
+    parts = _TAG_RE.split(safe_html)
+    for i in range(0, len(parts), 2):  # even indexes are text, odd ones are tags
+        parts[i] = pattern.sub(lambda m: "<mark>" + m.group(0) + "</mark>", parts[i])
+    return Markup("".join(parts))
+
+
+@dataclass
+class SearchGroup:
+    """The results of one workspace."""
+
+    workspace: Workspace
+    url: str
+    messages: list[MessageView]
+
+    @property
+    def count_label(self) -> str:
+        return count_label(len(self.messages), "message")
+
+
+def count_label(n: int, noun: str) -> str:
+    """English counts: "1 message", "3 messages", "no messages"."""
+    if n == 0:
+        return f"no {noun}s"
+    return f"{n:,} {noun}" + ("" if n == 1 else "s")
+
+
+SEARCH_LIMIT = 50
+
+
+def search_groups(viewer: Viewer, query: str, thread_url: Any, *, thread: Thread | None = None,
+                  limit: int = SEARCH_LIMIT) -> tuple[list[SearchGroup], int, bool]:
+    """The newest `limit` matches across every workspace viewer may open (or one thread), grouped by
+    workspace (most recent match first), each message drawn with its matches marked; also the number
+    of matches shown and whether more exist."""
+    from storage.search import search_everywhere, search_messages
 
     terms = search_terms(query)
     if not terms:
-        return []
-    found = list(search_messages(viewer, thread, query).limit(limit))
-    found.sort(key=lambda m: m.id)
-    return build_views(found, viewer, terms=terms)
+        return [], 0, False
+    found_q = search_messages(viewer, thread, query) if thread is not None else search_everywhere(viewer, query)
+    found = list(found_q.where(Message.deleted_at.is_null(True)).limit(limit + 1))
+    more = len(found) > limit
+    found = found[:limit]
+    threads = {t.id: t for t in Thread.select(Thread, Workspace).join(Workspace)
+               .where(Thread.id.in_({m.thread_id for m in found}))} if found else {}
+    groups: dict[int, SearchGroup] = {}
+    for view, m in zip(build_views(found, viewer), found, strict=True):
+        t = threads[m.thread_id]
+        group = groups.get(t.id)
+        if group is None:
+            group = groups[t.id] = SearchGroup(workspace=t.workspace, url=thread_url(t.workspace), messages=[])
+        view.highlight = highlight_html(str(view.html), terms)
+        view.thread_url = group.url
+        view.workspace_name = t.workspace.name
+        group.messages.append(view)
+    for group in groups.values():
+        group.messages.sort(key=lambda v: v.id)
+    return list(groups.values()), len(found), more
 
 
 def mark_read(user: User, thread: Thread, message_id: int) -> None:
@@ -264,14 +322,34 @@ class WorkspaceRow:
     thread: Thread
     unread: int
     last_activity_at: dt.datetime  # of what this viewer may see: a client's list never dates an internal note
+    preview: str = ""  # the start of the newest message this viewer may see
+    preview_author: str = ""
+    awaiting_reply: bool = False  # team: the client spoke last
 
     @property
     def unread_label(self) -> str:
         return f"{UNREAD_CAP}+" if self.unread > UNREAD_CAP else str(self.unread)
 
+    @property
+    def iso_time(self) -> str:
+        return self.last_activity_at.replace(microsecond=0).isoformat() + "Z"
+
+
+PREVIEW_LENGTH = 90
+
+
+def preview_text(markdown: str) -> str:
+    """One line of plain text from a message's Markdown, for lists."""
+    text = re.sub(r"!?\[([^\]]*)\]\([^)]*\)", r"\1", markdown or "")
+    text = re.sub(r"[*_`>#~]+", "", text)
+    text = re.sub(r"^\s*(?:[-+]|\d+\.)\s+", "", text, flags=re.M)
+    text = " ".join(text.split())
+    return text if len(text) <= PREVIEW_LENGTH else text[:PREVIEW_LENGTH - 1].rstrip() + "…"
+
 
 def workspace_rows(viewer: Viewer, threads: list[Thread]) -> list[WorkspaceRow]:
-    """Workspaces with last activity and unread count (visible messages after the person's read marker)."""
+    """Workspaces with their newest visible message (time, preview, who spoke last) and unread count
+    (visible messages after the person's read marker), most recently active first."""
     markers = {r.thread_id: r.last_read_message_id
                for r in ReadMarker.select().where((ReadMarker.user == viewer.user_id)
                                                   & ReadMarker.thread.in_([t.id for t in threads]))} if threads else {}
@@ -280,7 +358,23 @@ def workspace_rows(viewer: Viewer, threads: list[Thread]) -> list[WorkspaceRow]:
         unread_q = (visible_messages(viewer, t)
                     .where((Message.id > markers.get(t.id, 0)) & (Message.author != viewer.user_id))
                     .select(Message.id).limit(UNREAD_CAP + 1))
-        rows.append(WorkspaceRow(workspace=t.workspace, thread=t, unread=unread_q.count(),
-                                 last_activity_at=last_activity(viewer, t)))
+        # The newest message through the rule, like storage.visibility.last_activity (one index lookup).
+        newest = (visible_messages(viewer, t)
+                  .select(Message.text, Message.created_at, Message.deleted_at, User.name, User.role)
+                  .join(User, on=(Message.author == User.id)).order_by(Message.id.desc()).limit(1).first())
+        row = WorkspaceRow(workspace=t.workspace, thread=t, unread=unread_q.count(),
+                           last_activity_at=newest.created_at if newest else t.created_at)
+        if newest is not None:
+            row.preview = "Message deleted" if newest.deleted_at else preview_text(newest.text)
+            row.preview_author = newest.author.name
+            row.awaiting_reply = viewer.is_team and newest.author.role == "client"
+        rows.append(row)
     rows.sort(key=lambda r: r.last_activity_at, reverse=True)
     return rows
+
+
+def last_read_id(user: User, thread: Thread) -> int:
+    """The newest message this person had seen in the thread (0 when none), read before marking new ones."""
+    marker = (ReadMarker.select(ReadMarker.last_read_message_id)
+              .where((ReadMarker.user == user.id) & (ReadMarker.thread == thread.id)).scalar())
+    return int(marker or 0)
