@@ -374,3 +374,12 @@ def time_zone() -> Any:
             return jsonify({"error": error}), 400
     return render_template("me.html", zones=["UTC", *zones], current=g.user.time_zone or "", error=error), \
         400 if error else 200
+
+
+@bp.route("/messages/<int:message_id>/read", methods=["POST"])
+@login_required
+def read(message_id: int) -> Any:
+    """The page saw this message arrive live while in view: unread counts and the "New" divider move on."""
+    message = get_visible_message(g.viewer, message_id)
+    mark_read(g.user, Thread.get_by_id(message.thread_id), message.id)
+    return jsonify({"id": message.id})

@@ -6,6 +6,7 @@
 
   var DELIVERY_REFRESH_MS = 10000;
   var SIDEBAR_REFRESH_MS = 20000;
+  var ANNOUNCE_KEEP_MS = 15000;  // a screen reader has read it by then; the region stays short
 
   function $(sel, root) { return (root || document).querySelector(sel); }
 
@@ -135,6 +136,7 @@
       (body ? body.textContent.trim().slice(0, 140) : "");
     box.appendChild(line);
     while (box.childNodes.length > 3) { box.removeChild(box.firstChild); }
+    window.setTimeout(function () { line.remove(); }, ANNOUNCE_KEEP_MS);
   }
 
   function notifyHidden(article) {
@@ -151,8 +153,24 @@
     }
   }
 
+  // Tells the server the newest message seen while the page is in view (for unread counts elsewhere).
+  var newestSeen = 0;
+  function markSeen() {
+    var thread = $("#thread");
+    if (!thread || !thread.dataset.readUrl || document.hidden || !thread.dataset.eventsUrl) { return; }
+    var last = 0;
+    document.querySelectorAll("#messages .message").forEach(function (a) {
+      last = Math.max(last, parseInt(a.dataset.messageId, 10) || 0);
+    });
+    if (last <= newestSeen) { return; }
+    newestSeen = last;
+    var data = new FormData();
+    data.append("csrf_token", csrfToken());
+    postJSON(thread.dataset.readUrl.replace(/\/0\/read$/, "/" + last + "/read"), data).catch(function () {});
+  }
+
   document.addEventListener("visibilitychange", function () {
-    if (!document.hidden) { setUnseen(0); markNewDivider.lastSeenSet = false; }
+    if (!document.hidden) { setUnseen(0); markNewDivider.lastSeenSet = false; markSeen(); }
   });
 
   function setupNotifyButton(thread) {
@@ -183,9 +201,12 @@
     var jump = $("#jump-latest");
     if (!jump) { return; }
     var pending = 0;
+    var composer = $("#composer");
     function update() {
       var far = !nearBottom();
       jump.hidden = !far;
+      // Float just above the (sticky) composer, whatever its height.
+      if (composer) { jump.style.bottom = (composer.getBoundingClientRect().height + 12) + "px"; }
       if (!far) { pending = 0; }
       $(".jump-count", jump).textContent = pending ? "(" + pending + " new)" : "";
     }
@@ -265,6 +286,7 @@
     if (stick) { scrollToBottom(); }
     var thread = $("#thread");
     if (thread) { thread.dispatchEvent(new CustomEvent("workrate:arrived")); }
+    markSeen();
     return true;
   }
 
@@ -324,6 +346,8 @@
         if (!window.confirm("Delete this message? Everyone will see that a message was deleted, and its files stop downloading.")) { return; }
         postJSON(form.action, new FormData(form)).then(function (data) {
           if (data.html) { replaceMessage(data.html, data.id); }
+          var box = $("#announcer");
+          if (box) { box.textContent = ""; }
         });
       } else if (form.classList.contains("correction-form")) {
         ev.preventDefault();
@@ -430,6 +454,7 @@
       source.addEventListener(kind, function (ev) {
         var data = JSON.parse(ev.data);
         replaceMessage(data.html, data.message_id);
+        if (kind === "delete") { var box = $("#announcer"); if (box) { box.textContent = ""; } }
       });
     });
     source.addEventListener("closed", function () { source.close(); });
