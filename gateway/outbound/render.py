@@ -136,9 +136,27 @@ def thread_root_id(settings: Settings, recipient_id: int, thread_id: int, intern
     return f"<wr.thread.{thread_id}.{_digest(settings, key)}@{mail_domain(settings)}>"
 
 
-def subject_for(workspace: Workspace, internal: bool) -> str:
-    subject = f"{_one_line(workspace.name, 150) or 'Workspace'}{SUBJECT_SEPARATOR}messages"
+SUBJECT_EXCERPT_LENGTH = 60
+
+
+def subject_for(workspace: Workspace, internal: bool, excerpt: str = "") -> str:
+    """ "Acme Co — The homepage draft is ready…": the workspace and the start of the newest message. Mail
+    clients keep the emails of a workspace in one conversation through In-Reply-To and References, which
+    point at the earlier notifications (Gmail also wants the same subject: it starts a new conversation)."""
+    subject = f"{_one_line(workspace.name, 150) or 'Workspace'}{SUBJECT_SEPARATOR}{excerpt or 'messages'}"
     return INTERNAL_SUBJECT_PREFIX + subject if internal else subject
+
+
+def excerpt(markdown: str, limit: int = SUBJECT_EXCERPT_LENGTH) -> str:
+    """The start of a message as one line of plain text, cut at a word."""
+    text = plain_text(markdown)
+    text = re.sub(r"(?m)^\s*(?:[-*+>]|\d+\.)\s+", "", text)
+    text = " ".join(re.sub(r"(?<!\w)[*_`~]+|[*_`~]+(?!\w)", "", text).split())
+    text = _one_line(text, 1000)
+    if len(text) <= limit:
+        return text
+    cut = text[:limit].rsplit(" ", 1)[0] if " " in text[:limit] else text[:limit]
+    return cut.rstrip(" ,.;:-—") + "…"
 
 
 def thread_url(settings: Settings, recipient: User, workspace: Workspace) -> str:
@@ -274,7 +292,11 @@ def render_notification(rows: Sequence[OutboxEmail], settings: Settings,
     token = reply_token_for(recipient, thread, internal=internal).token
     unsubscribe = unsubscribe_url(settings, recipient.id, thread.id)
     workspace_name = _one_line(workspace.name, 200) or "Workspace"
-    subject = subject_for(workspace, internal)
+    newest_text = excerpt(messages[-1].text)
+    if not newest_text:
+        files = attachments.get(messages[-1].id, [])
+        newest_text = f"{_one_line(authors[messages[-1].author_id].name)} sent {files[0].name}" if files else ""
+    subject = subject_for(workspace, internal, newest_text)
     last_author = authors[messages[-1].author_id]
     names = sorted({_one_line(authors[m.author_id].name) for m in messages})
     context = {
@@ -330,7 +352,7 @@ def render_correction(row: OutboxEmail, settings: Settings, now: dt.datetime | N
     author = User.get_by_id(message.author_id)
     internal = bool(row.internal)
     workspace_name = _one_line(workspace.name, 200) or "Workspace"
-    subject = "Correction: " + subject_for(workspace, internal)
+    subject = "Correction: " + subject_for(workspace, internal, excerpt(message.text))
     context = {
         "author": _one_line(author.name), "workspace": workspace_name, "internal": internal,
         "when": _when(message.created_at, recipient), "text": plain_text(message.text),
@@ -388,4 +410,4 @@ def _utcnow() -> dt.datetime:
 
 __all__ = ["render_notification", "render_correction", "render_login_link", "stored_mail", "visible_rows",
            "mail_message_id", "thread_root_id", "plain_text", "time_zone",
-           "subject_for", "NothingVisible", "header_block", "MAIL_POLICY"]
+           "subject_for", "excerpt", "NothingVisible", "header_block", "MAIL_POLICY"]
