@@ -114,7 +114,7 @@ def render_thread(workspace: Workspace, composer: Composer | None = None, error:
         return redirect(url_for("team.search", q=query))
     viewer = g.viewer
     preview_as = None
-    clients = []
+    clients: list[tuple[User, bool]] = []
     if "as" in request.args:
         preview_as, clients = choose_preview(workspace)
         if preview_as is not None:

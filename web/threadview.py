@@ -196,7 +196,7 @@ def _emailed_before_edit(messages: list[Message]) -> tuple[set[int], set[int]]:
     of them whose correction email has been queued since."""
     if not messages:
         return set(), set()
-    edited_at = {m.id: m.edited_at for m in messages}
+    edited_at: dict[int, dt.datetime] = {m.id: m.edited_at for m in messages if m.edited_at is not None}
     emailed: set[int] = set()
     corrected: set[int] = set()
     rows = (OutboxEmail.select(OutboxEmail.message, OutboxEmail.kind, OutboxEmail.sent_at, OutboxEmail.created_at)
