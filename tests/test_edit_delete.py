@@ -229,3 +229,15 @@ def test_internal_note_correction_never_reaches_a_client(world: World, settings:
         before = len(relay.received)
         send_due(settings)
         assert [r.rcpt_tos for r in relay.received[before:]] == [[world.team.email]]
+
+
+def test_time_zone_is_stored_from_the_browser_and_editable(app: Any, world: World) -> None:
+    from storage.models import User
+
+    bob = sign_in(app.test_client(), world.client)
+    assert post_form(bob, "/me", {"time_zone": "Europe/Paris"}, json=True).get_json() == {"time_zone": "Europe/Paris"}
+    assert User.get_by_id(world.client.id).time_zone == "Europe/Paris"
+    wrong = post_form(bob, "/me", {"time_zone": "Mars/Olympus"})
+    assert wrong.status_code == 400 and "Please choose a time zone" in wrong.get_data(as_text=True)
+    assert User.get_by_id(world.client.id).time_zone == "Europe/Paris"
+    assert 'value="Europe/Paris" selected' in bob.get("/me").get_data(as_text=True)

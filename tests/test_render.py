@@ -276,3 +276,18 @@ def test_subject_excerpt_reads_as_plain_text_and_is_cut_at_a_word(settings: Sett
     kim, bob = make.team(name="Kim Lee"), make.client(ws, "bob@acme.test")
     post_message(make.thread(ws), kim, "", attachments=[NewAttachment("plan.pdf", "application/pdf", 3, "0" * 64, "k")])
     assert render_notification(pending(bob), settings)["Subject"] == "Acme Co \u2014 Kim Lee sent plan.pdf"
+
+
+def test_times_in_emails_follow_the_recipients_time_zone(settings: Settings, make) -> None:
+    # A recipient with a stored time zone reads local times; without one (or an unknown one), UTC.
+    import datetime as dt
+
+    ws = make.workspace("Acme Co")
+    kim, bob = make.team(name="Kim Lee"), make.client(ws, "bob@acme.test")
+    bob.time_zone = "America/New_York"
+    bob.save()
+    post_message(make.thread(ws), kim, "Winter time", now=dt.datetime(2026, 1, 15, 17, 30))
+    assert "Thu 15 Jan 2026, 12:30 EST" in text_of(render_notification(pending(bob), settings))
+    bob.time_zone = "Not/AZone"
+    bob.save()
+    assert "17:30 UTC" in text_of(render_notification(pending(bob), settings))
