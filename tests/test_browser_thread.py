@@ -301,6 +301,7 @@ def test_edit_and_delete_seen_live_by_the_other_side(product: Product, browser: 
         gone_id = own.get_attribute("data-message-id") if own.count() else None
         expect(client.locator(".message.deleted .deleted-mark")).to_have_count(1)
         expect(team.locator(".message.deleted .deleted-mark")).to_have_count(1)
+        expect(team.locator("#sidebar")).not_to_contain_text(f"Can we move it to Friday {run}")
         assert f"Can we move it to Friday {run}" not in team.content()
         del gone_id
 

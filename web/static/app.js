@@ -245,6 +245,8 @@
         .catch(function () {});
     }
     thread.addEventListener("workrate:arrived", function () { window.setTimeout(refresh, 500); });
+    // An edit or a delete may change a preview: a deleted text must not stay in the list.
+    thread.addEventListener("workrate:changed", refresh);
     timer = window.setInterval(refresh, SIDEBAR_REFRESH_MS);
   }
 
@@ -309,6 +311,8 @@
     localTimes(fresh);
     layoutMessages();
     fresh.classList.add("changed");
+    var thread = $("#thread");
+    if (thread) { thread.dispatchEvent(new CustomEvent("workrate:changed")); }
     return true;
   }
 
