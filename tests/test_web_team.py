@@ -498,3 +498,16 @@ def test_demo_is_idempotent_and_its_links_work(app: Any, settings: Any, database
     team = app.test_client()
     assert team.post("/login", data={"email": "kim@agency.example", "password": "demo-password",
                                      "csrf_token": csrf_token(team)}).status_code == 302
+
+
+def test_sidebar_lists_workspaces_with_preview_unread_and_awaiting_reply(app: Any, world: World) -> None:
+    # The team's sidebar (JSON HTML for the thread page): newest message's preview, unread count, "Awaiting
+    # your reply" when the client spoke last, most recent first; clients cannot fetch it.
+    post_message(world.thread, world.client, "Can we **talk** tomorrow?", source="portal")
+    team = sign_in(app.test_client(), world.team)
+    html = team.get("/workspaces/sidebar?current=acme").get_json()["html"]
+    acme = html[html.index('data-slug="acme"'):html.index('data-slug="globex"')]
+    assert "Bob Stone: Can we talk tomorrow?" in acme and "Awaiting your reply" in acme
+    assert 'aria-current="page"' in acme
+    assert html.index('data-slug="acme"') < html.index('data-slug="globex"')
+    assert sign_in(app.test_client(), world.client).get("/workspaces/sidebar").status_code in (302, 403, 404)

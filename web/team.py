@@ -131,8 +131,6 @@ def render_thread(workspace: Workspace, composer: Composer | None = None, error:
         preview_mode="as" in request.args, clients=clients, composer=composer or Composer(), error=error,
         max_bytes=app_settings().max_message_size, max_files=MAX_ATTACHMENTS, paged="before" in request.args,
         last_read=last_read,
-        sidebar=[] if preview_as is not None or "as" in request.args
-        else workspace_rows(g.viewer, list(visible_threads(g.viewer))),
     ), status
 
 

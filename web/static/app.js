@@ -247,6 +247,7 @@
     thread.addEventListener("workrate:arrived", function () { window.setTimeout(refresh, 500); });
     // An edit or a delete may change a preview: a deleted text must not stay in the list.
     thread.addEventListener("workrate:changed", refresh);
+    refresh();
     timer = window.setInterval(refresh, SIDEBAR_REFRESH_MS);
   }
 
