@@ -33,6 +33,10 @@ from statistics import median
 import aiosmtplib
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+from procs import free_port  # noqa: E402
+
 SINK_CODE = """
 import asyncio, sys
 from aiosmtpd.smtp import SMTP
@@ -66,12 +70,6 @@ conn.quit()
 rtts.sort()
 print(rtts[-1] * 1000, rtts[int(0.99 * (len(rtts) - 1))] * 1000, len(rtts))
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_port(port: int, proc: subprocess.Popen, timeout: float = 30) -> None:

@@ -1,6 +1,8 @@
 """Reply-trimming accuracy on folders of cases, ours against email-reply-parser in the same run.
 
 Usage: python bench/reply_accuracy.py --corpus ../shared/corpora/reply-trimmer [--corpus DIR ...] [--verbose]
+       python bench/reply_accuracy.py --shared ../shared/corpora   (every shared suite in one Markdown table:
+                                                    exact, within a listed difference, ms per message)
        python bench/reply_accuracy.py --stress     (1 MB hostile bodies: ms for ours and the baseline,
                                                     their ratio, and whether ours stays under 100 ms)
 
@@ -159,6 +161,10 @@ def stress_inputs() -> dict[str, tuple[str | None, str | None]]:
         "blank lines (1M)": ("hi" + "\n" * MB + "there", None),
         "deep '>' quoting": ((">" * 2000 + " x\n") * 400, None),
         "fence lines": ("```\n" * (MB // 4), None),
+        "sentences ending ':' (800 ch)": (("a. " * 266 + "x:\n") * (MB // 800), None),
+        "'a-----b c d-----' lines": ("a-----b c d-----\n" * (MB // 17), None),
+        "contact-like lines": (("Tel: +44 20 7946 0958\nwww.x.test\n\n" * (MB // 35)), None),
+        "HTML bold words": (None, "<p>" + "<b>x</b> " * (MB // 9)),
         "HTML quote (45k elements)": (None, "<div>hi</div><blockquote type=cite>"
                                       + "<div>quoted line</div>" * (MB // 22) + "</blockquote>"),
         "HTML quote after 500 KB new": (None, "<div>" + "new text " * (MB // 18) + "</div>"
@@ -204,19 +210,46 @@ def stress() -> None:
     print(f"{len(stress_inputs()) - slow} of {len(stress_inputs())} inputs under {LIMIT_MS} ms")
 
 
+def shared_table(root: Path) -> None:
+    """One Markdown table: per shared suite, cases, ours exact, ours exact or within a listed semantic
+    difference (bench/reply_suites.py), email-reply-parser exact, and ms per message for both."""
+    from reply_suites import SUITES, verdict
+
+    print("| suite | cases | WorkRate exact | WorkRate within listed differences | email-reply-parser exact "
+          "| WorkRate ms/msg | email-reply-parser ms/msg |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    totals = [0, 0, 0, 0]
+    for suite in SUITES:
+        cases = load_corpus(root / suite)
+        if not cases:
+            print(f"{root / suite}: no cases found", file=sys.stderr)
+            continue
+        mine, base = score(cases, ours), score(cases, baseline)
+        within = sum(verdict(case, ours(case)) != "" for case in cases)
+        for n, value in enumerate((len(cases), mine.exact, within, base.exact)):
+            totals[n] += value
+        print(f"| {suite} | {len(cases)} | {mine.exact} | {within} | {base.exact} | {mine.ms:.3f} | {base.ms:.3f} |")
+    print(f"| all | {totals[0]} | {totals[1]} | {totals[2]} | {totals[3]} | | |")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--corpus", action="append", default=[], type=Path, help="a folder of cases")
     parser.add_argument("--verbose", action="store_true", help="list our failures with a diff")
     parser.add_argument("--stress", action="store_true", help="time 1 MB hostile bodies")
+    parser.add_argument("--shared", type=Path, help="the shared corpora folder: every suite in one table")
     parser.add_argument("--baseline-stress", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.baseline_stress:
         plain, html = stress_inputs()[args.baseline_stress]
         print(min(_time_ms(lambda: baseline(Case("", plain, html, ""))) for _ in range(STRESS_REPEAT)))
         return 0
-    if not args.corpus and not args.stress:
-        parser.error("give --corpus DIR (one or more) and/or --stress")
+    if not args.corpus and not args.stress and not args.shared:
+        parser.error("give --corpus DIR (one or more), --shared DIR and/or --stress")
+    if args.shared:
+        shared_table(args.shared)
+        if not args.corpus and not args.stress:
+            return 0
     print(f"{'corpus':<24} {'trimmer':<20} {'cases':>5} {'exact':>5} {'similarity':>10} {'ms/msg':>8}")
     for folder in args.corpus:
         cases = load_corpus(folder)

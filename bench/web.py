@@ -9,7 +9,8 @@ empty one): a 10-message thread through storage.posting.post_message and, bulk-i
 thread, a 1,000-message and a 100,000-message thread for search. Then starts `workrate web` (the real
 cheroot server, its own process) on a loopback port and measures, signed in as a team member:
 
-  thread page   first page of the 10,000-message thread vs the 10-message thread
+  thread page   first page of the 10,000-message thread vs the 10-message thread, for the team and in the
+                client portal (a client with access to both)
   search        a rare and a common word over 100,000 messages vs over 1,000
   live update   commit of a post → its event received on an open stream (median, p99), with 1 and with
                 STREAMS streams open
@@ -104,13 +105,14 @@ def bulk_messages(thread_id: int, authors: list[tuple[int, str]], count: int, se
 class World:
     slugs: dict[str, str]  # role of the thread → slug
     team_email: str
+    reader_email: str  # a client with access to the small, page and big threads
     generate_seconds: float
 
 
 def generate(settings: Settings, big: int, search_big: int, search_small: int) -> World:
     from storage import db, migrations
     from storage.directory import add_client, add_user, create_workspace, get_workspace, thread_of
-    from storage.models import TEAM, Message
+    from storage.models import TEAM, Membership, Message
     from storage.posting import post_message
     from storage.search import search_messages
     from storage.visibility import Viewer
@@ -121,12 +123,18 @@ def generate(settings: Settings, big: int, search_big: int, search_small: int) -
     run = secrets.token_hex(3)
     t0 = time.perf_counter()
     team = add_user(f"kim.{run}@agency.bench", "Kim Lee", TEAM)
+    reader = None
     slugs: dict[str, str] = {}
     sizes = {"small": 10, "page": 50, "big": big, "search-small": search_small, "search-big": search_big}
     for n, (role, size) in enumerate(sizes.items()):
         ws = create_workspace(f"Bench {role} {run}", f"bench-{role}-{run}")
         slugs[role] = ws.slug
         client = add_client(f"client.{role}.{run}@client.bench", "Bob Stone", ws, True)
+        if role in ("small", "page", "big"):
+            if reader is None:
+                reader = add_client(f"pat.{run}@client.bench", "Pat Reader", ws, True)
+            else:
+                Membership.create(user=reader, workspace=ws, messages_access=True)
         thread = thread_of(ws)
         if role in ("small", "page"):  # the ordinary write path, with notifications and events
             rng = random.Random(n)
@@ -147,7 +155,8 @@ def generate(settings: Settings, big: int, search_big: int, search_small: int) -
     total = Message.select().count()
     say(f"  {total:,} messages in the database")
     db.database.close()
-    return World(slugs, team.email, time.perf_counter() - t0)
+    assert reader is not None
+    return World(slugs, team.email, reader.email, time.perf_counter() - t0)
 
 
 class Client:
@@ -289,8 +298,11 @@ def main() -> int:
         db.bind(settings)
         with db.database.connection_context():
             link = f"{settings.effective_base_url}/login/{create_login_token(get_user(world.team_email), 15)}"
+            reader_link = (f"{settings.effective_base_url}/login/"
+                           f"{create_login_token(get_user(world.reader_email), 15)}")
         cookie = sign_in_with_link(link)
         client = Client(port, cookie)
+        reader = Client(port, sign_in_with_link(reader_link))
         s = world.slugs
         n = args.requests
 
@@ -299,6 +311,11 @@ def main() -> int:
             "thread 10": lambda: client.get(f"/w/{s['small']}"),
             "thread 50": lambda: client.get(f"/w/{s['page']}"),
             f"thread {args.big:,}": lambda: client.get(f"/w/{s['big']}")}, n))
+        check_time()
+        results.update(measure_interleaved({
+            "portal 10": lambda: reader.get(f"/portal/w/{s['small']}"),
+            "portal 50": lambda: reader.get(f"/portal/w/{s['page']}"),
+            f"portal {args.big:,}": lambda: reader.get(f"/portal/w/{s['big']}")}, n))
         check_time()
         for word, label in ((RARE, "rare"), (COMMON, "common")):
             results.update(measure_interleaved({
@@ -349,7 +366,9 @@ def main() -> int:
         return f"{results[a].median / results[b].median:6.2f}×"
 
     rows = [(f"thread page, {args.big:,} vs 10 messages", ratio(f"thread {args.big:,}", "thread 10")),
-            (f"thread page, {args.big:,} vs 50 messages (full pages)", ratio(f"thread {args.big:,}", "thread 50"))]
+            (f"thread page, {args.big:,} vs 50 messages (full pages)", ratio(f"thread {args.big:,}", "thread 50")),
+            (f"client portal page, {args.big:,} vs 10 messages", ratio(f"portal {args.big:,}", "portal 10")),
+            (f"client portal page, {args.big:,} vs 50 messages", ratio(f"portal {args.big:,}", "portal 50"))]
     for label in ("rare", "common"):
         rows.append((f"search {label} word, {args.search:,} vs {args.search_small:,} messages",
                      ratio(f"search {label} {args.search:,}", f"search {label} {args.search_small:,}")))

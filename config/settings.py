@@ -1,7 +1,7 @@
 """Settings of every WorkRate process: config/defaults.toml overlaid by WORKRATE_* environment variables.
 
-Settings are loaded once at the entry point and passed explicitly to each part; nothing reads a
-module-global configuration.
+config/defaults.toml is the one source of default values (and says what each setting is for); RULES says
+what each setting's value may be. Settings are loaded once at the entry point and passed to each part.
 """
 from __future__ import annotations
 
@@ -9,54 +9,210 @@ import dataclasses
 import os
 import secrets
 import tomllib
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 DEFAULTS_FILE = Path(__file__).with_name("defaults.toml")
 ENV_PREFIX = "WORKRATE_"
 SECRET_KEY_FILE = "secret_key"
+PATH_SETTINGS = ("files_dir", "dkim_key_file", "smtp_tls_cert", "smtp_tls_key")  # besides data_dir; "" = unset
 
 
 class ConfigError(ValueError):
     """A setting has a value that cannot be used; the message names the variable."""
 
 
+def variable(name: str) -> str:
+    """The environment variable of a setting: data_dir -> WORKRATE_DATA_DIR."""
+    return ENV_PREFIX + name.upper()
+
+
+@dataclass(frozen=True)
+class Rule:
+    """What one setting's value may be. A value outside the rule stops start-up with the sentence
+    "VARIABLE <must>, not <value>." (or the sentence `check` returns, for values with several ways to be wrong).
+    """
+
+    kind: type = str  # str, int, float or Path
+    low: float | None = None  # the smallest value allowed
+    above: float | None = None  # values must be greater than this
+    high: float | None = None  # the largest value allowed
+    choices: tuple[str, ...] = ()  # compared case-insensitively, kept in upper case
+    must: str = ""  # the sentence, when the one made from the above would not say it well
+    check: Callable[[Any], str | None] | None = None  # returns what is wrong, after the variable's name
+    required: bool = False  # False: an empty value means "not set" and is not checked
+
+    def sentence(self) -> str:
+        if self.must:
+            return self.must
+        if self.choices:
+            return "must be " + ", ".join(self.choices[:-1]) + " or " + self.choices[-1]
+        if self.above is not None:
+            return "must be greater than " + ("zero" if self.above == 0 else f"{self.above:g}")
+        if self.low is not None and self.high is not None:
+            return f"must be from {self.low:g} to {self.high:g}"
+        if self.low is not None:
+            return "must not be negative" if self.low == 0 else f"must be at least {self.low:g}"
+        return f"must be at most {self.high:g}"
+
+    def problem(self, value: Any) -> str | None:
+        """What is wrong with an already converted value, or None."""
+        if ((self.choices and str(value).upper() not in self.choices)
+                or (self.low is not None and value < self.low) or (self.above is not None and value <= self.above)
+                or (self.high is not None and value > self.high)):
+            return f"{self.sentence()}, not {value!r}"
+        return self.check(value) if self.check and (value or self.required) else None
+
+
+def _database_url(url: str) -> str | None:
+    scheme = urlsplit(url).scheme
+    if scheme not in ("sqlite", "postgres", "postgresql"):
+        return f"must start with sqlite:/// or postgresql://, not {url!r}"
+    if scheme.startswith("postgres") and not urlsplit(url).hostname and "host=" not in url:
+        return f"has no host name: {url!r}"
+    return None
+
+
+def _relay_url(url: str) -> str | None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("smtp", "smtps", "smtp+starttls") or not parts.hostname:
+        return ("must look like smtp://host:port, smtp+starttls://user:password@host:587 "
+                f"or smtps://host:465, not {url!r}")
+    try:
+        _ = parts.port
+    except ValueError:
+        return f"has a port that is not a number from 1 to 65535: {url!r}"
+    return None
+
+
+def _base_url(url: str) -> str | None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return f"must be an http:// or https:// address, not {url!r}"
+    return None
+
+
+def _domain(domain: str) -> str | None:
+    if not domain or "@" in domain or " " in domain or ("." not in domain and domain != "localhost"):
+        return f"must be a domain name such as reply.example.com, not {domain!r}"
+    return None
+
+
+_PORT = Rule(int, low=0, high=65535, must="must be a port number from 1 to 65535")  # 0: any free port (tests)
+_NOT_NEGATIVE_INT = Rule(int, low=0)
+_NOT_NEGATIVE = Rule(float, low=0)
+_POSITIVE_INT = Rule(int, above=0)
+
+# Every setting, in the order of config/defaults.toml. An empty string means "not set" for text settings.
+RULES: dict[str, Rule] = {
+    "data_dir": Rule(Path),
+    "database_url": Rule(check=_database_url),
+    "secret_key": Rule(),
+    "smtp_host": Rule(),
+    "smtp_port": _PORT,
+    "web_host": Rule(),
+    "web_port": _PORT,
+    "base_url": Rule(check=_base_url),
+    "reply_domain": Rule(check=_domain, required=True),
+    "mail_from": Rule(),
+    "relay_url": Rule(check=_relay_url),
+    "notify_delay": _NOT_NEGATIVE,
+    "max_message_size": _POSITIVE_INT,
+    "max_line_length": _POSITIVE_INT,
+    "smtp_processes": _NOT_NEGATIVE_INT,
+    "smtp_max_connections": _POSITIVE_INT,
+    "smtp_timeout": _NOT_NEGATIVE,
+    "smtp_processing_timeout": _NOT_NEGATIVE,
+    "smtp_tls_cert": Rule(),
+    "smtp_tls_key": Rule(),
+    "trusted_authserv_id": Rule(),
+    "dkim_key_file": Rule(),
+    "dkim_selector": Rule(),
+    "dkim_domain": Rule(),
+    "files_dir": Rule(),
+    "web_threads": _POSITIVE_INT,
+    "live_stream_seconds": _NOT_NEGATIVE,
+    "login_link_minutes": _POSITIVE_INT,
+    "proxy_hops": _NOT_NEGATIVE_INT,
+    "login_attempts": _POSITIVE_INT,
+    "log_level": Rule(choices=("DEBUG", "INFO", "WARNING", "ERROR")),
+}
+
+# Settings that must be set together or not at all.
+TOGETHER = [("smtp_tls_cert", "smtp_tls_key")]
+
+
+def _convert(name: str, raw: str | float) -> Any:
+    """The value of a setting as its rule's type, from a TOML value or an environment string."""
+    rule = RULES[name]
+    value = raw.strip() if isinstance(raw, str) else raw
+    if rule.kind is int or rule.kind is float:
+        try:
+            return rule.kind(value)
+        except (TypeError, ValueError):
+            what = "a whole number" if rule.kind is int else "a number"
+            raise ConfigError(f"{variable(name)} must be {what}, not {raw!r}.") from None
+    if rule.kind is Path:
+        return Path(str(value))
+    return str(value).upper() if rule.choices else str(value)
+
+
+def _read_defaults() -> dict[str, Any]:
+    with open(DEFAULTS_FILE, "rb") as f:
+        values = tomllib.load(f)
+    unknown = sorted(set(values) - set(RULES))
+    missing = [name for name in RULES if name not in values]
+    if unknown or missing:
+        raise ConfigError(f"config/defaults.toml does not match the settings (unknown: {unknown}, "
+                          f"missing: {missing}).")
+    return {name: _convert(name, values[name]) for name in RULES}
+
+
+DEFAULTS: Mapping[str, Any] = _read_defaults()  # read once, at import
+
+
+def _default(name: str) -> Any:
+    return DEFAULTS[name]
+
+
 @dataclass(frozen=True)
 class Settings:
-    data_dir: Path = Path("./var")
-    database_url: str = ""
-    secret_key: str = ""
-    smtp_host: str = "127.0.0.1"
-    smtp_port: int = 2525
-    web_host: str = "127.0.0.1"
-    web_port: int = 8000
-    base_url: str = ""
-    reply_domain: str = "reply.localhost"
-    mail_from: str = ""
-    relay_url: str = ""
-    notify_delay: float = 0
-    max_message_size: int = 26214400
-    max_line_length: int = 1048576
-    smtp_processes: int = 1
-    smtp_max_connections: int = 200
-    smtp_timeout: float = 300
-    smtp_processing_timeout: float = 60
-    smtp_tls_cert: str = ""
-    smtp_tls_key: str = ""
-    trusted_authserv_id: str = ""
-    dkim_key_file: str = ""
-    dkim_selector: str = "workrate"
-    dkim_domain: str = ""
-    files_dir: str = ""
-    web_threads: int = 256
-    live_stream_seconds: float = 25
-    login_link_minutes: int = 15
-    login_attempts: int = 10
-    proxy_hops: int = 0
-    log_level: str = "INFO"
-    extra: Mapping[str, str] = field(default_factory=dict, compare=False)
+    """Every setting; the defaults come from config/defaults.toml, which documents each one."""
+
+    data_dir: Path = _default("data_dir")
+    database_url: str = _default("database_url")
+    secret_key: str = _default("secret_key")
+    smtp_host: str = _default("smtp_host")
+    smtp_port: int = _default("smtp_port")
+    web_host: str = _default("web_host")
+    web_port: int = _default("web_port")
+    base_url: str = _default("base_url")
+    reply_domain: str = _default("reply_domain")
+    mail_from: str = _default("mail_from")
+    relay_url: str = _default("relay_url")
+    notify_delay: float = _default("notify_delay")
+    max_message_size: int = _default("max_message_size")
+    max_line_length: int = _default("max_line_length")
+    smtp_processes: int = _default("smtp_processes")
+    smtp_max_connections: int = _default("smtp_max_connections")
+    smtp_timeout: float = _default("smtp_timeout")
+    smtp_processing_timeout: float = _default("smtp_processing_timeout")
+    smtp_tls_cert: str = _default("smtp_tls_cert")
+    smtp_tls_key: str = _default("smtp_tls_key")
+    trusted_authserv_id: str = _default("trusted_authserv_id")
+    dkim_key_file: str = _default("dkim_key_file")
+    dkim_selector: str = _default("dkim_selector")
+    dkim_domain: str = _default("dkim_domain")
+    files_dir: str = _default("files_dir")
+    web_threads: int = _default("web_threads")
+    live_stream_seconds: float = _default("live_stream_seconds")
+    login_link_minutes: int = _default("login_link_minutes")
+    proxy_hops: int = _default("proxy_hops")
+    login_attempts: int = _default("login_attempts")
+    log_level: str = _default("log_level")
 
     # Derived values, so that every part resolves defaults the same way.
     @property
@@ -79,86 +235,18 @@ class Settings:
     def is_postgres(self) -> bool:
         return self.effective_database_url.startswith(("postgres://", "postgresql://"))
 
-    def replace(self, **changes: object) -> Settings:
+    def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
 
 
-def _load_defaults() -> dict[str, object]:
-    with open(DEFAULTS_FILE, "rb") as f:
-        return tomllib.load(f)
-
-
-_FIELD_TYPES = {f.name: f.type for f in dataclasses.fields(Settings)}
-
-
-def _convert(name: str, raw: str, default: object) -> object:
-    var = ENV_PREFIX + name.upper()
-    raw = raw.strip()
-    kind = _FIELD_TYPES.get(name)
-    if kind == "float":
-        try:
-            return float(raw)
-        except ValueError:
-            raise ConfigError(f"{var} must be a number, not {raw!r}.") from None
-    if isinstance(default, bool):
-        if raw.lower() in ("1", "true", "yes", "on"):
-            return True
-        if raw.lower() in ("0", "false", "no", "off", ""):
-            return False
-        raise ConfigError(f"{var} must be true or false, not {raw!r}.")
-    if isinstance(default, int):
-        try:
-            return int(raw)
-        except ValueError:
-            raise ConfigError(f"{var} must be a whole number, not {raw!r}.") from None
-    return raw
-
-
-def _validate(values: dict[str, object]) -> None:
-    for key in ("smtp_port", "web_port"):
-        port = values[key]
-        if not isinstance(port, int) or not 0 <= port <= 65535:
-            raise ConfigError(f"{ENV_PREFIX}{key.upper()} must be a port number from 1 to 65535, not {port!r}.")
-    for key in ("notify_delay", "smtp_timeout", "smtp_processing_timeout", "live_stream_seconds", "proxy_hops",
-                "smtp_processes"):
-        if values[key] < 0:  # type: ignore[operator]
-            raise ConfigError(f"{ENV_PREFIX}{key.upper()} must not be negative, not {values[key]!r}.")
-    for key in ("max_message_size", "max_line_length", "smtp_max_connections", "web_threads",
-                "login_link_minutes", "login_attempts"):
-        if values[key] <= 0:  # type: ignore[operator]
-            raise ConfigError(f"{ENV_PREFIX}{key.upper()} must be greater than zero, not {values[key]!r}.")
-    db = str(values["database_url"])
-    if db:
-        scheme = urlsplit(db).scheme
-        if scheme not in ("sqlite", "postgres", "postgresql"):
-            raise ConfigError(
-                f"WORKRATE_DATABASE_URL must start with sqlite:/// or postgresql://, not {db!r}.")
-        if scheme.startswith("postgres") and not urlsplit(db).hostname and "host=" not in db:
-            raise ConfigError(f"WORKRATE_DATABASE_URL has no host name: {db!r}.")
-    relay = str(values["relay_url"])
-    if relay:
-        parts = urlsplit(relay)
-        if parts.scheme not in ("smtp", "smtps", "smtp+starttls") or not parts.hostname:
-            raise ConfigError(
-                "WORKRATE_RELAY_URL must look like smtp://host:port, smtp+starttls://user:password@host:587 "
-                f"or smtps://host:465, not {relay!r}.")
-        try:
-            _ = parts.port
-        except ValueError:
-            raise ConfigError(
-                f"WORKRATE_RELAY_URL has a port that is not a number from 1 to 65535: {relay!r}.") from None
-    base = str(values["base_url"])
-    if base:
-        parts = urlsplit(base)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ConfigError(f"WORKRATE_BASE_URL must be an http:// or https:// address, not {base!r}.")
-    domain = str(values["reply_domain"])
-    if not domain or "@" in domain or " " in domain or "." not in domain and domain != "localhost":
-        raise ConfigError(f"WORKRATE_REPLY_DOMAIN must be a domain name such as reply.example.com, not {domain!r}.")
-    if bool(values["smtp_tls_cert"]) != bool(values["smtp_tls_key"]):
-        raise ConfigError("WORKRATE_SMTP_TLS_CERT and WORKRATE_SMTP_TLS_KEY must be set together.")
-    if str(values["log_level"]).upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-        raise ConfigError(f"WORKRATE_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, not {values['log_level']!r}.")
+def _validate(values: Mapping[str, Any]) -> None:
+    for name, rule in RULES.items():
+        problem = rule.problem(values[name])
+        if problem:
+            raise ConfigError(f"{variable(name)} {problem}.")
+    for group in TOGETHER:
+        if len({bool(values[name]) for name in group}) > 1:
+            raise ConfigError(" and ".join(variable(name) for name in group) + " must be set together.")
 
 
 def load_settings(environ: Mapping[str, str] | None = None, *, ensure_secret: bool = True) -> Settings:
@@ -167,21 +255,17 @@ def load_settings(environ: Mapping[str, str] | None = None, *, ensure_secret: bo
     Raises ConfigError with a sentence naming the variable when a value is unusable.
     """
     environ = os.environ if environ is None else environ
-    values = _load_defaults()
-    known = {f.name for f in dataclasses.fields(Settings)} - {"extra"}
-    for key in list(values):
-        if key not in known:
-            raise ConfigError(f"config/defaults.toml has an unknown setting {key!r}.")
-    for key, default in list(values.items()):
-        var = ENV_PREFIX + key.upper()
-        if var in environ:
-            values[key] = _convert(key, environ[var], default)
-    # tomllib reads 0 as int; the float settings must stay floats.
-    for f in dataclasses.fields(Settings):
-        if f.type == "float" and f.name in values:
-            values[f.name] = float(values[f.name])  # type: ignore[arg-type]
+    values = dict(DEFAULTS)
+    for name in RULES:
+        if variable(name) in environ:
+            values[name] = _convert(name, environ[variable(name)])
     _validate(values)
-    values["data_dir"] = Path(str(values["data_dir"]))
+    # Paths become absolute once, here, against the folder the process started in: every part (and
+    # Flask's send_file, which resolves relative paths against the app's package) then agrees on them.
+    values["data_dir"] = Path(str(values["data_dir"])).resolve()
+    for key in PATH_SETTINGS:
+        if values[key]:
+            values[key] = str(Path(str(values[key])).resolve())
     values["log_level"] = str(values["log_level"]).upper()
     settings = Settings(**values)  # type: ignore[arg-type]
     if ensure_secret and not settings.secret_key:

@@ -10,7 +10,7 @@ and a short machine word (`reason`) recorded on the InboundEmail row:
 - `Deferred`   4xx: not stored; the sender's server retries later.
 
 The steps raise these (Salmon's SMTPError, Mailman's DiscardMessage/RejectMessage); only
-gateway/server.py turns them into wire text, through `smtp_reply`. Tests assert against `.code` and
+gateway/smtp/ turns them into wire text, through `smtp_reply`. Tests assert against `.code` and
 `.text` of these classes, never against retyped strings.
 
 If you add a new error, you need to
@@ -18,7 +18,7 @@ If you add a new error, you need to
   understands (ASCII, one line, no personal data: it goes back to the sender's mail server);
 * add a mail to tests/emails/ and a case to tests/test_pipeline.py (and, when it can happen at an
   SMTP verb, to tests/test_smtp_gateway.py);
-* if it is raised at RCPT time, make gateway/server.py's handle_RCPT catch it (it catches InboundError).
+* if it is raised at RCPT time, make gateway/smtp/handler.py's handle_RCPT catch it (it catches InboundError).
 """
 from __future__ import annotations
 

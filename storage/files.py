@@ -1,27 +1,5 @@
-"""Attachment bytes and raw mail on disk, content-addressed by SHA-256, outside the database.
-
-Files live at ROOT/ab/KEY, ab being the key's first two hex digits: 256 directories, each created once.
-(Files stored earlier under ROOT/ab/cd/KEY are still found. Two levels meant 65,536 directories, so for
-most files of a young store a new directory, and an fsync of its parent, on top of the file itself.)
-
-Client file names are never used as paths. A row that names a key must always find complete bytes, even
-after a crash or power loss, because the gateway answers 250 once the row commits. The argument:
-
-1. The bytes go to a temporary name, are written in full and fdatasync()ed: fdatasync flushes the data
-   and the metadata needed to read it back (size, block map), which is all a new file has.
-2. rename() gives the complete file its content-addressed name atomically: the name never points at a
-   partial file, whatever moment a crash comes.
-3. The directory holding the new name is fsync()ed, since a new directory entry is durable only once its
-   directory is. Only then does put_*() return, and only then can the caller commit a row naming the key.
-4. A directory that did not exist is created and its parent fsync()ed (up to the root), once per process:
-   directories are never removed, so a directory seen durable stays so, and later files need only step 3.
-5. When the final name already exists, the same bytes are already there (same SHA-256), written by steps
-   1-3 before: nothing is written.
-
-put_bytes() knows the key before writing (the bytes are in memory), so its temporary file lives in the
-final directory and one directory fsync covers the whole write. Streams are hashed as they are written,
-so their temporary file lives in the root and is renamed across; the root's own entry for it does not
-need to be durable (a temporary file left by a crash is only garbage, named ".incoming-*").
+"""Attachment bytes and raw mail on disk, content-addressed by SHA-256, outside the database, written so
+that a row naming a key always finds complete bytes (the argument is in FileStore's docstring).
 """
 from __future__ import annotations
 
@@ -34,14 +12,14 @@ import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
 CHUNK = 1024 * 1024
 KEY_RE = re.compile(r"^[0-9a-f]{64}$")
 _OPEN_NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
 _sync_data = getattr(os, "fdatasync", os.fsync)
 
-# Directories (as strings) known to exist with a durable entry in their parent; see step 4 above.
+# Directories (as strings) known to exist with a durable entry in their parent; see FileStore, step 4.
 _durable_dirs: set[str] = set()
 _dirs_lock = threading.Lock()
 
@@ -73,6 +51,32 @@ class PendingFile:
 
 
 class FileStore:
+    """The store under one root folder.
+
+    Files live at ROOT/ab/KEY, ab being the key's first two hex digits: 256 directories, each created once.
+    (Files stored earlier under ROOT/ab/cd/KEY are still found. Two levels meant 65,536 directories, so for
+    most files of a young store a new directory, and an fsync of its parent, on top of the file itself.)
+
+    Client file names are never used as paths. A row that names a key must always find complete bytes, even
+    after a crash or power loss, because the gateway answers 250 once the row commits. The argument:
+
+    1. The bytes go to a temporary name, are written in full and fdatasync()ed: fdatasync flushes the data
+       and the metadata needed to read it back (size, block map), which is all a new file has.
+    2. rename() gives the complete file its content-addressed name atomically: the name never points at a
+       partial file, whatever moment a crash comes.
+    3. The directory holding the new name is fsync()ed, since a new directory entry is durable only once its
+       directory is. Only then does put_*() return, and only then can the caller commit a row naming the key.
+    4. A directory that did not exist is created and its parent fsync()ed (up to the root), once per process:
+       directories are never removed, so a directory seen durable stays so, and later files need only step 3.
+    5. When the final name already exists, the same bytes are already there (same SHA-256), written by steps
+       1-3 before: nothing is written.
+
+    put_bytes() knows the key before writing (the bytes are in memory), so its temporary file lives in the
+    final directory and one directory fsync covers the whole write. Streams are hashed as they are written,
+    so their temporary file lives in the root and is renamed across; the root's own entry for it does not
+    need to be durable (a temporary file left by a crash is only garbage, named ".incoming-*").
+    """
+
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root)
         self._root = os.fspath(self.root)
@@ -92,7 +96,7 @@ class FileStore:
     def _stored(self, directory: str, key: str) -> bool:
         return os.path.exists(f"{directory}/{key}") or os.path.exists(f"{directory}/{key[2:4]}/{key}")
 
-    def put_stream(self, stream: BinaryIO, limit: int | None = None) -> StoredFile:
+    def put_stream(self, stream: IO[bytes], limit: int | None = None) -> StoredFile:
         return self.put_chunks(iter(lambda: stream.read(CHUNK), b""), limit)
 
     def put_bytes(self, data: bytes | bytearray | memoryview) -> StoredFile:

@@ -37,6 +37,9 @@ def utcnow() -> dt.datetime:
 
 
 class BaseModel(Model):
+    """Each foreign key `x` comes with `x_id`, its column's value without loading the row (peewee makes it;
+    the `x_id: int` annotations below each foreign key tell the type checker)."""
+
     class Meta:
         database = database
         legacy_table_names = False
@@ -82,7 +85,9 @@ class Membership(BaseModel):
 
     id = AutoField()
     user = ForeignKeyField(User, backref="memberships", on_delete="CASCADE")
+    user_id: int
     workspace = ForeignKeyField(Workspace, backref="memberships", on_delete="CASCADE")
+    workspace_id: int
     messages_access = BooleanField(default=False)
     following = BooleanField(default=True)
     created_at = DateTimeField(default=utcnow)
@@ -96,6 +101,7 @@ class Thread(BaseModel):
 
     id = AutoField()
     workspace = ForeignKeyField(Workspace, backref="threads", unique=True, on_delete="CASCADE")
+    workspace_id: int
     created_at = DateTimeField(default=utcnow)
     # (Its last activity is not stored: storage.visibility.last_activity reads it off the newest message
     # the viewer may see, so that posts to one thread never wait for each other on the thread's row.)
@@ -104,10 +110,12 @@ class Thread(BaseModel):
 class Message(BaseModel):
     id = AutoField()
     # Its own index too, besides (thread, id) and (thread, visibility, id): with it SQLite walks a thread's
-    # search matches newest first and stops at a page (4 ms for a word in 10,000 of 100,000 messages),
-    # where with (thread, id) alone it sorted them all first (56-74 ms).
+    # search matches newest first and stops at a page, where with (thread, id) alone it sorted them all
+    # first (bench/web.py measures search).
     thread = ForeignKeyField(Thread, backref="messages", on_delete="CASCADE")
+    thread_id: int
     author = ForeignKeyField(User, backref="messages")
+    author_id: int
     visibility = CharField(max_length=10, choices=[(v, v) for v in VISIBILITIES])
     text = TextField()  # Markdown source, as written (or as trimmed from an email)
     html = TextField()  # rendered and sanitized
@@ -148,6 +156,7 @@ class MessageVersion(BaseModel):
 class Attachment(BaseModel):
     id = AutoField()
     message = ForeignKeyField(Message, backref="attachments", on_delete="CASCADE")
+    message_id: int
     name = CharField(max_length=255)  # safe display/download name, never a path
     content_type = CharField(max_length=255)
     size = BigIntegerField()
@@ -162,11 +171,12 @@ class ReplyToken(BaseModel):
     id = AutoField()
     token = CharField(max_length=64, unique=True)  # lower-case, 128 random bits or more
     user = ForeignKeyField(User, backref="reply_tokens", on_delete="CASCADE")
+    user_id: int
     thread = ForeignKeyField(Thread, backref="reply_tokens", on_delete="CASCADE")
+    thread_id: int
     internal = BooleanField(default=False)  # replies through it are posted as internal notes
     created_at = DateTimeField(default=utcnow)
     revoked_at = DateTimeField(null=True)
-    last_used_at = DateTimeField(null=True)
 
     class Meta:
         indexes = ((("user", "thread", "internal"), False),)
@@ -178,6 +188,7 @@ class LoginToken(BaseModel):
     id = AutoField()
     token_hash = CharField(max_length=64, unique=True)
     user = ForeignKeyField(User, backref="login_tokens", on_delete="CASCADE")
+    user_id: int
     created_at = DateTimeField(default=utcnow)
     expires_at = DateTimeField()
     used_at = DateTimeField(null=True)
@@ -189,6 +200,7 @@ class ApiToken(BaseModel):
     id = AutoField()
     token_hash = CharField(max_length=64, unique=True)
     user = ForeignKeyField(User, backref="api_tokens", on_delete="CASCADE")
+    user_id: int
     name = CharField(max_length=200, default="")
     created_at = DateTimeField(default=utcnow)
     revoked_at = DateTimeField(null=True)
@@ -199,7 +211,9 @@ class ReadMarker(BaseModel):
 
     id = AutoField()
     user = ForeignKeyField(User, on_delete="CASCADE")
+    user_id: int
     thread = ForeignKeyField(Thread, on_delete="CASCADE")
+    thread_id: int
     last_read_message_id = BigIntegerField(default=0)
 
     class Meta:

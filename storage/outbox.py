@@ -1,27 +1,8 @@
-"""The outbox: named queries and state changes of OutboxEmail rows (sync-engine's ActionLog, for mail).
+"""The outbox: the queries and state changes of OutboxEmail rows (sync-engine's ActionLog, for mail).
 
-posting.post_message() writes one pending notification row per recipient and message, in the same
-transaction as the message. A worker then drains the table:
-
-    claim_due()  → a list of Batch (rows leased to that worker; one Batch becomes one email)
-    save_rendered() before handing the mail to the relay (so a bounce can find it by its bounce token)
-    mark_sent() | mark_retry() | mark_failed() | mark_skipped() | release()
-
-Batching: when a notification row is due, every pending row of the same (recipient, thread, internal)
-goes into the same email (up to MAX_MESSAGES_PER_EMAIL), so a burst of messages within NOTIFY_DELAY is
-one email.
-
-Order: the notifications of one recipient leave in the order they were written. A due row is not
-claimed while an older pending notification of the same person waits in another batch (backing off
-after a relay failure, or leased to another worker).
-
-Several workers: claiming is one short transaction, serialized (BEGIN IMMEDIATE on SQLite, an advisory
-transaction lock on PostgreSQL) and on PostgreSQL `FOR UPDATE SKIP LOCKED`; each claimed row carries a
-lease. A worker that dies leaves its rows leased; they are claimed again once the lease expires.
-
-Delivery is at least once. The only window for a duplicate is between the relay's 250 and the commit
-of mark_sent() (a crash there, or a send that outlives its lease). The resend carries the same
-Message-ID (derived from the row ids, see gateway/outbound/render.py), so mail clients can recognize it.
+post_message() writes one pending notification row per recipient in the message's own transaction. A worker
+drains the table: claim_due() (batches leased to it), save_rendered() before handing the mail to the relay,
+then mark_sent() | mark_retry() | mark_failed() | mark_skipped() | release(). Delivery is at least once.
 """
 from __future__ import annotations
 
@@ -29,12 +10,11 @@ import datetime as dt
 import secrets
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
-from peewee import fn
+from peewee import ModelSelect, fn
 
-from storage.db import database, is_sqlite, write_transaction
+from storage.db import database, is_sqlite, tuples, write_transaction
 from storage.mail_log import (
     FAILED,
     LOGIN_LINK,
@@ -45,9 +25,6 @@ from storage.mail_log import (
     OutboxEmail,
 )
 from storage.models import TEAM, Membership, Thread, User, utcnow
-
-if TYPE_CHECKING:
-    from config import Settings
 
 # Any 64-bit number works, as long as every worker uses the same one (differs from the migration lock).
 PG_CLAIM_LOCK = 0x576F726B4F757462
@@ -73,7 +50,6 @@ class Batch:
     internal: bool
     to_address: str
     attempts: int = 0
-    first_created_at: dt.datetime | None = field(default=None, compare=False)
 
     @property
     def lead_id(self) -> int:
@@ -102,13 +78,25 @@ def _claim_transaction() -> Iterator[None]:
             yield
 
 
-def _locked(query: object) -> object:
-    return query if is_sqlite() else query.for_update(skip_locked=True)  # type: ignore[attr-defined]
+def _locked(query: ModelSelect[OutboxEmail]) -> ModelSelect[OutboxEmail]:
+    return query if is_sqlite() else query.for_update(skip_locked=True)
 
 
 def claim_due(now: dt.datetime | None = None, limit: int = 20, worker_id: str = "worker",
               lease_seconds: float = DEFAULT_LEASE_SECONDS) -> list[Batch]:
-    """Leases up to `limit` batches whose first row is due, oldest first, to `worker_id`."""
+    """Leases up to `limit` batches whose first row is due, oldest first, to `worker_id`.
+
+    Batching: every pending row of the same (recipient, thread, internal) goes into the due row's batch (up
+    to MAX_MESSAGES_PER_EMAIL), so a burst of messages within NOTIFY_DELAY is one email.
+    Order: one recipient's notifications leave in the order they were written; a due row is not claimed
+    while an older pending notification of the same person waits in another batch (backing off, or leased).
+    Several workers: claiming is one short serialized transaction (BEGIN IMMEDIATE on SQLite; an advisory
+    lock and FOR UPDATE SKIP LOCKED on PostgreSQL), and each claimed row carries a lease: a worker that dies
+    leaves its rows to another once the lease expires.
+    A duplicate can only come from a crash between the relay's 250 and mark_sent()'s commit (or a send that
+    outlives its lease); the resend has the same Message-ID (gateway/outbound/render.py), so mail clients
+    can recognize it.
+    """
     now = now or utcnow()
     lease_until = now + dt.timedelta(seconds=lease_seconds)
     batches: list[Batch] = []
@@ -119,7 +107,7 @@ def claim_due(now: dt.datetime | None = None, limit: int = 20, worker_id: str = 
         candidates = list(_locked(
             OutboxEmail.select().where(due).order_by(OutboxEmail.id).limit(limit * 10)))
         claimed: set[int] = set()
-        blocked: set[int] = set()  # recipients whose older notification is not in this claim
+        blocked: set[int | None] = set()  # recipients whose older notification is not in this claim
         for row in candidates:
             if len(batches) >= limit:
                 break
@@ -148,8 +136,7 @@ def claim_due(now: dt.datetime | None = None, limit: int = 20, worker_id: str = 
             claimed.update(ids)
             batches.append(Batch(kind=row.kind, row_ids=tuple(ids), recipient_id=row.recipient_id,
                                  thread_id=row.thread_id, internal=bool(row.internal), to_address=row.to_address,
-                                 attempts=max(r.attempts for r in group),
-                                 first_created_at=min(r.created_at for r in group)))
+                                 attempts=max(r.attempts for r in group)))
     return batches
 
 
@@ -279,15 +266,15 @@ def previous_mail_ids(recipient_id: int, thread_id: int, internal: bool, before_
                    & (OutboxEmail.status == SENT) & OutboxEmail.batch.is_null()
                    & OutboxEmail.mail_message_id.is_null(False) & (OutboxEmail.id < before_id))
             .order_by(OutboxEmail.id.desc()).limit(limit))
-    return [r.mail_message_id for r in reversed(list(rows))]
+    return [r.mail_message_id for r in reversed(list(rows)) if r.mail_message_id]
 
 
 def record_bounce(bounce_token: str, *, hard: bool, reason: str) -> bool:
     """A delivery report came back to bounce+TOKEN@REPLY_DOMAIN: that email failed, for `reason`.
 
     After HARD_BOUNCES_TO_DISABLE consecutive hard bounces the address is no longer emailed
-    (User.email_disabled) until the team re-enables it (reenable_email). Returns False when no email
-    carries that token. A report that arrives twice counts once.
+    (User.email_disabled) until reenable_email() clears it (no page or command calls it yet). Returns
+    False when no email carries that token. A report that arrives twice counts once.
     """
     token = (bounce_token or "").strip().lower()
     if not token:
@@ -309,40 +296,35 @@ def record_bounce(bounce_token: str, *, hard: bool, reason: str) -> bool:
 
 
 def reenable_email(user: User) -> None:
-    """The team says the address works again: email it again and start counting bounces afresh."""
+    """The address works again: email it again and start counting bounces afresh. Not yet reachable
+    from the team app or the CLI (only tests call it)."""
     User.update(email_disabled=False, hard_bounces=0).where(User.id == user.id).execute()
 
 
-def queue_login_link(settings: Settings, user: User, url: str, *, invitation: bool = False,
-                     workspace_name: str = "") -> OutboxEmail:
-    """Queues a sign-in link (or an invitation carrying one) for `user`, rendered from
-    templates/email/login_link.*; the worker sends it like any other email."""
-    from gateway.outbound.render import render_login_link
-
-    rendered = render_login_link(settings, user, url, invitation=invitation, workspace_name=workspace_name)
+def add_login_link(user: User, *, subject: str, body_text: str, body_html: str) -> OutboxEmail:
+    """Queues an already rendered sign-in link (or invitation) email for `user`; the worker sends it
+    like any other email. gateway/outbound/login_links.py renders it, since only the caller knows the link."""
     return OutboxEmail.create(kind=LOGIN_LINK, recipient=user, to_address=user.email, thread=None, message=None,
                               internal=False, status=PENDING, next_attempt_at=utcnow(),
-                              subject=rendered.subject, body_text=rendered.text, body_html=rendered.html)
+                              subject=subject, body_text=body_text, body_html=body_html)
 
 
 def delivery_status(message_ids: Sequence[int]) -> dict[int, dict[str, object]]:
     """Per message: how many notification emails were sent, are pending, failed or skipped, and the
     errors of the failed ones ("address: relay's words"), for the team to see next to the message."""
     ids = [int(i) for i in message_ids]
-    result: dict[int, dict[str, object]] = {
-        i: {"sent": 0, "pending": 0, "failed": 0, "skipped": 0, "errors": []} for i in ids}
-    if not ids:
-        return result
-    rows = (OutboxEmail.select(OutboxEmail.message, OutboxEmail.status, OutboxEmail.to_address,
-                               OutboxEmail.last_error)
-            .where(OutboxEmail.message.in_(ids) & (OutboxEmail.kind == NOTIFICATION))
-            .order_by(OutboxEmail.id).tuples())
-    for message_id, status, to_address, last_error in rows:
-        entry = result[message_id]
-        entry[status] = int(entry.get(status, 0)) + 1  # type: ignore[call-overload]
-        if status == FAILED:
-            entry["errors"].append(f"{to_address}: {last_error}")  # type: ignore[union-attr]
-    return result
+    counts: dict[int, dict[str, int]] = {i: {"sent": 0, "pending": 0, "failed": 0, "skipped": 0} for i in ids}
+    errors: dict[int, list[str]] = {i: [] for i in ids}
+    if ids:
+        rows = tuples(OutboxEmail.select(OutboxEmail.message, OutboxEmail.status, OutboxEmail.to_address,
+                                         OutboxEmail.last_error)
+                      .where(OutboxEmail.message.in_(ids) & (OutboxEmail.kind == NOTIFICATION))
+                      .order_by(OutboxEmail.id))
+        for message_id, status, to_address, last_error in rows:
+            counts[message_id][status] = counts[message_id].get(status, 0) + 1
+            if status == FAILED:
+                errors[message_id].append(f"{to_address}: {last_error}")
+    return {i: {**counts[i], "errors": errors[i]} for i in ids}
 
 
 def apply_unsubscribe(user_id: int, thread_id: int) -> bool:
@@ -368,7 +350,7 @@ def apply_unsubscribe(user_id: int, thread_id: int) -> bool:
 
 __all__ = [
     "Batch", "claim_due", "load_rows", "save_rendered", "mark_sent", "mark_retry", "mark_failed", "mark_skipped",
-    "release", "retry_delay", "record_bounce", "reenable_email", "queue_login_link", "delivery_status",
+    "release", "retry_delay", "record_bounce", "reenable_email", "add_login_link", "delivery_status",
     "apply_unsubscribe", "recipient_block_reason", "previous_mail_ids", "new_bounce_token",
     "DEFAULT_LEASE_SECONDS", "GIVE_UP_AFTER",
 ]

@@ -27,7 +27,7 @@ from storage.models import (
     utcnow,
 )
 from storage.rendering import render_markdown
-from storage.visibility import Viewer, audience, can_delete, can_edit, can_open_thread, who_can_see
+from storage.visibility import Viewer, audience, can_delete, can_edit, can_open_thread, can_see
 
 MAX_TEXT_LENGTH = 100_000
 MAX_VERSIONS = 50  # earlier texts kept per message; past that, post a new message
@@ -178,7 +178,8 @@ def send_correction(message: Message, editor: User, *, now: dt.datetime | None =
             .where((OutboxEmail.message == message.id) & (OutboxEmail.kind == NOTIFICATION)
                    & (OutboxEmail.status == SENT) & (OutboxEmail.sent_at < message.edited_at)))
     addresses = {row.recipient_id: row.to_address for row in sent if row.recipient_id}
-    people = who_can_see(message, User.select().where(User.id.in_(list(addresses)) & (User.active == True)))  # noqa: E712
+    candidates = User.select().where(User.id.in_(list(addresses)) & (User.active == True))  # noqa: E712
+    people = [p for p in candidates.order_by(User.id) if can_see(Viewer.of(p), message)]
     if not people:
         raise PostingError("Nobody who was emailed this message can still see it, so no correction was sent.")
     now = now or utcnow()

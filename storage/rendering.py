@@ -1,9 +1,8 @@
 """Markdown to safe HTML: the one function that turns a message's text into what pages and emails show.
 
-markdown-it-py renders CommonMark (bold, lists, links, code; bare web addresses become links through
-linkify-it-py); raw HTML in the source is not passed
-through, and nh3 (the Rust ammonia sanitizer) then keeps only a small allow-list of tags and
-attributes, so `<script>`, `onerror=`, `javascript:` links and `<svg onload>` never survive.
+markdown-it-py renders CommonMark (bare web addresses become links through linkify-it-py) without passing
+raw HTML through; nh3 (the Rust ammonia sanitizer) then keeps a small allow-list of tags and attributes,
+so `<script>`, `onerror=`, `javascript:` links and `<svg onload>` never survive.
 """
 from __future__ import annotations
 
@@ -13,18 +12,20 @@ import re
 import nh3
 from linkify_it import LinkifyIt
 from markdown_it import MarkdownIt
+from markdown_it.common.utils import escapeHtml
+from mdit_py_plugins.container import container_plugin
 
 ALLOWED_TAGS = {
     "p", "br", "strong", "b", "em", "i", "u", "s", "del", "code", "pre", "blockquote",
-    "ul", "ol", "li", "a", "h1", "h2", "h3", "h4", "h5", "h6", "hr", "mark",
+    "ul", "ol", "li", "a", "h1", "h2", "h3", "h4", "h5", "h6", "hr", "mark", "details", "summary",
 }
 ALLOWED_ATTRIBUTES = {"a": {"href", "title"}, "ol": {"start"}}
 URL_SCHEMES = {"http", "https", "mailto"}
 
 # Where linkify-it's pretest can match at all: a schema (http:, https:, ftp:, mailto:, //), "@", localhost
 # or a dot followed by a letter or digit (www., a TLD, an IP address). Its own pretest is one large
-# case-insensitive regular expression that costs ~0.3 ms per KB of text, more than the rest of the
-# rendering; this one is a superset that rules out most prose in microseconds.
+# case-insensitive regular expression that costs more than the rest of the rendering; this one is a
+# superset that rules out most prose far sooner.
 _MAYBE_LINK = re.compile(r"(?:https?|ftp|mailto):|//|@|localhost|\.[^\W_]", re.IGNORECASE)
 _DOT_WORD = re.compile(r"\.[^\W_]")
 _SCHEMES = ("http", "https", "ftp", "mailto")
@@ -55,6 +56,24 @@ class _QuickLinkify(LinkifyIt):
 _md = MarkdownIt("commonmark", {"html": False, "linkify": True, "breaks": True}).enable("linkify")
 _md.linkify = _QuickLinkify()
 
+# A forwarded message posted from email (gateway/inbound/forwards.py) is a ":::" container whose first
+# line is "Forwarded message…": it renders as a collapsed <details> block with that line as its summary.
+FORWARD_SUMMARY = "forwarded message"
+
+
+def _forward_container(params: str, *args: object) -> bool:
+    return params.strip().lower().startswith(FORWARD_SUMMARY)
+
+
+def _render_forward(self: object, tokens: list, idx: int, options: object, env: object) -> str:
+    token = tokens[idx]
+    if token.nesting == 1:
+        return f"<details><summary>{escapeHtml(token.info.strip())}</summary>\n"
+    return "</details>\n"
+
+
+container_plugin(_md, "forward", validate=_forward_container, render=_render_forward)
+
 
 def sanitize_html(html: str) -> str:
     """Keeps only harmless tags and attributes; links get rel=noopener noreferrer nofollow."""
@@ -77,17 +96,17 @@ def _rendered(text: str) -> str:
 
 
 def slow_to_render(text: str, budget: int = 2000) -> bool:
-    """Whether rendering text may take more than a few milliseconds (Markdown parsing, ~1-4 us a character)."""
+    """Whether rendering text is long enough and not plain enough that Markdown parsing is costly."""
     return len(text) > budget and _plain_html(text) is None
 
 
 # Most replies are plain prose: no character Markdown gives a meaning to, no line that could start a
 # block, nothing a link could be made of. Their HTML is known without parsing: paragraphs split at blank
 # lines, lines joined by <br> (breaks=True), spaces around lines dropped, exactly what markdown-it and nh3
-# make of them (tests/test_performance_paths.py compares the two on generated text). Parsing costs
-# ~0.1 ms per KB; this is some microseconds.
+# make of them (tests/test_performance_paths.py compares the two on generated text), at a fraction of the
+# cost of parsing.
 _NOT_PLAIN = re.compile(r"[^\w \n.,;:?!'\"()/%$+=-]|_")
-_PLAIN_ASCII = re.compile(r"[A-Za-z0-9 \n.,;:?!'\"()/%$+=-]*")  # the same set for ASCII text, 4x faster
+_PLAIN_ASCII = re.compile(r"[A-Za-z0-9 \n.,;:?!'\"()/%$+=-]*")  # the same set for ASCII text, quicker
 _PARAGRAPH_BREAK = re.compile(r"\n(?: *\n)+")
 _PLAIN_START = frozenset("\"'(")
 

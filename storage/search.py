@@ -19,7 +19,7 @@ def search_terms(query: str) -> list[str]:
     return WORD_RE.findall(query or "")[:MAX_TERMS]
 
 
-def search_messages(viewer: Viewer, thread: Thread | int, query: str) -> ModelSelect:
+def search_messages(viewer: Viewer, thread: Thread | int, query: str) -> ModelSelect[Message]:
     """Messages of the thread that viewer may see and that contain every word of query, newest first."""
     return _matching(visible_messages(viewer, thread), query)
 

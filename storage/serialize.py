@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 from storage.models import Attachment, Message, User
 
 
 def attachment_url(base_url: str, attachment: Attachment) -> str:
-    return f"{base_url}/attachments/{attachment.id}/{attachment.name}"
+    """The download address of an attachment: its name percent-encoded, so `report #2.pdf` stays a name."""
+    return f"{base_url}/attachments/{attachment.id}/{quote(attachment.name, safe='')}"
 
 
 def message_json(message: Message, base_url: str, authors: dict[int, User] | None = None,

@@ -59,11 +59,11 @@ class Viewer:
         return self.role == CLIENT
 
 
-def _active_team_member(user_id: object) -> ModelSelect:
+def _active_team_member(user_id: object) -> ModelSelect[User]:
     return User.select(User.id).where((User.id == user_id) & (User.active == True))  # noqa: E712
 
 
-def _client_has_access(user_id: object, workspace_id: object) -> ModelSelect:
+def _client_has_access(user_id: object, workspace_id: object) -> ModelSelect[Membership]:
     return (Membership.select(Membership.id)
             .join(User)
             .where((Membership.user == user_id) & (Membership.workspace == workspace_id)
@@ -71,10 +71,10 @@ def _client_has_access(user_id: object, workspace_id: object) -> ModelSelect:
                    & (User.active == True)))  # noqa: E712
 
 
-def _visible_messages(role: str, user_id: object, thread_id: object) -> ModelSelect:
+def _visible_messages(role: str, user_id: object, thread_id: object) -> ModelSelect[Message]:
     """THE rule, as a query: the messages of thread_id that a viewer with this role and id may see.
 
-    user_id is a value, or a column of an outer query (who_can_see asks for many viewers at once); the
+    user_id is a value, or a column of an outer query (audience() asks for many candidates at once); the
     conditions are SQL, evaluated when the query runs.
     """
     query = Message.select().where(Message.thread == thread_id)
@@ -89,7 +89,7 @@ def _visible_messages(role: str, user_id: object, thread_id: object) -> ModelSel
     return query.where(Message.id.is_null(True) & Message.id.is_null(False))  # nobody else sees anything
 
 
-def visible_messages(viewer: Viewer, thread: Thread | int) -> ModelSelect:
+def visible_messages(viewer: Viewer, thread: Thread | int) -> ModelSelect[Message]:
     """The messages of `thread` that `viewer` may see, as a query to refine (order, limit, search)."""
     return _visible_messages(viewer.role, viewer.user_id, thread.id if isinstance(thread, Thread) else thread)
 
@@ -152,22 +152,7 @@ def _sees(role: str, message_id: object, thread_id: object) -> object:
     return fn.EXISTS(_visible_messages(role, _Candidate.id, thread_id).where(Message.id == message_id))
 
 
-def who_can_see(message: Message, candidates: Iterable[User]) -> list[User]:
-    """The candidates for whom message is visible (in id order): can_see() for many viewers, in one
-    query per role."""
-    by_role: dict[str, list[int]] = {}
-    for user in candidates:
-        by_role.setdefault(user.role, []).append(user.id)
-    found: list[User] = []
-    for role, ids in by_role.items():
-        found.extend(_Candidate.select()
-                  .where(_Candidate.id.in_(ids) & (_Candidate.role == role)
-                         & _sees(role, message.id, message.thread_id))
-                  .order_by(_Candidate.id))
-    return sorted(found, key=lambda u: u.id)
-
-
-def visible_threads(viewer: Viewer) -> ModelSelect:
+def visible_threads(viewer: Viewer) -> ModelSelect[Thread]:
     """Threads viewer may open, with their workspace joined."""
     query = Thread.select(Thread, Workspace).join(Workspace)
     if viewer.is_team:
@@ -205,7 +190,7 @@ def last_activity(viewer: Viewer, thread: Thread) -> dt.datetime:
 
 
 def _audience_query(to_clients: bool, message_id: int, thread_id: int, workspace_id: int,
-                   author_id: int) -> ModelSelect:
+                   author_id: int) -> ModelSelect[User]:
     mailable = ((_Candidate.active == True) & (_Candidate.email_muted == False)  # noqa: E712
                 & (_Candidate.email_disabled == False) & (_Candidate.id != author_id))  # noqa: E712
     if to_clients:
@@ -236,7 +221,7 @@ def audience(message: Message, *, thread: Thread | None = None, author: User | N
     - Internal: the active team members who follow the workspace, never a client.
     Never the author; never a muted person or an address disabled after hard bounces. Each candidate
     must also pass the one rule: the query keeps only those for whom the message is in
-    _visible_messages(), as can_see() would say (see who_can_see).
+    _visible_messages(), as can_see() would say.
     thread and author may be given when the caller has them loaded (they must be the message's own).
     """
     if thread is None or thread.id != message.thread_id:
@@ -264,8 +249,7 @@ _CAN_OPEN = {
 }
 
 
-__all__ = ["Viewer", "visible_messages", "can_see", "visible_versions",
-           "visible_messages_anywhere", "can_edit", "can_delete", "may_edit",
-           "may_delete", "is_admin", "can_open_thread", "visible_threads", "audience", "who_can_see",
-           "last_activity",
+__all__ = ["Viewer", "visible_messages", "can_see", "visible_versions", "visible_messages_anywhere",
+           "can_edit", "can_delete", "may_edit", "may_delete", "is_admin", "can_open_thread",
+           "visible_threads", "audience", "last_activity",
            "VISIBILITY_CLIENT", "VISIBILITY_INTERNAL"]

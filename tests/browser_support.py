@@ -1,9 +1,5 @@
-"""Helpers for the real-browser tests (tests/test_browser.py): find Debian's chromium and Playwright (or say
-why the tests skip), start the real product (`workrate run` on free loopback ports, a temporary data
-folder, a loopback capturing relay for outgoing mail, SQLite or a fresh PostgreSQL database), and sign
-people in through the real pages.
-
-Not a test module itself.
+"""Helpers of tests/test_browser.py: find chromium and Playwright (or say why the tests skip), start the
+real product on free loopback ports with a capturing relay, and sign people in through the real pages.
 """
 from __future__ import annotations
 

@@ -1,18 +1,27 @@
-"""Shared fixtures: settings on a temporary SQLite file, or on PostgreSQL when
-WORKRATE_TEST_DATABASE_URL names one (each test session gets a fresh schema there), plus factories."""
+"""The fixtures of every test (this file is their one home): settings on a temporary SQLite file, or on
+PostgreSQL when WORKRATE_TEST_DATABASE_URL names one; a migrated database; factories; the web app with a world
+of people (helpers in web_support.py); a workspace for the gateway tests and a real gateway (helpers in
+gateway_support.py). Password hashing uses argon2's cheapest parameters here."""
 from __future__ import annotations
 
 import os
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from argon2 import PasswordHasher, profiles
+from flask import Flask
+from gateway_support import People
+from web_support import CLIENT_TEXT, INTERNAL_TEXT, TEAM_PASSWORD, World, attach
 
 from config import Settings
 from storage import db, migrations
 from storage.directory import add_client, add_user, create_workspace, thread_of
 from storage.models import TEAM, Thread, User, Workspace
+from storage.posting import post_message
+from web import passwords
 
 PG_URL = os.environ.get("WORKRATE_TEST_DATABASE_URL", "")
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared"
@@ -20,6 +29,15 @@ SHARED = Path(__file__).resolve().parent.parent.parent / "shared"
 
 def pytest_report_header(config: pytest.Config) -> str:
     return f"database: {'PostgreSQL ' + PG_URL if PG_URL else 'SQLite (temporary files)'}"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def cheap_password_hashing() -> Iterator[None]:
+    """Argon2 with its cheapest parameters: the tests check what hashing does, not how costly it is."""
+    production = passwords.hasher
+    passwords.hasher = PasswordHasher.from_parameters(profiles.CHEAPEST)
+    yield
+    passwords.hasher = production
 
 
 @pytest.fixture
@@ -72,10 +90,8 @@ class Factory:
         return thread_of(workspace)
 
     def team(self, email: str | None = None, name: str = "Kim Lee", password: str | None = None) -> User:
-        from web.passwords import hash_password
-
         return add_user(email or f"team{self._next()}@agency.test", name, TEAM,
-                        password_hash=hash_password(password) if password else None)
+                        password_hash=passwords.hash_password(password) if password else None)
 
     def client(self, workspace: Workspace, email: str | None = None, name: str = "Bob Stone",
                access: bool = True) -> User:
@@ -85,6 +101,60 @@ class Factory:
 @pytest.fixture
 def make(database: object) -> Factory:
     return Factory()
+
+
+@pytest.fixture
+def app(settings: Settings, database: object) -> Iterator[Flask]:
+    """The web app on the test database, in testing mode."""
+    from web.app import create_app
+    from web.events import stop_watcher
+
+    app = create_app(settings)
+    app.config["TESTING"] = True
+    yield app
+    stop_watcher(app)
+
+
+@pytest.fixture
+def world(settings: Settings, make: Factory) -> World:
+    """Two workspaces with people and messages: see web_support.World."""
+    acme = create_workspace("Acme Co", "acme")
+    globex = create_workspace("Globex", "globex")
+    team = make.team(email="kim@agency.test", name="Kim Lee", password=TEAM_PASSWORD)
+    client = make.client(acme, email="bob@acme.test", name="Bob Stone", access=True)
+    no_access = make.client(acme, email="carol@acme.test", name="Carol Park", access=False)
+    other = make.client(globex, email="gina@globex.test", name="Gina Globex", access=True)
+    thread, globex_thread = thread_of(acme), thread_of(globex)
+    public = post_message(thread, team, CLIENT_TEXT, attachments=[attach(settings, "plan.txt", b"the plan")])
+    internal = post_message(thread, team, INTERNAL_TEXT, internal=True,
+                            attachments=[attach(settings, "budget.txt", b"internal numbers")])
+    globex_message = post_message(globex_thread, team, "Globex only",
+                                  attachments=[attach(settings, "globex.txt", b"globex bytes")])
+    return World(acme=acme, globex=globex, thread=thread, globex_thread=globex_thread, team=team, client=client,
+                 no_access=no_access, other=other, public=public, internal=internal,
+                 public_file=public.attachments[0].id, internal_file=internal.attachments[0].id,
+                 globex_message=globex_message, globex_file=globex_message.attachments[0].id)
+
+
+@pytest.fixture
+def people(settings: Settings, make: Factory) -> People:
+    """Acme Co with Kim (team), Bob (client with access) and Eve (client without), for the gateway tests."""
+    ws = make.workspace("Acme Co")
+    return People(workspace=ws, thread=make.thread(ws), kim=make.team("kim@agency.test", "Kim Lee"),
+                  bob=make.client(ws, "bob@acme.test", "Bob Stone"),
+                  eve=make.client(ws, "eve@acme.test", "Eve Park", access=False), settings=settings)
+
+
+@pytest.fixture
+def gateway(settings: Settings, database: object) -> Iterator[Any]:
+    """A real gateway listening on a free loopback port, on its own event loop thread."""
+    from gateway_support import start_gateway
+
+    controller = start_gateway(settings)
+    try:
+        yield controller
+    finally:
+        controller.stop()
 
 
 def shared_path(*parts: str) -> Path:

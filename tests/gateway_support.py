@@ -1,17 +1,27 @@
-"""Shared pieces of the gateway tests: the named mails of tests/emails, a real gateway on loopback, a
-workspace with people and their reply addresses, and a one-call SMTP client."""
+"""Shared pieces of the gateway tests: the named mails of tests/emails, a real gateway on loopback
+(GatewayThread), the pipeline run as the SMTP handler runs it (run_pipeline), a workspace with people and
+their reply addresses, and a one-call SMTP client."""
 from __future__ import annotations
 
+import asyncio
 import itertools
 import re
 import smtplib
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from config import Settings
 from gateway.addresses import format_reply_address
-from gateway.server import GatewayThread, make_controller
+from gateway.errors import Outcome
+from gateway.inbound import pipeline
+from gateway.inbound.mail import InboundMail
+from gateway.smtp.committer import GroupCommitter
+from gateway.smtp.listener import Gateway
+from gateway.smtp.threads import WorkerThreads, close_connection, steps_on_loop
+from storage.db import is_sqlite
+from storage.files import FileStore
 from storage.mail_log import InboundEmail
 from storage.models import Message, Thread, User, Workspace
 from storage.tokens import reply_token_for
@@ -54,8 +64,91 @@ class People:
         return self.address(self.bob)
 
 
+class GatewayThread:
+    """The gateway on its own event loop in a background thread, like aiosmtpd's Controller: start() returns
+    once it listens (see .host and .port); stop() closes it as serve() does."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.gateway: Gateway | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+
+    @property
+    def host(self) -> str:
+        assert self.gateway is not None
+        return self.gateway.host
+
+    @property
+    def port(self) -> int:
+        assert self.gateway is not None
+        return self.gateway.port
+
+    def start(self) -> GatewayThread:
+        self._thread = threading.Thread(target=self._run, name="smtp-gateway", daemon=True)
+        self._thread.start()
+        self._ready.wait(30)
+        if self._error is not None:
+            raise self._error
+        return self
+
+    def _run(self) -> None:
+        async def main() -> None:
+            self._loop = asyncio.get_running_loop()
+            self._stop = asyncio.Event()
+            self.gateway = Gateway(self.settings)
+            try:
+                await self.gateway.start()
+            except BaseException as e:
+                self._error = e
+                self._ready.set()
+                return
+            self._ready.set()
+            try:
+                await self._stop.wait()
+            finally:
+                await self.gateway.close()
+
+        asyncio.run(main())
+
+    def stop(self) -> None:
+        if self._loop is not None and self._stop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._stop.set)
+        if self._thread is not None:
+            self._thread.join(60)
+
+
 def start_gateway(settings: Settings) -> GatewayThread:
-    return make_controller(settings).start()
+    """A real gateway listening on a free loopback port: `controller = start_gateway(settings)` …
+    `controller.stop()`."""
+    return GatewayThread(settings).start()
+
+
+def run_pipeline(mail: InboundMail) -> Outcome:
+    """Runs mail through the pipeline as the SMTP handler does after DATA (the same driver, the group
+    commit, worker threads, on the event loop when the handler would), without SMTP."""
+    async def main() -> Outcome:
+        loop = asyncio.get_running_loop()
+        workers = WorkerThreads(2)
+
+        def in_thread(fn: Any, *args: Any) -> Any:
+            return loop.run_in_executor(workers, fn, *args)
+
+        committer = GroupCommitter(FileStore(mail.settings.effective_files_dir), in_thread, on_loop=is_sqlite())
+        committer.start()
+        try:
+            return await pipeline.run(mail, committer, in_thread, on_loop=steps_on_loop(mail))
+        finally:
+            await committer.close()
+            await loop.run_in_executor(None, workers.shutdown)
+
+    try:
+        return asyncio.run(main())
+    finally:
+        close_connection()  # this thread's, used on the event loop; the next query opens it again
 
 
 def send(port: int, raw: bytes, rcpts: list[str] | str, sender: str = "bob@acme.test",

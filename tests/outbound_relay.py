@@ -5,19 +5,13 @@ from __future__ import annotations
 import asyncio
 import email
 import email.policy
-import socket
 import threading
 import time
 from dataclasses import dataclass
 from email.message import EmailMessage
 
 from aiosmtpd.controller import Controller
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from procs import free_port
 
 
 @dataclass

@@ -1,8 +1,6 @@
-"""Real `workrate` processes for the multi-process tests and benchmarks: free loopback ports, a fresh
-PostgreSQL database per run (dropped WITH (FORCE) afterwards), the console script next to sys.executable,
-one log file per process, and a clean stop (SIGTERM, then SIGKILL after a grace period).
-
-Not a test module itself; imported by tests/test_multiprocess.py and tests/test_migrations_race.py."""
+"""Real `workrate` processes for the multi-process tests and benchmarks: free loopback ports (free_port, the
+one every test uses), a fresh PostgreSQL database per run, one log file per process, and a clean stop.
+"""
 from __future__ import annotations
 
 import os

@@ -17,8 +17,6 @@ from gateway.inbound.authenticate import resolve_recipient
 from gateway.inbound.mail import BOUNCE, PLAIN, REPLY
 from storage.tokens import new_reply_token
 
-pytest_plugins = ["gateway_fixtures"]  # people
-
 TOKEN = "0123456789abcdef0123456789abcdef"
 
 

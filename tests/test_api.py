@@ -3,18 +3,15 @@ workspaces, messages in the JSON shape of `workrate thread --json` with after/be
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
-import web_support
-from web_support import INTERNAL_TEXT, World, newest, sign_in
+from web_support import INTERNAL_TEXT, World, attach, newest, sign_in
 
 from storage.models import ApiToken, Message
 from storage.posting import post_message
 from storage.serialize import messages_json
 from storage.tokens import create_api_token
-
-app = web_support.app  # fixtures
-world = web_support.world
 
 
 @pytest.fixture
@@ -55,6 +52,17 @@ def test_list_workspaces(api: Any, world: World) -> None:
     data = api.get("/api/workspaces").get_json()
     assert [w["slug"] for w in data["workspaces"]] == ["acme", "globex"]
     assert data["workspaces"][0]["name"] == "Acme Co" and data["workspaces"][0]["last_activity_at"].endswith("Z")
+
+
+def test_attachment_urls_are_quoted_and_download(api: Any, app: Any, world: World, settings: Any) -> None:
+    # An attachment named "report #2.pdf": its URL keeps the whole name (no fragment), and it downloads.
+    post_message(world.thread, world.team, "The report",
+                 attachments=[attach(settings, "report #2.pdf", b"%PDF-1.4 report", "application/pdf")])
+    [attachment] = api.get("/api/workspaces/acme/messages").get_json()["messages"][-1]["attachments"]
+    url = urlsplit(attachment["url"])
+    assert attachment["name"] == "report #2.pdf" and url.fragment == "" and url.path.endswith("/report%20%232.pdf")
+    download = sign_in(app.test_client(), world.team).get(url.path)
+    assert download.status_code == 200 and download.data == b"%PDF-1.4 report"
 
 
 def test_messages_have_the_cli_json_shape(api: Any, world: World, settings: Any) -> None:

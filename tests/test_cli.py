@@ -8,12 +8,13 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 import pytest
 from click.testing import CliRunner, Result
 
+from cli.main import cli
 from storage import db, migrations
-from web.cli import cli
 
 PG_URL = os.environ.get("WORKRATE_TEST_DATABASE_URL", "")
 
@@ -81,6 +82,18 @@ def test_post_and_thread_json_shape(run: Run, acme: str, tmp_path: Path) -> None
     assert first["attachments"][0]["url"].startswith("http://app.test/attachments/")
     assert set(first["attachments"][0]) == {"name", "content_type", "size", "url"}
     assert second["text"] == "Second" and first["id"] < second["id"]
+
+
+@pytest.mark.parametrize("name", ["report #2.pdf", "résumé 100%.txt", "a&b=c?.txt"])
+def test_attachment_urls_in_thread_json_are_quoted(run: Run, acme: str, tmp_path: Path, name: str) -> None:
+    # A name with #, %, ?, & or a space gives a URL whose last segment decodes back to that very name.
+    f = tmp_path / name
+    f.write_bytes(b"the report")
+    run("post", acme, "--as", "kim@agency.test", "--attach", str(f), "The report")
+    [attachment] = json.loads(run("thread", acme, "--json").stdout)["messages"][-1]["attachments"]
+    parts = urlsplit(attachment["url"])
+    assert (parts.query, parts.fragment) == ("", "") and " " not in attachment["url"]
+    assert unquote(parts.path.rsplit("/", 1)[1]) == attachment["name"] == name.replace("?", "_")
 
 
 def test_client_view_and_search_never_show_internal(run: Run, acme: str) -> None:
@@ -192,12 +205,11 @@ def test_smtp_with_two_processes_serves_one_port_and_stops_cleanly(env: dict[str
     # `workrate smtp --processes 2` answers on its port from two processes and all of them stop on SIGTERM.
     import signal
     import smtplib
-    import socket
     import time
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    from procs import free_port
+
+    port = free_port()
     run("init-db")
     exe = Path(sys.executable).with_name("workrate")
     proc = subprocess.Popen([str(exe), "smtp", "--processes", "2"], env={**os.environ, **env,

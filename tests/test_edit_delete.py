@@ -8,7 +8,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-import web_support
 from outbound_relay import CapturingRelay
 from test_events import parse_sse, stream_body
 from test_outbox import send_due
@@ -19,9 +18,6 @@ from storage.models import Attachment, Message, MessageVersion
 from storage.posting import PostingError, delete_message, edit_message, post_message, send_correction
 from storage.search import search_messages
 from storage.visibility import Viewer, can_delete, can_edit, visible_messages, visible_versions
-
-app = web_support.app
-world = web_support.world
 
 
 def reload(message: Message) -> Message:

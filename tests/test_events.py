@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import web_support
 from peewee import fn
 from web_support import CLIENT_TEXT, INTERNAL_TEXT, World, sign_in
 
@@ -26,8 +25,6 @@ from storage.db import database
 from storage.mail_log import ThreadEvent
 from storage.posting import post_message
 
-app = web_support.app  # fixtures
-world = web_support.world
 ROOT = Path(__file__).resolve().parent.parent
 
 

@@ -358,3 +358,91 @@ def test_huge_body_only_returns_input_lines(repeated, tail, count):
     source = set(body.splitlines())
     assert all(line in source for line in result.text.splitlines())
     assert all(line in source for line in result.trimmed.splitlines())
+
+
+def test_contact_block_and_notice_after_the_reply_go_and_the_closing_stays():
+    # Behaviour: a contact block and a legal notice below the reply go; the closing and name above them stay.
+    body = ("The invoice is attached.\n\nBest regards,\nKaren Green\nGraphic Designer\nTel: +44 20 7946 0958\n"
+            "karen@webby.test\nwww.webby.test\n\nThe content of this email is confidential and intended for the "
+            "recipient specified in message only.\n")
+    result = trim_text(body)
+    assert result.text == "The invoice is attached.\n\nBest regards,\nKaren Green"
+    assert "Tel: +44" in result.trimmed and "confidential" in result.trimmed
+
+
+def test_contact_details_introduced_by_the_writer_stay():
+    # Behaviour: contact details the writer introduces ("My new details:") are the reply, not a footer.
+    body = "Here are my new details:\n\nKaren Green\nTel: +44 20 7946 0958\nkaren@webby.test\n"
+    assert trim_text(body).text == body.strip()
+
+
+@pytest.mark.parametrize("body", ["https://acme.test/brand\n", "See https://acme.test/a\nhttps://acme.test/b\n",
+                                  "www.acme.test\nacme.test\n"])
+def test_a_body_of_links_alone_never_comes_out_empty(body):
+    # Behaviour: links alone are the reply.
+    assert trim_text(body).text == body.strip()
+
+
+def test_list_footer_under_the_quote_goes_with_the_quote():
+    # Behaviour: a mailing-list footer below the quoted history does not make the quote an inline answer.
+    body = ("Works for me.\n\n> Shall we ship on Friday?\n> -Kim\n\n__\nriak-users mailing list\n"
+            "riak-users@lists.basho.test\nhttp://lists.basho.test/mailman/listinfo/riak-users\n")
+    assert trim_text(body).text == "Works for me."
+
+
+def test_device_signoff_ends_the_reply_before_the_unmarked_original():
+    # Behaviour: "Sent from my iPhone" ends the reply even when the original follows without quoting.
+    body = "Yes, Friday works.\n\nSent from my iPhone\n\nHi Bob, does Friday work for the call?\n"
+    assert trim_text(body).text == "Yes, Friday works."
+
+
+def test_forward_subject_makes_a_header_block_a_forward():
+    # Behaviour: in a mail whose subject says "FW:", a header block below the note starts the forwarded message.
+    body = ("Can you look at this?\n\nFrom: Some One <some@one.test>\nSent: Mon, 1 Dec 2016 00:13\n"
+            "To: Ba Bar <ba@bar.test>\nSubject: Discoursing much?\n\nHello Ba Bar,\n\nDiscoursing much today?\n")
+    assert reply_from_parts(body, None).forward is None
+    result = reply_from_parts(body, None, "FW: Discoursing much?")
+    assert result.text == "Can you look at this?"
+    assert result.forward is not None
+    assert (result.forward.sender, result.forward.subject) == ("Some One <some@one.test>", "Discoursing much?")
+    assert result.post_text == ("Can you look at this?\n\n::: Forwarded message: Discoursing much?\n\n"
+                                "**From:** Some One <some@one.test>\n**Date:** Mon, 1 Dec 2016 00:13\n"
+                                "**Subject:** Discoursing much?\n\nHello Ba Bar,\n\nDiscoursing much today?\n\n:::")
+
+
+def test_html_emphasis_is_markdown_against_the_words():
+    # Behaviour: bold and italics become Markdown marks placed against the words, across line breaks too.
+    assert html_to_text("<p>Hi <b> all </b>and <i>you</i>!</p>") == "Hi **all** and *you*!"
+    assert html_to_text("<div><b>one<br>two</b> three<b></b></div>") == "**one**\n**two** three"
+
+
+def test_closing_typed_below_the_quoted_history_is_kept():
+    # Behaviour: a closing typed after the quoted history is the writer's: it stays, the history goes.
+    body = ("Here is the doc.\n\nOn Mon, Jun 5, 2017 at 12:22 PM Kim <kim@a.test> wrote:\n> can you send it?\n\n"
+            "Cheers,\nBob\n")
+    assert trim_text(body).text == "Here is the doc.\n\nCheers,\nBob"
+
+
+def test_bottom_posted_answer_below_the_history_is_the_reply():
+    # Behaviour: with the quoted history on top, the writer's words below it are the reply.
+    body = ("On Mon, Jun 5, 2017 at 12:22 PM Kim <kim@a.test> wrote:\n> Can you send the doc?\n> And the logo?\n\n"
+            "Both are attached.\n\nBob\n")
+    assert trim_text(body).text == "Both are attached.\n\nBob"
+
+
+@pytest.mark.parametrize("body, reply", [
+    ("Thanks, will do.-----Original Message-----\nFrom: Kim <kim@a.test>\nSent: Monday, June 5, 2017\n"
+     "To: Bob <bob@b.test>\nSubject: Brief\n\nold text\n", "Thanks, will do."),
+    ("Sounds good! On Mon, Jun 5, 2017 at 12:22 PM Kim <kim@a.test> wrote:\n> old text\n", "Sounds good!"),
+    ("Ja.\n\nAm 5. Juni 2017 um 12:22 schrieb Bob <b@x.test>:\n> old text\n", "Ja."),
+])
+def test_splitter_sharing_the_reply_line_is_split_off(body, reply):
+    # Behaviour: a reply and its splitter on one line: the reply is kept, the splitter and history cut.
+    assert trim_text(body).text == reply
+
+
+def test_quote_broken_by_a_wrapped_link_is_one_quote():
+    # Behaviour: the unquoted rest of a wrapped link inside a quote does not make the quote an inline answer.
+    body = ("Yes.\n\nOn Mon, Jun 5, 2017 at 12:22 PM Kim <kim@a.test> wrote:\n> see https://example.test/a/very/long\n"
+            "/path/rest-of-the-link\n> and tell me\n")
+    assert trim_text(body).text == "Yes."

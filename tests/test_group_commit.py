@@ -1,4 +1,4 @@
-"""The gateway's group commit (gateway/inbound/committer.py) on a real database: mails under way share one
+"""The gateway's group commit (gateway/smtp/committer.py) on a real database: mails under way share one
 transaction, a quiet gateway commits at once, a mail that never comes does not hold the others, and each
 mail's raw bytes are written with its row."""
 from __future__ import annotations
@@ -11,17 +11,16 @@ import pytest
 from gateway_support import People, eml, inbound_rows, posts
 
 from gateway import errors
-from gateway.inbound import committer as committer_module
 from gateway.inbound.authenticate import resolve_recipient
-from gateway.inbound.committer import GroupCommitter
+from gateway.inbound.files import WriteAtCommit
 from gateway.inbound.mail import InboundMail
 from gateway.inbound.pipeline import run_steps
+from gateway.smtp import committer as committer_module
+from gateway.smtp.committer import GroupCommitter
 from storage.db import database, is_sqlite, write_transaction
 from storage.files import FileStore
 from storage.mail_log import ACCEPTED, RawMail
 from storage.models import User
-
-pytest_plugins = ["gateway_fixtures"]  # people
 
 
 def ready_mails(people: People, count: int, *, sender: User | None = None, raw: bytes | None = None
@@ -33,7 +32,9 @@ def ready_mails(people: People, count: int, *, sender: User | None = None, raw: 
     for _ in range(count):
         mail = InboundMail(raw=raw or eml("plain_reply.eml", to=address, sender=sender.email),
                            settings=people.settings, mail_from=sender.email,
-                           recipients=[resolve_recipient(address, people.settings)], defer_files=is_sqlite())
+                           recipients=[resolve_recipient(address, people.settings)])
+        if is_sqlite():
+            mail.files = WriteAtCommit(mail.files.store)
         run_steps(mail)
         mails.append(mail)
     return mails

@@ -20,14 +20,17 @@ from hypothesis import strategies as st
 
 from gateway import errors
 from gateway.inbound.parse import parse_bytes
-from gateway.inbound.pipeline import preview_reply
+from gateway.inbound.preview import preview_reply
+from gateway.smtp.threads import GRACE_SECONDS
 from storage.files import FileStore
 from storage.mail_log import DEFERRED
 
-pytest_plugins = ["gateway_fixtures"]  # people, gateway
-
 HOSTILE = SHARED / "corpora" / "hostile"
-LIMIT = 30.0  # seconds a single mail may take here, well above what any of them needs
+# The gateway's processing limit here: ten times what the slowest of these mails needs on a busy 2-core
+# machine. A mail past it is answered 451 (a clean answer too) at the latest LIMIT + GRACE_SECONDS after
+# it arrived; no answer by twice that means the gateway stalled.
+LIMIT = 30.0
+ANSWER_DEADLINE = 2 * (LIMIT + GRACE_SECONDS)
 
 
 def _files() -> list[object]:
@@ -96,7 +99,7 @@ def test_hostile_corpus_file(name, settings, people: People):
         for variant in (crlf(raw), b"From: Bob Stone <bob@acme.test>\r\n" + crlf(raw)):
             started = time.monotonic()
             code, text = send(controller.port, variant, address)
-            assert time.monotonic() - started < LIMIT, f"{name} took {time.monotonic() - started:.1f}s"
+            assert time.monotonic() - started < ANSWER_DEADLINE, f"{name}: no answer in {ANSWER_DEADLINE:.0f} s"
             _clean_answer(code, text)
         _normal_reply_goes_through(controller.port, people)
     finally:
@@ -169,7 +172,7 @@ def test_generated_nasties(desc, settings, people: People):
     try:
         started = time.monotonic()
         code, text = send(controller.port, raw, people.bob_address)
-        assert time.monotonic() - started < LIMIT
+        assert time.monotonic() - started < ANSWER_DEADLINE, f"{desc}: no answer in {ANSWER_DEADLINE:.0f} s"
         _clean_answer(code, text)
         _normal_reply_goes_through(controller.port, people)
     finally:

@@ -17,8 +17,6 @@ from gateway.inbound.parse import parse_bytes, sender_of
 from storage.directory import add_client
 from storage.models import User
 
-pytest_plugins = ["gateway_fixtures"]  # people
-
 CORPUS = SHARED / "corpora" / "incoming"
 TRUSTED_AUTHSERV_ID = "example.com"  # the authserv-id of dmarc_fail.eml's Authentication-Results
 
@@ -46,8 +44,8 @@ DIVERGENCES: dict[str, tuple[type[errors.Outcome], str]] = {
 }
 # Texts where reply extraction (gateway/inbound/extract.py) knowingly differs from Discourse's.
 TEXT_DIFFERENCES = {
-    "forwarded_email_1.eml": "forwarded content is cut like a quote; Discourse keeps it as a [quote]",
-    "forwarded_email_to_category.eml": "Discourse keeps the forwarded mail in an elided block",
+    "forwarded_email_1.eml": "the forwarded mail is kept as a collapsed 'Forwarded message' block (from, date, "
+                             "subject, text); Discourse writes it as a [quote] block",
     "legacy2016_inline_reply.eml": "the 2016 spec kept the whole inline reply, quote header included",
     "legacy2016_inline_mixed.eml": "interleaved quoting is kept as the sender wrote it",
     "previous_replies_de.eml": "Discourse's own German 'previous replies' footer is not our notification",

@@ -1,19 +1,8 @@
-"""WorkRate as many processes against one PostgreSQL: two `workrate smtp`, two `workrate worker` and two
-`workrate web`, started at the same moment on a fresh database they share and nothing else (each has its
-own data folder; only the attachment folder is shared, as README's deployment section says).
-
-- Migrations race at start-up and the schema ends at the latest version, applied exactly once.
-- A few hundred replies spread over both gateways, some delivered to BOTH at once (the same bytes and
-  Message-ID, as an MTA retrying against the second MX would): every reply answered 250 is posted
-  exactly once, and the database, not a process, decides which copy wins.
-- Every notification is delivered to the loopback relay exactly once: every outbox row ends 'sent', no
-  Message-ID reaches the relay twice, and each posted reply is in exactly one email to each team member.
-- A live-update stream opened on web process 1 sees a message posted through web process 2's JSON API.
-- Open, idle live-update streams hold no database connection (counted in pg_stat_activity).
-- An attachment received by one gateway downloads from the other web process, signed in on the first.
-
-Marked slow and postgres; it creates its own database on 127.0.0.1:5432 (user postgres, trust) and
-skips with the reason when no server answers there. It does not need WORKRATE_TEST_DATABASE_URL.
+"""WorkRate as many processes against one fresh PostgreSQL database: two `workrate smtp`, two `workrate worker`
+and two `workrate web`. Migrations apply once; replies (some sent to both gateways at once) are posted once
+each; every notification reaches the relay once; live updates, attachments and sessions work across
+processes; idle live-update streams hold no database connection. Marked slow and postgres; it creates its
+own database on 127.0.0.1:5432 and skips, saying why, when no server answers there.
 """
 from __future__ import annotations
 

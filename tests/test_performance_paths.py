@@ -1,10 +1,6 @@
-"""The fast paths of the ingest pipeline give the same answers as the straightforward code they replace.
-
-- who_can_see() and audience() (one query each) agree with can_see() for every kind of viewer and message.
-- Statements compiled once (storage/db.py) write what peewee's Model.insert() writes, defaults included.
-- Markdown rendering with the quick link pretest gives the same HTML as linkify-it's own pretest.
-- The file store writes durable, content-addressed files, finds files of the older two-level layout,
-  and never leaves a partial file under a key's name.
+"""The fast paths give the same answers as the straightforward code they replace: audience() and the rule,
+statements compiled once (storage/db.py), the quick Markdown shortcuts, the file store's layout, and the
+gateway's DATA reader.
 """
 from __future__ import annotations
 
@@ -13,7 +9,7 @@ import itertools
 import os
 
 import pytest
-from gateway_support import eml
+from gateway_support import eml, run_pipeline, start_gateway
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from linkify_it import LinkifyIt
@@ -34,11 +30,11 @@ from storage.rendering import (
     render_markdown,
     sanitize_html,
 )
-from storage.visibility import Viewer, audience, can_open_thread, can_see, last_activity, who_can_see
+from storage.visibility import Viewer, audience, can_open_thread, can_see, last_activity, visible_messages
 
 
 @pytest.fixture
-def people(make):
+def everyone(make):
     """A workspace with every kind of person: active and deactivated team members, one who unfollowed,
     clients with and without Messages access, a deactivated client, a muted one, and a client of
     another workspace."""
@@ -66,24 +62,30 @@ def _messages(thread: Thread, people: dict[str, User]) -> list[Message]:
             for author, visibility in itertools.product(["team", "client"], ["client", "internal"])]
 
 
-def test_who_can_see_agrees_with_can_see_for_every_viewer(people) -> None:
-    # who_can_see answers, in one query per role, exactly what can_see answers viewer by viewer.
-    ws, thread, other_thread, p = people
-    everyone = list(p.values())
+def test_the_rule_for_every_kind_of_viewer(everyone) -> None:
+    # Active team members see every message; clients with Messages access see the client-visible ones of
+    # their workspace; deactivated people and clients without access see nothing. can_see() and
+    # visible_messages() answer alike.
+    ws, thread, other_thread, p = everyone
+    team = {"team", "team2", "team_unfollowed", "team_muted"}
+    clients = {thread.id: {"client", "client2", "client_muted", "client_unfollowed"}, other_thread.id: {"other_client"}}
     for message in _messages(thread, p) + _messages(other_thread, p):
-        expected = [u.id for u in everyone if can_see(Viewer.of(u), message)]
-        assert [u.id for u in who_can_see(message, everyone)] == sorted(expected)
+        expected = team | (clients[message.thread_id] if message.visibility == "client" else set())
+        assert {name for name, u in p.items() if can_see(Viewer.of(u), message)} == expected
+        listed = {name for name, u in p.items()
+                  if message.id in [m.id for m in visible_messages(Viewer.of(u), message.thread_id)]}
+        assert listed == expected
 
 
-def test_who_can_see_follows_access_changes(people) -> None:
+def test_the_rule_follows_access_changes(everyone) -> None:
     # The rule is evaluated when asked: revoking access hides client messages from that client at once.
-    ws, thread, _, p = people
+    ws, thread, _, p = everyone
     message = Message.create(thread=thread, author=p["team"], visibility="client", text="x", html="x",
                              source="web")
-    assert p["client"].id in [u.id for u in who_can_see(message, [p["client"]])]
+    client = Viewer.of(p["client"])
+    assert can_see(client, message) and message.id in [m.id for m in visible_messages(client, thread)]
     set_access(p["client"], ws, False)
-    assert who_can_see(message, [p["client"]]) == []
-    assert not can_see(Viewer.of(p["client"]), message)
+    assert not can_see(client, message) and list(visible_messages(client, thread)) == []
 
 
 def _audience_reference(message: Message) -> list[int]:
@@ -103,9 +105,9 @@ def _audience_reference(message: Message) -> list[int]:
     return [u.id for u in candidates.order_by(User.id) if can_see(Viewer.of(u), message)]
 
 
-def test_audience_is_the_candidates_that_can_see(people) -> None:
+def test_audience_is_the_candidates_that_can_see(everyone) -> None:
     # One query gives the same people, in the same order, as candidates filtered through can_see().
-    ws, thread, other_thread, p = people
+    ws, thread, other_thread, p = everyone
     for message in _messages(thread, p) + _messages(other_thread, p):
         expected = _audience_reference(message)
         assert [u.id for u in audience(message)] == expected
@@ -120,18 +122,18 @@ def test_audience_is_the_candidates_that_can_see(people) -> None:
     assert [(u.id, u.email, u.name) for u in people_found] == [(u.id, u.email, u.name) for u in stored]
 
 
-def test_can_open_thread_for_every_viewer(people) -> None:
+def test_can_open_thread_for_every_viewer(everyone) -> None:
     # The compiled statements of can_open_thread answer as the rule says.
-    ws, thread, other_thread, p = people
+    ws, thread, other_thread, p = everyone
     opens = {name for name, u in p.items() if can_open_thread(Viewer.of(u), thread)}
     assert opens == {"team", "team2", "team_unfollowed", "team_muted", "client", "client2", "client_muted",
                      "client_unfollowed"}
     assert not can_open_thread(Viewer(user_id=p["team"].id, role="nobody"), thread)
 
 
-def test_post_message_writes_every_row_with_defaults(people) -> None:
+def test_post_message_writes_every_row_with_defaults(everyone) -> None:
     # A post through the compiled statements leaves the rows peewee's create() would: defaults filled in.
-    ws, thread, _, p = people
+    ws, thread, _, p = everyone
     message = post_message(thread, p["team"], "Hello **there**", notify_delay=30)
     stored = Message.get_by_id(message.id)
     assert (stored.text, stored.html, stored.author_id, stored.thread_id) == (
@@ -147,9 +149,9 @@ def test_post_message_writes_every_row_with_defaults(people) -> None:
     assert last_activity(Viewer.of(p["team"]), Thread.get_by_id(thread.id)) == message.created_at
 
 
-def test_insert_rows_in_batches(people) -> None:
+def test_insert_rows_in_batches(everyone) -> None:
     # Many rows go in statements of at most `batch` rows, all of them written.
-    ws, thread, _, p = people
+    ws, thread, _, p = everyone
     message = post_message(thread, p["client"], "Hi")
     before = OutboxEmail.select().count()
     insert_rows(OutboxEmail, ("kind", "recipient", "to_address", "thread", "message"),
@@ -157,9 +159,9 @@ def test_insert_rows_in_batches(people) -> None:
     assert OutboxEmail.select().count() == before + 37
 
 
-def test_prepared_insert_ignores_conflicts(people) -> None:
+def test_prepared_insert_ignores_conflicts(everyone) -> None:
     # ON CONFLICT DO NOTHING: a row the unique index refuses is not written, and no id comes back.
-    ws, thread, _, p = people
+    ws, thread, _, p = everyone
     insert = PreparedInsert(User, ("email", "name", "role"), ignore_conflicts=True)
     first = insert.execute(("same@x.test", "A", TEAM))
     assert first is not None and User.get_by_id(first).name == "A"
@@ -167,9 +169,9 @@ def test_prepared_insert_ignores_conflicts(people) -> None:
     assert User.select().where(User.email == "same@x.test").count() == 1
 
 
-def test_prepared_query_placeholders_and_constants(people) -> None:
+def test_prepared_query_placeholders_and_constants(everyone) -> None:
     # Placeholders take new values on every run; constants compiled into the statement stay.
-    ws, thread, _, p = people
+    ws, thread, _, p = everyone
     query = PreparedQuery(lambda user_id: User.select(User.email).where((User.id == user_id) & (User.active == True)),  # noqa: E712
                           "user_id")
     assert query.scalar(user_id=p["team"].id) == p["team"].email
@@ -276,7 +278,6 @@ def test_data_reader_unstuffs_dots_across_piece_boundaries(settings, make) -> No
     import smtplib
 
     from gateway.addresses import format_reply_address
-    from gateway.server import make_controller
     from storage.mail_log import InboundEmail
     from storage.tokens import reply_token_for
 
@@ -285,7 +286,7 @@ def test_data_reader_unstuffs_dots_across_piece_boundaries(settings, make) -> No
     address = format_reply_address(reply_token_for(bob, make.thread(ws)).token, settings.reply_domain)
     rng = random.Random(5)
     sent = []
-    controller = make_controller(settings.replace(max_line_length=64)).start()
+    controller = start_gateway(settings.replace(max_line_length=64))
     try:
         with smtplib.SMTP("127.0.0.1", controller.port, timeout=10) as client:
             for _ in range(40):
@@ -310,13 +311,12 @@ def test_data_reader_refuses_long_lines_split_between_pieces(settings, make) -> 
 
     from gateway import errors
     from gateway.addresses import format_reply_address
-    from gateway.server import make_controller
     from storage.tokens import reply_token_for
 
     ws = make.workspace()
     bob = make.client(ws, "bob@acme.test")
     address = format_reply_address(reply_token_for(bob, make.thread(ws)).token, settings.reply_domain)
-    controller = make_controller(settings.replace(max_line_length=100)).start()
+    controller = start_gateway(settings.replace(max_line_length=100))
     try:
         with smtplib.SMTP("127.0.0.1", controller.port, timeout=10) as client:
             for raw, refused in [(b"a" * 99 + b"\r\n" + (b"b." * 45 + b"\r\n") * 3, False),
@@ -338,14 +338,13 @@ def test_data_reader_unstuffs_a_dot_after_a_line_end_split_between_reads(setting
     import time
 
     from gateway.addresses import format_reply_address
-    from gateway.server import make_controller
     from storage.mail_log import InboundEmail
     from storage.tokens import reply_token_for
 
     ws = make.workspace()
     bob = make.client(ws, "bob@acme.test")
     address = format_reply_address(reply_token_for(bob, make.thread(ws)).token, settings.reply_domain)
-    controller = make_controller(settings.replace(max_line_length=64)).start()
+    controller = start_gateway(settings.replace(max_line_length=64))
     try:
         with socket.create_connection(("127.0.0.1", controller.port), timeout=10) as sock:
             replies = sock.makefile("rb")
@@ -376,7 +375,6 @@ def test_a_big_mail_is_parsed_from_its_text_after_it_is_stored(settings, make) -
 
     from gateway.addresses import format_reply_address
     from gateway.errors import Accepted, Duplicate
-    from gateway.inbound import pipeline
     from gateway.inbound.authenticate import resolve_recipient
     from gateway.inbound.mail import InboundMail
     from gateway.inbound.parse import RELEASE_RAW_FROM
@@ -398,7 +396,7 @@ def test_a_big_mail_is_parsed_from_its_text_after_it_is_stored(settings, make) -
     def deliver() -> object:
         mail = InboundMail(raw=bytearray(raw), settings=settings, mail_from="bob@acme.test",
                            recipients=[resolve_recipient(address, settings)])
-        return pipeline.run(mail)
+        return run_pipeline(mail)
 
     assert isinstance(deliver(), Accepted)
     [row] = list(InboundEmail.select())
@@ -418,21 +416,20 @@ def test_serve_with_two_processes_on_one_port(settings, make) -> None:
     import asyncio
     import multiprocessing
     import smtplib
-    import socket
     import threading
     import time
 
+    from procs import free_port
+
     from gateway.addresses import format_reply_address
-    from gateway.server import serve
+    from gateway.smtp.serve import serve
     from storage.tokens import reply_token_for
 
     ws = make.workspace()
     bob = make.client(ws, "bob@acme.test")
     thread = make.thread(ws)
     address = format_reply_address(reply_token_for(bob, thread).token, settings.reply_domain)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     loop = asyncio.new_event_loop()
     stop = asyncio.Event()
     runner = threading.Thread(target=loop.run_until_complete,
@@ -462,9 +459,9 @@ def test_serve_with_two_processes_on_one_port(settings, make) -> None:
 
 
 def test_only_small_simple_mails_are_processed_on_the_event_loop() -> None:
-    # A reply is light; as many nested multiparts as 64 KB holds (~0.4 s for the parsers to give up on) is
+    # A reply is light; as many nested multiparts as 64 KB holds (costly for the parsers to give up on) is
     # not, whatever the case of its boundary parameters, and neither is a mail over LOOP_MAX_BYTES.
-    from gateway.server import LOOP_MAX_BYTES, light
+    from gateway.smtp.threads import LOOP_MAX_BYTES, light
 
     assert light(eml("with_attachment.eml", to="reply+x@reply.test"))
     nested = b"".join(b'Content-Type: multipart/mixed; BOUNDARY="b%d"\r\n\r\n--b%d\r\n' % (i, i) for i in range(1000))

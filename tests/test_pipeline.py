@@ -2,18 +2,15 @@
 and sentence, deferred) for the named mails of tests/emails, what is stored, and `workrate trim`'s preview."""
 from __future__ import annotations
 
-import time
-
 import pytest
-from gateway_support import People, eml, inbound_rows, posts
+from gateway_support import People, eml, inbound_rows, posts, run_pipeline
 
 from config import Settings
 from gateway import errors
 from gateway.addresses import format_reply_address
-from gateway.inbound import pipeline
 from gateway.inbound.authenticate import resolve_recipient
 from gateway.inbound.mail import InboundMail
-from gateway.inbound.pipeline import preview_reply
+from gateway.inbound.preview import preview_reply
 from storage.db import database
 from storage.files import FileStore
 from storage.mail_log import (
@@ -28,8 +25,6 @@ from storage.mail_log import (
 )
 from storage.posting import MAX_TEXT_LENGTH, post_message
 
-pytest_plugins = ["gateway_fixtures"]  # people
-
 
 def process(settings: Settings, name: str, to: str | list[str], *, sender: str = "bob@acme.test",
             mail_from: str | None = None, raw: bytes | None = None) -> tuple[errors.Outcome, InboundMail]:
@@ -38,7 +33,7 @@ def process(settings: Settings, name: str, to: str | list[str], *, sender: str =
     raw = raw if raw is not None else eml(name, to=", ".join(rcpts), sender=sender)
     mail = InboundMail(raw=raw, settings=settings, mail_from=sender if mail_from is None else mail_from,
                        recipients=[resolve_recipient(a, settings) for a in rcpts])
-    return pipeline.run(mail), mail
+    return run_pipeline(mail), mail
 
 
 def test_accepted_reply_is_stored_with_its_raw_mail_and_trimmed_text(settings, people: People):
@@ -208,9 +203,11 @@ def test_the_plain_reply_address_never_answers_an_internal_note_or_a_foreign_env
     assert not [m for m in posts(people.thread) if m.text == "Looks great, approved!"]
 
 
-def test_a_locked_database_defers_with_the_raw_mail_kept(settings, people: People):
+def test_a_locked_database_defers_with_the_raw_mail_kept(settings, people: People, monkeypatch):
     # "database is locked" (or a PostgreSQL lock timeout) is Deferred: 451, raw mail kept, nothing posted.
     import sqlite3
+
+    from storage.db import SQLITE_PRAGMAS
 
     address = people.bob_address
     if settings.is_postgres:
@@ -219,17 +216,21 @@ def test_a_locked_database_defers_with_the_raw_mail_kept(settings, people: Peopl
         holder = psycopg2.connect(settings.effective_database_url)
         holder.cursor().execute("LOCK TABLE inbound_email IN ACCESS EXCLUSIVE MODE")
         database.execute_sql("SET lock_timeout = '200ms'")
+        # The group commit's worker threads open connections of their own: they wait as long.
+        database_name = settings.effective_database_url.rsplit("/", 1)[1]
+        database.execute_sql(f"ALTER DATABASE {database_name} SET lock_timeout = '200ms'")
     else:
         holder = sqlite3.connect(settings.effective_database_url.removeprefix("sqlite:///"), isolation_level=None)
         holder.execute("BEGIN EXCLUSIVE")
         database.execute_sql("PRAGMA busy_timeout = 200")
+        monkeypatch.setitem(SQLITE_PRAGMAS, "busy_timeout", 200)  # how long the group commit waits for the lock
     try:
-        started = time.monotonic()
         outcome, mail = process(settings, "plain_reply.eml", address)
-        assert time.monotonic() - started < 5
     finally:
         holder.rollback()
         holder.close()
+        if settings.is_postgres:
+            database.execute_sql(f"ALTER DATABASE {database_name} RESET lock_timeout")
     assert type(outcome) is errors.DatabaseBusy and outcome.smtp_reply.startswith("451 4.3.0 ")
     assert read_raw_mail(mail.raw_key, FileStore(settings.effective_files_dir)) == mail.raw
     database.connect(reuse_if_open=True)

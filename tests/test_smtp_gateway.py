@@ -15,22 +15,31 @@ import time
 from pathlib import Path
 
 import pytest
-from gateway_support import People, eml, inbound_rows, outcome_line, posts, reply_line, send, start_gateway
+from gateway_support import (
+    People,
+    eml,
+    inbound_rows,
+    outcome_line,
+    posts,
+    reply_line,
+    run_pipeline,
+    send,
+    start_gateway,
+)
 
 from config import Settings
 from gateway import errors
 from gateway.addresses import format_bounce_address
-from gateway.inbound import pipeline
 from gateway.inbound.authenticate import resolve_recipient
 from gateway.inbound.mail import InboundMail
-from gateway.server import Gateway, GatewayHandler, serve
+from gateway.smtp.handler import GatewayHandler
+from gateway.smtp.listener import Gateway
+from gateway.smtp.serve import serve
 from storage.files import FileStore
 from storage.mail_log import ACCEPTED, DEFERRED, DROPPED, FAILED, REJECTED, InboundEmail, OutboxEmail, read_raw_mail
 from storage.models import VISIBILITY_CLIENT, VISIBILITY_INTERNAL, Membership, User
 from storage.posting import post_message
 from storage.tokens import revoke_reply_tokens
-
-pytest_plugins = ["gateway_fixtures"]  # gateway, people
 
 
 def test_ehlo_advertises_size_8bitmime_smtputf8_pipelining_and_no_auth(gateway, settings):
@@ -280,7 +289,7 @@ def test_a_retry_after_a_commit_whose_250_was_lost_is_a_duplicate(gateway, peopl
     raw = eml("plain_reply.eml", to=address)
     mail = InboundMail(raw=raw, settings=settings, mail_from="bob@acme.test",
                        recipients=[resolve_recipient(address, settings)])
-    assert isinstance(pipeline.run(mail), errors.Accepted)
+    assert isinstance(run_pipeline(mail), errors.Accepted)
     assert reply_line(*send(gateway.port, raw, address)) == outcome_line(errors.Duplicate())
     assert len(posts(people.thread)) == 1
 
@@ -462,7 +471,7 @@ def test_starttls_is_offered_with_a_certificate(settings, people: People, tmp_pa
 
 def test_handle_exception_answers_451_never_500(settings):
     # aiosmtpd answers an exception escaping a hook with "500 Error: (Type)"; ours is a 451 retry.
-    handler = GatewayHandler(settings, None, None)  # type: ignore[arg-type]
+    handler = GatewayHandler(settings, None, None, None)  # type: ignore[arg-type]
     reply = asyncio.run(handler.handle_exception(RuntimeError("boom")))
     assert reply == errors.Deferred().smtp_reply and reply.startswith("451 4.3.0") and "boom" not in reply
 
@@ -480,9 +489,9 @@ def test_serve_stops_cleanly_and_lets_a_mail_in_progress_finish(settings, people
 
         asyncio.run(main())
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    from procs import free_port
+
+    port = free_port()
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
@@ -514,7 +523,7 @@ def test_gateway_logs_where_it_listens(settings, database, caplog):
         await started.start()
         await started.close()
 
-    with caplog.at_level("INFO", logger="gateway.server"):
+    with caplog.at_level("INFO", logger="gateway.smtp.listener"):
         asyncio.run(main())
     assert any("listening on 127.0.0.1:" in r.getMessage() for r in caplog.records)
 
@@ -529,9 +538,9 @@ def test_sigkill_at_random_moments_loses_nothing_and_doubles_nothing(settings, p
     import signal
     import sys
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    from procs import free_port
+
+    port = free_port()
     env = dict(os.environ, WORKRATE_DATA_DIR=str(settings.data_dir), WORKRATE_DATABASE_URL=settings.database_url,
                WORKRATE_SMTP_HOST="127.0.0.1", WORKRATE_SMTP_PORT=str(port), WORKRATE_REPLY_DOMAIN="reply.test",
                WORKRATE_SECRET_KEY=settings.secret_key, WORKRATE_LOG_LEVEL="WARNING")

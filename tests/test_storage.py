@@ -48,6 +48,30 @@ def test_concurrent_migrations_apply_once(tmp_path: Path) -> None:
     assert sorted(len(r) for r in results) == [0, 0, 0, len(migrations.MIGRATIONS)]
 
 
+def test_a_new_sqlite_file_locked_by_another_process_is_waited_for(tmp_path: Path) -> None:
+    # Processes started together on a new SQLite file: one writes before the file is in WAL mode; the
+    # others' connection check waits for it instead of failing with "database is locked".
+    import sqlite3
+
+    path = tmp_path / "new.db"
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("CREATE TABLE t (x INTEGER)")
+    other.execute("BEGIN IMMEDIATE")
+    other.execute("INSERT INTO t VALUES (1)")
+    db.bind(Settings(data_dir=tmp_path, database_url=f"sqlite:///{path}"))
+    release = threading.Timer(0.5, lambda: other.execute("COMMIT"))
+    release.start()
+    try:
+        db.check_connection(wait=30)
+    finally:
+        release.join()
+        other.close()
+    assert db.database.is_closed()
+    with pytest.raises(db.DatabaseUnavailable, match="cannot open the database"):
+        db.bind(Settings(data_dir=tmp_path, database_url=f"sqlite:///{tmp_path / 'missing' / 'x.db'}"))
+        db.check_connection()
+
+
 def test_workspace_gets_one_thread_and_unique_slug(make: object) -> None:
     # A workspace is created with its one thread; slugs are unique, made from the name when not given.
     a = create_workspace("Acme Co")
@@ -202,8 +226,22 @@ def test_migration_3_upgrades_a_version_2_database(make) -> None:
     migrations.SchemaVersion.delete().where(migrations.SchemaVersion.version >= 3).execute()
     assert migrations.current_version() == 2
 
-    assert migrations.migrate() == [v for v, _ in migrations.MIGRATIONS if v >= 3]
+    assert migrations.migrate()[0] == 3
     assert "last_activity_at" not in {c.name for c in database.get_columns("thread")}
     indexes = {i.name for table in ("message", "thread_event", "inbound_email") for i in database.get_indexes(table)}
     assert not indexes & {"thread_event_thread_id", "inbound_email_received_at"} and "message_thread_id" in indexes
     assert database.table_exists("raw_mail") and Thread.get_by_id(thread.id).workspace.name == "Old Co"
+
+
+def test_migration_4_drops_the_never_written_last_used_at(make) -> None:
+    # A database made by version 3 has reply_token.last_used_at; version 4 drops it and keeps the tokens.
+    database = db.database
+    ws = make.workspace("Old Co")
+    token = reply_token_for(make.client(ws), make.thread(ws))
+    database.execute_sql('ALTER TABLE "reply_token" ADD COLUMN "last_used_at" TIMESTAMP')
+    migrations.SchemaVersion.delete().where(migrations.SchemaVersion.version >= 4).execute()
+
+    assert migrations.migrate()[0] == 4
+    assert "last_used_at" not in {c.name for c in database.get_columns("reply_token")}
+    assert ReplyToken.get_by_id(token.id).token == token.token
+    assert migrations.migrate() == []

@@ -26,7 +26,7 @@ from storage.visibility import (
 
 
 @pytest.fixture
-def world(make):
+def matrix(make):
     ws, other = make.workspace("Acme"), make.workspace("Other")
     kim = make.team(email="kim@agency.test")
     people = {
@@ -66,57 +66,57 @@ def _surfaces(viewer: Viewer, thread, message) -> dict[str, bool]:
 
 @pytest.mark.parametrize("who", sorted(EXPECTED))
 @pytest.mark.parametrize("which", ["public", "internal"])
-def test_every_surface_obeys_the_rule(world, who: str, which: str) -> None:
+def test_every_surface_obeys_the_rule(matrix, who: str, which: str) -> None:
     # Each storage surface answers the same as the rule's table, for every kind of viewer and message,
     # including the earlier versions of an edited message and search across workspaces.
-    edit_message(world[which], world["people"]["team"], world[which].text + " (zebra, edited)")
-    viewer = Viewer.of(world["people"][who])
+    edit_message(matrix[which], matrix["people"]["team"], matrix[which].text + " (zebra, edited)")
+    viewer = Viewer.of(matrix["people"][who])
     expected = EXPECTED[who][0 if which == "public" else 1]
-    assert _surfaces(viewer, world["thread"], world[which]) == {
+    assert _surfaces(viewer, matrix["thread"], matrix[which]) == {
         "visible_messages": expected, "can_see": expected, "search": expected, "search_everywhere": expected,
         "anywhere": expected, "versions": expected}
 
 
-def test_thread_access(world) -> None:
+def test_thread_access(matrix) -> None:
     # Only the team and clients with Messages access can open the thread or see it listed.
-    thread = world["thread"]
-    opens = {who: can_open_thread(Viewer.of(u), thread) for who, u in world["people"].items()}
+    thread = matrix["thread"]
+    opens = {who: can_open_thread(Viewer.of(u), thread) for who, u in matrix["people"].items()}
     assert opens == {"team": True, "client": True, "no_access": False, "other_ws": False, "deactivated": False}
-    listed = {who: [t.id for t in visible_threads(Viewer.of(u))] for who, u in world["people"].items()}
+    listed = {who: [t.id for t in visible_threads(Viewer.of(u))] for who, u in matrix["people"].items()}
     assert thread.id in listed["team"] and listed["client"] == [thread.id]
     assert listed["no_access"] == [] and thread.id not in listed["other_ws"]
 
 
-def test_last_activity_is_the_newest_message_the_viewer_may_see(world, make) -> None:
+def test_last_activity_is_the_newest_message_the_viewer_may_see(matrix, make) -> None:
     # The team's last activity is the internal note; the client's is the public note before it (a client's
     # list never dates an internal note); a thread with no messages dates from its creation.
-    team, bob = Viewer.of(world["people"]["team"]), Viewer.of(world["people"]["client"])
-    assert last_activity(team, world["thread"]) == world["internal"].created_at
-    assert last_activity(bob, world["thread"]) == world["public"].created_at
+    team, bob = Viewer.of(matrix["people"]["team"]), Viewer.of(matrix["people"]["client"])
+    assert last_activity(team, matrix["thread"]) == matrix["internal"].created_at
+    assert last_activity(bob, matrix["thread"]) == matrix["public"].created_at
     empty = make.thread(make.workspace("Empty"))
     assert last_activity(team, empty) == empty.created_at
-    assert last_activity(Viewer.operator(), world["thread"]) == world["internal"].created_at
+    assert last_activity(Viewer.operator(), matrix["thread"]) == matrix["internal"].created_at
 
 
-def test_the_operator_sees_the_whole_thread_and_no_user_can_be_one(world, make) -> None:
+def test_the_operator_sees_the_whole_thread_and_no_user_can_be_one(matrix, make) -> None:
     # The CLI's operator view is every message; directory.add_user refuses the role, so no one acts as it.
     operator = Viewer.operator()
-    assert {m.id for m in visible_messages(operator, world["thread"])} == {world["public"].id, world["internal"].id}
+    assert {m.id for m in visible_messages(operator, matrix["thread"])} == {matrix["public"].id, matrix["internal"].id}
     with pytest.raises(DirectoryError):
         add_user("op@agency.test", "Op", operator.role)
 
 
-def test_revoking_access_hides_everything_at_once(world) -> None:
+def test_revoking_access_hides_everything_at_once(matrix) -> None:
     # A client whose access is revoked sees nothing any more.
-    bob = world["people"]["client"]
-    set_access(bob, world["ws"], False)
-    assert list(visible_messages(Viewer.of(bob), world["thread"])) == []
+    bob = matrix["people"]["client"]
+    set_access(bob, matrix["ws"], False)
+    assert list(visible_messages(Viewer.of(bob), matrix["thread"])) == []
 
 
-def test_internal_notes_never_notify_a_client(world) -> None:
+def test_internal_notes_never_notify_a_client(matrix) -> None:
     # The fan-out of an internal note is team-only; a client-visible team post reaches clients with access only.
-    clients = {u.id for who, u in world["people"].items() if who != "team"}
-    internal_rows = OutboxEmail.select().where(OutboxEmail.message == world["internal"])
+    clients = {u.id for who, u in matrix["people"].items() if who != "team"}
+    internal_rows = OutboxEmail.select().where(OutboxEmail.message == matrix["internal"])
     assert not {r.recipient_id for r in internal_rows} & clients
-    assert [u.email for u in audience(world["public"])] == ["bob@acme.test"]
-    assert [u.email for u in audience(world["internal"])] == []  # the author is the only team member
+    assert [u.email for u in audience(matrix["public"])] == ["bob@acme.test"]
+    assert [u.email for u in audience(matrix["internal"])] == []  # the author is the only team member

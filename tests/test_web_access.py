@@ -6,11 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-import web_support
 from web_support import INTERNAL_TEXT, World, csrf_token, post_form, sign_in
-
-app = web_support.app  # fixtures
-world = web_support.world
 
 PERSONAS = ("out", "team", "client", "no_access", "other")
 LOGIN = "login"  # expected: a redirect to the sign-in page
@@ -148,7 +144,7 @@ def test_pages_have_no_inline_script(app: Any, world: World) -> None:
 
 def test_session_cookie_flags(app: Any, world: World, settings: Any) -> None:
     # The session cookie is HttpOnly and SameSite=Lax; Secure only behind https.
-    from web import create_app
+    from web.app import create_app
 
     client = app.test_client()
     token = csrf_token(client)
@@ -163,7 +159,7 @@ def test_session_cookie_flags(app: Any, world: World, settings: Any) -> None:
 def test_app_reuses_the_database_handle_bound_for_its_settings(app: Any, settings: Any) -> None:
     # `workrate run` binds the database before the web role starts; the app keeps that handle.
     from storage import db
-    from web import create_app
+    from web.app import create_app
 
     handle = db.database.obj
     create_app(settings)

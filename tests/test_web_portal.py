@@ -5,18 +5,15 @@ attachment answers 404."""
 from __future__ import annotations
 
 import io
+from pathlib import Path
 from typing import Any
 
 import pytest
-import web_support
 from web_support import CLIENT_TEXT, INTERNAL_TEXT, World, attach, newest, post_form, sign_in
 
 from storage.directory import create_workspace, thread_of
 from storage.models import Attachment
 from storage.posting import post_message
-
-app = web_support.app  # fixtures
-world = web_support.world
 
 
 def test_portal_lists_only_workspaces_with_access(app: Any, world: World) -> None:
@@ -167,7 +164,7 @@ def test_client_list_and_live_cursor_never_date_an_internal_note(tmp_path) -> No
     from storage.directory import add_client, add_user, create_workspace, thread_of
     from storage.models import Message
     from storage.posting import post_message
-    from web import create_app
+    from web.app import create_app
 
     settings = Settings(data_dir=tmp_path, database_url="", secret_key="x" * 40, reply_domain="reply.test",
                         base_url="http://app.test")
@@ -188,3 +185,22 @@ def test_client_list_and_live_cursor_never_date_an_internal_note(tmp_path) -> No
     cursor_after = re.search(r'data-after="(\d+)"', client.get(f"/portal/w/{ws.slug}").get_data(as_text=True))
     assert "2020-01-02 03:04" in before and "2020-01-02 03:04" in after
     assert cursor_before and cursor_after and cursor_before.group(1) == cursor_after.group(1)
+
+
+def test_attachment_downloads_with_a_relative_data_folder(world: World, settings: Any, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    # The README's default data folder is relative (./var): the file must still be found and sent, not
+    # looked up against the app's package folder.
+    from web.app import create_app
+    from web.events import stop_watcher
+
+    monkeypatch.chdir(tmp_path)
+    relative = settings.replace(data_dir=Path("var"), database_url=settings.effective_database_url)
+    assert not relative.effective_files_dir.is_absolute()
+    app = create_app(relative)
+    try:
+        client = sign_in(app.test_client(), world.client)
+        response = client.get(f"/attachments/{world.public_file}/plan.txt")
+        assert response.status_code == 200 and response.data == b"the plan"
+    finally:
+        stop_watcher(app)

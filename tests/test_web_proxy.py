@@ -1,10 +1,6 @@
-"""Sign-in limits behind a reverse proxy, and requests for sign-in links.
-
-With settings.proxy_hops = N > 0 the app trusts N proxies: the client's address and scheme come from
-X-Forwarded-For / X-Forwarded-Proto (werkzeug's ProxyFix), the Host header stays as sent, and each person
-behind the proxy has their own sign-in limit. With 0 (the default) forwarded headers are ignored, so a
-client cannot dodge the limit by sending one. Link requests ("email me a sign-in link") are limited per
-email address and, more generously, per remote address, and never use up anyone's password attempts.
+"""Sign-in limits behind a reverse proxy (settings.proxy_hops: the client's address comes from
+X-Forwarded-For only then, so each person has their own limit and nobody dodges it by sending the header),
+and the limits on requests for sign-in links, which never use up anyone's password attempts.
 """
 from __future__ import annotations
 
@@ -12,20 +8,18 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import web_support
 from flask import Flask, jsonify, request
 from web_support import TEAM_PASSWORD, World, csrf_token
 
 from storage.mail_log import LOGIN_LINK, OutboxEmail
 from web.auth import link_limits
 
-world = web_support.world  # fixture
 ATTEMPTS = 3
 PROXY = "10.0.0.1"  # the reverse proxy's own address: every request arrives from it
 
 
 def make_app(settings: Any, hops: int) -> Iterator[Flask]:
-    from web import create_app
+    from web.app import create_app
     from web.events import stop_watcher
 
     app = create_app(settings.replace(proxy_hops=hops, login_attempts=ATTEMPTS))

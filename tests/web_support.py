@@ -1,22 +1,17 @@
-"""Fixtures and helpers shared by the web tests: an app on the test database, a world of people in two
-workspaces, signing in, CSRF tokens, and posting. Imported by tests/test_web_*.py, test_events.py and
-test_api.py (it is not a test module itself)."""
+"""Helpers of the web tests: the world of people in two workspaces that the `world` fixture builds
+(tests/conftest.py), signing in, CSRF tokens, and posting."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import pytest
-from flask import Flask
 from flask.testing import FlaskClient
 
 from config import Settings
-from storage.directory import create_workspace, thread_of
 from storage.files import FileStore
 from storage.models import Message, Thread, User, Workspace
-from storage.posting import NewAttachment, post_message
+from storage.posting import NewAttachment
 
 CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
 INTERNAL_TEXT = "SECRET-internal-budget-note"
@@ -49,37 +44,6 @@ def attach(settings: Settings, name: str, data: bytes, content_type: str = "text
     stored = FileStore(settings.effective_files_dir).put_bytes(data)
     return NewAttachment(name=name, content_type=content_type, size=stored.size, sha256=stored.sha256,
                          storage_key=stored.key)
-
-
-@pytest.fixture
-def app(settings: Settings, database: object) -> Iterator[Flask]:
-    from web import create_app
-    from web.events import stop_watcher
-
-    app = create_app(settings)
-    app.config["TESTING"] = True
-    yield app
-    stop_watcher(app)
-
-
-@pytest.fixture
-def world(settings: Settings, make: Any) -> World:
-    acme = create_workspace("Acme Co", "acme")
-    globex = create_workspace("Globex", "globex")
-    team = make.team(email="kim@agency.test", name="Kim Lee", password=TEAM_PASSWORD)
-    client = make.client(acme, email="bob@acme.test", name="Bob Stone", access=True)
-    no_access = make.client(acme, email="carol@acme.test", name="Carol Park", access=False)
-    other = make.client(globex, email="gina@globex.test", name="Gina Globex", access=True)
-    thread, globex_thread = thread_of(acme), thread_of(globex)
-    public = post_message(thread, team, CLIENT_TEXT, attachments=[attach(settings, "plan.txt", b"the plan")])
-    internal = post_message(thread, team, INTERNAL_TEXT, internal=True,
-                            attachments=[attach(settings, "budget.txt", b"internal numbers")])
-    globex_message = post_message(globex_thread, team, "Globex only",
-                                  attachments=[attach(settings, "globex.txt", b"globex bytes")])
-    return World(acme=acme, globex=globex, thread=thread, globex_thread=globex_thread, team=team, client=client,
-                 no_access=no_access, other=other, public=public, internal=internal,
-                 public_file=public.attachments[0].id, internal_file=internal.attachments[0].id,
-                 globex_message=globex_message, globex_file=globex_message.attachments[0].id)
 
 
 def sign_in(client: FlaskClient, user: User | None) -> FlaskClient:

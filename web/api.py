@@ -16,7 +16,7 @@ from storage.posting import PostingError, post_message
 from storage.serialize import message_json, messages_json
 from storage.tokens import user_for_api_token
 from storage.visibility import Viewer, last_activity, visible_messages, visible_threads
-from web import app_settings
+from web.context import app_settings
 
 bp = Blueprint("api", __name__)
 

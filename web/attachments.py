@@ -13,7 +13,7 @@ from flask import Blueprint, abort, g, redirect, request, send_file, url_for
 from storage.files import FileStore
 from storage.models import Attachment, Message
 from storage.visibility import Viewer, can_see
-from web import app_settings
+from web.context import app_settings
 from web.forms import CONTENT_TYPE_RE
 from web.threadview import MAX_ID
 
@@ -56,7 +56,9 @@ def download(attachment_id: int, name: str) -> Any:
             abort(404)
         return redirect(url_for("auth.login", next=request.path))
     attachment = get_visible_attachment(viewer, attachment_id)
-    path = FileStore(app_settings().effective_files_dir).path(attachment.storage_key)
+    # Absolute, so that the existence check and send_file (which would resolve a relative path against
+    # the app's package folder, not the working folder) look at the same file.
+    path = FileStore(app_settings().effective_files_dir).path(attachment.storage_key).absolute()
     if not path.exists():
         abort(404)
     content_type = attachment.content_type.lower()

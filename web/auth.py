@@ -180,7 +180,7 @@ def record_link_request(email: str) -> None:
 
 
 def _settings() -> Any:
-    from web import app_settings
+    from web.context import app_settings
 
     return app_settings()
 
@@ -239,7 +239,7 @@ def request_link() -> Any:
     # Clients sign in by emailed link; team members by password, so a link is never a way around it
     # (an operator can still print one with `workrate login-link`). The answer is the same either way.
     if user is not None and user.active and user.is_client:
-        from storage.outbox import queue_login_link
+        from gateway.outbound.login_links import queue_login_link
 
         secret = create_login_token(user, settings.login_link_minutes)
         queue_login_link(settings, user, f"{settings.effective_base_url}/login/{secret}")

@@ -39,8 +39,8 @@ from storage.directory import thread_of
 from storage.mail_log import ThreadEvent
 from storage.models import Message, Workspace
 from storage.visibility import Viewer, can_open_thread, visible_messages
-from web import LIVE_READ, app_settings
 from web.auth import login_required
+from web.context import LIVE_READ, app_settings
 from web.threadview import build_views, render_views
 
 log = logging.getLogger(__name__)

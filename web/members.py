@@ -11,8 +11,8 @@ from storage.db import write_transaction
 from storage.directory import DirectoryError, add_client, normalize_email, set_access, set_following
 from storage.models import CLIENT, TEAM, Membership, User, Workspace
 from storage.tokens import create_login_token, set_messages_access
-from web import app_settings
 from web.auth import team_required
+from web.context import app_settings
 from web.team import get_workspace_or_404
 from web.threadview import MAX_ID
 
@@ -49,7 +49,7 @@ def render_members(workspace: Workspace, error: str | None = None, form: dict[st
 
 
 def _send_invitation(user: User, workspace: Workspace) -> None:
-    from storage.outbox import queue_login_link
+    from gateway.outbound.login_links import queue_login_link
 
     settings = app_settings()
     secret = create_login_token(user, settings.login_link_minutes)

@@ -10,8 +10,8 @@ from flask import Blueprint, abort, g, make_response, redirect, render_template,
 from storage.directory import thread_of
 from storage.models import Membership, Workspace
 from storage.visibility import can_open_thread, visible_threads
-from web import app_settings
 from web.auth import client_required, login_required
+from web.context import app_settings
 from web.forms import MAX_ATTACHMENTS, Composer
 from web.team import int_arg, older_json, post_from_form, render_search
 from web.threadview import build_views, last_read_id, latest_event_id, load_page, mark_read, workspace_rows

@@ -1,10 +1,10 @@
 """The production web server: cheroot (CherryPy's WSGI server) with a pool of settings.web_threads threads.
 
 Why cheroot: it is a pure-Python, long-maintained HTTP/1.1 server with a fixed thread pool, and it parks
-idle keep-alive connections in a selector instead of a thread. A live-update stream does hold one
-worker thread while it is open, but it waits on a condition variable (not the database) and ends after
-settings.live_stream_seconds, so with the default 256 threads a couple of hundred open streams leave
-ordinary page loads their own threads. The browser's EventSource reconnects with Last-Event-ID.
+idle keep-alive connections in a selector instead of a thread. A live-update stream holds one thread
+while it is open (waiting on a condition variable, not the database) and ends after
+settings.live_stream_seconds; the browser's EventSource then reconnects with Last-Event-ID. Size the
+pool (WORKRATE_WEB_THREADS) for the open streams plus the page loads.
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ class WebServer:
     """`WebServer(settings).start()` serves the app in background threads; `.stop()` shuts it down."""
 
     def __init__(self, settings: Settings) -> None:
-        from web import create_app
+        from web.app import create_app
 
         self.settings = settings
         self.app = create_app(settings)
@@ -52,7 +52,8 @@ class WebServer:
                  self.settings.web_threads)
 
     def stop(self) -> None:
-        """Ends live-update streams, lets in-flight requests finish (up to 5 s) and closes the socket."""
+        """Ends live-update streams, lets in-flight requests finish (up to SHUTDOWN_SECONDS) and closes the
+        socket."""
         from web.events import stop_watcher
 
         stop_watcher(self.app)

@@ -34,8 +34,8 @@ from storage.posting import (
 from storage.rendering import render_markdown, sanitize_html
 from storage.units import human_size
 from storage.visibility import Viewer, can_open_thread, may_delete, may_edit, visible_messages, visible_threads
-from web import app_settings
 from web.auth import login_required, team_required
+from web.context import app_settings
 from web.forms import MAX_ATTACHMENTS, Composer, ComposerError, read_composer
 from web.threadview import (
     build_views,

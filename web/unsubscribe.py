@@ -11,7 +11,7 @@ from typing import Any
 from flask import Blueprint, abort, render_template
 
 from storage.models import Thread, Workspace
-from web import app_settings
+from web.context import app_settings
 
 bp = Blueprint("unsubscribe", __name__)
 

@@ -7,9 +7,10 @@ Steps, in order (gateway/inbound/pipeline.py STEPS), each filling fields of an I
 3. authenticate_sender   authenticate.py  From must be the reply token's owner, still active, with access
 4. extract_reply_text    extract.py       the new text only: quoted history and signature cut
 5. collect_attachments   attachments.py   files stored with safe names; an empty reply is refused
-6. store_reply           store.py         InboundEmail row + post_message() in one transaction, once per thread
+6. store_rows            store.py         InboundEmail row + post_message() in one transaction, once per thread
 
-Recipients are checked earlier, at RCPT time (authenticate.resolve_recipient). In the SMTP server,
-store_reply's transaction is shared by several mails (committer.py: group commit; a mail that fails is
-left out and the batch goes again; every mail answered only after the commit).
+The driver (pipeline.run) stores through the group commit (gateway/smtp/committer.py: several mails per
+transaction; a mail that fails is left out and the batch goes again; every mail answered only after the
+commit). Steps put files through mail.files (files.py) and never ask where they run. Recipients are
+checked earlier, at RCPT time (authenticate.resolve_recipient).
 """

@@ -12,7 +12,6 @@ import re
 from gateway.errors import EmptyReply, TooLarge, TooManyAttachments
 from gateway.inbound.mail import InboundMail
 from gateway.inbound.parse import MailPart
-from storage.files import FileStore, StoredFile
 from storage.files import TooLarge as FileTooLarge
 
 MAX_ATTACHMENTS = 100
@@ -44,10 +43,10 @@ def collect_attachments(mail: InboundMail) -> None:
     kept = [part for part in parsed.parts if is_wanted(part, quoted)]
     if len(kept) > MAX_ATTACHMENTS:
         raise TooManyAttachments()
-    store = FileStore(mail.settings.effective_files_dir)
     for part in kept:
         try:
-            stored = _store(mail, store, part)
+            # A file decoded from the mail cannot be larger than the mail, which SMTP held to this limit.
+            stored = mail.files.put_chunks(part.chunks(), limit=mail.settings.max_message_size)
         except FileTooLarge:
             raise TooLarge() from None
         if stored.size == 0 and not part.filename:
@@ -57,19 +56,6 @@ def collect_attachments(mail: InboundMail) -> None:
             content_type=part.content_type, size=stored.size, sha256=stored.sha256, storage_key=stored.key))
     if not mail.text.strip() and not mail.attachments:
         raise EmptyReply()
-
-
-def _store(mail: InboundMail, store: FileStore, part: MailPart) -> StoredFile:
-    """Writes the part to the file store, or (mail.defer_files) lists it for the group commit to write."""
-    limit = mail.settings.max_message_size
-    if not mail.defer_files:
-        return store.put_chunks(part.chunks(), limit=limit)
-    data = b"".join(part.chunks())
-    if len(data) > limit:
-        raise FileTooLarge(f"larger than {limit} bytes")
-    pending = store.pending(data)
-    mail.pending_files.append(pending)
-    return StoredFile(pending.key, pending.size)
 
 
 def is_wanted(part: MailPart, quoted_cids: frozenset[str]) -> bool:

@@ -168,17 +168,18 @@ def recipients_from_references(parsed: ParsedMail) -> list[Recipient]:
     for row in (OutboxEmail.select(OutboxEmail, User, Thread).join(User).switch(OutboxEmail).join(Thread)
                 .where(OutboxEmail.mail_message_id.in_(wanted) & (OutboxEmail.kind == NOTIFICATION))
                 .order_by(OutboxEmail.id)):
-        rows.setdefault(row.mail_message_id, row)  # a batch shares one Message-ID: its lead row
+        if row.mail_message_id is not None:  # always: the query matched it
+            rows.setdefault(row.mail_message_id, row)  # a batch shares one Message-ID: its lead row
     for mid in wanted:  # nearest reference first: the notification this mail answers
-        row = rows.get(mid)
-        if row is None:
+        found = rows.get(mid)
+        if found is None or found.recipient is None or found.thread is None:  # a notification has both
             continue
         # An internal note is only ever answered through its internal-audience reply address: without the
         # token a forged reference could post as a team member, and a plain post would reach the client.
         # So a mail answering one is refused, not matched to an older, client-visible notification further
         # back in its References.
-        if row.internal:
+        if found.internal:
             return []
-        return [Recipient(f"reply ({mid})", PLAIN, token=f"mid:{row.id}", user_id=row.recipient.id,
-                          thread_id=row.thread.id, internal=False, user=row.recipient, thread=row.thread)]
+        return [Recipient(f"reply ({mid})", PLAIN, token=f"mid:{found.id}", user_id=found.recipient.id,
+                          thread_id=found.thread.id, internal=False, user=found.recipient, thread=found.thread)]
     return []

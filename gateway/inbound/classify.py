@@ -111,7 +111,7 @@ def _text_report(body: str) -> BounceReport:
         return BounceReport(failed=True, hard=enhanced.group(1) == "5", status=".".join(enhanced.groups()),
                             diagnostic="")
     code = _TEXT_REPLY_CODE.search(body)
-    return BounceReport(failed=True, hard=bool(code) and code.group(1) == "5", status="", diagnostic="")
+    return BounceReport(failed=True, hard=code is not None and code.group(1) == "5", status="", diagnostic="")
 
 
 def is_our_loop(parsed: ParsedMail, from_address: str, reply_domain: str, mail_from: str) -> bool:

@@ -30,20 +30,26 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import chain, islice
 
 from gateway.inbound import html_text
+from gateway.inbound.footers import footer_start, is_closing
+from gateway.inbound.forwards import Forward, is_forward_subject, read_forward
 from gateway.inbound.quotes import (
+    MAX_CONTINUATION,
     continuation,
     has_date,
     header_block_end,
+    header_kind,
     is_attribution,
     is_forward_marker,
+    is_forwarded_marker,
     is_quoted,
     join_wrapped,
     may_start_wrapped_attribution,
     starts_with_attribution,
+    starts_with_on,
     strong_attribution,
     unquote,
 )
@@ -65,6 +71,9 @@ FOOTER_LINES = 8
 FOOTER_RULE = 10  # ...and the separator is at least this long
 # New text of at least this many lines after a quote makes it a bottom-posted answer, not a footer.
 ANSWER_LINES = 3
+FOOTER_SCAN = 120  # kept lines at the end looked at for a footer (contact block, notice, list footer)
+FORWARD_SEARCH = 20  # lines below the reply looked at for a forward quoted as a whole
+FOOTER_CUTS = 3  # footers cut one after another (a list footer under a quote under a contact block)
 MAX_LINE_CHECK = 2000  # lines longer than this are always plain text (nothing we look for is that long)
 
 # Bounded work on any input: between the first EXAMINED_LINES lines of text (at most EXAMINED_CHARS characters)
@@ -103,6 +112,16 @@ _REVERSED_QUOTED_OR_BLANK_LINES = re.compile(r"(?:\n++|[^\n]*>[ \t]*+(?:\n|\Z)|[
 class Trimmed:
     text: str  # the new reply text (plain text, posted as the message's Markdown source)
     trimmed: str  # what was cut (quoted history, signature), stored beside the message
+    forward: Forward | None = None  # a forwarded message below the text (or alone: then text is its text)
+
+    @property
+    def post_text(self) -> str:
+        """What is posted: the reply, and a forwarded message as a collapsed block below it (a mail that is
+        only a forward: the block alone)."""
+        if self.forward is None:
+            return self.text
+        note = "" if self.forward.alone else self.text.strip("\n")
+        return f"{note}\n\n{self.forward.markdown()}" if note else self.forward.markdown()
 
 
 def clear_caches() -> None:
@@ -254,6 +273,7 @@ class _Lines:
             last = _examined_bound(lines, kind, EXAMINED_LAST_LINES, EXAMINED_LAST_CHARS, from_end=True)
             if first < last:
                 kind[first:last] = kind[first:last].translate(_TEXT_TO_LITERAL)
+        _mark_wrapped_links(lines, kind)
         self.kind = kind
 
     def nonblank_at_least(self, start: int, end: int, count: int) -> bool:
@@ -279,6 +299,24 @@ class _Lines:
     def quote_after(self, i: int, end: int) -> bool:
         """Whether a quoted line follows at or after i (before end)."""
         return self.kind.find(QUOTE, i, end) >= 0
+
+
+_TEXT_IN_QUOTE = re.compile(rb"(?<=\x01)\x02(?=\x01|\x00|\Z)")
+WRAPPED_LINKS = 1000  # lines looked at as the wrapped rest of a quoted link
+
+
+def _mark_wrapped_links(lines: list[str], kind: bytearray) -> None:
+    """A quoted link that a client wrapped leaves its rest on a line without ">" inside the quote block
+    ("> see https://example.com/a/very/long" + "/path/rest"): such a line is quoted too."""
+    for seen, found in enumerate(_TEXT_IN_QUOTE.finditer(kind)):
+        if seen >= WRAPPED_LINKS:
+            return
+        i = found.start()
+        line, above = lines[i].strip(), lines[i - 1]
+        if line and len(line) <= MAX_CONTINUATION and not any(c.isspace() for c in line) \
+                and ("://" in above[-MAX_LINE_CHECK:] or "www." in above[-MAX_LINE_CHECK:]) \
+                and not above.rstrip().endswith((".", "!", "?", ":")):
+            kind[i] = QUOTE
 
 
 def _examined_bound(lines: list[str], kind: bytearray, most_lines: int, most_chars: int, from_end: bool) -> int:
@@ -346,7 +384,7 @@ def _history_start(body: _Lines, i: int, end: int) -> tuple[str, int, int] | Non
     if block:
         return "headers", i, min(block, end)
     if is_attribution(line) or starts_with_attribution(line):
-        return "attribution", i, i + 1
+        return "attribution", i, _attribution_tail(lines, i, end)
     if may_start_wrapped_attribution(line) and body.joins_left > 0:
         body.joins_left -= 1
         after = join_wrapped(lines, i)
@@ -364,6 +402,18 @@ def _history_start(body: _Lines, i: int, end: int) -> tuple[str, int, int] | Non
     return None
 
 
+def _attribution_tail(lines: list[str], i: int, end: int) -> int:
+    """The index after an attribution at lines[i]: a client that wraps "Op za 8 mei 2021 om 12:09 schreef" puts
+    the name and address on the next line ("Richard <r@x.nl>:"), which belongs to it."""
+    if i + 1 >= end or lines[i].rstrip().endswith((":", "：")):
+        return i + 1
+    nxt = lines[i + 1].strip()
+    if nxt.endswith((":", "：")) and len(nxt) <= MAX_CONTINUATION and not is_quoted(nxt) \
+            and ("@" in nxt or "<" in nxt) and is_attribution(f"{lines[i].strip()} {nxt}"):
+        return i + 2
+    return i + 1
+
+
 def _continues(lines: list[str], first: int, k: int) -> bool:
     """Whether lines[k] reads as the wrapped rest of the line above it, not as a line of its own."""
     line = lines[k].lstrip(" \t>")
@@ -376,10 +426,14 @@ def _continues(lines: list[str], first: int, k: int) -> bool:
 Spans = list[list[int]]  # sorted, disjoint [start, end) ranges of line indexes
 
 
-def _trim_lines(lines: list[str], text: str, blocks: dict[int, int], marker: bool) -> Spans:
+def _trim_lines(lines: list[str], text: str, blocks: dict[int, int], marker: bool,
+                forward_mail: bool = False) -> tuple[Spans, int | None, bool]:
     """The ranges of lines to keep, of a body split by _split_body (`text` is the body, `marker` whether
-    our marker followed it)."""
+    our marker followed it), where a forwarded message starts (None when there is none), and whether it
+    has nothing written above it."""
     body = _Lines(lines, text, blocks)
+    forward_at: int | None = None
+    alone = False
     kind = body.kind
     end = _signature_end(body, len(lines))
     dropped: Spans = []
@@ -396,7 +450,11 @@ def _trim_lines(lines: list[str], text: str, blocks: dict[int, int], marker: boo
             continue
         history = _history_start(body, i, end)
         if history is None:
-            if not is_mobile_signoff(lines[i]):
+            if is_mobile_signoff(lines[i]):
+                if seen_text:
+                    end = i  # a device's sign-off ends the reply: below it is the original, unmarked
+                    break
+            else:
                 seen_text = True
             i += 1
             continue
@@ -404,6 +462,8 @@ def _trim_lines(lines: list[str], text: str, blocks: dict[int, int], marker: boo
         if start > i:
             seen_text = True  # lines between i and start are text
         if what != "attribution":
+            if forward_at is None and (forward_mail or _forwarded(lines, what, start, after)):
+                forward_at, alone = start, not seen_text
             if seen_text:
                 end = start
                 break
@@ -440,12 +500,25 @@ def _trim_lines(lines: list[str], text: str, blocks: dict[int, int], marker: boo
             dropped.append([start, after])  # inline answers: keep the quotes between, drop the attribution
             i = after
             continue
+        if is_closing(lines[answer]):
+            dropped.append([start, quote_end])  # a closing typed below the quoted history: the reply's end
+            i = quote_end
+            continue
         end = start  # a short line or two under the quote is a footer
         break
     keep = _complement(dropped, end)
     if marker:
         _drop_marker_attribution(body, keep)
-    return _strip_tail(body, keep)
+    return _strip_tail(body, keep), forward_at, alone
+
+
+def _forwarded(lines: list[str], what: str, start: int, after: int) -> bool:
+    """Whether the history starting at lines[start] is a forwarded message: a forward marker, or a header
+    block whose subject says so ("FW: …")."""
+    if what == "forward":
+        return is_forwarded_marker(lines[start])
+    return what == "headers" and any(
+        header_kind(line) == "subject" and is_forward_subject(line.split(":", 1)[-1]) for line in lines[start:after])
 
 
 def _complement(dropped: Spans, end: int) -> Spans:
@@ -508,19 +581,22 @@ def _strip_tail(body: _Lines, keep: Spans) -> Spans:
         if first is not None and is_attribution(unquote(lines[first])[:MAX_LINE_CHECK]):
             return []
     blank = _EMPTY_BYTE + _QUOTE_BYTE if has_text else _EMPTY_BYTE
-    while keep:
-        _strip_last(body, keep, blank)
-        if not keep:
-            break
-        k = keep[-1][1] - 1
-        if kinds[k] != TEXT:
-            break
-        line = lines[k]
-        if is_delimiter(line) or is_mobile_signoff(line) or is_sig_delimiter(line):
-            _pop_last(keep)
-        elif is_dash_name(line) and _kept_before(keep, k) is not None and kinds[_kept_before(keep, k)] == EMPTY:
-            _pop_last(keep)
-        else:
+    for _ in range(FOOTER_CUTS):
+        while keep:
+            _strip_last(body, keep, blank)
+            if not keep:
+                break
+            k = keep[-1][1] - 1
+            if kinds[k] != TEXT:
+                break
+            line = lines[k]
+            if is_delimiter(line) or is_mobile_signoff(line) or is_sig_delimiter(line):
+                _pop_last(keep)
+            elif is_dash_name(line) and (before := _kept_before(keep, k)) is not None and kinds[before] == EMPTY:
+                _pop_last(keep)
+            else:
+                break
+        if not has_text or not _cut_footer(body, keep):
             break
     while keep:
         start, stop = keep[0]
@@ -529,6 +605,32 @@ def _strip_tail(body: _Lines, keep: Spans) -> Spans:
             break
         keep.pop(0)
     return keep
+
+
+def _cut_footer(body: _Lines, keep: Spans) -> bool:
+    """Cut a contact block, legal notice, list footer or "-Name" line at the end of the kept lines (see
+    footers.py); the last FOOTER_SCAN kept lines of text are looked at."""
+    kinds = body.kind
+    tail: list[int] = []
+    stopped = False
+    for start, stop in reversed(keep):
+        for k in range(stop - 1, start - 1, -1):
+            if kinds[k] not in (TEXT, EMPTY) or len(tail) >= FOOTER_SCAN:
+                stopped = True
+                break
+            tail.append(k)
+        if stopped:
+            break
+    tail.reverse()
+    cut = footer_start([body.lines[k] for k in tail], text_above=stopped)
+    if cut is None:
+        return False
+    at = tail[cut]
+    while keep and keep[-1][0] >= at:
+        keep.pop()
+    if keep:
+        keep[-1][1] = min(keep[-1][1], at)
+    return True
 
 
 def _kept_before(keep: Spans, k: int) -> int | None:
@@ -561,19 +663,78 @@ def _as_text(value: object) -> str:
     return "" if value is None else str(value)
 
 
-def trim_text(text: str) -> Trimmed:
-    """Plain-text body trimming: our marker, quoted history and signature are cut."""
+def _quoted_forward(lines: list[str], after: int) -> int | None:
+    """Where a forward quoted as a whole starts ("> Begin forwarded message:", as Apple Mail writes it), in
+    the first lines below the reply."""
+    for k in range(after, min(len(lines), after + FORWARD_SEARCH)):
+        if lines[k].strip():
+            return k if is_quoted(lines[k]) and is_forwarded_marker(unquote(lines[k])) else None
+    return None
+
+
+# A splitter on the reply's own line, as some clients write it: "Thanks.-----Original Message-----" or
+# "Sounds good! On Mon, Jun 5, 2017 at 12:22 PM Kim <kim@x.org> wrote:". Such a line is split in two.
+_SHARED_MARKER = re.compile(r"(?<=[^\s-])[ \t]*(?=-{3,}[ \t]*[^-\n]{3,40}?[ \t]*-{3,}[ \t]*$)", re.MULTILINE)
+_COLON_LINE = re.compile(r"^[^\n]{12,800}[:：][ \t]*$", re.MULTILINE)  # lines that may end with an attribution
+_SENTENCE_END = re.compile(r"[.!?)][ \t]+(?=\S)")
+SENTENCE_ENDS = 20  # places in one line where an attribution may start
+SHARED_LINES = 200  # candidate lines looked at, of each kind
+
+
+def _split_shared_lines(text: str) -> str:
+    if "-" not in text and ":" not in text and "：" not in text:
+        return text
+    cuts: list[int] = []
+    for seen, match in enumerate(_SHARED_MARKER.finditer(text)):
+        if seen >= SHARED_LINES:
+            break
+        end = text.find("\n", match.end())
+        if is_forward_marker(text[match.end(): len(text) if end < 0 else end]):
+            cuts.append(match.start())
+    for seen, line in enumerate(_COLON_LINE.finditer(text)):
+        if seen >= SHARED_LINES:
+            break
+        for split in islice(_SENTENCE_END.finditer(line.group()), SENTENCE_ENDS):
+            rest = line.group()[split.end():]
+            if starts_with_on(rest.lower()) and is_attribution(rest):
+                cuts.append(line.start() + split.end())
+                break
+    if not cuts:
+        return text
+    parts, at = [], 0
+    for cut in sorted(set(cuts)):
+        parts.append(text[at:cut].rstrip(" \t"))
+        at = cut
+    parts.append(text[at:])
+    return "\n".join(parts)
+
+
+def _trim_forwarded(text: str) -> str:
+    """A forwarded message's own text: its quotes and signature trimmed (a forward in it is history)."""
+    return trim_text(text, forwards=False).text
+
+
+def trim_text(text: str, forwards: bool = True, forward_mail: bool = False) -> Trimmed:
+    """Plain-text body trimming: our marker, quoted history and signature are cut; a forwarded message is
+    read into `forward` (unless forwards is False). forward_mail: the mail's subject says it is a forward
+    ("Fwd: …"), so a header block or "Original Message" marker starts the forwarded message."""
     text = _as_text(text)
     try:
-        body = _normalise_ends(text or "")
+        body = _split_shared_lines(_normalise_ends(text or ""))
         marker = _marker_offset(body)
         part = body if marker is None else body[: max(marker - 1, 0)]
         lines, blocks = _split_body(part)
-        keep = _trim_lines(lines, part, blocks, marker is not None)
+        keep, forward_at, alone = _trim_lines(lines, part, blocks, marker is not None, forward_mail and forwards)
         cut = _join(lines, _complement(keep, len(lines)))
         if marker is not None:
             cut = f"{cut}\n{body[marker:]}"
-        return Trimmed(_join(lines, keep), _without_blank_edges(cut))
+        forward = None
+        if forward_at is None and forwards and not blocks:
+            forward_at = _quoted_forward(lines, keep[-1][1] if keep else 0)
+            alone = not keep
+        if forward_at is not None and forwards and not blocks:
+            forward = replace(read_forward(lines, forward_at, len(lines), _trim_forwarded), alone=alone)
+        return Trimmed(_join(lines, keep), _without_blank_edges(cut), forward)
     except Exception:  # never lose a reply to a bug here: post it whole
         log.exception("reply trimming failed; keeping the whole body")
         return Trimmed((text or "").strip("\n"), "")
@@ -588,21 +749,28 @@ def html_to_text(html: str) -> str:
         return ""
 
 
-def _reply_from_html(html: str) -> Trimmed:
+def _reply_from_html(html: str, forward_mail: bool = False) -> Trimmed:
     document = html_text.Document(html)
     above, after, cut = document.split_at_quote()
-    result = trim_text(above) if after is None else None
+    result = trim_text(above, forward_mail=forward_mail) if after is None else None
+    forward = None
     if result is not None and result.text.strip():
         # nothing new below the quoted part: what is above it is the reply
         text = result.text
         trimmed_parts = [result.trimmed, cut]
+        if forward_mail or any(is_forwarded_marker(line)
+                               for line in islice(cut.split("\n", FORWARD_SEARCH), FORWARD_SEARCH)):
+            forward = trim_text(document.text(), forward_mail=forward_mail).forward  # the cut part is forwarded
     else:
         # new text below or between quotes, or nothing above them (a forward): trim the whole text,
         # quotes rendered as "> " lines, by the same rules as a plain-text body
-        result = trim_text(document.text())
+        result = trim_text(document.text(), forward_mail=forward_mail)
         text = result.text
         trimmed_parts = [result.trimmed]
-    return Trimmed(_single_blank_lines(text), "\n".join(part for part in trimmed_parts if part))
+        forward = result.forward
+    if forward is not None:
+        forward = replace(forward, text=_single_blank_lines(forward.text))
+    return Trimmed(_single_blank_lines(text), "\n".join(part for part in trimmed_parts if part), forward)
 
 
 _BLANK_RUN = re.compile(r"(?m)^([^\S\n]*+)(?:\n[^\S\n]*+(?=\n|\Z))+")
@@ -614,15 +782,36 @@ def _single_blank_lines(text: str) -> str:
     return _BLANK_RUN.sub(r"\1", text)
 
 
-def reply_from_parts(plain: str | None, html: str | None) -> Trimmed:
-    """The reply to post from a mail's text/plain and text/html bodies (plain preferred)."""
+# A multipart mail's HTML is used for its formatting (bold, italics, lists, links) when its trimmed text says
+# word for word what the trimmed plain text says; else the plain text, which trims most reliably, is posted.
+_FORMATTING = re.compile(r"<(?:b|strong|i|em|ul|ol|a)[\s>]", re.IGNORECASE)
+FORMATTING_SEARCH = 200_000  # characters of the HTML looked at for formatting
+_LINK_TARGET = re.compile(r"\]\([^)\s]{0,2000}\)|<?(?:https?://|mailto:)[^\s>]{0,2000}>?")
+_WORD = re.compile(r"\w+")
+
+
+def _words(text: str) -> list[str]:
+    """The words of a text, without link targets and Markdown marks (so that "[Docs](https://…)" and
+    "Docs <https://…>" read the same)."""
+    return _WORD.findall(_LINK_TARGET.sub(" ", text).replace("_", " ").lower())
+
+
+def reply_from_parts(plain: str | None, html: str | None, subject: str = "") -> Trimmed:
+    """The reply to post from a mail's text/plain and text/html bodies: the plain text's reply, with the
+    HTML's formatting when both say the same; the HTML's for HTML-only mail."""
     plain = _as_text(plain) if plain is not None else None
     html = _as_text(html) if html is not None else None
+    forward_mail = is_forward_subject(_as_text(subject)[:MAX_LINE_CHECK])
     try:
         if plain is not None and plain.strip():
-            return trim_text(plain)
+            result = trim_text(plain, forward_mail=forward_mail)
+            if html and _FORMATTING.search(html, 0, FORMATTING_SEARCH):
+                formatted = _reply_from_html(html, forward_mail)
+                if formatted.text.strip() and _words(formatted.text) == _words(result.text):
+                    return Trimmed(formatted.text, result.trimmed)  # the same reply, with its formatting
+            return result
         if html and html.strip():
-            return _reply_from_html(html)
+            return _reply_from_html(html, forward_mail)
         return Trimmed("", "")
     except Exception:  # never lose a reply to a bug here
         log.exception("reply extraction failed; keeping the whole body")

@@ -2,9 +2,9 @@
 flanker builds its address grammar) and the DeprecationWarnings of the old modules it imports.
 
 It also gives flanker's scanner a lighter stream over the mail: flanker wraps the whole mail in an
-io.StringIO, which copies it into four bytes per character (a 34 MB mail became 136 MB more). StrStream
-reads the string in place. And the scanner's pass over the whole mail releases the GIL (a 34 MB mail
-held it for ~100 ms at a time, stalling the SMTP event loop).
+io.StringIO, which copies it into up to four bytes per character; StrStream reads the string in place.
+And the scanner's pass over the whole mail releases the GIL, so that a big mail does not stall the SMTP
+event loop. Both replace private parts of flanker's scanner, checked by tests/test_internals.py.
 
 Every gateway module imports flanker through here: `from gateway.inbound.flanker_quiet import mime`.
 """
@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import logging
 import warnings
+from typing import Any
 
 # flanker hands ply this logger as the yacc error log; it only ever carries grammar-table chatter.
 _PLY_LOGGERS = ("flanker.addresslib._parser.parser", "ply", "flanker.addresslib._parser.lexer")
 
 
-def _import_quietly() -> object:
+def _import_quietly() -> Any:  # flanker ships no type hints
     saved = {name: logging.getLogger(name).level for name in _PLY_LOGGERS}
     for name in _PLY_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)
@@ -85,27 +86,27 @@ from flanker.mime.message import scanner as _scanner  # noqa: E402  (after the q
 _scanner.StringIO = StrStream
 
 
-# Below this many characters the scan takes well under a millisecond, less than releasing and taking back
-# the GIL at every match costs (measured: 45 us instead of 32 us for a 3 KB reply).
+# Below this many characters the scan is brief, and releasing and taking back the GIL at every match
+# would cost more than it saves.
 GIL_FREE_FROM = 64 * 1024
 
 
 class _GilFreePattern:
     """flanker's tokenizer pattern, matched with the GIL released (the regex module's concurrent=True):
-    its scan over the whole mail (about 12 ms per MB) is one C call, which would otherwise keep every
-    other thread, the SMTP event loop included, waiting until it ends."""
+    its scan over the whole mail is one C call, which would otherwise keep every other thread, the SMTP
+    event loop included, waiting until it ends."""
 
     __slots__ = ("_pattern",)
 
-    def __init__(self, pattern: object) -> None:
+    def __init__(self, pattern: Any) -> None:  # a compiled pattern of the regex module, as flanker made it
         self._pattern = pattern
 
-    def finditer(self, string: str, *args: object, **kwargs: object) -> object:
+    def finditer(self, string: str, *args: Any, **kwargs: Any) -> Any:
         if len(string) > GIL_FREE_FROM:
             kwargs.setdefault("concurrent", True)
-        return self._pattern.finditer(string, *args, **kwargs)  # type: ignore[attr-defined]
+        return self._pattern.finditer(string, *args, **kwargs)
 
-    def __getattr__(self, name: str) -> object:
+    def __getattr__(self, name: str) -> Any:
         return getattr(self._pattern, name)
 
 

@@ -357,6 +357,7 @@ class _Renderer:
         self.blank = False  # a blank line is due before the next text
         self.lists: list[list] = []  # [tag, counter]
         self.word_lines: list[tuple[Node, int]] = []  # open Word paragraphs, with the line count at their start
+        self.carried: list[str] = []  # emphasis open at the end of the last line, reopened on the next
 
     def switch(self, channel: int) -> None:
         self.flush()
@@ -373,11 +374,18 @@ class _Renderer:
         self.indent = ""
         self.last_prefix = self.prefix
 
+    def _take(self) -> str:
+        """The pending text as one line: spaces collapsed, emphasis marks placed (see _emphasis)."""
+        text = "".join(self.current)
+        self.current = []
+        if _MARK_START in text or self.carried:
+            text, self.carried = _emphasis(text, self.carried)
+        return _SPACE.sub(" ", text).strip()
+
     def flush(self) -> None:
         if not self.current:
             return
-        text = _SPACE.sub(" ", "".join(self.current)).strip()
-        self.current = []
+        text = self._take()
         if text:
             self._line(text)
 
@@ -388,8 +396,7 @@ class _Renderer:
 
     def br(self) -> None:
         if self.current:
-            text = _SPACE.sub(" ", "".join(self.current)).strip()
-            self.current = []
+            text = self._take()
             if text:
                 self._line(text)
                 return
@@ -495,6 +502,8 @@ def render(events: list[tuple[int, Node | str]], channel: bytearray | None = Non
                     r.text("[")
             elif tag in ("td", "th"):
                 r.text(" ")
+            elif tag in EMPHASIS:
+                r.text(_MARK_START + EMPHASIS[tag])
             elif tag == "p" and "msonormal" in node.attrs.get("class", "").lower():
                 # Word's paragraphs are lines (no margin); an empty one is a blank line
                 r.block(False)
@@ -516,6 +525,8 @@ def render(events: list[tuple[int, Node | str]], channel: bytearray | None = Non
                         r.text(f"]({href})")
             elif tag in ("td", "th"):
                 r.text(" ")
+            elif tag in EMPHASIS:
+                r.text(_MARK_END + EMPHASIS[tag])
             elif r.word_lines and r.word_lines[-1][0] is node:
                 r.flush()
                 _node, count = r.word_lines.pop()
@@ -526,6 +537,67 @@ def render(events: list[tuple[int, Node | str]], channel: bytearray | None = Non
         index += 1
     r.flush()
     return r.result(1), r.result(2)
+
+
+# Bold and italics as Markdown. In the rendered text an element's start and end are a control character and
+# the mark; _emphasis places the marks against the words (never "** x **"), drops empty ones, and closes
+# and reopens them at line ends.
+EMPHASIS = {"b": "**", "strong": "**", "i": "*", "em": "*"}
+_MARK_START, _MARK_END = "\x01", "\x02"
+_MARKS = re.compile("([\x01\x02])(\\*\\*|\\*)")
+
+
+def _emphasis(text: str, carried: list[str]) -> tuple[str, list[str]]:
+    """The line with its emphasis marks placed, and the marks still open at its end."""
+    out: list[str] = []
+    pending = list(carried)  # opened, waiting for a word
+    open_marks: list[str] = []  # written to out
+    pos = 0
+    for match in _MARKS.finditer(text):
+        _words(out, text[pos:match.start()], pending, open_marks)
+        pos = match.end()
+        kind, mark = match.groups()
+        if kind == _MARK_START:
+            if mark not in pending and mark not in open_marks:
+                pending.append(mark)
+        elif mark in pending:
+            pending.remove(mark)  # nothing between: no mark at all
+        elif mark in open_marks:
+            _close(out, open_marks, mark)
+    _words(out, text[pos:], pending, open_marks)
+    still_open = open_marks + pending
+    for mark in reversed(open_marks):
+        _close(out, open_marks, mark)
+    return "".join(out), still_open
+
+
+def _words(out: list[str], piece: str, pending: list[str], open_marks: list[str]) -> None:
+    if not piece:
+        return
+    if pending and piece.strip():
+        lead = piece[: len(piece) - len(piece.lstrip())]
+        out.append(lead + "".join(pending))
+        open_marks.extend(pending)
+        pending.clear()
+        piece = piece[len(lead):]
+    out.append(piece)
+
+
+def _close(out: list[str], open_marks: list[str], mark: str) -> None:
+    """Close `mark` (and the marks opened after it, which Markdown needs closed first) against the last word."""
+    index = open_marks.index(mark)
+    closing = "".join(reversed(open_marks[index:]))
+    del open_marks[index:]
+    spaces: list[str] = []  # the whitespace at the end of out, in reverse order
+    while out and not out[-1].strip():
+        spaces.append(out.pop())
+    if out:
+        last = out.pop()
+        word_end = len(last.rstrip())
+        spaces.append(last[word_end:])
+        out.append(last[:word_end])
+    out.append(closing)
+    out.extend(reversed(spaces))
 
 
 def _markdown_link(href: str, label: str) -> bool:

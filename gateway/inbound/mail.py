@@ -11,10 +11,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from config import Settings
+from gateway.inbound.files import FileSink, WriteNow
+from gateway.inbound.parsed import ParsedMail
+from storage.files import FileStore
 
 if TYPE_CHECKING:
-    from gateway.inbound.parse import ParsedMail
-    from storage.files import PendingFile
     from storage.posting import NewAttachment
 
 # RCPT kinds
@@ -50,7 +51,7 @@ class Target:
 
 @dataclass
 class InboundMail:
-    # --- the envelope: set by gateway/server.py
+    # --- the envelope: set by the SMTP handler (gateway/smtp/handler.py)
     raw: bytes | bytearray  # exactly as received (the SMTP reader hands over its buffer without a copy)
     settings: Settings
     mail_from: str = ""
@@ -58,12 +59,10 @@ class InboundMail:
     peer: str = ""
     received_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC).replace(tzinfo=None))
     deadline: float = field(default_factory=lambda: time.monotonic() + 3600)  # time.monotonic() limit
-    # Processed on the event loop (gateway/inbound/committer.py): the steps list the files to store in
-    # pending_files, and the group commit writes them durably before the transaction that names them.
-    defer_files: bool = False
+    # Where the steps put raw mail and attachments (gateway/inbound/files.py); by default, written at once.
+    files: FileSink = field(init=False, repr=False)
 
-    # --- parse_mail (and collect_attachments)
-    pending_files: list[PendingFile] = field(default_factory=list)  # with defer_files: still to write
+    # --- parse_mail
     raw_key: str | None = None  # the raw bytes' key (SHA-256): storage.mail_log.read_raw_mail reads them
     raw_in_database: bool = False  # kept in the raw_mail table, with the mail's row (store.py), not as a file
     size: int = 0
@@ -94,6 +93,9 @@ class InboundMail:
     @property
     def rcpt_to(self) -> str:
         return ", ".join(r.address for r in self.recipients)
+
+    def __post_init__(self) -> None:
+        self.files = WriteNow(FileStore(self.settings.effective_files_dir))
 
     def time_left(self) -> float:
         return self.deadline - time.monotonic()

@@ -4,7 +4,7 @@ flanker parses first (fast, keeps the mail as one string); when it gives up on b
 library's parser tries, and when both fail the mail is read as headers only. Every charset is decoded
 with replacement, so no byte sequence can make a later step fail. The raw bytes are kept whatever the
 outcome, so even a mail that crashes a step can be looked at: small mails in the database with the mail's
-row, large ones in the content-addressed file store (fsynced) before anything else.
+row, large ones in the file store (through mail.files) before anything else.
 """
 from __future__ import annotations
 
@@ -19,13 +19,16 @@ import hashlib
 import logging
 import re
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from typing import Any
 
 from gateway.inbound.flanker_quiet import StrStream
 from gateway.inbound.flanker_quiet import mime as flanker_mime
 from gateway.inbound.mail import InboundMail
+from gateway.inbound.parsed import MailPart, ParsedMail
 
 log = logging.getLogger(__name__)
+
+FlankerPart = Any  # flanker's MIME part objects (flanker ships no type hints)
 
 MAX_DEPTH = 60  # MIME nesting followed; deeper parts are ignored (a real reply nests 3 or 4 deep)
 MAX_PARTS = 2000  # leaf parts looked at; a reply never has more
@@ -41,76 +44,28 @@ _CHARSET_ALIASES = {"iso-8859-1": "cp1252", "latin-1": "cp1252", "latin1": "cp12
                     "ks_c_5601-1987": "cp949", "gb2312": "gb18030", "gbk": "gb18030", "big5": "big5hkscs"}
 
 
-@dataclass
-class MailPart:
-    """A leaf MIME part that is not body text: an attachment, an inline image, a report.
-
-    Its bytes are decoded when asked for, in chunks for large base64 parts, so that a big attachment goes
-    to the file store without ever being whole in memory.
-    """
-
-    content_type: str  # lower-case type/subtype, checked; application/octet-stream when unusable
-    filename: str  # as the sender declared it (decoded, unsafe: never use as a path)
-    disposition: str  # "attachment", "inline" or ""
-    content_id: str  # without angle brackets, "" when none
-    encoded_size: int  # characters of the part's body as sent (0: an empty part)
-    loader: Callable[[], Iterable[bytes]] = field(repr=False, default=lambda: ())
-
-    def chunks(self) -> Iterable[bytes]:
-        return self.loader()
-
-    @property
-    def data(self) -> bytes:
-        return b"".join(self.chunks())
-
-
-@dataclass
-class ParsedMail:
-    """What the steps need from a mail, decoded and cleaned, whichever parser read it."""
-
-    headers: dict[str, list[str]] = field(default_factory=dict)  # lower-case name -> decoded values, in order
-    plain: str | None = None  # every inline text/plain part, joined
-    html: str | None = None  # every inline text/html part, joined
-    parts: list[MailPart] = field(default_factory=list)
-    content_type: str = "text/plain"  # of the whole mail
-    report_type: str = ""  # multipart/report's report-type parameter
-    delivery_status: str = ""  # text of message/delivery-status parts (bounces)
-    parser: str = "flanker"  # which parser read it: flanker, stdlib or headers
-    defects: list[str] = field(default_factory=list)
-
-    def header(self, name: str) -> str:
-        values = self.headers.get(name.lower())
-        return values[0] if values else ""
-
-
 def parse_mail(mail: InboundMail) -> None:
     """Step 1: keep the raw mail, parse it, and note who it claims to be from.
 
     A raw mail of up to RAW_IN_DATABASE_MAX bytes is kept in the database, written with the mail's
     InboundEmail row whatever its outcome (gateway/inbound/store.py); a larger one goes to the file store
     now, before anything else."""
-    from storage.files import FileStore
     from storage.mail_log import RAW_IN_DATABASE_MAX
 
     if len(mail.raw) <= RAW_IN_DATABASE_MAX:
         mail.raw_key, mail.size = hashlib.sha256(mail.raw).hexdigest(), len(mail.raw)
         mail.raw_in_database = True
-    elif mail.defer_files:
-        pending = FileStore.pending(mail.raw)
-        mail.pending_files.append(pending)
-        mail.raw_key, mail.size = pending.key, pending.size
     else:
-        store = FileStore(mail.settings.effective_files_dir)
-        stored = store.put_bytes(mail.raw)
+        stored = mail.files.put_bytes(mail.raw)
         mail.raw_key, mail.size = stored.key, stored.size
         if len(mail.raw) >= RELEASE_RAW_FROM and isinstance(mail.raw, bytearray):
-            # A big mail, now safe in the file store: parsed from its text alone, so that the raw bytes
-            # and their decoded copy are not both kept through parsing (peak memory ~2x its size, not 3x).
+            # A big mail, now kept by the file sink: parsed from its text alone, so that the raw bytes and
+            # their decoded copy are not both held through parsing.
             text, exact = _decode_raw(mail.raw)
             mail.raw.clear()  # the SMTP reader's buffer, shared with the envelope; nothing reads it after this
-            key = stored.key
+            key, files = stored.key, mail.files
             parsed = _parse_text(text, exact, lambda: text.encode("utf-8", "surrogateescape"))
-            describe(mail, parsed, raw=lambda: store.read(key))
+            describe(mail, parsed, raw=lambda: files.read(key))
             return
     describe(mail, parse_bytes(mail.raw))
 
@@ -168,13 +123,13 @@ def _decode_raw(raw: bytes | bytearray) -> tuple[str, bool]:
         return raw.decode("utf-8", "surrogateescape"), False
 
 
-def _from_flanker(root: object, exact: bool) -> ParsedMail:
+def _from_flanker(root: FlankerPart, exact: bool) -> ParsedMail:
     parsed = ParsedMail(parser="flanker")
     headers: dict[str, list[str]] = {}
-    for name, value in root.headers.items():  # type: ignore[attr-defined]
+    for name, value in root.headers.items():
         headers.setdefault(name.lower(), []).append(_header_text(value, exact))
     parsed.headers = headers
-    ctype = root.content_type  # type: ignore[attr-defined]
+    ctype = root.content_type
     parsed.content_type = f"{ctype.main}/{ctype.sub}".lower()
     parsed.report_type = str(ctype.params.get("report-type", "")).lower()
     plain: list[str] = []
@@ -207,16 +162,16 @@ def _set_bodies(parsed: ParsedMail, plain: list[str], html: list[str]) -> None:
     parsed.html = "\n".join(html).replace("\r\n", "\n") if html else None
 
 
-def _walk(root: object) -> Iterator[object]:
+def _walk(root: FlankerPart) -> Iterator[FlankerPart]:
     """Leaf parts in document order, iteratively (no recursion, whatever the nesting)."""
     stack = [(root, 0)]
     seen = 0
     while stack:
         part, depth = stack.pop()
-        ctype = part.content_type  # type: ignore[attr-defined]
+        ctype = part.content_type
         if ctype.is_multipart():
             if depth < MAX_DEPTH:
-                stack.extend((child, depth + 1) for child in reversed(part.parts))  # type: ignore[attr-defined]
+                stack.extend((child, depth + 1) for child in reversed(part.parts))
             continue
         seen += 1
         if seen > MAX_PARTS:
@@ -224,9 +179,9 @@ def _walk(root: object) -> Iterator[object]:
         yield part
 
 
-def _flanker_text(part: object, exact: bool) -> str:
+def _flanker_text(part: FlankerPart, exact: bool) -> str:
     try:
-        body = part.body  # type: ignore[attr-defined]
+        body = part.body
     except Exception:
         body = None
     if body is None:
@@ -240,23 +195,23 @@ CHUNK_CHARS = 1 << 20  # base64 characters decoded at a time
 _NOT_BASE64 = re.compile(rb"[^A-Za-z0-9+/]+")
 
 
-def _flanker_loader(part: object, exact: bool) -> tuple[int, Callable[[], Iterable[bytes]]]:
+def _flanker_loader(part: FlankerPart, exact: bool) -> tuple[int, Callable[[], Iterable[bytes]]]:
     """(encoded size, loader) of a flanker part: base64 bodies are decoded in chunks straight from the
     mail string; anything else is decoded whole by flanker, once asked for."""
     try:
-        container = part._container  # type: ignore[attr-defined]
+        container = part._container
         container._load_headers()
         start, end = container._body_start, container.end + 1
         text = container.stream._text if isinstance(container.stream, StrStream) else None
-        encoding = str(part.content_encoding.value).lower()  # type: ignore[attr-defined]
+        encoding = str(part.content_encoding.value).lower()
     except Exception:
         return 1, lambda: (_flanker_bytes(part, exact),)
-    if text is not None and encoding == "base64" and not part.content_type.is_message_container():  # type: ignore[attr-defined]
+    if text is not None and encoding == "base64" and not part.content_type.is_message_container():
         return max(0, end - start), lambda: _base64_chunks(text, start, end, part, exact)
     return max(0, end - start), lambda: (_flanker_bytes(part, exact),)
 
 
-def _base64_chunks(text: str, start: int, end: int, part: object, exact: bool) -> Iterator[bytes]:
+def _base64_chunks(text: str, start: int, end: int, part: FlankerPart, exact: bool) -> Iterator[bytes]:
     carry = b""
     try:
         for pos in range(start, end, CHUNK_CHARS):
@@ -271,12 +226,12 @@ def _base64_chunks(text: str, start: int, end: int, part: object, exact: bool) -
         yield _flanker_bytes(part, exact)
 
 
-def _flanker_bytes(part: object, exact: bool) -> bytes:
-    ctype = part.content_type  # type: ignore[attr-defined]
+def _flanker_bytes(part: FlankerPart, exact: bool) -> bytes:
+    ctype = part.content_type
     try:
         if ctype.is_message_container():
-            return part.enclosed.to_string().encode("utf-8", "surrogateescape")  # type: ignore[attr-defined]
-        body = part.body  # type: ignore[attr-defined]
+            return part.enclosed.to_string().encode("utf-8", "surrogateescape")
+        body = part.body
     except Exception:
         return _flanker_raw_body(part)
     if body is None:
@@ -289,15 +244,15 @@ def _flanker_bytes(part: object, exact: bool) -> bytes:
     return bytes(body)
 
 
-def _flanker_raw_body(part: object) -> bytes:
+def _flanker_raw_body(part: FlankerPart) -> bytes:
     """The part's body with only its transfer encoding undone, when flanker cannot decode it."""
     import base64
     import quopri
 
     try:
-        raw = part._container.read_body()  # type: ignore[attr-defined]
+        raw = part._container.read_body()
         data = raw.encode("utf-8", "surrogateescape") if isinstance(raw, str) else bytes(raw)
-        cte = str(part.content_encoding.value).lower()  # type: ignore[attr-defined]
+        cte = str(part.content_encoding.value).lower()
     except Exception:
         return b""
     try:
@@ -310,9 +265,9 @@ def _flanker_raw_body(part: object) -> bytes:
     return data
 
 
-def _charset(part: object) -> str:
+def _charset(part: FlankerPart) -> str:
     try:
-        return str(part.content_type.params.get("charset", "") or "")  # type: ignore[attr-defined]
+        return str(part.content_type.params.get("charset", "") or "")
     except Exception:
         return ""
 
@@ -322,12 +277,12 @@ def _content_id(value: object) -> str:
     return text[1:-1].strip() if text.startswith("<") and text.endswith(">") else text
 
 
-def _header_text(value: object, exact: bool) -> str:
+def _header_text(value: Any, exact: bool) -> str:  # value: a str, or flanker's (value, params)
     if not isinstance(value, str):
         # Content-Type and friends come back as (value, params); keep the value and its parameters.
         try:
-            main = str(value[0])  # type: ignore[index]
-            params = value[1]  # type: ignore[index]
+            main = str(value[0])
+            params = value[1]
             value = main + "".join(f'; {k}="{v}"' for k, v in params.items())
         except Exception:
             value = str(value)
@@ -353,7 +308,8 @@ def _from_stdlib(msg: email.message.Message) -> ParsedMail:
         if part.is_multipart():
             children = part.get_payload()
             if depth < MAX_DEPTH and isinstance(children, list):
-                stack.extend((child, depth + 1) for child in reversed(children))
+                stack.extend((child, depth + 1) for child in reversed(children)
+                             if isinstance(child, email.message.Message))
             continue
         seen += 1
         if seen > MAX_PARTS:
@@ -364,7 +320,7 @@ def _from_stdlib(msg: email.message.Message) -> ParsedMail:
             filename = part.get_filename() or ""
         except Exception:
             filename = ""
-        data = part.get_payload(decode=True) or b""
+        data = _payload_bytes(part)
         if ctype == "message/delivery-status":
             parsed.delivery_status += _stdlib_payload_text(part) + "\n"
             continue
@@ -377,7 +333,7 @@ def _from_stdlib(msg: email.message.Message) -> ParsedMail:
         parsed.parts.append(MailPart(
             content_type=checked_content_type(ctype), filename=clean(_stdlib_header(filename)),
             disposition=disposition, content_id=_content_id(part.get("Content-Id", "")), encoded_size=len(data),
-            loader=lambda data=data: (data,)))
+            loader=functools.partial(_one_chunk, data)))
     _set_bodies(parsed, plain, html)
     return parsed
 
@@ -386,7 +342,17 @@ def _stdlib_payload_text(part: email.message.Message) -> str:
     payload = part.get_payload()
     if isinstance(payload, list):  # the stdlib reads delivery-status as a list of header blocks
         return "\n\n".join(str(block) for block in payload)
-    return decode_text(part.get_payload(decode=True) or b"", part.get_content_charset() or "")
+    return decode_text(_payload_bytes(part), part.get_content_charset() or "")
+
+
+def _payload_bytes(part: email.message.Message) -> bytes:
+    """A leaf part's body, transfer-decoded (the stdlib gives bytes for a leaf part, or None)."""
+    payload = part.get_payload(decode=True)
+    return payload if isinstance(payload, bytes) else b""
+
+
+def _one_chunk(data: bytes) -> Iterable[bytes]:
+    return (data,)
 
 
 def _stdlib_header(value: object) -> str:
@@ -399,7 +365,7 @@ def _stdlib_header(value: object) -> str:
     return clean(text[:MAX_HEADER_VALUE])
 
 
-def _headers_only(raw: bytes) -> dict[str, list[str]]:
+def _headers_only(raw: bytes | bytearray) -> dict[str, list[str]]:
     """The header block read line by line: the last resort for mail neither parser could read."""
     headers: dict[str, list[str]] = {}
     block = re.split(rb"\r?\n\r?\n", raw[:1_000_000], maxsplit=1)[0]
@@ -535,11 +501,3 @@ def references_of(parsed: ParsedMail) -> list[str]:
             seen.append(mid)
     return seen[:50]
 
-
-def looks_like_mail(data: bytes) -> bool:
-    """Whether data starts with a header block (used by `workrate trim` to tell mail from plain text)."""
-    head = data.lstrip(b"\r\n")[:10_000]
-    first = head.split(b"\n", 1)[0]
-    if first.startswith(b"From ") and b"\n" in head:  # mbox separator line
-        first = head.split(b"\n", 2)[1]
-    return bool(_HEADER_LINE.match(first)) and b":" in first and not first.startswith((b"http:", b"https:"))

@@ -1,19 +1,19 @@
-"""The inbound pipeline: the steps a received mail goes through, in order, and the one place that decides
-what its outcome is (Mailman's pipelines: a tuple of handlers and a small driving loop).
+"""The inbound pipeline: the steps a received mail goes through, in order, the driver that runs them, and
+the one place that decides what a mail's outcome is (Mailman's pipelines: a tuple of handlers and a small
+driving loop).
 
 A step is `step(mail: InboundMail) -> None`: it fills fields of mail or raises an outcome from
 gateway/errors.py (Dropped, Rejected, Deferred). outcome_of() is the one place that turns an exception
 into an outcome: an unexpected error becomes Deferred (451, the raw mail is kept with its row).
-Two drivers run the same STEPS: run() in one thread, with store_reply's own transaction (tools, tests,
-`workrate trim`), and run_with_committer() for the SMTP server, which stores through the group commit
-(committer.py). Both write the InboundEmail row of every outcome other than Accepted; an accepted
-mail's row is written by store_reply in the same transaction as the post.
+run() is the one driver (the SMTP handler's, and the tests'): after the steps, an accepted mail is stored,
+and any other outcome recorded, through a Committer (gateway/smtp/committer.py's group commit).
+`workrate trim` uses gateway/inbound/preview.py instead: what the gateway would post, storing nothing.
 """
 from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from peewee import DatabaseError, InterfaceError
 
@@ -22,15 +22,13 @@ from gateway.inbound.attachments import collect_attachments
 from gateway.inbound.authenticate import authenticate_sender
 from gateway.inbound.classify import drop_automatic_mail
 from gateway.inbound.extract import reply_from_parts
+from gateway.inbound.files import WriteAtCommit
 from gateway.inbound.mail import InboundMail
-from gateway.inbound.parse import decode_text, looks_like_mail, parse_bytes, parse_mail
-from gateway.inbound.store import _reset_connection, record_outcome, store_reply
+from gateway.inbound.parse import parse_mail
+from gateway.inbound.store import reset_connection
 from storage.db import database
 from storage.posting import MAX_TEXT_LENGTH, normalize_text
 from storage.rendering import render_markdown, slow_to_render
-
-if TYPE_CHECKING:
-    from gateway.inbound.committer import GroupCommitter
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +37,8 @@ def extract_reply_text(mail: InboundMail) -> None:
     """Step: the new text of the reply, without quoted history and signature (gateway/inbound/extract.py)."""
     parsed = mail.parsed
     assert parsed is not None
-    result = reply_from_parts(parsed.plain, parsed.html)
-    mail.text, mail.trimmed = result.text.strip(), result.trimmed
+    result = reply_from_parts(parsed.plain, parsed.html, parsed.header("subject"))
+    mail.text, mail.trimmed = result.post_text.strip(), result.trimmed
     if len(mail.text) > MAX_TEXT_LENGTH:
         raise ReplyTooLong()
 
@@ -51,47 +49,39 @@ STEPS = (
     authenticate_sender,  # authenticate.py: From must be the token's owner, still active and with access
     extract_reply_text,  # extract.py: the new text only, quotes and signature cut
     collect_attachments,  # attachments.py: files stored; nothing at all -> Rejected 550 5.6.0
-    store_reply,  # store.py: one transaction: InboundEmail row + post_message(), once per thread
 )
-assert STEPS[-1] is store_reply  # run() and run_with_committer() store through their own transaction
+# Then the committer stores the reply (store.py store_rows: InboundEmail row + post_message(), once per
+# thread, in one transaction) or records the outcome (store.py record_row).
 
 
-def run(mail: InboundMail) -> Outcome:
-    """Runs every step on mail and returns its outcome; never raises."""
-    try:
-        database.connect(reuse_if_open=True)
-        run_steps(mail)
-        if mail.time_left() <= 0:
-            raise ProcessingTimeout(detail="before store_reply")
-        store_reply(mail)
-        return Accepted()
-    except Exception as e:
-        outcome = outcome_of(mail, e)
-    record_outcome(mail, outcome)
-    _log(mail, outcome)
-    return outcome
+class Committer(Protocol):
+    """Where run() stores a mail; gateway/smtp/committer.py's GroupCommitter is the one there is."""
+
+    async def store(self, mail: InboundMail) -> None: ...
+
+    async def record(self, mail: InboundMail, outcome: Outcome) -> None: ...
 
 
-async def run_with_committer(mail: InboundMail, committer: GroupCommitter,
-                             run_in_thread: Callable[..., Awaitable[Any]], *, on_loop: bool) -> Outcome:
-    """run() for the event loop, storing through the group commit (committer.py); never raises.
+async def run(mail: InboundMail, committer: Committer, run_in_thread: Callable[..., Awaitable[Any]], *,
+              on_loop: bool) -> Outcome:
+    """Runs every step on mail, stores it through committer and returns its outcome; never raises.
 
-    on_loop: the steps run right here, listing their files instead of writing them (mail.defer_files),
-    and the group commit writes those files durably before the transaction; else they run in one worker
-    thread (run_in_thread) and write their files there. Either way store_reply, and the outcome row of a
-    mail not posted, go to the group commit, which runs on the event loop on SQLite: a long Markdown text
-    is rendered ahead in a worker thread (the renderer keeps the result), so that it never holds the loop.
+    on_loop: the steps run right here, and their files go to the committer, which writes them durably
+    before its transaction (mail.files: WriteAtCommit); else they run in one worker thread (run_in_thread)
+    and write their files there. Either way the mail's rows are written by the committer. A long Markdown
+    text is rendered ahead in a worker thread (the renderer keeps the result), so that storing it, which
+    may run on the event loop, never holds the loop.
     """
-    mail.defer_files = on_loop
     try:
         if on_loop:
+            mail.files = WriteAtCommit(mail.files.store)
             run_steps(mail)
             if slow_to_render(normalize_text(mail.text)):
                 await run_in_thread(_render_ahead, mail)
         else:
             await run_in_thread(_run_steps_in_thread, mail)
         if mail.time_left() <= 0:
-            raise ProcessingTimeout(detail="before store_reply")
+            raise ProcessingTimeout(detail="before storing")
         await committer.store(mail)
         return Accepted()
     except Exception as e:
@@ -102,8 +92,8 @@ async def run_with_committer(mail: InboundMail, committer: GroupCommitter,
 
 
 def run_steps(mail: InboundMail) -> None:
-    """The steps before store_reply, in order, within the mail's time limit."""
-    for step in STEPS[:-1]:
+    """The steps, in order, within the mail's time limit."""
+    for step in STEPS:
         if mail.time_left() <= 0:
             raise ProcessingTimeout(detail=f"before {step.__name__}")
         step(mail)
@@ -130,7 +120,7 @@ def outcome_of(mail: InboundMail, error: Exception) -> Outcome:
         # "database is locked", a lost PostgreSQL connection, a serialization failure: try again later.
         log.warning("database error on mail from %s (raw mail kept as %s): %s: %s", mail.mail_from or "<>",
                     mail.raw_key or "not stored", type(error).__name__, error)
-        _reset_connection()
+        reset_connection()
         return DatabaseBusy(detail=str(error)[:200])
     log.error("unexpected error on mail from %s (raw mail kept as %s)", mail.mail_from or "<>",
               mail.raw_key or "not stored", exc_info=error)
@@ -142,19 +132,3 @@ def _log(mail: InboundMail, outcome: Outcome) -> None:
     log.log(level, "%s mail from %s to %s: %s%s", outcome.outcome, mail.mail_from or "<>", mail.rcpt_to,
             outcome.reason, f" ({outcome.detail})" if outcome.detail else "")
 
-
-def preview_reply(raw: bytes) -> str:
-    """The text the gateway would post for raw (`workrate trim`): a whole mail is parsed exactly as the
-    gateway parses it; anything else is taken as a plain-text body. Never raises."""
-    try:
-        if looks_like_mail(raw):
-            parsed = parse_bytes(raw)
-            return reply_from_parts(parsed.plain, parsed.html).text.strip()
-        text = decode_text(raw, "utf-8").replace("\r\n", "\n")
-        return reply_from_parts(text, None).text.strip()
-    except Exception:
-        log.debug("preview_reply fell back to the raw text", exc_info=True)
-        try:
-            return decode_text(raw, "utf-8").strip()
-        except Exception:
-            return ""

@@ -20,7 +20,8 @@ CACHE = 2048  # recent answers kept per check: bodies repeat lines ("", ">", "--
 CACHED_LENGTH = 400  # only lines up to this length are cached, so the caches stay small
 
 # First word of "On <date>, <someone> wrote:" in the languages we know (lower case).
-ON_WORDS = frozenset("on at am le el em il op den dnia dňa 在 às".split()) | {"in message", "il giorno", "w dniu"}
+ON_WORDS = frozenset("on at am le el em il op den dnia dňa dne 在 às în vào pada στις на dana dňa في".split()) \
+    | {"in message", "il giorno", "w dniu"}
 
 # "wrote" at the end of an attribution (lower case); CJK ones need no word boundary.
 END_VERBS = (
@@ -29,13 +30,17 @@ END_VERBS = (
     "a écrit", "écrit", "escribió", "escreveu", "ha scritto", "scrisse",
     "skrev", "skriver", "kirjoitti", "napisał(a)", "napisał", "napisała", "pisze", "napsal", "napsal(a)",
     "написал(а)", "написал", "написала", "пишет", "пише", "написав", "написала(а)",
-    "írta", "a scris", "yazdı", "έγραψε",
+    "írta", "a scris", "yazdı", "έγραψε", "sent", "ha escrit", "va escriure", "đã viết", "napísal", "napísal(a)",
+    "napsala", "napisao", "napisala", "je napisal", "je napisal(a)", "написа", "rašė", "rakstīja", "kirjutas",
+    "skrifaði", "menulis", "كتب", "كتب:", "כתב", "כתב/ה", "נכתב", "напісаў", "nagsulat", "เขียนว่า", "نوشت",
+    "wrote ---", "wrote --", "escribio", "skrev følgende", "kirjoitti viestin",
 )
 CJK_END_VERBS = ("写道", "寫道", "のメール", "書きました", "님이 작성:", "작성:")
 # The verb in the middle: "Am 5. Juni 2017 um 12:22 schrieb Bob <b@x.org>:", "Bob <b@x.org> schrieb am …:".
 MID_VERBS = (
     " schrieb ", " schreef ", " skrev ", " wrote ", " a écrit ", " escribió ", " escreveu ", " ha scritto ",
-    " napisał(a) ", " написал ", " написал(а) ", " heeft ", " kirjoitti ", " writes ",
+    " napisał(a) ", " написал ", " написал(а) ", " heeft ", " kirjoitti ", " writes ", " a scris ", " ha escrit ",
+    " đã viết ", " napsal ", " napsal(a) ", " írta ", " yazdı ", " έγραψε ", " menulis ", " sent ",
 )
 
 _MID_VERB_WORDS = tuple(verb.strip() for verb in MID_VERBS)
@@ -105,6 +110,11 @@ def has_date(text: str) -> bool:
 
 _ON_PHRASES = ("in message", "il giorno", "w dniu", "在", "wiadomość napisana przez")
 _CJK_VERBS = tuple(verb.rstrip(":") for verb in CJK_END_VERBS)
+
+
+def starts_with_on(low: str) -> bool:
+    """Whether a lower-case line starts like an attribution ("on", "le", "am", "w dniu"…)."""
+    return _starts_with_on(low)
 
 
 def _starts_with_on(low: str) -> bool:
@@ -242,12 +252,17 @@ def _may_end_attribution(piece: str) -> bool:
 # Outlook-style header labels (lower case), by what they say.
 HEADER_LABELS: dict[str, str] = {}
 for kind, labels in {
-    "from": "from von de da van fra från od от від 差出人 发件人 寄件者 expéditeur remitente afzender lähettäjä",
+    "from": "from von de da van fra från od от від 差出人 发件人 寄件者 expéditeur remitente afzender lähettäjä "
+            "từ feladó من kimden από מאת dari šalje 보낸사람",
     "date": "sent date gesendet datum envoyé enviado enviada inviato data verzonden sendt skickat wysłano "
-            "отправлено надіслано дата 送信日時 发送时间 寄件日期 日期 fecha dato päivämäärä lähetetty",
-    "to": "to an à a para aan til till do кому 宛先 收件人 收件者 destinataire destinatario vastaanottaja",
-    "subject": "subject betreff objet asunto assunto oggetto onderwerp emne ämne temat тема 件名 主题 主旨 aihe",
-    "cc": "cc bcc kopie kopia kopi копия 抄送 副本 cci",
+            "отправлено надіслано дата 送信日時 发送时间 寄件日期 日期 fecha dato päivämäärä lähetetty "
+            "ngày gửi trimis dată elküldve dátum التاريخ odesláno gönderildi tarih στάλθηκε נשלח dikirim tanggal "
+            "poslano изпратено enviat odoslané",
+    "to": "to an à a para aan til till do кому 宛先 收件人 收件者 destinataire destinatario vastaanottaja "
+          "đến tới către címzett إلى komu kime προς אל kepada prima до 받는사람",
+    "subject": "subject betreff objet asunto assunto oggetto onderwerp emne ämne temat тема 件名 主题 主旨 aihe "
+               "sujet subiect tárgy الموضوع předmět predmet konu θέμα נושא perihal subjek относно assumpte 제목",
+    "cc": "cc bcc kopie kopia kopi копия 抄送 副本 cci másolat kopya κοιν",
     "other": "reply-to risposta antwort an importance priorität",
 }.items():
     for label in labels.split():
@@ -255,7 +270,9 @@ for kind, labels in {
 for label, kind in {
     "enviado el": "date", "enviada em": "date", "enviado em": "date", "répondre à": "other",
     "beantwoorden - aan": "other", "reply to": "other", "antwort an": "other", "envoyé le": "date",
-    "date d'envoi": "date",
+    "date d'envoi": "date", "message du": "date", "copie à": "cc", "de la": "from", "chủ đề": "subject",
+    "보낸 사람": "from", "보낸 날짜": "date", "받는 사람": "to", "per a": "to", "tarih": "date",
+    "تاريخ الإرسال": "date", "data de envio": "date",
 }.items():
     HEADER_LABELS[label] = kind
 
@@ -270,10 +287,10 @@ def header_kind(line: str) -> str | None:
         colon = wide
     if colon <= 0:
         return None
-    label = head[:colon].strip(" \t*_>").lower()
+    label = " ".join(head[:colon].strip(" \t*_>\u00a0\u202f").lower().split())
     if label not in HEADER_LABELS:
         return None
-    value = line[colon + 1:].strip(" \t*_")
+    value = line[colon + 1:].strip(" \t*_\u00a0")
     if not value and HEADER_LABELS[label] not in ("to", "cc", "subject"):
         return None
     return HEADER_LABELS[label]
@@ -332,13 +349,28 @@ _FORWARD_PHRASES = frozenset(
     |original meddelelse|videresendt meddelelse|ursprungligt meddelande|vidarebefordrat meddelande
     |wiadomość oryginalna|oryginalna wiadomość|przekazana wiadomość|исходное сообщение|пересылаемое сообщение
     |переслане повідомлення|оригінальне повідомлення|元のメッセージ|転送されたメッセージ|原始邮件|转发的邮件
-    |原始郵件|轉寄的郵件|alkuperäinen viesti|välitetty viesti""".replace("\n", "").replace("    ", "").split("|")
+    |原始郵件|轉寄的郵件|alkuperäinen viesti|välitetty viesti|oprindelig besked|videresendt besked|message réexpédié
+    |original-nachricht|originalnachricht|originele bericht|wiadomość przekazana dalej|původní zpráva|přeposlaná zpráva
+    |pôvodná správa|preposlaná správa|eredeti üzenet|továbbított üzenet|mesaj original|mesajul original
+    |mesaj redirecționat|mesaj redirectionat|orijinal mesaj|özgün ileti|iletilen ileti|αρχικό μήνυμα|προωθημένο μήνυμα
+    |пересланное сообщение|исходное письмо|оригинално съобщение|препратено съобщение|izvorna poruka
+    |proslijeđena poruka|izvirno sporočilo|posredovano sporočilo|originalus laiškas|persiųstas laiškas
+    |sākotnējā ziņa|pārsūtīta ziņa|algne kiri|edastatud kiri|thư gốc|thư chuyển tiếp|tin nhắn gốc
+    |tin nhắn đã chuyển tiếp|pesan asli|pesan terusan|الرسالة الأصلية|رسالة محولة|הודעה מקורית|הודעה שהועברה
+    |원본 메시지|전달된 메시지|ข้อความต้นฉบับ|missatge original|missatge reenviat|upprunaleg skilaboð
+    |forwarded email|forward message|original email|mensagem reencaminhada|messaggio di posta originale
+    |ursprungliches meddelande|mensaje reenviado""".replace("\n", "").replace("    ", "").split("|")
 )
 _FORWARD_STARTS = (
     "begin forwarded message", "début du message transféré", "anfang der weitergeleiteten nachricht",
     "inicio del mensaje reenviado", "início da mensagem reencaminhada", "inizio messaggio inoltrato",
     "begin doorgestuurd bericht", "videresendt besked", "vidarebefordrat brev", "начало переадресованного",
-    "転送されたメッセージ", "转发的邮件", "forwarded message:",
+    "転送されたメッセージ", "转发的邮件", "forwarded message:", "début du message réexpédié",
+    "início da mensagem encaminhada",
+    "inicio del mensaje reenviado", "begin van doorgestuurd bericht", "vidarebefordrat meddelande:",
+    "videresendt meddelelse:", "videresendt melding:", "välitetty viesti:", "przekazana wiadomość:",
+    "пересылаемое сообщение", "переслане повідомлення", "messaggio inoltrato:", "mensaje reenviado:",
+    "weitergeleitete nachricht:", "message transféré:", "doorgestuurd bericht:",
 )
 
 
@@ -353,3 +385,26 @@ def is_forward_marker(line: str) -> bool:
         if low.strip(" \t*_-=>").rstrip(" :") in _FORWARD_PHRASES:
             return True
     return low.lstrip(" >*").startswith(_FORWARD_STARTS)
+
+
+# Words that make a marker a forward ("Forwarded message", "Message transféré"…) rather than the quoted
+# original of a reply ("Original Message").
+_FORWARD_WORDS = (
+    "forward", "transféré", "réexpédié", "weitergeleitet", "reenviad", "encaminhad", "inoltrat", "doorgestuurd",
+    "videresendt", "vidarebefordra", "välitetty", "przekazan", "пересыла", "переслан", "переадресован", "転送",
+    "转发", "轉寄", "přeposlan", "preposlan", "továbbított", "redirecționat", "redirectionat", "iletilen",
+    "προωθημένο", "препратено", "proslijeđen", "posredovan", "persiųst", "pārsūtīt", "edastatud",
+    "chuyển tiếp", "terusan", "محولة", "שהועברה", "전달된", "reenviat",
+)
+FORWARD_SUBJECTS = ("fwd:", "fw:", "wg:", "tr:", "rv:", "doorst:", "vs:", "vb:", "enc:", "i:", "pd:", "fwd :",
+                    "tr :", "转发:", "轉寄:", "転送:")
+
+
+@cached
+def is_forwarded_marker(line: str) -> bool:
+    """A marker that starts a forwarded message ("---------- Forwarded message ---------", "Begin forwarded
+    message:", "-------- Message transféré --------"), not a reply's "-----Original Message-----"."""
+    if not is_forward_marker(line):
+        return False
+    low = line.lower()
+    return any(word in low for word in _FORWARD_WORDS)

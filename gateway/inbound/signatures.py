@@ -16,7 +16,10 @@ SHORT_DELIMITERS = frozenset({"ᐧ", "—", "--", "–"})
 MOBILE_PREFIXES = (
     "sent from my ", "sent from ", "sent via ", "sent with ", "sent by ", "sent using ", "sent on my ",
     "get outlook for ", "get outlook", "envoyé depuis ", "envoyé de mon ", "envoyé à partir de ",
-    "von meinem ", "gesendet von meinem ", "gesendet mit ", "diese nachricht wurde von ",
+    "von meinem ", "gesendet von meinem ", "gesendet mit ", "gesendet von ", "gesendet aus ", "envoyé avec ",
+    "inviato con ", "enviado con ", "enviado com ", "skickat med ", "sendt med ", "lähetetty laitteesta ",
+    "wysłane przy użyciu ", "отправлено через ", "trimis de pe ", "gửi từ ", "odesláno z ", "elküldve ",
+    "diese nachricht wurde von ",
     "inviato da ", "inviato dal mio ", "sendt fra min ", "sendt fra ", "enviado do meu ", "enviado de meu ",
     "enviado desde mi ", "enviado desde ", "enviado de mi ", "verzonden met ", "verzonden vanaf ",
     "verstuurd vanaf mijn ", "verstuurd vanaf ", "verstuurd met ", "skickat från min ", "skickat från ",

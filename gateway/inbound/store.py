@@ -1,12 +1,14 @@
-"""store_reply: one transaction that records the mail as accepted and posts it, once per thread.
+"""The rows of a received mail: store_rows() records it as accepted and posts it, once per thread;
+record_row() records any other outcome. Both run inside a transaction the group commit opened
+(gateway/smtp/committer.py), which commits before the gateway answers.
 
 The InboundEmail row and everything storage.posting.post_message() writes (the Message, its attachments,
-the notification outbox rows, the thread event) commit together, before the gateway answers 250. The
-partial unique index inbound_email_accepted_once on (message_id_hash, reply_token) makes a second
-delivery of the same mail a Duplicate, decided by the database even when two deliveries race.
-Outcomes other than Accepted are written by record_outcome() in their own short transaction. Either way a
-small raw mail is written to the raw_mail table with the row (keep_raw); when the database cannot take the
-row at all, keep_raw_in_files() puts the raw mail in the file store instead.
+the notification outbox rows, the thread event) commit together. The partial unique index
+inbound_email_accepted_once on (message_id_hash, reply_token) makes a second delivery of the same mail a
+Duplicate, decided by the database even when two deliveries race. A small raw mail is written to the
+raw_mail table with the row (keep_raw); when the database cannot take the row at all,
+keep_raw_in_files() puts the raw mail in the file store instead. record_outcome() is record_row() in a
+transaction of its own, for a mail refused before the pipeline ran.
 """
 from __future__ import annotations
 
@@ -26,15 +28,10 @@ log = logging.getLogger(__name__)
 ACCEPTED_OUTCOME = Accepted()
 
 
-def store_reply(mail: InboundMail) -> None:
-    """Step: record the mail and post the reply to each target thread, all in one transaction."""
-    with write_transaction():
-        store_rows(mail)
-
-
 def store_rows(mail: InboundMail) -> None:
-    """store_reply's writes, inside a transaction the caller opened (the group commit runs several mails'
-    in one). Raises when the mail cannot be posted: the caller rolls back what this wrote."""
+    """Records the mail as accepted and posts the reply to each target thread, inside a transaction the
+    caller opened (the group commit runs several mails' in one). Raises when the mail cannot be posted:
+    the caller rolls back what this wrote."""
     settings = mail.settings
     posted = 0  # counted here, not kept on mail: a batch that is rolled back runs this again
     keep_raw(mail)
@@ -72,7 +69,7 @@ def record_outcome(mail: InboundMail, outcome: Outcome) -> int | None:
     except Exception as e:
         log.error("could not record %s mail from %s (raw mail kept as %s): %s: %s", outcome.reason,
                   mail.mail_from or "<>", mail.raw_key or "not stored", type(e).__name__, e)
-        _reset_connection()
+        reset_connection()
         keep_raw_in_files(mail)
         return None
 
@@ -82,7 +79,9 @@ def record_row(mail: InboundMail, outcome: Outcome) -> int:
     keep_raw(mail)
     tokens = mail.reply_tokens
     fields = row_fields(mail, outcome, reply_token=tokens[0] if tokens else None)
-    return _INSERT_OUTCOME.execute(tuple(fields[name] for name in ROW_FIELDS))
+    row_id = _INSERT_OUTCOME.execute(tuple(fields[name] for name in ROW_FIELDS))
+    assert row_id is not None  # inserted without ON CONFLICT: a row, or an error
+    return row_id
 
 
 def keep_raw(mail: InboundMail) -> None:
@@ -137,7 +136,7 @@ def _clip(text: str, limit: int) -> str:
     return clean(text or "")[:limit]
 
 
-def _reset_connection() -> None:
+def reset_connection() -> None:
     """After a database error a connection may be unusable (PostgreSQL server restarted, connection lost,
     transaction left in error): close it, so the next mail on this thread opens a fresh one."""
     try:

@@ -4,5 +4,5 @@ storage/posting.py writes OutboxEmail rows in the same transaction as each messa
 due ones (storage/outbox.py), render.py turns them into mail from templates/email/ (asking the visibility
 rule again), dkim.py signs it when a key is configured, and transport.py hands it to the relay over
 aiosmtplib (or writes an .eml file when no relay is configured). unsubscribe.py signs and applies the
-one-click List-Unsubscribe links.
+one-click List-Unsubscribe links; login_links.py renders and queues sign-in link emails.
 """

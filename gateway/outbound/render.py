@@ -19,16 +19,18 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import EmailPolicy
 from email.utils import format_datetime
-from pathlib import Path
 from urllib.parse import quote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import jinja2
 
+import templates
 from config import Settings
 from gateway.addresses import format_reply_address
 from gateway.markers import HTML_MARKER_ID_PREFIX, LOOP_HEADER, REPLY_ABOVE_LINE
 from gateway.outbound.unsubscribe import unsubscribe_url
+from storage import serialize
+from storage.db import tuples
 from storage.mail_log import OutboxEmail
 from storage.models import VISIBILITY_INTERNAL, Attachment, Message, Thread, User, Workspace
 from storage.outbox import previous_mail_ids
@@ -37,7 +39,7 @@ from storage.tokens import reply_token_for
 from storage.units import human_size
 from storage.visibility import Viewer, visible_messages
 
-TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "templates" / "email"
+TEMPLATES_DIR = templates.FOLDER / "email"
 PRODUCT = "WorkRate"
 SUBJECT_SEPARATOR = " \u2014 "  # em dash: "Acme Co — messages"
 INTERNAL_SUBJECT_PREFIX = "[Internal] "
@@ -166,7 +168,7 @@ def thread_url(settings: Settings, recipient: User, workspace: Workspace) -> str
 
 
 def attachment_url(settings: Settings, attachment: Attachment) -> str:
-    return f"{settings.effective_base_url}/attachments/{attachment.id}/{quote(attachment.name, safe='')}"
+    return serialize.attachment_url(settings.effective_base_url, attachment)
 
 
 def _when(created_at: dt.datetime, recipient: User | None = None) -> str:
@@ -222,16 +224,18 @@ def visible_rows(rows: Sequence[OutboxEmail]) -> tuple[list[OutboxEmail], list[O
     """
     groups: dict[tuple[int, int], list[OutboxEmail]] = {}
     for row in rows:
-        groups.setdefault((row.recipient_id, row.thread_id), []).append(row)
+        if row.recipient_id is not None and row.thread_id is not None:  # notification rows have both
+            groups.setdefault((row.recipient_id, row.thread_id), []).append(row)
     ok_ids: set[int] = set()
     for (recipient_id, thread_id), group in groups.items():
         recipient = User.get_or_none(User.id == recipient_id)
         if recipient is None:
             continue
         # A deleted message is visible as a mark, but nothing is emailed about it.
-        seen = dict(visible_messages(Viewer.of(recipient), thread_id)
-                    .where(Message.id.in_([r.message_id for r in group]) & Message.deleted_at.is_null(True))
-                    .select(Message.id, Message.visibility).tuples())
+        seen: dict[int | None, str] = dict(tuples(visible_messages(Viewer.of(recipient), thread_id)
+                                                  .where(Message.id.in_([r.message_id for r in group])
+                                                         & Message.deleted_at.is_null(True))
+                                                  .select(Message.id, Message.visibility)))
         for row in group:
             visibility = seen.get(row.message_id)
             if (visibility is not None and not (visibility == VISIBILITY_INTERNAL and not row.internal)

@@ -1,6 +1,6 @@
 """OutboxWorker: claim due outbox rows → render → send → mark, with back-off; stops cleanly.
 
-It runs on the same asyncio loop as the SMTP gateway (web/processes.py), so it never blocks that loop:
+It runs on the same asyncio loop as the SMTP gateway (cli/processes.py), so it never blocks that loop:
 every database step runs in the worker's own single database thread (one connection per step, returned
 at once), and SMTP goes through aiosmtplib.
 
@@ -56,7 +56,6 @@ class Prepared:
     raw: bytes
     envelope_from: str
     to_address: str
-    mail_message_id: str
 
 
 class OutboxWorker:
@@ -214,7 +213,7 @@ class OutboxWorker:
             body_html=html_part.get_content() if html_part else "")
         return Prepared(row_ids=tuple(r.id for r in visible), raw=raw,
                         envelope_from=format_bounce_address(bounce_token, self.settings.reply_domain),
-                        to_address=lead.to_address, mail_message_id=str(mail["Message-ID"]))
+                        to_address=lead.to_address)
 
     # -- helpers --------------------------------------------------------------------------------------
 

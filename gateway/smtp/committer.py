@@ -1,22 +1,19 @@
-"""Group commit: the rows of mails processed on the event loop, several mails per SQLite transaction.
+"""Group commit: the rows of received mails, several mails per transaction, each answered only after it.
 
-Small mails on SQLite run their steps on the event loop (pipeline.run_on_loop); their files and rows come
-here. Per batch, whatever mails are waiting:
+The pipeline (gateway/inbound/pipeline.py run) hands each mail here to be stored or its outcome recorded.
+Per batch, whatever mails are waiting:
 
-1. the batch's files (attachments; small raw mails go in the transaction), each mail's in a worker thread
-   as soon as it arrives, are durable; then the write lock is taken (BEGIN IMMEDIATE on the writer's own
-   connection: on the event loop when it is free, else in a worker thread, since another process may hold
-   it a while);
-2. on the event loop: each mail's rows (store.store_rows or store.record_row), one after the other; when a
-   mail raises, the transaction is rolled back and the others go again without it (rare: a mail that can
-   no longer be posted, or a duplicate);
-3. in a worker thread: COMMIT, the one fsync the whole batch waits for.
+1. the batch's files (those the steps left to the commit: mail.files.take_unwritten()), each mail's
+   written in a worker thread as soon as it arrives, are durable;
+2. SQLite: the write lock is taken (BEGIN IMMEDIATE on the writer's own connection: on the event loop when
+   it is free, else in a worker thread, since another process may hold it a while), each mail's rows are
+   written on the event loop, and COMMIT runs in a worker thread. PostgreSQL: the whole transaction runs in
+   a worker thread. When a mail raises, the transaction is rolled back and the others go again without it
+   (rare: a mail that can no longer be posted, or a duplicate);
+3. only then is each mail's handler told, and it answers 250 (or the mail's refusal).
 
-Only then is each mail's handler told, and it answers 250 (or the mail's refusal). So every answer still
-follows the durable commit of what it promises, as with one transaction per mail, while a busy gateway
-pays the commit and the hand-offs between threads once per batch instead of once per mail (measured:
-moving a mail between the event loop and a worker thread costs about 0.13 ms of CPU here, more than
-SQLite takes to insert its rows).
+So every answer follows the durable commit of what it promises, as with one transaction per mail, while a
+busy gateway pays the commit and the hand-offs between threads once per batch instead of once per mail.
 """
 from __future__ import annotations
 
@@ -27,13 +24,13 @@ import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from peewee import OperationalError
 
 from gateway.errors import Outcome
 from gateway.inbound.mail import InboundMail
-from gateway.inbound.store import _reset_connection, keep_raw_in_files, record_row, store_rows
+from gateway.inbound.store import keep_raw_in_files, record_row, reset_connection, store_rows
 from storage.db import SQLITE_PRAGMAS, database, sqlite_writer, using_connection
 from storage.files import FileStore
 
@@ -42,8 +39,7 @@ log = logging.getLogger(__name__)
 MAX_BATCH = 64  # mails per transaction
 # PostgreSQL's commit_delay and commit_siblings, for the gateway: while other mails are arriving (answered
 # 354) or being processed (expect()), a batch waits up to this long for them, so that one commit carries
-# them all. A busy gateway then writes each table's last page once per several mails instead of once per
-# mail (SQLite: ~23 pages for one mail alone, ~9 per mail in eights); a quiet one commits at once, as
+# them all and writes each table's last page once for all of them; a quiet gateway commits at once, as
 # nothing else is under way.
 COMMIT_DELAY = 0.001  # seconds
 BUSY_RETRY = 0.0005  # seconds between tries for SQLite's write lock when another process holds it
@@ -53,7 +49,8 @@ BUSY_RETRY = 0.0005  # seconds between tries for SQLite's write lock when anothe
 class _Entry:
     mail: InboundMail
     outcome: Outcome | None  # None: store the reply; else: record this outcome
-    future: asyncio.Future[None] = field(repr=False, default=None)  # type: ignore[assignment]
+    # Made on the running event loop (entries are made in store() and record()).
+    future: asyncio.Future[None] = field(repr=False, default_factory=lambda: asyncio.get_running_loop().create_future())
     files_written: asyncio.Future[Any] | None = field(repr=False, default=None)  # its files, durable
 
 
@@ -119,7 +116,7 @@ class GroupCommitter:
         self._expected.discard(id(mail))
 
     async def store(self, mail: InboundMail) -> None:
-        """store_reply for mail: returns once its rows are committed; raises what store_rows raised (Duplicate,
+        """Stores mail: returns once its rows are committed; raises what store_rows raised (Duplicate,
         NotPostable, ProcessingTimeout, a database error)."""
         await self._submit(_Entry(mail, None))
 
@@ -136,11 +133,9 @@ class GroupCommitter:
         if self._task is not None and self._task.done():
             raise RuntimeError("the gateway is shutting down")
         self._expected.discard(id(entry.mail))
-        loop = asyncio.get_running_loop()
-        entry.future = loop.create_future()
-        if entry.mail.pending_files:
+        files = entry.mail.files.take_unwritten()
+        if files:
             # Written at once, in parallel with other mails' files and with the commit under way.
-            files, entry.mail.pending_files = entry.mail.pending_files, []
             entry.files_written = asyncio.ensure_future(self._run_in_thread(self._files.put_pending, files))
         self._queue.append(entry)
         self._wake.set()
@@ -235,7 +230,7 @@ class GroupCommitter:
                 except _MailFailed as failed:
                     errors[todo.pop(failed.index)] = failed.error
         except Exception:
-            _reset_connection()
+            reset_connection()
             raise
         return errors
 
@@ -315,12 +310,11 @@ class GroupCommitter:
     def _begin(conn: sqlite3.Connection) -> None:
         """In a worker thread: waits for the write lock (this process's, then SQLite's, up to busy_timeout).
 
-        Another gateway process holds SQLite's lock for about one commit (a millisecond or two); SQLite's
-        own busy handler would sleep 1, 2, 5, 10 … ms between tries, so the lock is tried again every
-        BUSY_RETRY seconds instead."""
+        Another gateway process holds SQLite's lock for about one commit; SQLite's own busy handler sleeps
+        longer and longer between tries, so the lock is tried again every BUSY_RETRY seconds instead."""
         sqlite_writer.acquire()
         try:
-            deadline = time.monotonic() + SQLITE_PRAGMAS["busy_timeout"] / 1000
+            deadline = time.monotonic() + cast(int, SQLITE_PRAGMAS["busy_timeout"]) / 1000
             while True:
                 try:
                     conn.execute("BEGIN IMMEDIATE")

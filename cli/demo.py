@@ -1,4 +1,4 @@
-"""`workrate run --demo`: a sample workspace with people and messages, and the links to sign in.
+"""`workrate run --demo`: a sample workspace with people, messages and a file, and the links to sign in.
 
 Idempotent: running it again finds what it created before and only prints fresh sign-in links.
 """
@@ -9,8 +9,9 @@ from collections.abc import Callable
 from config import Settings
 from storage.db import database
 from storage.directory import add_client, add_user, create_workspace, thread_of
+from storage.files import FileStore
 from storage.models import TEAM, Message, User, Workspace
-from storage.posting import post_message
+from storage.posting import NewAttachment, post_message
 from storage.tokens import create_login_token
 from web.passwords import hash_password
 
@@ -26,8 +27,17 @@ SAMPLE = [
                     "- the new home page\n- the contact form\n- launch date"),
     ("client", False, "Thanks Kim! Could we see the home page draft this week?"),
     ("team", True, "Internal: the draft needs another day; the designer is out on Thursday."),
-    ("team", False, "Yes — you'll have it by Friday. You can reply to any notification email to post here."),
+    ("team", False, "Yes — you'll have it by Friday. You can reply to any notification email to post here. "
+                    "Attached: the outline we agreed on."),
 ]
+ATTACHMENT_NAME = "home-page-outline.txt"
+ATTACHMENT_TEXT = """Home page outline (draft)
+
+1. Hero: one sentence on what Acme does, one button: Get a quote
+2. Three services, each with a photo
+3. Customer quotes
+4. Contact form: name, email, message
+"""
 
 
 def create_demo(settings: Settings, echo: Callable[[str], object] = print) -> None:
@@ -43,9 +53,10 @@ def create_demo(settings: Settings, echo: Callable[[str], object] = print) -> No
             NO_ACCESS_EMAIL, "Carol Park", workspace, messages_access=False)
         thread = thread_of(workspace)
         if not Message.select().where(Message.thread == thread).exists():
-            for who, internal, text in SAMPLE:
+            for n, (who, internal, text) in enumerate(SAMPLE, start=1):
+                files = [_outline(settings)] if n == len(SAMPLE) else []
                 post_message(thread, team if who == "team" else client, text, internal=internal,
-                             source="web" if who == "team" else "portal")
+                             source="web" if who == "team" else "portal", attachments=files)
         base = settings.effective_base_url
         client_link = f"{base}/login/{create_login_token(client, settings.login_link_minutes)}"
         other_link = f"{base}/login/{create_login_token(other, settings.login_link_minutes)}"
@@ -58,3 +69,10 @@ def create_demo(settings: Settings, echo: Callable[[str], object] = print) -> No
     echo(f"    {other_link}")
     echo(f"  More links: workrate login-link {CLIENT_EMAIL}")
     echo("")
+
+
+def _outline(settings: Settings) -> NewAttachment:
+    """The demo's file, stored like an upload."""
+    stored = FileStore(settings.effective_files_dir).put_bytes(ATTACHMENT_TEXT.encode())
+    return NewAttachment(name=ATTACHMENT_NAME, content_type="text/plain", size=stored.size, sha256=stored.sha256,
+                         storage_key=stored.key)

@@ -35,7 +35,7 @@ async def _run(settings: Settings, *, smtp: bool, web: bool, worker: bool) -> No
                  settings.effective_base_url)
     tasks = []
     if smtp:
-        from gateway.server import serve
+        from gateway.smtp.serve import serve
 
         tasks.append(asyncio.create_task(serve(settings, stop), name="smtp"))
     if worker:
