@@ -33,7 +33,8 @@ STATUSES = (PENDING, SENT, FAILED, SKIPPED)
 # OutboxEmail.kind
 NOTIFICATION = "notification"
 LOGIN_LINK = "login_link"
-KINDS = (NOTIFICATION, LOGIN_LINK)
+CORRECTION = "correction"  # a short email after an edit of a message whose notification went out
+KINDS = (NOTIFICATION, LOGIN_LINK, CORRECTION)
 
 
 class InboundEmail(BaseModel):

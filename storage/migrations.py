@@ -21,6 +21,7 @@ from storage.models import (
     LoginToken,
     Membership,
     Message,
+    MessageVersion,
     ReadMarker,
     ReplyToken,
     Thread,
@@ -41,7 +42,7 @@ _V1_MODELS = [
     Workspace, User, Membership, Thread, Message, Attachment, ReplyToken, LoginToken, ApiToken,
     ReadMarker, LoginAttempt, InboundEmail, OutboxEmail, ThreadEvent,
 ]
-ALL_MODELS = [*_V1_MODELS, RawMail, WebSession, Agency, RcptRefusal]
+ALL_MODELS = [*_V1_MODELS, RawMail, WebSession, Agency, RcptRefusal, MessageVersion]
 
 
 class SchemaVersion(BaseModel):
@@ -147,6 +148,14 @@ def _v6_rcpt_refusals() -> None:
     database.create_tables([RcptRefusal], safe=True)
 
 
+def _v7_edits_deletes_time_zones() -> None:
+    # Edited messages keep their earlier texts; deleted ones stay as a mark; times in emails use the
+    # reader's own time zone.
+    database.create_tables([MessageVersion], safe=True)
+    _add_missing_columns(Message, ["deleted_at"])
+    _add_missing_columns(User, ["time_zone"])
+
+
 MIGRATIONS: list[tuple[int, Callable[[], None]]] = [
     (1, _v1_initial),
     (2, _v2_postgres_search_column),
@@ -154,6 +163,7 @@ MIGRATIONS: list[tuple[int, Callable[[], None]]] = [
     (4, _v4_reply_token_without_last_used),
     (5, _v5_sessions_roles_agency),
     (6, _v6_rcpt_refusals),
+    (7, _v7_edits_deletes_time_zones),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]

@@ -73,6 +73,7 @@ class User(BaseModel):
     email_muted = BooleanField(default=False)  # mutes every notification email to this person
     hard_bounces = IntegerField(default=0)  # consecutive hard bounces of notifications to this address
     email_disabled = BooleanField(default=False)  # set after repeated hard bounces, until the team re-enables
+    time_zone = CharField(max_length=64, null=True)  # IANA name, for times in emails; taken from the browser
     created_at = DateTimeField(default=utcnow)
     team_role = CharField(max_length=10, null=True)  # ADMIN or MEMBER for a team member, None for a client
     last_seen_at = DateTimeField(null=True)  # last request of a signed-in session (None: never signed in)
@@ -144,6 +145,9 @@ class Message(BaseModel):
     inbound_email_id = BigIntegerField(null=True)  # the InboundEmail this post came from
     created_at = DateTimeField(default=utcnow)
     edited_at = DateTimeField(null=True)
+    # A deleted message keeps its row (and its place, author, visibility) as a "message deleted" mark; its
+    # text, versions and attachments are removed (storage/posting.py delete_message).
+    deleted_at = DateTimeField(null=True)
 
     class Meta:
         indexes = ((("thread", "id"), False),)
@@ -151,6 +155,23 @@ class Message(BaseModel):
     @property
     def is_internal(self) -> bool:
         return self.visibility == VISIBILITY_INTERNAL
+
+    @property
+    def is_deleted(self) -> bool:
+        return self.deleted_at is not None
+
+
+class MessageVersion(BaseModel):
+    """An earlier text of an edited message. Seen by whoever may see the message (storage/visibility.py
+    visible_versions), never by anyone else; removed with the message's content when it is deleted."""
+
+    id = AutoField()
+    message = ForeignKeyField(Message, backref="versions", on_delete="CASCADE")
+    text = TextField()
+    html = TextField()
+    written_at = DateTimeField()  # when this text was posted or last edited
+    replaced_at = DateTimeField(default=utcnow)  # when an edit replaced it
+    editor = ForeignKeyField(User, null=True, on_delete="SET NULL")  # who replaced it
 
 
 class Attachment(BaseModel):

@@ -43,7 +43,8 @@ def test_client_page_never_contains_internal_text(app: Any, world: World) -> Non
         client.get("/portal/w/acme").get_data(as_text=True),
         client.get(f"/portal/w/acme?before={world.internal.id + 1}").get_data(as_text=True),
         client.get(f"/portal/w/acme/older?before={world.internal.id + 1}").get_data(as_text=True),
-        client.get("/portal/w/acme?q=SECRET").get_data(as_text=True),
+        client.get("/portal/search?q=SECRET").get_data(as_text=True),
+        client.get("/portal/search?q=budget").get_data(as_text=True),
         post_form(client, "/portal/w/acme/messages", {"text": "my reply"}, json=True).get_data(as_text=True),
     ]
     for html in pages:

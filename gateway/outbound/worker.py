@@ -29,13 +29,14 @@ from gateway.outbound import dkim, transport
 from gateway.outbound.render import (
     NothingVisible,
     header_block,
+    render_correction,
     render_notification,
     stored_mail,
     visible_rows,
 )
 from storage import outbox
 from storage.db import connection
-from storage.mail_log import NOTIFICATION
+from storage.mail_log import CORRECTION, NOTIFICATION
 from storage.models import User, utcnow
 
 log = logging.getLogger(__name__)
@@ -182,6 +183,16 @@ class OutboxWorker:
                 return None
             try:
                 mail = render_notification(visible, self.settings, now)
+            except NothingVisible as e:
+                outbox.mark_skipped(visible, str(e))
+                return None
+        elif batch.kind == CORRECTION:
+            visible = rows[:1]
+            if recipient is None or not recipient.active or recipient.email_disabled:
+                outbox.mark_skipped(visible, "recipient deactivated or address disabled")
+                return None
+            try:
+                mail = render_correction(visible[0], self.settings, now)
             except NothingVisible as e:
                 outbox.mark_skipped(visible, str(e))
                 return None
