@@ -321,8 +321,10 @@ def main() -> int:
         check_time()
         for word, label in ((RARE, "rare"), (COMMON, "common")):
             results.update(measure_interleaved({
-                f"search {label} {args.search_small:,}": lambda w=word: client.get(f"/w/{s['search-small']}?q={w}"),
-                f"search {label} {args.search:,}": lambda w=word: client.get(f"/w/{s['search-big']}?q={w}")}, n))
+                f"search {label} {args.search_small:,}":
+                    lambda w=word: client.get(f"/search?w={s['search-small']}&q={w}"),
+                f"search {label} {args.search:,}":
+                    lambda w=word: client.get(f"/search?w={s['search-big']}&q={w}")}, n))
             check_time()
 
         after = latest_event(settings)

@@ -46,6 +46,30 @@ def workspace_list(settings: Settings, as_json: bool) -> None:
         click.echo(f"{d['slug']}\t{d['name']}\t{d['last_activity_at']}")
 
 
+@workspace.command("rename")
+@click.argument("slug")
+@click.argument("name")
+@with_db
+def workspace_rename(settings: Settings, slug: str, name: str) -> None:
+    """Give a workspace a new name (its slug stays)."""
+    from storage.directory import get_workspace, rename_workspace
+
+    ws = rename_workspace(get_workspace(slug), name)
+    click.echo(f"{ws.slug} is now called {ws.name!r}.")
+
+
+@workspace.command("archive")
+@click.argument("slug")
+@click.option("--restore", is_flag=True, help="Restore an archived workspace instead.")
+@with_db
+def workspace_archive(settings: Settings, slug: str, restore: bool) -> None:
+    """Archive a workspace (read-only, hidden, reply addresses refused), or --restore it."""
+    from storage.directory import get_workspace, set_archived
+
+    ws = set_archived(get_workspace(slug), not restore)
+    click.echo(f"{ws.slug} is {'restored' if restore else 'archived'}.")
+
+
 @click.group()
 def user() -> None:
     """Add people and manage their Messages access."""
@@ -58,9 +82,11 @@ def user() -> None:
 @click.option("--client", "client_slug", metavar="SLUG", help="A client contact of this workspace.")
 @click.option("--messages-access", is_flag=True, help="Give the client access to the workspace's thread.")
 @click.option("--password", help="Password for signing in (team members). Prompted for nowhere; optional.")
+@click.option("--admin/--member", "admin", default=None,
+              help="A team member's role (default: the first team member is an admin, later ones members).")
 @with_db
 def user_add(settings: Settings, email: str, name: str, is_team: bool, client_slug: str | None,
-             messages_access: bool, password: str | None) -> None:
+             messages_access: bool, password: str | None, admin: bool | None) -> None:
     """Add a team member (--team) or a client of a workspace (--client SLUG)."""
     from storage.directory import DirectoryError, add_client, add_user, get_workspace
     from storage.models import TEAM
@@ -72,9 +98,12 @@ def user_add(settings: Settings, email: str, name: str, is_team: bool, client_sl
         raise UserError("--messages-access applies to clients only; team members see every thread.")
     if is_team and password is not None and password_problem(password):
         raise UserError(str(password_problem(password)))
+    if admin is not None and not is_team:
+        raise UserError("--admin and --member apply to team members only.")
     if is_team:
-        u = add_user(email, name, TEAM, password_hash=hash_password(password) if password else None)
-        click.echo(f"Added team member {u.email}.")
+        u = add_user(email, name, TEAM, password_hash=hash_password(password) if password else None,
+                     team_role=None if admin is None else "admin" if admin else "member")
+        click.echo(f"Added team member {u.email}" + (" as an admin." if u.team_role == "admin" else "."))
     else:
         if password:
             raise DirectoryError("Clients sign in with a link sent by email, not a password.")
@@ -116,7 +145,8 @@ def user_list(settings: Settings, as_json: bool) -> None:
     """List people."""
     from storage.models import User
 
-    data = [{"email": u.email, "name": u.name, "role": u.role, "active": u.active}
+    data = [{"email": u.email, "name": u.name, "role": u.role, "active": u.active,
+             **({"team_role": u.team_role} if u.is_team else {})}
             for u in User.select().order_by(User.email)]
     if as_json:
         click.echo(json.dumps(data, indent=2))
@@ -139,9 +169,12 @@ def user_set_password(settings: Settings, email: str, password: str) -> None:
         raise UserError("Clients sign in with a link sent by email, not a password.")
     if password_problem(password):
         raise UserError(str(password_problem(password)))
+    from storage.sessions import end_sessions
+
     u.password_hash = hash_password(password)
     u.save()
-    click.echo(f"Password set for {u.email}.")
+    end_sessions(u)
+    click.echo(f"Password set for {u.email}; their sessions are ended.")
 
 
 @user.command("deactivate")
@@ -149,14 +182,35 @@ def user_set_password(settings: Settings, email: str, password: str) -> None:
 @with_db
 def user_deactivate(settings: Settings, email: str) -> None:
     """Deactivate a person: they can no longer sign in, post or reply by email."""
+    from storage.directory import get_user, set_active
+
+    u = set_active(get_user(email), False)
+    click.echo(f"{u.email} is deactivated: signed out everywhere, sign-in links and reply addresses dead.")
+
+
+@user.command("role")
+@click.argument("email")
+@click.argument("role", type=click.Choice(["admin", "member"]))
+@with_db
+def user_role(settings: Settings, email: str, role: str) -> None:
+    """Make a team member an admin (manages workspaces and people) or a member (reads and posts)."""
+    from storage.directory import get_user, set_team_role
+
+    u = set_team_role(get_user(email), role)
+    click.echo(f"{u.email} is now {'an admin' if role == 'admin' else 'a member'}.")
+
+
+@user.command("sign-out")
+@click.argument("email")
+@with_db
+def user_sign_out(settings: Settings, email: str) -> None:
+    """End every session and unused sign-in link of a person at once."""
     from storage.directory import get_user
-    from storage.tokens import revoke_reply_tokens
+    from storage.sessions import cut_off
 
     u = get_user(email)
-    u.active = False
-    u.save()
-    revoke_reply_tokens(u)
-    click.echo(f"{u.email} is deactivated.")
+    cut_off(u, reply_addresses=False)
+    click.echo(f"{u.email} is signed out everywhere.")
 
 
 @user.command("api-token")

@@ -32,6 +32,10 @@ def run_all(app: App, demo: bool) -> None:
         from cli.demo import create_demo
 
         create_demo(settings, echo=click.echo)
+    else:
+        from web.setup import announce_setup
+
+        announce_setup(settings, echo=click.echo)  # on a database without a team: the setup URL
     run_roles(settings, smtp=True, web=True, worker=True)
 
 

@@ -149,6 +149,11 @@ RULES: dict[str, Rule] = {
     "live_poll_seconds": Rule(float, above=0),
     "login_link_minutes": _POSITIVE_INT,
     "proxy_hops": _NOT_NEGATIVE_INT,
+    "session_idle_days": _POSITIVE_INT,
+    "team_session_hours": _POSITIVE_INT,
+    "client_session_days": _POSITIVE_INT,
+    "email_link_days": _POSITIVE_INT,
+    "invitation_days": _POSITIVE_INT,
     "login_attempts": _POSITIVE_INT,
     "login_concurrency": _NOT_NEGATIVE_INT,
     "refused_mail_days": _NOT_NEGATIVE_INT,
@@ -236,6 +241,11 @@ class Settings:
     live_poll_seconds: float = _default("live_poll_seconds")
     login_link_minutes: int = _default("login_link_minutes")
     proxy_hops: int = _default("proxy_hops")
+    session_idle_days: int = _default("session_idle_days")
+    team_session_hours: int = _default("team_session_hours")
+    client_session_days: int = _default("client_session_days")
+    email_link_days: int = _default("email_link_days")
+    invitation_days: int = _default("invitation_days")
     login_attempts: int = _default("login_attempts")
     login_concurrency: int = _default("login_concurrency")
     refused_mail_days: int = _default("refused_mail_days")
@@ -299,7 +309,7 @@ def load_settings(environ: Mapping[str, str] | None = None, *, ensure_secret: bo
         if values[key]:
             values[key] = str(Path(str(values[key])).resolve())
     values["log_level"] = str(values["log_level"]).upper()
-    settings = Settings(**values)  # type: ignore[arg-type]
+    settings = Settings(**values)
     if ensure_secret and not settings.secret_key:
         settings = settings.replace(secret_key=stored_secret_key(settings.data_dir))
     return settings

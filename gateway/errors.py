@@ -136,6 +136,12 @@ class AccessLost(Rejected):
             "so the reply cannot be posted.")
 
 
+class WorkspaceArchived(Rejected):
+    reason = "archived"
+    text = ("This conversation is archived, so replies to it are no longer posted. Please contact the agency "
+            "another way if you need them.")
+
+
 class WrongSender(Rejected):
     reason = "wrong_sender"
     text = ("This reply address belongs to someone else: replies are only posted when they come from "

@@ -4,9 +4,11 @@ from __future__ import annotations
 import re
 import unicodedata
 
+from peewee import ModelSelect
+
 from storage import changes
 from storage.db import write_transaction
-from storage.models import CLIENT, ROLES, TEAM, Membership, Thread, User, Workspace
+from storage.models import ADMIN, CLIENT, MEMBER, ROLES, TEAM, TEAM_ROLES, Membership, Thread, User, Workspace, utcnow
 from storage.tokens import set_messages_access
 
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,79}$")
@@ -71,7 +73,10 @@ def get_user(email: str) -> User:
     return user
 
 
-def add_user(email: str, name: str, role: str, *, password_hash: str | None = None) -> User:
+def add_user(email: str, name: str, role: str, *, password_hash: str | None = None,
+             team_role: str | None = None) -> User:
+    """Adds a person. A team member is an admin or a member (team_role); without one, the first team
+    member is the admin and later ones are members."""
     email = normalize_email(email)
     if not EMAIL_RE.match(email) or len(email) > 320:
         raise DirectoryError(f"{email!r} is not a valid email address.")
@@ -84,7 +89,14 @@ def add_user(email: str, name: str, role: str, *, password_hash: str | None = No
         raise DirectoryError(f"A role is 'team' or 'client', not {role!r}.")
     if User.select().where(User.email == email).exists():
         raise DirectoryError(f"A user with the email address {email} already exists.")
-    return User.create(email=email, name=name, role=role, password_hash=password_hash)
+    if role == TEAM:
+        if team_role is None:
+            team_role = MEMBER if User.select().where(User.team_role == ADMIN).exists() else ADMIN
+        elif team_role not in TEAM_ROLES:
+            raise DirectoryError(f"A team member is an 'admin' or a 'member', not {team_role!r}.")
+    else:
+        team_role = None
+    return User.create(email=email, name=name, role=role, password_hash=password_hash, team_role=team_role)
 
 
 def add_client(email: str, name: str, workspace: Workspace, messages_access: bool) -> User:
@@ -104,11 +116,69 @@ def client_membership(user: User, workspace: Workspace) -> Membership:
 
 
 def set_access(user: User, workspace: Workspace, granted: bool) -> Membership:
+    """Grants or revokes a client's Messages access. Revoking ends, at once, their sessions, their sign-in
+    links and their reply addresses of this workspace (storage.sessions.cut_off)."""
+    from storage.sessions import cut_off
+
     client_membership(user, workspace)
     with write_transaction():
         membership = set_messages_access(user, workspace.id, granted)
+        if not granted:
+            cut_off(user, workspace_id=workspace.id)
     changes.committed()
     return membership
+
+
+def set_active(user: User, active: bool) -> User:
+    """Deactivates (ending every session, sign-in link and reply address at once) or reactivates a person."""
+    from storage.sessions import cut_off
+
+    if not active and user.is_admin and user.active and not other_active_admins(user).exists():
+        raise DirectoryError(f"{user.name} is the only admin; make someone else an admin first.")
+    with write_transaction():
+        User.update(active=active).where(User.id == user.id).execute()
+        user.active = active
+        if not active:
+            cut_off(user)
+    return user
+
+
+def set_team_role(user: User, team_role: str) -> User:
+    """Makes a team member an admin or a member; the last active admin stays an admin."""
+    if user.role != TEAM:
+        raise DirectoryError(f"{user.email} is a client; only team members are admins or members.")
+    if team_role not in TEAM_ROLES:
+        raise DirectoryError(f"A team member is an 'admin' or a 'member', not {team_role!r}.")
+    with write_transaction():
+        if team_role == MEMBER and user.team_role == ADMIN and not other_active_admins(user).exists():
+            raise DirectoryError(f"{user.name} is the only admin; make someone else an admin first.")
+        User.update(team_role=team_role).where(User.id == user.id).execute()
+        user.team_role = team_role
+    return user
+
+
+def other_active_admins(user: User) -> ModelSelect[User]:
+    return User.select(User.id).where((User.team_role == ADMIN) & (User.active == True)  # noqa: E712
+                                      & (User.id != user.id))
+
+
+def rename_workspace(workspace: Workspace, name: str) -> Workspace:
+    name = " ".join((name or "").split())
+    if not name:
+        raise DirectoryError("A workspace needs a name.")
+    if len(name) > 200:
+        raise DirectoryError("A workspace name can be at most 200 characters long.")
+    Workspace.update(name=name).where(Workspace.id == workspace.id).execute()
+    workspace.name = name
+    return workspace
+
+
+def set_archived(workspace: Workspace, archived: bool) -> Workspace:
+    """Archives (read-only, hidden by default, reply addresses refused) or restores a workspace."""
+    when = utcnow() if archived else None
+    Workspace.update(archived_at=when).where(Workspace.id == workspace.id).execute()
+    workspace.archived_at = when
+    return workspace
 
 
 def set_following(user: User, workspace: Workspace, following: bool) -> Membership:

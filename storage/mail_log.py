@@ -33,10 +33,11 @@ STATUSES = (PENDING, SENT, FAILED, SKIPPED)
 # OutboxEmail.kind
 NOTIFICATION = "notification"
 LOGIN_LINK = "login_link"
+CORRECTION = "correction"  # a short email after an edit of a message whose notification went out
 # Someone asked /login/link for a sign-in link: only to_address is known; the worker looks the person up
 # and turns the row into a LOGIN_LINK (an active client) or deletes it (anyone else).
 LOGIN_REQUEST = "login_request"
-KINDS = (NOTIFICATION, LOGIN_LINK, LOGIN_REQUEST)
+KINDS = (NOTIFICATION, LOGIN_LINK, CORRECTION, LOGIN_REQUEST)
 
 
 class InboundEmail(BaseModel):

@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 from peewee import AutoField, DateTimeField, IntegerField
 
+from storage.agency import Agency
 from storage.db import database, is_sqlite
 from storage.mail_log import InboundEmail, OutboxEmail, RawMail, ThreadEvent
 from storage.models import (
@@ -20,6 +21,7 @@ from storage.models import (
     LoginToken,
     Membership,
     Message,
+    MessageVersion,
     ReadMarker,
     ReplyToken,
     Thread,
@@ -27,6 +29,8 @@ from storage.models import (
     Workspace,
     utcnow,
 )
+from storage.refusals import RcptRefusal
+from storage.sessions import WebSession
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +42,7 @@ _V1_MODELS = [
     Workspace, User, Membership, Thread, Message, Attachment, ReplyToken, LoginToken, ApiToken,
     ReadMarker, LoginAttempt, InboundEmail, OutboxEmail, ThreadEvent,
 ]
-ALL_MODELS = [*_V1_MODELS, RawMail]
+ALL_MODELS = [*_V1_MODELS, RawMail, WebSession, Agency, RcptRefusal, MessageVersion]
 
 
 class SchemaVersion(BaseModel):
@@ -113,7 +117,46 @@ def _v4_reply_token_without_last_used() -> None:
         database.execute_sql('ALTER TABLE "reply_token" DROP COLUMN "last_used_at"')
 
 
-def _v5_reply_tokens_hashed() -> None:
+def _add_missing_columns(model: type[BaseModel], names: list[str]) -> None:
+    """Adds the model's fields `names` to its table, those that are not there yet (version 1 makes the
+    tables as the models are now, so a database created since has them already)."""
+    from playhouse.migrate import PostgresqlMigrator, SqliteMigrator, migrate
+
+    table = model._meta.table_name
+    have = {column.name for column in database.get_columns(table)}
+    migrator = SqliteMigrator(database) if is_sqlite() else PostgresqlMigrator(database)
+    fields = [model._meta.fields[name] for name in names]
+    migrate(*[migrator.add_column(table, field.column_name, field)
+              for field in fields if field.column_name not in have])
+
+
+def _v5_sessions_roles_agency() -> None:
+    # Server-side sessions (storage/sessions.py), the agency and its setup (storage/agency.py), team roles,
+    # archived workspaces, unsubscribe dates, and sign-in links that land somewhere and last for days.
+    database.create_tables([WebSession, Agency], safe=True)
+    database.execute_sql("CREATE INDEX IF NOT EXISTS web_session_user ON web_session (user_id, ended_at)")
+    _add_missing_columns(User, ["team_role", "last_seen_at"])
+    _add_missing_columns(Workspace, ["archived_at"])
+    _add_missing_columns(Membership, ["unsubscribed_at"])
+    _add_missing_columns(LoginToken, ["purpose", "target", "reusable", "workspace_id"])
+    # Everyone on the team before roles existed managed everything (through the CLI): they stay admins.
+    User.update(team_role="admin").where((User.role == "team") & User.team_role.is_null()).execute()
+
+
+def _v6_rcpt_refusals() -> None:
+    # Refusals at RCPT time, counted per network, recipient and reason (storage/refusals.py).
+    database.create_tables([RcptRefusal], safe=True)
+
+
+def _v7_edits_deletes_time_zones() -> None:
+    # Edited messages keep their earlier texts; deleted ones stay as a mark; times in emails use the
+    # reader's own time zone.
+    database.create_tables([MessageVersion], safe=True)
+    _add_missing_columns(Message, ["deleted_at"])
+    _add_missing_columns(User, ["time_zone"])
+
+
+def _v8_reply_tokens_hashed() -> None:
     # Reply tokens were stored as they are: whoever read the database (a backup, a dump) could post as
     # anyone. Now only their SHA-256 is kept (and a salt from which the secret key rebuilds new ones, see
     # storage/tokens.py). Addresses already handed out keep working: they are looked up by their hash.
@@ -144,7 +187,7 @@ def _v5_reply_tokens_hashed() -> None:
                                  .replace("%s", _param()), (redact(address), address))
 
 
-def _v6_inbound_auth_column() -> None:
+def _v9_inbound_auth_column() -> None:
     # What the gateway found about the sender (SPF, DKIM, DMARC) and decided, kept with each received mail.
     if "auth" not in {c.name for c in database.get_columns("inbound_email")}:
         database.execute_sql("ALTER TABLE \"inbound_email\" ADD COLUMN \"auth\" VARCHAR(300) NOT NULL DEFAULT ''")
@@ -159,8 +202,11 @@ MIGRATIONS: list[tuple[int, Callable[[], None]]] = [
     (2, _v2_postgres_search_column),
     (3, _v3_raw_mail_table),
     (4, _v4_reply_token_without_last_used),
-    (5, _v5_reply_tokens_hashed),
-    (6, _v6_inbound_auth_column),
+    (5, _v5_sessions_roles_agency),
+    (6, _v6_rcpt_refusals),
+    (7, _v7_edits_deletes_time_zones),
+    (8, _v8_reply_tokens_hashed),
+    (9, _v9_inbound_auth_column),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]

@@ -25,6 +25,10 @@ TEAM = "team"
 CLIENT = "client"
 ROLES = (TEAM, CLIENT)
 
+ADMIN = "admin"  # a team member who manages workspaces and people (storage/permissions.py decides)
+MEMBER = "member"  # a team member who reads and posts
+TEAM_ROLES = (ADMIN, MEMBER)
+
 VISIBILITY_CLIENT = "client"  # seen by the team and by clients with Messages access
 VISIBILITY_INTERNAL = "internal"  # seen by the team only
 VISIBILITIES = (VISIBILITY_CLIENT, VISIBILITY_INTERNAL)
@@ -50,6 +54,11 @@ class Workspace(BaseModel):
     name = CharField(max_length=200)
     slug = CharField(max_length=80, unique=True)
     created_at = DateTimeField(default=utcnow)
+    archived_at = DateTimeField(null=True)  # archived: read-only, hidden by default, reply addresses refused
+
+    @property
+    def archived(self) -> bool:
+        return self.archived_at is not None
 
 
 class User(BaseModel):
@@ -64,7 +73,10 @@ class User(BaseModel):
     email_muted = BooleanField(default=False)  # mutes every notification email to this person
     hard_bounces = IntegerField(default=0)  # consecutive hard bounces of notifications to this address
     email_disabled = BooleanField(default=False)  # set after repeated hard bounces, until the team re-enables
+    time_zone = CharField(max_length=64, null=True)  # IANA name, for times in emails; taken from the browser
     created_at = DateTimeField(default=utcnow)
+    team_role = CharField(max_length=10, null=True)  # ADMIN or MEMBER for a team member, None for a client
+    last_seen_at = DateTimeField(null=True)  # last request of a signed-in session (None: never signed in)
 
     @property
     def is_team(self) -> bool:
@@ -73,6 +85,15 @@ class User(BaseModel):
     @property
     def is_client(self) -> bool:
         return self.role == CLIENT
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == TEAM and self.team_role == ADMIN
+
+    @property
+    def is_pending(self) -> bool:
+        """A team member who has not set a password yet (invited)."""
+        return self.role == TEAM and not self.password_hash
 
 
 class Membership(BaseModel):
@@ -90,6 +111,7 @@ class Membership(BaseModel):
     messages_access = BooleanField(default=False)
     following = BooleanField(default=True)
     created_at = DateTimeField(default=utcnow)
+    unsubscribed_at = DateTimeField(null=True)  # when following was last turned off from an email's link
 
     class Meta:
         indexes = ((("user", "workspace"), True),)
@@ -123,6 +145,9 @@ class Message(BaseModel):
     inbound_email_id = BigIntegerField(null=True)  # the InboundEmail this post came from
     created_at = DateTimeField(default=utcnow)
     edited_at = DateTimeField(null=True)
+    # A deleted message keeps its row (and its place, author, visibility) as a "message deleted" mark; its
+    # text, versions and attachments are removed (storage/posting.py delete_message).
+    deleted_at = DateTimeField(null=True)
 
     class Meta:
         indexes = ((("thread", "id"), False),)
@@ -130,6 +155,23 @@ class Message(BaseModel):
     @property
     def is_internal(self) -> bool:
         return self.visibility == VISIBILITY_INTERNAL
+
+    @property
+    def is_deleted(self) -> bool:
+        return self.deleted_at is not None
+
+
+class MessageVersion(BaseModel):
+    """An earlier text of an edited message. Seen by whoever may see the message (storage/visibility.py
+    visible_versions), never by anyone else; removed with the message's content when it is deleted."""
+
+    id = AutoField()
+    message = ForeignKeyField(Message, backref="versions", on_delete="CASCADE")
+    text = TextField()
+    html = TextField()
+    written_at = DateTimeField()  # when this text was posted or last edited
+    replaced_at = DateTimeField(default=utcnow)  # when an edit replaced it
+    editor = ForeignKeyField(User, null=True, on_delete="SET NULL")  # who replaced it
 
 
 class Attachment(BaseModel):
@@ -169,7 +211,13 @@ class ReplyToken(BaseModel):
 
 
 class LoginToken(BaseModel):
-    """A one-time sign-in link (magic link); only the SHA-256 of the secret is stored."""
+    """A sign-in link; only the SHA-256 of the secret is stored.
+
+    purpose: "login" (asked for on the sign-in page, single use), "email" (carried by the links of one
+    notification email, reusable until it expires), "invite" (a team member's set-your-password link).
+    target: the path the person lands on once signed in. workspace_id: the workspace an email link is
+    about, so revoking access there kills it.
+    """
 
     id = AutoField()
     token_hash = CharField(max_length=64, unique=True)
@@ -178,6 +226,10 @@ class LoginToken(BaseModel):
     created_at = DateTimeField(default=utcnow)
     expires_at = DateTimeField()
     used_at = DateTimeField(null=True)
+    purpose = CharField(max_length=10, default="login")
+    target = CharField(max_length=500, null=True)
+    reusable = BooleanField(default=False)
+    workspace_id = IntegerField(null=True)
 
 
 class ApiToken(BaseModel):

@@ -310,11 +310,13 @@ def add_login_link(user: User, *, subject: str, body_text: str, body_html: str) 
                               subject=subject, body_text=body_text, body_html=body_html)
 
 
-def queue_login_request(email: str) -> None:
+def queue_login_request(email: str, target: str | None = None) -> None:
     """Queues a request for a sign-in link to `email`, whoever it belongs to (one insert, the same work for
-    a known and an unknown address); the worker decides (gateway/outbound/login_requests.py)."""
+    a known and an unknown address); the worker decides (gateway/outbound/login_requests.py). `target`, the
+    path the link lands on, waits in the row's subject until then."""
     OutboxEmail.insert(kind=LOGIN_REQUEST, recipient=None, to_address=email.strip().lower()[:320], thread=None,
-                       message=None, internal=False, status=PENDING, next_attempt_at=utcnow()).execute()
+                       message=None, internal=False, status=PENDING, next_attempt_at=utcnow(),
+                       subject=target or "").execute()
 
 
 def delivery_status(message_ids: Sequence[int]) -> dict[int, dict[str, object]]:
@@ -347,12 +349,13 @@ def apply_unsubscribe(user_id: int, thread_id: int) -> bool:
     if user is None or thread is None:
         return False
     with write_transaction():
-        updated = (Membership.update(following=False)
+        now = utcnow()
+        updated = (Membership.update(following=False, unsubscribed_at=now)
                    .where((Membership.user == user.id) & (Membership.workspace == thread.workspace_id)).execute())
         if not updated:
             if user.role != TEAM:
                 return False
-            Membership.create(user=user, workspace=thread.workspace_id, following=False)
+            Membership.create(user=user, workspace=thread.workspace_id, following=False, unsubscribed_at=now)
     return True
 
 

@@ -1,4 +1,4 @@
-"""post_message(): the only write path for a new Message.
+"""post_message(), edit_message(), delete_message(): the only write path for messages.
 
 In one transaction it writes the message, its attachments, one OutboxEmail per person to notify and a
 ThreadEvent for live updates, so a crash can never leave a message without its notifications or the
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from storage import changes
 from storage.db import PreparedInsert, database, insert_rows, write_transaction
 from storage.files import safe_filename
-from storage.mail_log import NOTIFICATION, OutboxEmail, ThreadEvent
+from storage.mail_log import CORRECTION, NOTIFICATION, PENDING, SENT, SKIPPED, OutboxEmail, ThreadEvent
 from storage.models import (
     CLIENT,
     SOURCES,
@@ -22,14 +22,20 @@ from storage.models import (
     VISIBILITY_INTERNAL,
     Attachment,
     Message,
+    MessageVersion,
     Thread,
     User,
+    Workspace,
     utcnow,
 )
 from storage.rendering import render_markdown
-from storage.visibility import Viewer, audience, can_open_thread
+from storage.visibility import Viewer, audience, can_delete, can_edit, can_open_thread, can_see
 
 MAX_TEXT_LENGTH = 100_000
+MAX_VERSIONS = 50  # earlier texts kept per message; past that, post a new message
+
+EDIT = "edit"  # ThreadEvent kinds besides "message": the page replaces the message in place
+DELETE = "delete"
 
 
 class PostingError(ValueError):
@@ -80,6 +86,8 @@ def post_message(
         raise PostingError("Only team members can post internal notes.")
     if not can_open_thread(Viewer.of(author), thread):
         raise PostingError(f"{author.email} has no Messages access to this workspace.")
+    if Workspace.select(Workspace.archived_at).where(Workspace.id == thread.workspace_id).scalar() is not None:
+        raise PostingError("This workspace is archived, so nothing more can be posted in it.")
     now = now or utcnow()
     visibility = VISIBILITY_INTERNAL if internal else VISIBILITY_CLIENT
     # On SQLite, take the write lock at BEGIN (IMMEDIATE): a deferred transaction whose first write meets
@@ -114,3 +122,79 @@ _INSERT_MESSAGE = PreparedInsert(Message, ("thread", "author", "visibility", "te
 _ATTACHMENT_FIELDS = ("message", "name", "content_type", "size", "sha256", "storage_key", "created_at")
 _OUTBOX_FIELDS = ("kind", "recipient", "to_address", "thread", "message", "internal", "next_attempt_at", "created_at")
 _INSERT_EVENT = PreparedInsert(ThreadEvent, ("thread", "message", "kind", "created_at"))
+
+
+def edit_message(message: Message, editor: User, text: str, *, now: dt.datetime | None = None) -> Message:
+    """Replaces the text of `message` by its author; the earlier text is kept as a MessageVersion.
+
+    Visibility never changes. Notifications not yet sent will carry the new text (they are rendered when
+    sent); for one already sent the page offers a correction email. Raises PostingError.
+    """
+    if not can_edit(editor, message):
+        raise PostingError("Only its author can edit a message, and not once it is deleted.")
+    text = normalize_text(text)
+    if not text and not Attachment.select().where(Attachment.message == message.id).exists():
+        raise PostingError("A message needs some text; to remove it, delete it instead.")
+    if len(text) > MAX_TEXT_LENGTH:
+        raise PostingError(f"A message can hold at most {MAX_TEXT_LENGTH:,} characters.")
+    if text == message.text:
+        return message
+    if MessageVersion.select().where(MessageVersion.message == message.id).count() >= MAX_VERSIONS:
+        raise PostingError(f"This message has been edited {MAX_VERSIONS} times; please post a new one instead.")
+    now = now or utcnow()
+    html = render_markdown(text)
+    with contextlib.nullcontext() if database.in_transaction() else write_transaction():
+        MessageVersion.create(message=message.id, text=message.text, html=message.html,
+                              written_at=message.edited_at or message.created_at, replaced_at=now, editor=editor.id)
+        # The search index follows the text: an FTS5 trigger on SQLite, a generated tsvector on PostgreSQL.
+        Message.update(text=text, html=html, edited_at=now).where(Message.id == message.id).execute()
+        _INSERT_EVENT.execute((message.thread_id, message.id, EDIT, now))
+        changes.thread_changed(message.thread_id)  # wakes live updates once this commits
+    changes.committed()
+    message.text, message.html, message.edited_at = text, html, now
+    return message
+
+
+def delete_message(message: Message, actor: User, *, now: dt.datetime | None = None) -> Message:
+    """Deletes a message: it stays as a "message deleted" mark (same place, author and visibility) while its
+    text, earlier versions and attachments are removed, and emails about it not yet sent are cancelled.
+    Raises PostingError."""
+    if not can_delete(actor, message):
+        raise PostingError("Only its author or a team admin can delete a message.")
+    now = now or utcnow()
+    with contextlib.nullcontext() if database.in_transaction() else write_transaction():
+        MessageVersion.delete().where(MessageVersion.message == message.id).execute()
+        Attachment.delete().where(Attachment.message == message.id).execute()
+        (OutboxEmail.update(status=SKIPPED, last_error="the message was deleted")
+         .where((OutboxEmail.message == message.id) & (OutboxEmail.status == PENDING)).execute())
+        Message.update(text="", html="", trimmed_text=None, deleted_at=now).where(Message.id == message.id).execute()
+        _INSERT_EVENT.execute((message.thread_id, message.id, DELETE, now))
+        changes.thread_changed(message.thread_id)  # wakes live updates once this commits
+    changes.committed()
+    message.text, message.html, message.trimmed_text, message.deleted_at = "", "", None, now
+    return message
+
+
+def send_correction(message: Message, editor: User, *, now: dt.datetime | None = None) -> int:
+    """Queues a short correction email about an edited message to everyone whose notification about it
+    went out before the last edit and who may still see it; once per edit. Returns how many were queued.
+    The worker renders it when sending (gateway/outbound/render.py render_correction)."""
+    if not can_edit(editor, message) or message.edited_at is None:
+        raise PostingError("Only the author of an edited message can send a correction.")
+    if OutboxEmail.select().where((OutboxEmail.message == message.id) & (OutboxEmail.kind == CORRECTION)
+                                  & (OutboxEmail.created_at >= message.edited_at)).exists():
+        raise PostingError("A correction for this edit has already been sent.")
+    sent = (OutboxEmail.select(OutboxEmail.recipient, OutboxEmail.to_address)
+            .where((OutboxEmail.message == message.id) & (OutboxEmail.kind == NOTIFICATION)
+                   & (OutboxEmail.status == SENT) & (OutboxEmail.sent_at < message.edited_at)))
+    addresses = {row.recipient_id: row.to_address for row in sent if row.recipient_id}
+    candidates = User.select().where(User.id.in_(list(addresses)) & (User.active == True))  # noqa: E712
+    people = [p for p in candidates.order_by(User.id) if can_see(Viewer.of(p), message)]
+    if not people:
+        raise PostingError("Nobody who was emailed this message can still see it, so no correction was sent.")
+    now = now or utcnow()
+    with contextlib.nullcontext() if database.in_transaction() else write_transaction():
+        insert_rows(OutboxEmail, _OUTBOX_FIELDS, [
+            (CORRECTION, p.id, addresses[p.id], message.thread_id, message.id, message.is_internal, now, now)
+            for p in people])
+    return len(people)

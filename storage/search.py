@@ -1,4 +1,5 @@
-"""Full-text search over one thread, through the visibility rule (SQLite FTS5 or PostgreSQL full text)."""
+"""Full-text search over one thread or every thread a viewer may open, through the visibility rule
+(SQLite FTS5 or PostgreSQL full text)."""
 from __future__ import annotations
 
 import re
@@ -7,7 +8,7 @@ from peewee import SQL, ModelSelect
 
 from storage.db import is_sqlite
 from storage.models import Message, Thread
-from storage.visibility import Viewer, visible_messages
+from storage.visibility import Viewer, visible_messages, visible_messages_anywhere
 
 WORD_RE = re.compile(r"\w+", re.UNICODE)
 MAX_TERMS = 12
@@ -20,8 +21,17 @@ def search_terms(query: str) -> list[str]:
 
 def search_messages(viewer: Viewer, thread: Thread | int, query: str) -> ModelSelect[Message]:
     """Messages of the thread that viewer may see and that contain every word of query, newest first."""
+    return _matching(visible_messages(viewer, thread), query)
+
+
+def search_everywhere(viewer: Viewer, query: str) -> ModelSelect:
+    """Messages of every workspace viewer may open, that viewer may see and that contain every word of
+    query, newest first."""
+    return _matching(visible_messages_anywhere(viewer), query)
+
+
+def _matching(base: ModelSelect, query: str) -> ModelSelect:
     terms = search_terms(query)
-    base = visible_messages(viewer, thread)
     if not terms:
         return base.where(SQL("1 = 0"))
     if is_sqlite():

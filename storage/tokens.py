@@ -97,25 +97,54 @@ def set_messages_access(user: User, workspace_id: int, granted: bool) -> Members
     return membership
 
 
-def create_login_token(user: User, minutes: int) -> str:
-    """Issues a single-use sign-in secret valid for `minutes`; returns the secret (only its hash is kept)."""
+LOGIN = "login"  # asked for on the sign-in page: single use, minutes
+EMAIL = "email"  # carried by the links of one notification email: reusable, days
+INVITE = "invite"  # a team member's set-your-password link: single use, days
+MAX_TARGET = 500
+
+
+def create_login_token(user: User, minutes: int, *, purpose: str = LOGIN, target: str | None = None,
+                       reusable: bool = False, workspace_id: int | None = None) -> str:
+    """Issues a sign-in secret valid for `minutes`; returns the secret (only its hash is kept).
+
+    target: the path on this site the person lands on once signed in.
+    """
     secret = secrets.token_urlsafe(32)
-    LoginToken.create(token_hash=hash_secret(secret), user=user,
-                      expires_at=utcnow() + dt.timedelta(minutes=minutes))
+    LoginToken.create(token_hash=hash_secret(secret), user=user, purpose=purpose,
+                      target=(target or None) and target[:MAX_TARGET], reusable=reusable,
+                      workspace_id=workspace_id, expires_at=utcnow() + dt.timedelta(minutes=minutes))
     return secret
+
+
+def live_login_token(secret: str, now: dt.datetime | None = None) -> LoginToken | None:
+    """The link's row, with its user loaded, while it can still sign in: not expired (revoking access or
+    deactivating someone expires their links), not used when single-use, its person active."""
+    if not secret or len(secret) > 200:
+        return None
+    now = now or utcnow()
+    row = (LoginToken.select(LoginToken, User).join(User)
+           .where(LoginToken.token_hash == hash_secret(secret)).first())
+    if row is None or row.expires_at <= now or (row.used_at is not None and not row.reusable):
+        return None
+    return row if row.user.active else None
+
+
+def use_login_token(secret: str) -> LoginToken | None:
+    """Spends the link (a single-use one only once, even when two requests race) and returns its row."""
+    now = utcnow()
+    row = live_login_token(secret, now)
+    if row is None:
+        return None
+    query = LoginToken.update(used_at=now).where(LoginToken.id == row.id)
+    if not row.reusable:
+        query = query.where(LoginToken.used_at.is_null())
+    return row if query.execute() else None
 
 
 def redeem_login_token(secret: str) -> User | None:
     """Marks the sign-in secret used and returns its active user, or None if unknown, used or expired."""
-    now = utcnow()
-    row = LoginToken.select().where(LoginToken.token_hash == hash_secret(secret)).first()
-    if row is None or row.used_at is not None or row.expires_at < now:
-        return None
-    # The conditional update makes a link single-use even when two requests race.
-    taken = (LoginToken.update(used_at=now)
-             .where((LoginToken.id == row.id) & LoginToken.used_at.is_null()).execute())
-    user = User.get_by_id(row.user_id)
-    return user if taken and user.active else None
+    row = use_login_token(secret)
+    return row.user if row is not None else None
 
 
 def create_api_token(user: User, name: str = "") -> str:

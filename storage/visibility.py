@@ -8,6 +8,7 @@ notification fan-out and email rendering starts from `visible_messages(viewer, t
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from peewee import ModelSelect, fn
@@ -20,6 +21,7 @@ from storage.models import (
     VISIBILITY_INTERNAL,
     Membership,
     Message,
+    MessageVersion,
     Thread,
     User,
     Workspace,
@@ -97,6 +99,50 @@ def can_see(viewer: Viewer, message: Message) -> bool:
     return visible_messages(viewer, message.thread_id).where(Message.id == message.id).exists()
 
 
+def visible_versions(viewer: Viewer, message_ids: Iterable[int]) -> ModelSelect:
+    """Earlier texts of edited messages, for those of message_ids that viewer may see (through the rule:
+    a version is visible exactly when its message is), oldest first."""
+    ids = list(message_ids)
+    if not ids:
+        return MessageVersion.select().where(MessageVersion.id.is_null(True) & MessageVersion.id.is_null(False))
+    threads = Message.select(Message.thread).where(Message.id.in_(ids)).distinct()
+    allowed: list[int] = []
+    for (thread_id,) in threads.tuples():
+        allowed.extend(m for (m,) in visible_messages(viewer, thread_id).where(Message.id.in_(ids))
+                       .select(Message.id).tuples())
+    return (MessageVersion.select().where(MessageVersion.message.in_(allowed))
+            .order_by(MessageVersion.message, MessageVersion.id))
+
+
+# Who may change a message after posting. Visibility itself never changes: an internal note stays internal
+# and a client-visible message stays client-visible (re-posting is the way).
+
+def is_admin(user: User) -> bool:
+    """A team admin. Before team roles existed every team member managed everything, so a team member
+    without a role counts as an admin."""
+    return user.is_team and user.active and getattr(user, "team_role", None) in (None, "admin")
+
+
+def may_edit(user: User, message: Message) -> bool:
+    """can_edit for a message already read through visible_messages for this user (no query)."""
+    return user.active and message.author_id == user.id and not message.is_deleted
+
+
+def may_delete(user: User, message: Message) -> bool:
+    """can_delete for a message already read through visible_messages for this user (no query)."""
+    return user.active and not message.is_deleted and (message.author_id == user.id or is_admin(user))
+
+
+def can_edit(user: User, message: Message) -> bool:
+    """Authors edit their own messages (not deleted ones) while they may still see them."""
+    return may_edit(user, message) and can_see(Viewer.of(user), message)
+
+
+def can_delete(user: User, message: Message) -> bool:
+    """Authors delete their own messages; team admins delete any message they may see."""
+    return may_delete(user, message) and can_see(Viewer.of(user), message)
+
+
 # The people a message is for, as one query: a candidate is kept when the message is among
 # _visible_messages(candidate's role, candidate.id, thread), the very query can_see() runs for one viewer.
 _Candidate = User.alias("candidate")
@@ -117,6 +163,20 @@ def visible_threads(viewer: Viewer) -> ModelSelect[Thread]:
                   .where((Membership.user == viewer.user_id) & (Membership.messages_access == True)  # noqa: E712
                          & (User.active == True)))  # noqa: E712
     return query.where(Thread.workspace.in_(workspaces))
+
+
+def visible_messages_anywhere(viewer: Viewer) -> ModelSelect:
+    """The messages of every thread viewer may open that viewer may see (search across workspaces): the
+    same rule as visible_messages, applied to all of visible_threads(viewer) at once."""
+    if viewer.role == OPERATOR:
+        return Message.select()
+    threads = visible_threads(viewer).select(Thread.id)
+    query = Message.select().where(Message.thread.in_(threads))
+    if viewer.is_team:
+        return query.where(fn.EXISTS(_active_team_member(viewer.user_id)))
+    if viewer.is_client:
+        return query.where(Message.visibility == VISIBILITY_CLIENT)
+    return query.where(Message.id.is_null(True) & Message.id.is_null(False))
 
 
 def last_activity(viewer: Viewer, thread: Thread) -> dt.datetime:
@@ -189,6 +249,7 @@ _CAN_OPEN = {
 }
 
 
-__all__ = ["Viewer", "visible_messages", "can_see", "can_open_thread", "visible_threads", "audience",
-           "last_activity",
+__all__ = ["Viewer", "visible_messages", "can_see", "visible_versions", "visible_messages_anywhere",
+           "can_edit", "can_delete", "may_edit", "may_delete", "is_admin", "can_open_thread",
+           "visible_threads", "audience", "last_activity",
            "VISIBILITY_CLIENT", "VISIBILITY_INTERNAL"]

@@ -173,7 +173,7 @@ def test_team_and_client_converse_live(product: Product, browser: Any) -> None:
         client.fill("#composer-text", f"{reply}: the **proposal** is approved.")
         client.set_input_files("#attachments", files=[
             {"name": "bob-notes.txt", "mimeType": "text/plain", "buffer": attachment}])
-        expect(client.locator("#file-list")).to_have_text("bob-notes.txt")
+        expect(client.locator("#staged-files .staged-name")).to_have_text("bob-notes.txt")
         sent_ms = time.time() * 1000
         client.click("#send")
         mine = _message(client, reply)

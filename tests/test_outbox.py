@@ -85,7 +85,7 @@ def test_team_message_notifies_clients_with_access_only(settings: Settings, make
     post_message(make.thread(ws), kim, "Homepage revisions are **ready**.")
     assert send_due(settings) == 2
     assert recipients(relay) == ["ann@acme.test", "bob@acme.test"]
-    assert all("Homepage revisions are **ready**." in r.text() for r in relay.received)
+    assert all("Homepage revisions are ready." in r.text() for r in relay.received)
     assert lee.email not in recipients(relay)
 
 
@@ -401,7 +401,7 @@ def test_dkim_signature_verifies(settings: Settings, make, relay, tmp_path) -> N
         return record if name == b"wr2026._domainkey.reply.test." else None
 
     assert dkimpy.verify(raw, dnsfunc=dns)
-    assert not dkimpy.verify(raw.replace(b"Signed **message**.", b"Signed **massage**."), dnsfunc=dns)
+    assert not dkimpy.verify(raw.replace(b"Signed message.", b"Signed massage."), dnsfunc=dns)
 
 
 # --- Bounces, sign-in links, unsubscribe, status --------------------------------------------------------

@@ -27,7 +27,7 @@ from storage import outbox
 from storage.directory import set_access
 from storage.mail_log import OutboxEmail
 from storage.models import Attachment, ReplyToken, User, Workspace
-from storage.posting import post_message
+from storage.posting import NewAttachment, post_message
 from storage.tokens import hash_secret, reply_token_for
 
 
@@ -51,8 +51,8 @@ def html_of(mail: email.message.EmailMessage) -> str:
 
 def test_headers_of_a_client_notification(settings: Settings, make) -> None:
     # From names the author "via WorkRate" at MAIL_FROM; Reply-To is the recipient's own reply address;
-    # the subject is stable per workspace; auto-responders are asked to stay quiet; our loop header and a
-    # one-click List-Unsubscribe (RFC 8058) are present.
+    # the subject names the workspace and the start of the message; auto-responders are asked to stay quiet;
+    # our loop header and a one-click List-Unsubscribe (RFC 8058) are present.
     ws = make.workspace("Acme Co")
     kim = make.team(name="Kim Lee")
     bob = make.client(ws, "bob@acme.test")
@@ -65,7 +65,7 @@ def test_headers_of_a_client_notification(settings: Settings, make) -> None:
     token = reply_token_for(bob, make.thread(ws), secret_key=settings.secret_key)
     assert mail["Reply-To"] == f"reply+{token.token}@reply.test" and not token.internal
     assert ReplyToken.select().count() == 1
-    assert mail["Subject"] == "Acme Co \u2014 messages"
+    assert mail["Subject"] == "Acme Co \u2014 Hello"
     assert mail["Auto-Submitted"] == "auto-generated"
     assert mail["X-Auto-Response-Suppress"] == "All"
     assert mail[LOOP_HEADER]
@@ -93,7 +93,7 @@ def test_message_id_is_stable_across_a_resend_and_changes_with_the_batch(setting
 
 def test_later_notifications_thread_under_the_earlier_ones(settings: Settings, make) -> None:
     # In-Reply-To and References point at the previous notifications of the thread to the same person,
-    # with the same subject, so mail clients show one conversation.
+    # so mail clients show one conversation while each subject tells what is new.
     ws = make.workspace("Acme Co")
     kim, bob = make.team(), make.client(ws, "bob@acme.test")
     sent_ids = []
@@ -104,7 +104,7 @@ def test_later_notifications_thread_under_the_earlier_ones(settings: Settings, m
         if sent_ids:
             assert mail["In-Reply-To"] == sent_ids[-1]
             assert mail["References"].split()[1:] == sent_ids
-        assert mail["Subject"] == "Acme Co \u2014 messages"
+        assert mail["Subject"] == f"Acme Co \u2014 Update {i}"
         root = mail["References"].split()[0]
         outbox.save_rendered(rows, mail_message_id=mail["Message-ID"], bounce_token=outbox.new_bounce_token(),
                              subject=mail["Subject"], headers="", body_text="", body_html="")
@@ -120,7 +120,7 @@ def test_internal_notification_is_marked_and_carries_an_internal_reply_address(s
     kim, lee = make.team(), make.team()
     post_message(make.thread(ws), kim, "Budget is tight.", internal=True)
     mail = render_notification(pending(lee), settings)
-    assert mail["Subject"] == "[Internal] Acme Co \u2014 messages"
+    assert mail["Subject"] == "[Internal] Acme Co \u2014 Budget is tight."
     assert "internal note" in text_of(mail).lower() and "Internal" in html_of(mail)
     token = re.search(r"reply\+([0-9a-f]+)@", mail["Reply-To"]).group(1)
     assert ReplyToken.get(token_hash=hash_secret(token)).internal
@@ -164,13 +164,20 @@ def test_body_markers_text_formatting_and_links(settings: Settings, make) -> Non
     mail = wire(render_notification([row], settings))
     text, html = text_of(mail), html_of(mail)
     assert text.splitlines()[0] == REPLY_ABOVE_LINE
-    assert "Revisions are **ready**:" in text and "Kim Lee" in text
+    # Plain text reads as text: no emphasis markers, links as "label (URL)".
+    assert "Revisions are ready:" in text and "Kim Lee" in text and "about (https://acme.test/a)" in text
+    assert "**" not in text and "](" not in text
     assert f'id="{HTML_MARKER_ID_PREFIX}{row.id:x}"' in html
     assert "<strong>ready</strong>" in html and "<li>home</li>" in html and 'href="https://acme.test/a"' in html
     attachment = Attachment.get(message=message)
-    url = f"http://app.test/attachments/{attachment.id}/logo%20final.png"
-    assert url in text and url in html
-    assert "http://app.test/portal/w/acme-co" in text and "http://app.test/portal/w/acme-co" in html
+    # A client's links sign them in (one link per email, bound to them) and land on what they name.
+    signed = re.compile(r"http://app\.test/login/([A-Za-z0-9_-]{40,})\?next=")
+    secrets_in_mail = set(signed.findall(text)) | set(signed.findall(html))
+    assert len(secrets_in_mail) == 1
+    link = f"http://app.test/login/{secrets_in_mail.pop()}?next="
+    assert f"{link}%2Fattachments%2F{attachment.id}%2Flogo%2520final.png" in text
+    assert f"{link}%2Fportal%2Fw%2Facme-co%23m-{message.id}" in text
+    assert f"{link}%2Fportal%2Fw%2Facme-co%23m-{message.id}" in html
     post_message(make.thread(ws), bob, "Thanks", source="portal")
     team_mail = render_notification(pending(kim), settings)
     assert "http://app.test/w/acme-co" in text_of(team_mail) and "/portal/" not in text_of(team_mail)
@@ -233,7 +240,7 @@ def test_non_ascii_names_and_subjects_are_encoded(settings: Settings, make) -> N
     mail = email.message_from_bytes(raw, policy=email.policy.default)
     assert mail["From"].addresses[0].display_name == "Zoë Ångström 山田 via WorkRate"
     assert mail["To"].addresses[0].display_name == "Bjørn Ødegård"
-    assert mail["Subject"] == "Café Crème 東京 \u2014 messages"
+    assert mail["Subject"] == "Café Crème 東京 \u2014 Grüße — ça va?"
     assert "Grüße — ça va?" in text_of(mail)
 
 
@@ -261,3 +268,33 @@ def test_the_wire_guard_never_lets_an_injected_header_out() -> None:
     except UnsafeHeaders:
         return
     assert b"\r\nBcc:" not in raw.split(b"\r\n\r\n", 1)[0]
+
+
+def test_subject_excerpt_reads_as_plain_text_and_is_cut_at_a_word(settings: Settings, make) -> None:
+    # Markdown never shows in a subject; a long message is cut at a word with an ellipsis; a message of
+    # files only names the first file.
+    from gateway.outbound.render import excerpt
+
+    assert excerpt("**Homepage** draft: see [the mockup](https://x.test/m)") == "Homepage draft: see the mockup (https://x.test/m)"
+    long = excerpt("The homepage revisions are ready for your review, with the new hero image and the pricing table")
+    assert long.endswith("\u2026") and len(long) <= 61 and " " in long and not long[:-1].endswith(" ")
+    assert excerpt("- first item\n- second") == "first item second"
+    ws = make.workspace("Acme Co")
+    kim, bob = make.team(name="Kim Lee"), make.client(ws, "bob@acme.test")
+    post_message(make.thread(ws), kim, "", attachments=[NewAttachment("plan.pdf", "application/pdf", 3, "0" * 64, "k")])
+    assert render_notification(pending(bob), settings)["Subject"] == "Acme Co \u2014 Kim Lee sent plan.pdf"
+
+
+def test_times_in_emails_follow_the_recipients_time_zone(settings: Settings, make) -> None:
+    # A recipient with a stored time zone reads local times; without one (or an unknown one), UTC.
+    import datetime as dt
+
+    ws = make.workspace("Acme Co")
+    kim, bob = make.team(name="Kim Lee"), make.client(ws, "bob@acme.test")
+    bob.time_zone = "America/New_York"
+    bob.save()
+    post_message(make.thread(ws), kim, "Winter time", now=dt.datetime(2026, 1, 15, 17, 30))
+    assert "Thu 15 Jan 2026, 12:30 EST" in text_of(render_notification(pending(bob), settings))
+    bob.time_zone = "Not/AZone"
+    bob.save()
+    assert "17:30 UTC" in text_of(render_notification(pending(bob), settings))

@@ -13,7 +13,7 @@ from storage import db, migrations
 from storage.directory import DirectoryError, add_user, create_workspace, get_user, set_access, thread_of
 from storage.files import FileStore, TooLarge, safe_filename
 from storage.mail_log import InboundEmail, OutboxEmail, ThreadEvent
-from storage.models import Message, ReplyToken, Thread, utcnow
+from storage.models import Message, ReplyToken, Thread, User, utcnow
 from storage.posting import PostingError, post_message
 from storage.search import search_messages
 from storage.tokens import (
@@ -256,7 +256,23 @@ def test_migration_4_drops_the_never_written_last_used_at(make) -> None:
     assert migrations.migrate() == []
 
 
-def test_migration_5_hashes_stored_reply_tokens_and_old_addresses_keep_working(make) -> None:
+def test_migration_5_adds_roles_and_keeps_old_team_members_admins(make) -> None:
+    # A version 3 database (no team roles, sessions or agency): its team members all become admins.
+    database = db.database
+    kim = make.team(email="kim@old.test")
+    database.execute_sql('DROP TABLE "web_session"')
+    database.execute_sql('DROP TABLE "agency"')
+    database.execute_sql('ALTER TABLE "user" DROP COLUMN "team_role"')
+    database.execute_sql('ALTER TABLE "workspace" DROP COLUMN "archived_at"')
+    migrations.SchemaVersion.delete().where(migrations.SchemaVersion.version >= 4).execute()
+
+    assert migrations.migrate()[0] == 4
+    assert User.get_by_id(kim.id).team_role == "admin"
+    assert {"archived_at"} <= {c.name for c in database.get_columns("workspace")}
+    assert database.table_exists("web_session") and database.table_exists("agency")
+
+
+def test_migration_8_hashes_stored_reply_tokens_and_old_addresses_keep_working(make) -> None:
     # A version-3 database (with reply_token.last_used_at, which version 4 drops) kept reply tokens and the
     # inbound log's reply_token in plain text: after the upgrade only hashes are stored, addresses already
     # handed out still resolve, the log's rcpt_to keeps a hint only, and new mail gets a token derived from

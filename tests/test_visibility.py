@@ -10,8 +10,8 @@ import pytest
 
 from storage.directory import DirectoryError, add_user, set_access
 from storage.mail_log import OutboxEmail
-from storage.posting import post_message
-from storage.search import search_messages
+from storage.posting import edit_message, post_message
+from storage.search import search_everywhere, search_messages
 from storage.visibility import (
     Viewer,
     audience,
@@ -19,7 +19,9 @@ from storage.visibility import (
     can_see,
     last_activity,
     visible_messages,
+    visible_messages_anywhere,
     visible_threads,
+    visible_versions,
 )
 
 
@@ -56,17 +58,23 @@ def _surfaces(viewer: Viewer, thread, message) -> dict[str, bool]:
         "visible_messages": message.id in {m.id for m in visible_messages(viewer, thread)},
         "can_see": can_see(viewer, message),
         "search": message.id in {m.id for m in search_messages(viewer, thread, "zebra")},
+        "search_everywhere": message.id in {m.id for m in search_everywhere(viewer, "zebra")},
+        "anywhere": message.id in {m.id for m in visible_messages_anywhere(viewer)},
+        "versions": message.id in {v.message_id for v in visible_versions(viewer, [message.id])},
     }
 
 
 @pytest.mark.parametrize("who", sorted(EXPECTED))
 @pytest.mark.parametrize("which", ["public", "internal"])
 def test_every_surface_obeys_the_rule(matrix, who: str, which: str) -> None:
-    # Each storage surface answers the same as the rule's table, for every kind of viewer and message.
+    # Each storage surface answers the same as the rule's table, for every kind of viewer and message,
+    # including the earlier versions of an edited message and search across workspaces.
+    edit_message(matrix[which], matrix["people"]["team"], matrix[which].text + " (zebra, edited)")
     viewer = Viewer.of(matrix["people"][who])
     expected = EXPECTED[who][0 if which == "public" else 1]
     assert _surfaces(viewer, matrix["thread"], matrix[which]) == {
-        "visible_messages": expected, "can_see": expected, "search": expected}
+        "visible_messages": expected, "can_see": expected, "search": expected, "search_everywhere": expected,
+        "anywhere": expected, "versions": expected}
 
 
 def test_thread_access(matrix) -> None:

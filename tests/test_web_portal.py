@@ -43,7 +43,8 @@ def test_client_page_never_contains_internal_text(app: Any, world: World) -> Non
         client.get("/portal/w/acme").get_data(as_text=True),
         client.get(f"/portal/w/acme?before={world.internal.id + 1}").get_data(as_text=True),
         client.get(f"/portal/w/acme/older?before={world.internal.id + 1}").get_data(as_text=True),
-        client.get("/portal/w/acme?q=SECRET").get_data(as_text=True),
+        client.get("/portal/search?q=SECRET").get_data(as_text=True),
+        client.get("/portal/search?q=budget").get_data(as_text=True),
         post_form(client, "/portal/w/acme/messages", {"text": "my reply"}, json=True).get_data(as_text=True),
     ]
     for html in pages:
@@ -128,12 +129,16 @@ def test_hidden_attachments_answer_404_whatever_the_url(app: Any, world: World, 
 
 
 def test_attachment_of_revoked_client_is_404(app: Any, world: World) -> None:
-    # Once access is revoked, even files the client saw before answer 404.
+    # Once access is revoked, the client's session ends at once; signed in anew, even files they saw before
+    # answer 404.
     from storage.directory import set_access
 
     client = sign_in(app.test_client(), world.client)
     assert client.get(f"/attachments/{world.public_file}/plan.txt").status_code == 200
     set_access(world.client, world.acme, False)
+    signed_out = client.get(f"/attachments/{world.public_file}/plan.txt")
+    assert signed_out.status_code == 302 and "/login" in signed_out.headers["Location"]
+    sign_in(client, world.client)
     assert client.get(f"/attachments/{world.public_file}/plan.txt").status_code == 404
 
 

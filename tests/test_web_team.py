@@ -201,23 +201,50 @@ def test_message_markdown_is_rendered_and_sanitized(app: Any, world: World) -> N
 
 
 def test_search_highlights_matching_words(app: Any, world: World) -> None:
-    # Search finds messages containing every word and wraps matching words in <mark>, the rest escaped.
-    post_message(world.thread, world.team, "The invoice <b>for</b> March is attached")
+    # Search finds messages containing every word, shows them rendered with matching words in <mark> (never
+    # inside a tag or an entity), counts in English, and links each to its place in the thread.
+    post_message(world.thread, world.team, "The **invoice** for [March](https://acme.test/invoice) & <b>more</b>")
     post_message(world.thread, world.team, "Nothing to see")
-    html = sign_in(app.test_client(), world.team).get("/w/acme?q=invoice").get_data(as_text=True)
-    assert "<mark>invoice</mark>" in html and "&lt;b&gt;for&lt;/b&gt;" in html
-    assert "Nothing to see" not in html
-    assert '1 message match' in html
+    client = sign_in(app.test_client(), world.team)
+    assert client.get("/w/acme?q=invoice").headers["Location"].endswith("/search?q=invoice")
+    html = client.get("/search?q=invoice").get_data(as_text=True)
+    assert "<strong><mark>invoice</mark></strong>" in html and 'href="https://acme.test/invoice"' in html
+    assert "&amp;" in html and "<b>more</b>" not in html and "Nothing to see" not in html
+    assert "1 message in 1 workspace match" in html
     found = newest(world.thread).id - 1
-    assert f'href="?before={found + 1}#m-{found}"' in html  # "show in the thread" opens the page holding it
+    assert f'href="/w/acme?before={found + 1}#m-{found}"' in html
+
+
+def test_search_covers_every_workspace_grouped(app: Any, world: World) -> None:
+    # The team searches all workspaces at once; a client only their own; ?w= narrows to one workspace.
+    post_message(world.thread, world.team, "quarterly report for Acme")
+    post_message(world.thread, world.team, "quarterly report draft")
+    post_message(world.globex_thread, world.team, "quarterly report for Globex")
+    team = sign_in(app.test_client(), world.team)
+    html = team.get("/search?q=quarterly").get_data(as_text=True)
+    assert "3 messages in 2 workspaces match" in html
+    assert ">2 messages<" in html and ">1 message<" in html
+    assert html.index("Globex") < html.index("Acme Co")  # the most recent match first
+    assert "1 message in 1 workspace" not in team.get("/search?q=quarterly&w=acme").get_data(as_text=True)
+    assert "2 messages in 1 workspace match" in team.get("/search?q=quarterly&w=acme").get_data(as_text=True)
+    bob = sign_in(app.test_client(), world.client)
+    client_html = bob.get("/portal/search?q=quarterly").get_data(as_text=True)
+    assert "2 messages in 1 workspace match" in client_html and "Globex" not in client_html
+    assert bob.get("/portal/search?q=quarterly&w=globex").status_code == 404
 
 
 def test_portal_search_never_finds_internal_notes(app: Any, world: World) -> None:
-    # The team finds internal notes; the search box on the client's portal does not.
-    team = sign_in(app.test_client(), world.team).get("/w/acme?q=budget").get_data(as_text=True)
+    # The team finds internal notes; the client's search does not, nor their edited or earlier texts.
+    team = sign_in(app.test_client(), world.team).get("/search?q=budget").get_data(as_text=True)
     assert "<mark>budget</mark>" in team
-    client = sign_in(app.test_client(), world.client).get("/portal/w/acme?q=budget").get_data(as_text=True)
-    assert INTERNAL_TEXT not in client and "0 messages match" in client
+    bob = sign_in(app.test_client(), world.client)
+    client = bob.get("/portal/search?q=budget").get_data(as_text=True)
+    assert INTERNAL_TEXT not in client and "No messages match" in client
+    from storage.posting import edit_message
+
+    edit_message(world.internal, world.team, "renamed zebra budget")
+    html = bob.get("/portal/search?q=zebra").get_data(as_text=True)
+    assert "No messages match" in html and "renamed" not in html
 
 
 def test_emailed_post_shows_original_email_escaped_and_trimmed_text(app: Any, world: World, settings: Any) -> None:
@@ -504,3 +531,16 @@ def test_demo_is_idempotent_and_its_links_work(app: Any, settings: Any, database
     team = app.test_client()
     assert team.post("/login", data={"email": "kim@agency.example", "password": "demo-password",
                                      "csrf_token": csrf_token(team)}).status_code == 302
+
+
+def test_sidebar_lists_workspaces_with_preview_unread_and_awaiting_reply(app: Any, world: World) -> None:
+    # The team's sidebar (JSON HTML for the thread page): newest message's preview, unread count, "Awaiting
+    # your reply" when the client spoke last, most recent first; clients cannot fetch it.
+    post_message(world.thread, world.client, "Can we **talk** tomorrow?", source="portal")
+    team = sign_in(app.test_client(), world.team)
+    html = team.get("/workspaces/sidebar?current=acme").get_json()["html"]
+    acme = html[html.index('data-slug="acme"'):html.index('data-slug="globex"')]
+    assert "Bob Stone: Can we talk tomorrow?" in acme and "Awaiting your reply" in acme
+    assert 'aria-current="page"' in acme
+    assert html.index('data-slug="acme"') < html.index('data-slug="globex"')
+    assert sign_in(app.test_client(), world.client).get("/workspaces/sidebar").status_code in (302, 403, 404)

@@ -47,12 +47,18 @@ def attach(settings: Settings, name: str, data: bytes, content_type: str = "text
 
 
 def sign_in(client: FlaskClient, user: User | None) -> FlaskClient:
-    """Puts the person in the test client's session (the sign-in forms have their own tests)."""
+    """Starts a real server-side session for the person and puts it in the test client's cookie (the
+    sign-in forms have their own tests)."""
+    import datetime as dt
+
+    from storage.sessions import LINK, PASSWORD, start_session
+
     with client.session_transaction() as session:
         session.clear()
         if user is not None:
+            secret, _ = start_session(user, PASSWORD if user.is_team else LINK, dt.timedelta(days=1))
+            session["sid"] = secret
             session["user_id"] = user.id
-            session["role"] = user.role
     return client
 
 

@@ -95,10 +95,30 @@ def create_app(settings: Settings | None = None) -> Flask:
             response.headers.setdefault("Cache-Control", "no-store")
         return response
 
-    from web import api, attachments, auth, members, portal, team, unsubscribe
+    from web import (
+        account,
+        api,
+        attachments,
+        auth,
+        branding,
+        maillog,
+        members,
+        people,
+        portal,
+        setup,
+        team,
+        unsubscribe,
+        workspaces,
+    )
     from web.live import views as live_views
 
+    app.register_blueprint(setup.bp)  # first: until the agency is set up, only its page answers
     app.register_blueprint(auth.bp)
+    app.register_blueprint(account.bp)
+    app.register_blueprint(people.bp)
+    app.register_blueprint(workspaces.bp)
+    app.register_blueprint(maillog.bp)
+    app.register_blueprint(branding.bp)
     app.register_blueprint(team.bp)
     app.register_blueprint(members.bp)
     app.register_blueprint(portal.bp, url_prefix="/portal")

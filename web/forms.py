@@ -15,6 +15,7 @@ from werkzeug.wrappers import Request
 from config import Settings
 from storage.files import FileStore, TooLarge, safe_filename
 from storage.posting import MAX_TEXT_LENGTH, NewAttachment
+from storage.units import human_size
 
 MAX_ATTACHMENTS = 20
 CONTENT_TYPE_RE = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]{0,126}/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}$")
@@ -25,7 +26,7 @@ class FormError(ValueError):
 
 
 def megabytes(size: int) -> str:
-    return f"{size / (1024 * 1024):.0f} MB" if size >= 1024 * 1024 else f"{size // 1024} KB"
+    return human_size(size)
 
 
 def too_large_sentence(settings: Settings) -> str:

@@ -12,9 +12,9 @@ from storage.models import Membership, Workspace
 from storage.visibility import can_open_thread, visible_threads
 from web.auth import client_required, login_required
 from web.context import app_settings
-from web.forms import Composer
-from web.team import int_arg, older_json, post_from_form
-from web.threadview import build_views, latest_event_id, load_page, mark_read, search_views, workspace_rows
+from web.forms import MAX_ATTACHMENTS, Composer
+from web.team import int_arg, older_json, post_from_form, render_search
+from web.threadview import build_views, last_read_id, latest_event_id, load_page, mark_read, workspace_rows
 
 bp = Blueprint("portal", __name__)
 
@@ -44,7 +44,7 @@ def _no_access(workspace: Workspace | None) -> Any:
 @bp.route("/")
 @client_required
 def index() -> Any:
-    threads = list(visible_threads(g.viewer))
+    threads = [t for t in visible_threads(g.viewer) if not t.workspace.archived]
     if not threads:
         return render_template("portal/no_access.html", workspace=None)
     return render_template("portal/index.html", rows=workspace_rows(g.viewer, threads))
@@ -62,18 +62,19 @@ def render_thread(workspace: Workspace, composer: Composer | None = None, error:
                   status: int = 200) -> Any:
     thread = thread_of(workspace)
     query = request.args.get("q", "").strip()
+    if query:  # search covers all of the client's conversations
+        return redirect(url_for("portal.search", q=query))
     after = latest_event_id(g.viewer, thread)
-    if query:
-        views, has_more = search_views(g.viewer, thread, query), False
-    else:
-        messages, has_more = load_page(g.viewer, thread, before=int_arg("before"))
-        views = build_views(messages, g.viewer)
-        if messages and int_arg("before") is None:
-            mark_read(g.user, thread, messages[-1].id)
+    last_read = last_read_id(g.user, thread)
+    messages, has_more = load_page(g.viewer, thread, before=int_arg("before"))
+    views = build_views(messages, g.viewer, user=g.user)
+    if messages and int_arg("before") is None:
+        mark_read(g.user, thread, messages[-1].id)
     return render_template(
         "portal/thread.html", workspace=workspace, thread=thread, messages=views, has_more=has_more,
-        oldest_id=views[0].id if views else 0, after=after, query=query, composer=composer or Composer(),
-        error=error, max_bytes=app_settings().max_message_size, paged="before" in request.args,
+        oldest_id=views[0].id if views else 0, after=after, composer=composer or Composer(), error=error,
+        max_bytes=app_settings().max_message_size, max_files=MAX_ATTACHMENTS, paged="before" in request.args,
+        last_read=last_read,
     ), status
 
 
@@ -92,3 +93,10 @@ def post(slug: str) -> Any:
                           page=lambda c, e: render_thread(workspace, c, e, 400),
                           done_url=url_for("portal.thread", slug=workspace.slug))
 
+
+
+@bp.route("/search")
+@client_required
+def search() -> Any:
+    """Search across the client's own conversations (client-visible messages only, by the rule)."""
+    return render_search("portal.thread", "portal.search")

@@ -5,32 +5,56 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, abort, g, get_template_attribute, jsonify, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    abort,
+    flash,
+    g,
+    get_template_attribute,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 
 from storage.directory import thread_of
 from storage.files import FileStore
 from storage.mail_log import InboundEmail, read_raw_mail
 from storage.models import CLIENT, Membership, Message, Thread, User, Workspace
 from storage.post_limits import SLOW_DOWN, may_post_now
-from storage.posting import PostingError, post_message
+from storage.posting import (
+    MAX_TEXT_LENGTH,
+    PostingError,
+    delete_message,
+    edit_message,
+    normalize_text,
+    post_message,
+    send_correction,
+)
 from storage.quotas import quota_problem
+from storage.rendering import render_markdown, sanitize_html
 from storage.retention import discard_files
-from storage.visibility import Viewer, visible_messages, visible_threads
+from storage.units import human_size
+from storage.visibility import Viewer, can_open_thread, may_delete, may_edit, visible_messages, visible_threads
 from web.auth import login_required, team_required
 from web.context import app_settings
-from web.forms import Composer, ComposerError, read_composer
+from web.forms import MAX_ATTACHMENTS, Composer, ComposerError, read_composer
 from web.threadview import (
     build_views,
+    count_label,
     get_visible_message,
+    last_read_id,
     latest_event_id,
     load_page,
     mark_read,
     render_views,
-    search_views,
+    search_groups,
     workspace_rows,
 )
 
 bp = Blueprint("team", __name__)
+bp.add_app_template_filter(human_size, "size")  # one unit system for sizes on every page (storage/units.py)
 
 RAW_MAIL_SHOWN = 2 * 1024 * 1024  # the "show full email" page shows at most this much of the raw mail
 MAX_DELIVERY_IDS = 100  # messages whose delivery status one request may ask for
@@ -56,8 +80,10 @@ def int_arg(name: str) -> int | None:
 @bp.route("/workspaces")
 @team_required
 def index() -> Any:
-    threads = list(visible_threads(g.viewer))
-    return render_template("team/index.html", rows=workspace_rows(g.viewer, threads))
+    """The workspaces, newest activity first; archived ones only with ?archived=1."""
+    show_archived = request.args.get("archived") == "1"
+    threads = [t for t in visible_threads(g.viewer) if t.workspace.archived == show_archived]
+    return render_template("team/index.html", rows=workspace_rows(g.viewer, threads), show_archived=show_archived)
 
 
 def preview_clients(workspace: Workspace) -> list[tuple[User, bool]]:
@@ -89,6 +115,8 @@ def render_thread(workspace: Workspace, composer: Composer | None = None, error:
                   status: int = 200) -> Any:
     thread = thread_of(workspace)
     query = request.args.get("q", "").strip()
+    if query and "as" not in request.args:  # search covers every workspace now
+        return redirect(url_for("team.search", q=query))
     viewer = g.viewer
     preview_as = None
     clients: list[tuple[User, bool]] = []
@@ -97,19 +125,27 @@ def render_thread(workspace: Workspace, composer: Composer | None = None, error:
         if preview_as is not None:
             viewer = Viewer.of(preview_as)
     after = latest_event_id(viewer, thread)
-    if query and preview_as is None:
-        views, has_more = search_views(viewer, thread, query), False
-    else:
-        messages, has_more = load_page(viewer, thread, before=int_arg("before"))
-        views = build_views(messages, viewer)
-        if preview_as is None and messages and int_arg("before") is None:
-            mark_read(g.user, thread, messages[-1].id)
+    last_read = last_read_id(g.user, thread)
+    messages, has_more = load_page(viewer, thread, before=int_arg("before"))
+    views = build_views(messages, viewer, user=g.user if preview_as is None else None)
+    if preview_as is None and messages and int_arg("before") is None:
+        mark_read(g.user, thread, messages[-1].id)
     return render_template(
         "team/thread.html", workspace=workspace, thread=thread, messages=views, has_more=has_more,
-        oldest_id=views[0].id if views else 0, after=after, query=query, preview_as=preview_as,
+        oldest_id=views[0].id if views else 0, after=after, preview_as=preview_as,
         preview_mode="as" in request.args, clients=clients, composer=composer or Composer(), error=error,
-        max_bytes=app_settings().max_message_size, paged="before" in request.args,
+        max_bytes=app_settings().max_message_size, max_files=MAX_ATTACHMENTS, paged="before" in request.args,
+        last_read=last_read,
     ), status
+
+
+@bp.route("/workspaces/sidebar")
+@team_required
+def sidebar() -> Any:
+    """HTML of the workspace sidebar (the thread page refreshes it as messages arrive)."""
+    render = get_template_attribute("_macros.html", "workspace_list")
+    rows = workspace_rows(g.viewer, list(visible_threads(g.viewer)))
+    return jsonify({"html": str(render(rows, "team.thread", request.args.get("current", ""), "sidebar"))})
 
 
 @bp.route("/w/<slug>/older")
@@ -131,7 +167,7 @@ def older_json(viewer: Viewer, thread: Thread, mode: str) -> Any:
     if before is None:
         return jsonify({"error": "Say which message to load older ones before (?before=ID)."}), 400
     messages, has_more = load_page(viewer, thread, before=before)
-    views = build_views(messages, viewer)
+    views = build_views(messages, viewer, user=g.user if viewer.user_id == g.user.id else None)
     return jsonify({"html": render_views(views, mode), "oldest_id": views[0].id if views else None,
                     "has_more": has_more, "count": len(views)})
 
@@ -183,7 +219,7 @@ def post_from_form(workspace: Workspace, *, allow_internal: bool, source: str, m
         discard_files(settings.effective_files_dir, [a.storage_key for a in composer.attachments])
         return _post_failed(str(e), composer, page)
     if wants_json():
-        views = build_views([message], g.viewer)
+        views = build_views([message], g.viewer, user=g.user)
         return jsonify({"id": message.id, "html": render_views(views, mode)}), 201
     return redirect(f"{done_url}#m-{message.id}")
 
@@ -216,3 +252,150 @@ def original_email(message_id: int) -> Any:
     workspace = Workspace.select().join(Thread).where(Thread.id == message.thread_id).get()
     return render_template("team/email.html", message=message, inbound=inbound, workspace=workspace,
                            raw=raw[:RAW_MAIL_SHOWN].decode("utf-8", errors="replace"), truncated=truncated)
+
+
+# -- editing and deleting: one set of routes for both sides; storage/posting.py decides who may ----------
+
+def _thread_url(message: Message) -> str:
+    workspace = Workspace.select().join(Thread).where(Thread.id == message.thread_id).get()
+    endpoint = "team.thread" if g.user.is_team else "portal.thread"
+    return url_for(endpoint, slug=workspace.slug) + f"#m-{message.id}"
+
+
+def _message_json(message: Message, status: int = 200) -> Any:
+    fresh = Message.get_by_id(message.id)
+    views = build_views([fresh], g.viewer, user=g.user)
+    return jsonify({"id": message.id, "html": render_views(views, "team" if g.user.is_team else "portal")}), status
+
+
+@bp.route("/messages/<int:message_id>/edit", methods=["GET", "POST"])
+@login_required
+def edit(message_id: int) -> Any:
+    """The author's edit form (the page's script edits in place; this page is the way without it)."""
+    message = get_visible_message(g.viewer, message_id)
+    if not may_edit(g.user, message):
+        abort(403)
+    if request.method == "GET":
+        if wants_json():
+            return jsonify({"id": message.id, "text": message.text})
+        return render_template("edit_message.html", message=message, text=message.text, error=None,
+                               back=_thread_url(message))
+    text = request.form.get("text", "")
+    try:
+        edit_message(message, g.user, text)
+    except PostingError as e:
+        if wants_json():
+            return jsonify({"error": str(e)}), 400
+        return render_template("edit_message.html", message=message, text=text, error=str(e),
+                               back=_thread_url(message)), 400
+    if wants_json():
+        return _message_json(message)
+    return redirect(_thread_url(message))
+
+
+@bp.route("/messages/<int:message_id>/delete", methods=["POST"])
+@login_required
+def delete(message_id: int) -> Any:
+    message = get_visible_message(g.viewer, message_id)
+    if not may_delete(g.user, message):
+        abort(403)
+    try:
+        delete_message(message, g.user)
+    except PostingError as e:
+        if wants_json():
+            return jsonify({"error": str(e)}), 400
+        flash(str(e))
+    if wants_json():
+        return _message_json(message)
+    return redirect(_thread_url(message))
+
+
+@bp.route("/messages/<int:message_id>/correction", methods=["POST"])
+@login_required
+def correction(message_id: int) -> Any:
+    """Emails a short correction to those who were emailed the message before its last edit."""
+    message = get_visible_message(g.viewer, message_id)
+    try:
+        count = send_correction(message, g.user)
+    except PostingError as e:
+        if wants_json():
+            return jsonify({"error": str(e)}), 400
+        flash(str(e))
+        return redirect(_thread_url(message))
+    sentence = f"A correction email is on its way to {count} {'person' if count == 1 else 'people'}."
+    if wants_json():
+        return jsonify({"id": message.id, "sentence": sentence})
+    flash(sentence)
+    return redirect(_thread_url(message))
+
+
+@bp.route("/preview", methods=["POST"])
+@login_required
+def preview() -> Any:
+    """JSON {html}: the composer's text drawn as the message will be (the same renderer and sanitizer)."""
+    text = request.form.get("text", "")[:MAX_TEXT_LENGTH]
+    return jsonify({"html": sanitize_html(render_markdown(normalize_text(text)))})
+
+
+@bp.route("/search")
+@team_required
+def search() -> Any:
+    """One search across every workspace (or ?w=SLUG for one), results grouped by workspace."""
+    return render_search("team.thread", "team.search")
+
+
+def render_search(thread_endpoint: str, search_endpoint: str) -> Any:
+    query = request.args.get("q", "").strip()[:500]
+    scope = None
+    slug = request.args.get("w", "")
+    if slug:
+        workspace = Workspace.get_or_none(Workspace.slug == slug.lower())
+        if workspace is None or not can_open_thread(g.viewer, thread_of(workspace)):
+            abort(404)
+        scope = thread_of(workspace)
+
+    def url(workspace: Workspace) -> str:
+        return url_for(thread_endpoint, slug=workspace.slug)
+
+    groups, total, more = search_groups(g.viewer, query, url, thread=scope) if query else ([], 0, False)
+    summary = (f"{count_label(total, 'message')}{' or more' if more else ''} "
+               f"in {count_label(len(groups), 'workspace')}" if total else "")
+    return render_template("search.html", query=query, groups=groups, total=total, more=more, summary=summary,
+                           scope=scope.workspace if scope else None, action=url_for(search_endpoint))
+
+
+def _zone_names() -> list[str]:
+    import zoneinfo
+
+    return sorted(n for n in zoneinfo.available_timezones() if "/" in n and not n.startswith(("Etc/", "SystemV/")))
+
+
+@bp.route("/me", methods=["GET", "POST"])
+@login_required
+def time_zone() -> Any:
+    """The person's own time zone, used for times in their emails (the app uses the browser's). The page's
+    script stores the browser's zone by itself when none is stored yet (JSON)."""
+    zones = _zone_names()
+    error = None
+    if request.method == "POST":
+        wanted = request.form.get("time_zone", "").strip()
+        if wanted in zones or wanted == "UTC":
+            User.update(time_zone=wanted).where(User.id == g.user.id).execute()
+            if wants_json():
+                return jsonify({"time_zone": wanted})
+            flash(f"Times in your emails now use {wanted}.")
+            return redirect(url_for("team.time_zone"))
+        error = "Please choose a time zone from the list."
+        if wants_json():
+            return jsonify({"error": error}), 400
+    return render_template("me.html", zones=["UTC", *zones], current=g.user.time_zone or "", error=error), \
+        400 if error else 200
+
+
+@bp.route("/messages/<int:message_id>/read", methods=["POST"])
+@login_required
+def read(message_id: int) -> Any:
+    """The page saw this message arrive live while in view: unread counts and the "New" divider move on."""
+    message = get_visible_message(g.viewer, message_id)
+    mark_read(g.user, Thread.get_by_id(message.thread_id), message.id)
+    return jsonify({"id": message.id})

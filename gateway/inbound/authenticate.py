@@ -23,6 +23,7 @@ from gateway.errors import (
     SlowDown,
     UnknownReplyAddress,
     UserDeactivated,
+    WorkspaceArchived,
     WrongSender,
 )
 from gateway.inbound.limits import counter
@@ -31,7 +32,7 @@ from gateway.inbound.mail_auth import evaluate, resolver_for
 from gateway.inbound.parse import ParsedMail, references_of
 from storage.db import database
 from storage.mail_log import NOTIFICATION, OutboxEmail
-from storage.models import CLIENT, Membership, ReplyToken, Thread, User
+from storage.models import CLIENT, Membership, ReplyToken, Thread, User, Workspace
 from storage.networks import network_of, peer_address
 from storage.tokens import hash_secret
 
@@ -66,9 +67,11 @@ def _reply_recipient(address: str, token: str) -> Recipient:
     rows = cursor.fetchall()
     if not rows:
         raise UnknownReplyAddress()
-    revoked_at, internal, user_id, email, name, role, active, thread_id, workspace_id, access = rows[0]
+    revoked_at, internal, user_id, email, name, role, active, thread_id, workspace_id, access, archived = rows[0]
     if revoked_at is not None:
         raise RevokedReplyAddress()
+    if archived is not None:
+        raise WorkspaceArchived()
     if not active:
         raise UserDeactivated()
     if role == CLIENT and not access:
@@ -90,8 +93,10 @@ def _token_sql() -> str:
     if sql is None:
         access = (Membership.select(Membership.messages_access)
                   .where((Membership.user == User.id) & (Membership.workspace == Thread.workspace)))
+        archived = Workspace.select(Workspace.archived_at).where(Workspace.id == Thread.workspace)
         query = (ReplyToken.select(ReplyToken.revoked_at, ReplyToken.internal, User.id, User.email, User.name,
-                                   User.role, User.active, Thread.id, Thread.workspace, access.alias("access"))
+                                   User.role, User.active, Thread.id, Thread.workspace, access.alias("access"),
+                                   archived.alias("archived"))
                  .join(User).switch(ReplyToken).join(Thread)
                  .where(ReplyToken.token_hash == "token"))
         sql, _ = query.sql()

@@ -12,7 +12,9 @@ from storage.outbox import add_login_link
 
 
 def queue_login_link(settings: Settings, user: User, url: str, *, invitation: bool = False,
-                     workspace_name: str = "") -> OutboxEmail:
+                     workspace_name: str = "", valid_for: str | None = None,
+                     agency_name: str = "") -> OutboxEmail:
     """Queues a sign-in link to `url` (or an invitation to `workspace_name` carrying one) for `user`."""
-    rendered = render_login_link(settings, user, url, invitation=invitation, workspace_name=workspace_name)
+    rendered = render_login_link(settings, user, url, invitation=invitation, workspace_name=workspace_name,
+                                 valid_for=valid_for, agency_name=agency_name)
     return add_login_link(user, subject=rendered.subject, body_text=rendered.text, body_html=rendered.html)

@@ -20,7 +20,7 @@ def expand_login_request(row: OutboxEmail, settings: Settings) -> tuple[OutboxEm
     if user is None or not user.active or not user.is_client or user.email_disabled:
         OutboxEmail.delete().where(OutboxEmail.id == row.id).execute()
         return None
-    secret = create_login_token(user, settings.login_link_minutes)
+    secret = create_login_token(user, settings.login_link_minutes, target=row.subject or None)
     rendered = render_login_link(settings, user, f"{settings.effective_base_url}/login/{secret}")
     (OutboxEmail.update(kind=LOGIN_LINK, recipient=user.id, subject=rendered.subject, body_text=rendered.text,
                         body_html=rendered.html)

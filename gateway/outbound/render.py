@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
+import re
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from email.message import EmailMessage
 from email.policy import EmailPolicy
 from email.utils import format_datetime
 from urllib.parse import quote
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import jinja2
 
@@ -33,7 +35,8 @@ from storage.mail_log import OutboxEmail
 from storage.models import VISIBILITY_INTERNAL, Attachment, Message, Thread, User, Workspace
 from storage.outbox import previous_mail_ids
 from storage.rendering import sanitize_html
-from storage.tokens import reply_token_for
+from storage.tokens import EMAIL, create_login_token, reply_token_for
+from storage.units import human_size
 from storage.visibility import Viewer, visible_messages
 
 TEMPLATES_DIR = templates.FOLDER / "email"
@@ -135,9 +138,27 @@ def thread_root_id(settings: Settings, recipient_id: int, thread_id: int, intern
     return f"<wr.thread.{thread_id}.{_digest(settings, key)}@{mail_domain(settings)}>"
 
 
-def subject_for(workspace: Workspace, internal: bool) -> str:
-    subject = f"{_one_line(workspace.name, 150) or 'Workspace'}{SUBJECT_SEPARATOR}messages"
+SUBJECT_EXCERPT_LENGTH = 60
+
+
+def subject_for(workspace: Workspace, internal: bool, excerpt: str = "") -> str:
+    """ "Acme Co — The homepage draft is ready…": the workspace and the start of the newest message. Mail
+    clients keep the emails of a workspace in one conversation through In-Reply-To and References, which
+    point at the earlier notifications (Gmail also wants the same subject: it starts a new conversation)."""
+    subject = f"{_one_line(workspace.name, 150) or 'Workspace'}{SUBJECT_SEPARATOR}{excerpt or 'messages'}"
     return INTERNAL_SUBJECT_PREFIX + subject if internal else subject
+
+
+def excerpt(markdown: str, limit: int = SUBJECT_EXCERPT_LENGTH) -> str:
+    """The start of a message as one line of plain text, cut at a word."""
+    text = plain_text(markdown)
+    text = re.sub(r"(?m)^\s*(?:[-*+>]|\d+\.)\s+", "", text)
+    text = " ".join(re.sub(r"(?<!\w)[*_`~]+|[*_`~]+(?!\w)", "", text).split())
+    text = _one_line(text, 1000)
+    if len(text) <= limit:
+        return text
+    cut = text[:limit].rsplit(" ", 1)[0] if " " in text[:limit] else text[:limit]
+    return cut.rstrip(" ,.;:-—") + "…"
 
 
 def thread_url(settings: Settings, recipient: User, workspace: Workspace) -> str:
@@ -150,17 +171,70 @@ def attachment_url(settings: Settings, attachment: Attachment) -> str:
     return serialize.attachment_url(settings.effective_base_url, attachment)
 
 
-def human_size(size: int) -> str:
-    value = float(size)
-    for unit in ("bytes", "KB", "MB", "GB"):
-        if value < 1024 or unit == "GB":
-            return f"{int(value)} {unit}" if unit == "bytes" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{size} bytes"
+def brand_context(settings: Settings) -> dict[str, str]:
+    """The agency's name, accent colour and logo address for the email templates (defaults before setup)."""
+    from storage.agency import DEFAULT_ACCENT, Agency
+
+    row = Agency.get_or_none(Agency.id == 1)
+    if row is None or row.setup_done_at is None:
+        return {"brand_name": PRODUCT, "accent": row.accent if row is not None else DEFAULT_ACCENT, "logo_url": ""}
+    return {"brand_name": _one_line(row.name, 200), "accent": row.accent,
+            "logo_url": f"{settings.effective_base_url}/branding/logo" if row.logo_key else ""}
 
 
-def _when(created_at: dt.datetime) -> str:
-    return created_at.strftime("%a %d %b %Y, %H:%M UTC")
+def signed_in_url(settings: Settings, secret: str | None, url: str) -> str:
+    """url on this site, reached through the email's sign-in link when there is one (a client's email):
+    one click signs the recipient in (after one confirmation on a new device) and lands on url."""
+    base = settings.effective_base_url
+    if secret is None or not url.startswith(base + "/"):
+        return url
+    return f"{base}/login/{secret}?next={quote(url[len(base):], safe='')}"
+
+
+def email_link_secret(settings: Settings, recipient: User, workspace: Workspace) -> str | None:
+    """A client's notification carries a sign-in link bound to them and to this email, valid for days
+    (EMAIL_LINK_DAYS) and dead once their access is revoked; the team signs in with a password."""
+    if recipient.is_team:
+        return None
+    return create_login_token(recipient, settings.email_link_days * 24 * 60, purpose=EMAIL, reusable=True,
+                              workspace_id=workspace.id)
+
+
+def _when(created_at: dt.datetime, recipient: User | None = None) -> str:
+    """The time in the recipient's own time zone (stored from their browser), UTC when unknown."""
+    zone = time_zone(recipient.time_zone if recipient is not None else None)
+    local = created_at.replace(tzinfo=dt.UTC).astimezone(zone)
+    return local.strftime("%a %d %b %Y, %H:%M ") + (local.tzname() or "UTC")
+
+
+def time_zone(name: str | None) -> dt.tzinfo:
+    """The IANA zone of that name, UTC for none or an unknown one."""
+    if not name:
+        return dt.UTC
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return dt.UTC
+
+
+_MD_LINK = re.compile(r"(?<!!)\[([^\]\n]{1,500})\]\(\s*<?([^\s)>]{1,2000})>?(?:\s+\"[^\"]*\")?\s*\)")
+_MD_IMAGE = re.compile(r"!\[([^\]\n]{0,500})\]\(\s*<?([^\s)>]{1,2000})>?(?:\s+\"[^\"]*\")?\s*\)")
+_MD_AUTOLINK = re.compile(r"<((?:https?|mailto):[^\s>]{1,2000})>")
+_MD_STRONG = re.compile(r"(\*\*|__)(?=\S)(.+?)(?<=\S)\1")
+
+
+def plain_text(markdown: str) -> str:
+    """Markdown as a person reads it in a plain-text email: links as "text (URL)" (or just the URL),
+    no emphasis markers. Lists, quotes and code stay as written (they read well as they are)."""
+    def link(match: re.Match[str]) -> str:
+        label, url = match.group(1).strip(), match.group(2)
+        bare = url.removeprefix("mailto:")
+        return url if label in (url, bare, "") else f"{label} ({url})"
+
+    text = _MD_IMAGE.sub(lambda m: f"{m.group(1) or 'image'} ({m.group(2)})", markdown or "")
+    text = _MD_LINK.sub(link, text)
+    text = _MD_AUTOLINK.sub(r"\1", text)
+    return _MD_STRONG.sub(r"\2", text)
 
 
 def _address(name: str, addr: str) -> Address | str:
@@ -186,8 +260,10 @@ def visible_rows(rows: Sequence[OutboxEmail]) -> tuple[list[OutboxEmail], list[O
         recipient = User.get_or_none(User.id == recipient_id)
         if recipient is None:
             continue
+        # A deleted message is visible as a mark, but nothing is emailed about it.
         seen: dict[int | None, str] = dict(tuples(visible_messages(Viewer.of(recipient), thread_id)
-                                                  .where(Message.id.in_([r.message_id for r in group]))
+                                                  .where(Message.id.in_([r.message_id for r in group])
+                                                         & Message.deleted_at.is_null(True))
                                                   .select(Message.id, Message.visibility)))
         for row in group:
             visibility = seen.get(row.message_id)
@@ -235,7 +311,10 @@ def render_notification(rows: Sequence[OutboxEmail], settings: Settings,
     thread = Thread.get_by_id(lead.thread_id)
     workspace = Workspace.get_by_id(thread.workspace_id)
     messages = list(visible_messages(Viewer.of(recipient), thread)
-                    .where(Message.id.in_([r.message_id for r in rows])).order_by(Message.id))
+                    .where(Message.id.in_([r.message_id for r in rows]) & Message.deleted_at.is_null(True))
+                    .order_by(Message.id))
+    if not messages:
+        raise NothingVisible("the messages were deleted")
     authors = {u.id: u for u in User.select().where(User.id.in_({m.author_id for m in messages}))}
     attachments: dict[int, list[Attachment]] = {}
     for a in Attachment.select().where(Attachment.message.in_([m.id for m in messages])).order_by(Attachment.id):
@@ -245,8 +324,13 @@ def render_notification(rows: Sequence[OutboxEmail], settings: Settings,
     message_id = mail_message_id(row_ids, settings)
     token = reply_token_for(recipient, thread, internal=internal, secret_key=settings.secret_key).token
     unsubscribe = unsubscribe_url(settings, recipient.id, thread.id)
+    secret = email_link_secret(settings, recipient, workspace)
     workspace_name = _one_line(workspace.name, 200) or "Workspace"
-    subject = subject_for(workspace, internal)
+    newest_text = excerpt(messages[-1].text)
+    if not newest_text:
+        files = attachments.get(messages[-1].id, [])
+        newest_text = f"{_one_line(authors[messages[-1].author_id].name)} sent {files[0].name}" if files else ""
+    subject = subject_for(workspace, internal, newest_text)
     last_author = authors[messages[-1].author_id]
     names = sorted({_one_line(authors[m.author_id].name) for m in messages})
     context = {
@@ -258,16 +342,19 @@ def render_notification(rows: Sequence[OutboxEmail], settings: Settings,
                   else f"New {'internal note' if internal else 'message'} in {workspace_name}:"),
         "messages": [{
             "author": _one_line(authors[m.author_id].name),
-            "when": _when(m.created_at),
+            "when": _when(m.created_at, recipient),
             "internal": m.is_internal,
-            "text": m.text,
+            "text": plain_text(m.text),
             "html": sanitize_html(m.html),
-            "attachments": [{"name": a.name, "size": human_size(a.size), "url": attachment_url(settings, a)}
+            "attachments": [{"name": a.name, "size": human_size(a.size),
+                             "url": signed_in_url(settings, secret, attachment_url(settings, a))}
                             for a in attachments.get(m.id, [])],
         } for m in messages],
-        "thread_url": thread_url(settings, recipient, workspace),
+        "thread_url": signed_in_url(settings, secret,
+                                    thread_url(settings, recipient, workspace) + f"#m-{messages[-1].id}"),
         "unsubscribe_url": unsubscribe,
         "reply_above_line": REPLY_ABOVE_LINE,
+        **brand_context(settings),
         "marker_id": f"{HTML_MARKER_ID_PREFIX}{lead.id:x}",
     }
     text = _env.get_template("new_message.txt").render(context)
@@ -288,14 +375,61 @@ def render_notification(rows: Sequence[OutboxEmail], settings: Settings,
     return mail
 
 
+def render_correction(row: OutboxEmail, settings: Settings, now: dt.datetime | None = None) -> EmailMessage:
+    """A short email saying a message emailed earlier was edited, with its text as it reads now; it joins
+    the recipient's thread of notification emails. Raises NothingVisible when the recipient may no longer
+    see the message (or it was deleted)."""
+    visible, _hidden = visible_rows([row])
+    if not visible:
+        raise NothingVisible("the recipient can no longer see this message")
+    recipient = User.get_by_id(row.recipient_id)
+    thread = Thread.get_by_id(row.thread_id)
+    workspace = Workspace.get_by_id(thread.workspace_id)
+    message = Message.get_by_id(row.message_id)
+    author = User.get_by_id(message.author_id)
+    internal = bool(row.internal)
+    workspace_name = _one_line(workspace.name, 200) or "Workspace"
+    subject = "Correction: " + subject_for(workspace, internal, excerpt(message.text))
+    context = {
+        "author": _one_line(author.name), "workspace": workspace_name, "internal": internal,
+        "when": _when(message.created_at, recipient), "text": plain_text(message.text),
+        "html": sanitize_html(message.html), "thread_url": thread_url(settings, recipient, workspace),
+        "reply_above_line": REPLY_ABOVE_LINE,
+    }
+    mail = EmailMessage(policy=MAIL_POLICY)
+    _base_headers(mail, settings, display_name=_one_line(author.name), to_name=recipient.name,
+                  to_address=row.to_address, subject=subject, message_id=mail_message_id([row.id], settings),
+                  now=now or _utcnow())
+    mail["Reply-To"] = format_reply_address(reply_token_for(recipient, thread, internal=internal,
+                                                            secret_key=settings.secret_key).token,
+                                            settings.reply_domain)
+    root = thread_root_id(settings, recipient.id, thread.id, internal)
+    previous = previous_mail_ids(recipient.id, thread.id, internal, before_id=row.id)
+    mail["In-Reply-To"] = previous[-1] if previous else root
+    mail["References"] = " ".join([root, *previous])
+    mail.set_content(_env.get_template("correction.txt").render(context))
+    mail.add_alternative(_env.get_template("correction.html").render(context), subtype="html")
+    return mail
+
+
 def render_login_link(settings: Settings, user: User, url: str, *, invitation: bool = False,
-                      workspace_name: str = "") -> RenderedLoginLink:
-    """Subject and bodies of a sign-in link (or an invitation) email, kept on its outbox row."""
+                      workspace_name: str = "", valid_for: str | None = None,
+                      agency_name: str = "") -> RenderedLoginLink:
+    """Subject and bodies of a sign-in link (or an invitation) email, kept on its outbox row.
+
+    A team member's invitation (invitation without a workspace, user on the team) asks them to choose a
+    password. valid_for says how long the link works ("for 7 days"); by default once, for minutes.
+    """
     workspace = _one_line(workspace_name, 200)
-    subject = (f"You are invited to {workspace} on {PRODUCT}" if invitation and workspace
+    agency = _one_line(agency_name, 200)
+    team_invite = invitation and user.is_team
+    subject = (f"{agency or 'Your agency'} invites you to {PRODUCT}" if team_invite
+               else f"You are invited to {workspace} on {PRODUCT}" if invitation and workspace
                else f"You are invited to {PRODUCT}" if invitation else f"Your sign-in link for {PRODUCT}")
     context = {"subject": subject, "name": _one_line(user.name), "url": url, "invitation": invitation,
-               "workspace": workspace, "minutes": settings.login_link_minutes}
+               "workspace": workspace, "minutes": settings.login_link_minutes, "team_invite": team_invite,
+               "agency": agency, **brand_context(settings),
+               "valid_for": valid_for or f"once and for {settings.login_link_minutes} minutes"}
     return RenderedLoginLink(subject=subject, text=_env.get_template("login_link.txt").render(context),
                              html=_env.get_template("login_link.html").render(context))
 
@@ -322,5 +456,6 @@ def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
-__all__ = ["render_notification", "render_login_link", "stored_mail", "visible_rows", "mail_message_id",
-           "thread_root_id", "subject_for", "NothingVisible", "header_block", "MAIL_POLICY"]
+__all__ = ["render_notification", "render_correction", "render_login_link", "stored_mail", "visible_rows",
+           "mail_message_id", "thread_root_id", "plain_text", "time_zone",
+           "subject_for", "excerpt", "NothingVisible", "header_block", "MAIL_POLICY"]

@@ -31,6 +31,7 @@ from gateway.outbound.login_requests import expand_login_request
 from gateway.outbound.render import (
     NothingVisible,
     header_block,
+    render_correction,
     render_notification,
     stored_mail,
     visible_rows,
@@ -38,7 +39,7 @@ from gateway.outbound.render import (
 from storage import outbox
 from storage.db import connection
 from storage.login_mail import EML_FOLDER, login_mail_name, purge_spent_login_mail
-from storage.mail_log import LOGIN_LINK, LOGIN_REQUEST, NOTIFICATION
+from storage.mail_log import CORRECTION, LOGIN_LINK, LOGIN_REQUEST, NOTIFICATION
 from storage.models import User, utcnow
 from storage.retention import purge_refused_raw_mail
 
@@ -213,6 +214,16 @@ class OutboxWorker:
             except NothingVisible as e:
                 outbox.mark_skipped(visible, str(e))
                 return None
+        elif batch.kind == CORRECTION:
+            visible = rows[:1]
+            if recipient is None or not recipient.active or recipient.email_disabled:
+                outbox.mark_skipped(visible, "recipient deactivated or address disabled")
+                return None
+            try:
+                mail = render_correction(visible[0], self.settings, now)
+            except NothingVisible as e:
+                outbox.mark_skipped(visible, str(e))
+                return None
         else:
             visible = rows[:1]
             if recipient is None or not recipient.active or recipient.email_disabled:
@@ -231,7 +242,7 @@ class OutboxWorker:
         return Prepared(row_ids=tuple(r.id for r in visible), raw=raw,
                         envelope_from=format_bounce_address(bounce_token, self.settings.reply_domain),
                         to_address=lead.to_address,
-                        eml_name=None if batch.kind == NOTIFICATION else login_mail_name(lead.body_text))
+                        eml_name=login_mail_name(lead.body_text) if batch.kind == LOGIN_LINK else None)
 
     # -- helpers --------------------------------------------------------------------------------------
 

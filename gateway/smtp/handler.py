@@ -28,6 +28,7 @@ from gateway.errors import (
 from gateway.inbound import pipeline
 from gateway.inbound.authenticate import resolve_recipient
 from gateway.inbound.mail import InboundMail, Recipient
+from gateway.inbound.refusal_tally import tally as refusal_tally
 from gateway.inbound.store import record_outcome, reset_connection
 from gateway.smtp.committer import GroupCommitter
 from gateway.smtp.threads import Gate, WorkerThreads, grace_seconds, steps_on_loop
@@ -78,6 +79,9 @@ class GatewayHandler:
             return ProcessingTimeout().smtp_reply
         except InboundError as e:
             log.info("refused RCPT %r from %s: %s", address[:200], _peer(session), e.reason)
+            peer = getattr(session, "peer", None)
+            refusal_tally.note(str(peer[0]) if isinstance(peer, tuple) and peer else str(peer or ""), address,
+                               e.reason, e.code, e.text)  # for the mail log, counted, written in batches
             return e.smtp_reply
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)

@@ -221,18 +221,19 @@ def _rendered(messages: list[Any], viewer: Viewer, mode: str, renders: RenderCac
     audience: the cache key holds everything in a rendering that depends on who looks."""
     script_root = request.script_root
 
-    def key(message_id: int, author_id: int) -> tuple[Any, ...]:
-        return (message_id, mode, viewer.role, author_id == viewer.user_id, script_root)
+    def key(m: Message) -> tuple[Any, ...]:
+        # An edit or a delete changes the drawing: its time is part of the key.
+        return (m.id, m.edited_at, m.deleted_at, mode, viewer.role, m.author_id == viewer.user_id, script_root)
 
     html: dict[int, str] = {}
     missing = []
     for m in messages:
-        cached = renders.get(key(m.id, m.author_id))
+        cached = renders.get(key(m))
         if cached is None:
             missing.append(m)
         else:
             html[m.id] = cached
     for view, m in zip(build_views(missing, viewer), missing, strict=True):
         html[view.id] = render_views([view], mode)
-        renders.put(key(m.id, m.author_id), html[view.id])
+        renders.put(key(m), html[view.id])
     return html

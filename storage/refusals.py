@@ -1,0 +1,77 @@
+"""Refusals at RCPT time, for the mail log, counted rather than stored one by one.
+
+A stranger can send any number of RCPT commands, so each is not a row: one row per (network, recipient,
+reason) counts the repeats with the first and last time, and beyond MAX_ROWS distinct rows further ones fold
+into a single "(other)" row per reason. The gateway tallies in memory and writes in batches
+(gateway/inbound/refusal_tally.py).
+"""
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from peewee import AutoField, CharField, DateTimeField, IntegerField, TextField
+
+from storage.db import write_transaction
+from storage.models import BaseModel, utcnow
+
+MAX_ROWS = 10_000
+OTHER = "(other)"
+
+
+class RcptRefusal(BaseModel):
+    id = AutoField()
+    network = CharField(max_length=64)  # the peer's /24 (IPv4) or /64 (IPv6)
+    rcpt_to = CharField(max_length=320)
+    reason = CharField(max_length=40)
+    smtp_code = IntegerField()
+    smtp_text = TextField(default="")
+    first_at = DateTimeField(default=utcnow)
+    last_at = DateTimeField(default=utcnow, index=True)
+    count = IntegerField(default=1)
+
+    class Meta:
+        indexes = ((("network", "rcpt_to", "reason"), True),)
+
+
+@dataclass(frozen=True)
+class Refusal:
+    network: str
+    rcpt_to: str
+    reason: str
+    smtp_code: int
+    smtp_text: str
+
+
+def network_of(peer: str) -> str:
+    """The /24 of an IPv4 address or the /64 of an IPv6 one, so one sender's neighbours count together."""
+    host = (peer or "").strip()
+    if ":" in host and "." not in host:
+        return ":".join(host.split(":")[:4]) + "::/64"
+    parts = host.split(".")
+    return ".".join(parts[:3]) + ".0/24" if len(parts) == 4 else host[:64] or "unknown"
+
+
+def record_refusals(tally: Iterable[tuple[Refusal, int, dt.datetime, dt.datetime]]) -> None:
+    """Adds counted refusals (refusal, how many, first, last) to their rows, in one transaction."""
+    with write_transaction():
+        full = None
+        for refusal, count, first, last in tally:
+            rcpt = refusal.rcpt_to[:320]
+            for attempt in (rcpt, OTHER):
+                key = ((RcptRefusal.network == refusal.network[:64]) & (RcptRefusal.rcpt_to == attempt)
+                       & (RcptRefusal.reason == refusal.reason[:40]))
+                if RcptRefusal.update(count=RcptRefusal.count + count, last_at=last).where(key).execute():
+                    break
+                if full is None:
+                    full = RcptRefusal.select().count() >= MAX_ROWS
+                if full and attempt != OTHER:
+                    continue
+                RcptRefusal.create(network=refusal.network[:64], rcpt_to=attempt, reason=refusal.reason[:40],
+                                   smtp_code=refusal.smtp_code, smtp_text=refusal.smtp_text[:1000],
+                                   first_at=first, last_at=last, count=count)
+                break
+
+
+__all__ = ["RcptRefusal", "Refusal", "network_of", "record_refusals", "MAX_ROWS"]
