@@ -24,13 +24,13 @@ def search_messages(viewer: Viewer, thread: Thread | int, query: str) -> ModelSe
     return _matching(visible_messages(viewer, thread), query)
 
 
-def search_everywhere(viewer: Viewer, query: str) -> ModelSelect:
+def search_everywhere(viewer: Viewer, query: str) -> ModelSelect[Message]:
     """Messages of every workspace viewer may open, that viewer may see and that contain every word of
     query, newest first."""
     return _matching(visible_messages_anywhere(viewer), query)
 
 
-def _matching(base: ModelSelect, query: str) -> ModelSelect:
+def _matching(base: ModelSelect[Message], query: str) -> ModelSelect[Message]:
     terms = search_terms(query)
     if not terms:
         return base.where(SQL("1 = 0"))

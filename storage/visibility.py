@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from peewee import ModelSelect, fn
 
-from storage.db import PreparedQuery
+from storage.db import PreparedQuery, tuples
 from storage.models import (
     CLIENT,
     TEAM,
@@ -99,7 +99,7 @@ def can_see(viewer: Viewer, message: Message) -> bool:
     return visible_messages(viewer, message.thread_id).where(Message.id == message.id).exists()
 
 
-def visible_versions(viewer: Viewer, message_ids: Iterable[int]) -> ModelSelect:
+def visible_versions(viewer: Viewer, message_ids: Iterable[int]) -> ModelSelect[MessageVersion]:
     """Earlier texts of edited messages, for those of message_ids that viewer may see (through the rule:
     a version is visible exactly when its message is), oldest first."""
     ids = list(message_ids)
@@ -107,9 +107,10 @@ def visible_versions(viewer: Viewer, message_ids: Iterable[int]) -> ModelSelect:
         return MessageVersion.select().where(MessageVersion.id.is_null(True) & MessageVersion.id.is_null(False))
     threads = Message.select(Message.thread).where(Message.id.in_(ids)).distinct()
     allowed: list[int] = []
-    for (thread_id,) in threads.tuples():
-        allowed.extend(m for (m,) in visible_messages(viewer, thread_id).where(Message.id.in_(ids))
-                       .select(Message.id).tuples())
+    thread_ids: list[int] = [row[0] for row in tuples(threads)]
+    for thread_id in thread_ids:
+        visible = visible_messages(viewer, thread_id).where(Message.id.in_(ids)).select(Message.id)
+        allowed.extend(row[0] for row in tuples(visible))
     return (MessageVersion.select().where(MessageVersion.message.in_(allowed))
             .order_by(MessageVersion.message, MessageVersion.id))
 
@@ -165,7 +166,7 @@ def visible_threads(viewer: Viewer) -> ModelSelect[Thread]:
     return query.where(Thread.workspace.in_(workspaces))
 
 
-def visible_messages_anywhere(viewer: Viewer) -> ModelSelect:
+def visible_messages_anywhere(viewer: Viewer) -> ModelSelect[Message]:
     """The messages of every thread viewer may open that viewer may see (search across workspaces): the
     same rule as visible_messages, applied to all of visible_threads(viewer) at once."""
     if viewer.role == OPERATOR:

@@ -9,10 +9,11 @@ from typing import Any
 
 import pytest
 from outbound_relay import CapturingRelay
-from test_events import parse_sse, stream_body
+from test_events import DEADLINE, connected, last_event_id, open_stream, server, server_settings  # noqa: F401
 from test_outbox import send_due
 from web_support import CLIENT_TEXT, INTERNAL_TEXT, World, attach, newest, post_form, sign_in
 
+from storage.directory import set_team_role
 from storage.mail_log import CORRECTION, PENDING, SENT, SKIPPED, OutboxEmail, ThreadEvent
 from storage.models import Attachment, Message, MessageVersion
 from storage.posting import PostingError, delete_message, edit_message, post_message, send_correction
@@ -50,7 +51,9 @@ def test_only_the_author_edits_and_only_author_or_admin_deletes(world: World, ma
     with pytest.raises(PostingError):
         delete_message(world.public, world.client)
     assert can_delete(world.client, client_post)
-    assert can_delete(other_team, client_post)  # team members without a role are admins (see is_admin)
+    assert not can_delete(other_team, client_post)  # a member deletes only their own messages
+    set_team_role(other_team, "admin")
+    assert can_delete(other_team, client_post)
     assert not can_delete(world.other, world.public)  # another workspace's client
     assert reload(world.public).text == CLIENT_TEXT
 
@@ -165,22 +168,27 @@ def test_clients_never_see_plumbing_words(app: Any, world: World) -> None:
 # --- live ------------------------------------------------------------------------------------------------
 
 
-def test_edits_and_deletes_reach_open_pages_but_internal_ones_never_reach_clients(app: Any, world: World) -> None:
-    start = ThreadEvent.select().order_by(ThreadEvent.id.desc()).get().id
+def test_edits_and_deletes_reach_open_pages_but_internal_ones_never_reach_clients(server: Any, world: World) -> None:  # noqa: E501, F811
+    start = last_event_id()
+    client = connected(open_stream(server, world.client, start))
+    team = connected(open_stream(server, world.team, start))
     edit_message(world.public, world.team, "Edited for everyone")
     edit_message(reload(world.internal), world.team, "INTERNAL-EDIT-WORDS")
     delete_message(reload(world.internal), world.team)
     delete_message(reload(world.public), world.team)
-    client_events = parse_sse(stream_body(app, world.client, f"/events/w/acme?after={start}"))
-    kinds = [(e["event"], e["data"]["message_id"]) for e in client_events if e.get("event") in ("edit", "delete")]
-    assert kinds == [("edit", world.public.id), ("delete", world.public.id)]
-    body = "".join(str(e["data"]) for e in client_events)
+    changes = ("edit", "delete")
+    client.wait_for(lambda e: e.event == "delete" and e.data.get("message_id") == world.public.id, DEADLINE)
+    team.wait_for(lambda e: e.event == "delete" and e.data.get("message_id") == world.public.id, DEADLINE)
+    client.close()
+    team.close()
+    client_events = [e for e in client.seen if e.event in changes]
+    assert [(e.event, e.data["message_id"]) for e in client_events] == [
+        ("edit", world.public.id), ("delete", world.public.id)]
+    body = repr([e.data for e in client.seen])
     assert "INTERNAL-EDIT-WORDS" not in body and INTERNAL_TEXT not in body
     # Each event carries the message as it is now (the cache keeps no stale drawing).
-    assert "Message deleted" in client_events[-1]["data"]["html"]
-    team_events = parse_sse(stream_body(app, world.team, f"/events/w/acme?after={start}"))
-    assert [e["event"] for e in team_events if e.get("event") in ("edit", "delete")] == [
-        "edit", "edit", "delete", "delete"]
+    assert "Message deleted" in client_events[-1].data["html"]
+    assert [e.event for e in team.seen if e.event in changes] == ["edit", "edit", "delete", "delete"]
 
 
 # --- emails ----------------------------------------------------------------------------------------------

@@ -204,6 +204,8 @@ def _emailed_before_edit(messages: list[Message]) -> tuple[set[int], set[int]]:
                    & (((OutboxEmail.kind == NOTIFICATION) & (OutboxEmail.status == SENT))
                       | (OutboxEmail.kind == CORRECTION))))
     for row in rows:
+        if row.message_id is None:
+            continue
         when = edited_at[row.message_id]
         if row.kind == NOTIFICATION and row.sent_at is not None and row.sent_at < when:
             emailed.add(row.message_id)
