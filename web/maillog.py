@@ -51,15 +51,16 @@ def _refusals_of(workspace: Workspace | None) -> Any:
     """RCPT refusals; for a workspace, those of its (revoked or archived) reply addresses. Only the tokens'
     hashes are stored, so each refused address's token is hashed and looked for among the workspace's."""
     from gateway.addresses import parse_reply_address
+    from storage.db import tuples
     from storage.tokens import hash_secret
 
     query = RcptRefusal.select()
     if workspace is not None:
         domain = app_settings().reply_domain
-        hashes = {h for (h,) in ReplyToken.select(ReplyToken.token_hash).where(
-            ReplyToken.thread.in_(Thread.select(Thread.id).where(Thread.workspace == workspace))).tuples()}
+        hashes = {row[0] for row in tuples(ReplyToken.select(ReplyToken.token_hash).where(
+            ReplyToken.thread.in_(Thread.select(Thread.id).where(Thread.workspace == workspace))))}
         ids = []
-        for row_id, rcpt_to in RcptRefusal.select(RcptRefusal.id, RcptRefusal.rcpt_to).tuples():
+        for row_id, rcpt_to in tuples(RcptRefusal.select(RcptRefusal.id, RcptRefusal.rcpt_to)):
             token = parse_reply_address(rcpt_to, domain)
             if token and hash_secret(token.lower()) in hashes:
                 ids.append(row_id)
