@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import re
 import time
 import zipfile
 from html.parser import HTMLParser
@@ -241,4 +242,9 @@ def test_trimming_plain_text_never_invents_a_line(lines):
     result = preview_reply(text.encode())
     source = text.replace("\r", "")
     for line in result.splitlines():
-        assert line.strip() in source
+        if line.startswith(":::"):
+            continue  # the fence of a forwarded-message block (gateway/inbound/forwards.py), not a line of text
+        header = re.fullmatch(r"\*\*(From|Date|Subject):\*\* (.*)", line)
+        if header:  # a forwarded message's header, its value escaped for Markdown
+            line = re.sub(r"\\([\\`*_\[\]])", r"\1", header.group(2))
+        assert line.strip() in " ".join(source.split()) or line.strip() in source
