@@ -746,7 +746,8 @@
         catch (e) { answer = { error: "The server answered " + xhr.status + "; your message was not sent." }; }
         if (answer.error) { showError(answer.error); files.forEach(function (f) { f.bar.value = 0; }); return; }
         showError("");
-        appendMessage(answer.html, answer.id);
+        // The live stream may have drawn it first, without this author's Edit/Delete menu: take ours.
+        if (!appendMessage(answer.html, answer.id)) { replaceMessage(answer.html, answer.id); }
         scrollToBottom();
         text.value = "";
         saveDraft();
