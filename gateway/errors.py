@@ -80,6 +80,13 @@ class AutoReply(Dropped):
     text = "Received; automatic replies are not posted."
 
 
+class ClientAway(AutoReply):
+    """A client contact's out-of-office reply: not posted; the team is shown that they are away
+    (gateway/inbound/away.py). Its sender is told exactly what any auto-reply is told."""
+
+    reason = "away"
+
+
 class Bounce(Dropped):
     reason = "bounce"
     text = "Received; delivery reports are recorded, not posted."

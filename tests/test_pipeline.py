@@ -65,7 +65,7 @@ def test_a_small_raw_mail_is_kept_in_the_database_and_a_large_one_in_the_file_st
 
 
 @pytest.mark.parametrize("name, dropped", [
-    ("auto_reply.eml", errors.AutoReply),
+    ("auto_reply.eml", errors.ClientAway),
     ("precedence_bulk.eml", errors.AutoReply),
     ("own_loop.eml", errors.OwnLoop),
     ("bounce_dsn.eml", errors.Bounce),

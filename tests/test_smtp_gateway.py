@@ -161,8 +161,8 @@ def test_refusals_at_data_carry_their_code_and_sentence_and_are_recorded(gateway
 
 
 @pytest.mark.parametrize("name, dropped", [
-    ("auto_reply.eml", errors.AutoReply),
-    ("out_of_office_subject.eml", errors.AutoReply),
+    ("auto_reply.eml", errors.ClientAway),
+    ("out_of_office_subject.eml", errors.ClientAway),
     ("precedence_bulk.eml", errors.AutoReply),
     ("read_receipt.eml", errors.AutoReply),
     ("own_loop.eml", errors.OwnLoop),

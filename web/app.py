@@ -100,6 +100,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         api,
         attachments,
         auth,
+        away,
         branding,
         maillog,
         members,
@@ -121,6 +122,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(branding.bp)
     app.register_blueprint(team.bp)
     app.register_blueprint(members.bp)
+    app.register_blueprint(away.bp)  # no routes: the team's "away" note and marks
     app.register_blueprint(portal.bp, url_prefix="/portal")
     app.register_blueprint(attachments.bp)
     app.register_blueprint(live_views.bp)

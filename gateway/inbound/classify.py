@@ -60,23 +60,39 @@ class BounceReport:
     diagnostic: str  # the reporting server's own words, shortened
 
 
+# What auto_reply_kind() tells apart: only a person's own auto-responder says the person is away.
+OUT_OF_OFFICE = "out_of_office"  # vacation notices, auto-responders (RFC 3834 Auto-Submitted, X-Autoreply, subject)
+MASS_MAIL = "mass_mail"  # Precedence: bulk, junk or list
+ROBOT = "robot"  # a no-reply sender
+READ_RECEIPT = "read_receipt"  # a message disposition notification: the person is there
+_NOT_AWAY_PRECEDENCE = re.compile(r"\b(?:bulk|junk|list)\b", re.IGNORECASE)
+
+
 def is_auto_reply(parsed: ParsedMail, from_address: str = "") -> bool:
     """Whether the mail was written by a program: auto-responders, vacation notices, robots."""
+    return auto_reply_kind(parsed, from_address) is not None
+
+
+def auto_reply_kind(parsed: ParsedMail, from_address: str = "") -> str | None:
+    """Which kind of program wrote the mail (OUT_OF_OFFICE, MASS_MAIL, ROBOT, READ_RECEIPT), or None: a person."""
     headers = parsed.headers
+    precedence = headers.get("precedence", ())
+    if any(_NOT_AWAY_PRECEDENCE.search(v) for v in precedence):
+        return MASS_MAIL
+    if from_address and _ROBOT_SENDER.match(from_address):
+        return ROBOT
+    if parsed.content_type == "multipart/report" and parsed.report_type == "disposition-notification":
+        return READ_RECEIPT
     submitted = headers.get("auto-submitted")
     if submitted and any(not v.strip().lower().startswith("no") for v in submitted):
-        return True
-    if any(_PRECEDENCE.search(v) for v in headers.get("precedence", ())):
-        return True
+        return OUT_OF_OFFICE
+    if any(_PRECEDENCE.search(v) for v in precedence):
+        return OUT_OF_OFFICE  # Precedence: auto_reply
     for name, values in headers.items():
         if _AUTO_HEADER_NAME.match(name) and not _NOT_AUTO_HEADER_NAME.match(name) and name != "auto-submitted":
             if any(v.strip().lower() not in ("no", "false", "0") for v in values):
-                return True
-    if from_address and _ROBOT_SENDER.match(from_address):
-        return True
-    if parsed.content_type == "multipart/report" and parsed.report_type == "disposition-notification":
-        return True  # a read receipt
-    return bool(_AUTO_SUBJECT.match(parsed.header("subject")[:500]))
+                return OUT_OF_OFFICE
+    return OUT_OF_OFFICE if _AUTO_SUBJECT.match(parsed.header("subject")[:500]) else None
 
 
 def detect_bounce(parsed: ParsedMail, envelope_sender: str = "", from_address: str = "") -> BounceReport | None:
@@ -124,7 +140,9 @@ def is_our_loop(parsed: ParsedMail, from_address: str, reply_domain: str, mail_f
 
 
 def drop_automatic_mail(mail: InboundMail) -> None:
-    """Step: drop bounces (noting hard ones on the notification), auto-replies and our own loop."""
+    """Step: drop bounces (noting hard ones on the notification), auto-replies and our own loop. An
+    out-of-office reply to a reply address is marked for note_client_away (gateway/inbound/away.py),
+    which drops it too."""
     parsed = mail.parsed
     assert parsed is not None
     to_bounce_address = [r for r in mail.recipients if r.kind == BOUNCE]
@@ -138,7 +156,11 @@ def drop_automatic_mail(mail: InboundMail) -> None:
         raise Bounce(detail=f"status {report.status or '?'} {report.diagnostic}"[:300])
     if is_our_loop(parsed, mail.from_address, mail.settings.reply_domain, mail.settings.effective_mail_from):
         raise OwnLoop()
-    if is_auto_reply(parsed, mail.from_address):
+    kind = auto_reply_kind(parsed, mail.from_address)
+    if kind == OUT_OF_OFFICE and any(r.kind != BOUNCE for r in mail.recipients):
+        mail.out_of_office = True  # dropped by the next step, which may note its writer as away
+        return
+    if kind is not None:
         raise AutoReply()
     if to_bounce_address and len(to_bounce_address) == len(mail.recipients):
         # Something else sent to a notification's envelope sender: no person replies there.

@@ -75,6 +75,12 @@ class InboundMail:
 
     # --- drop_automatic_mail
     outbox_email_id: int | None = None  # a bounce: the notification it is about
+    out_of_office: bool = False  # an auto-reply that may say its writer is away (decided by note_client_away)
+
+    # --- note_client_away (gateway/inbound/away.py)
+    away_user_ids: list[int] = field(default_factory=list)  # client contacts to note as away with the outcome
+    away_back_on: dt.date | None = None  # their return date, when the auto-reply gives one
+    away_said_until: bool = False  # it gave it as "until" the day before away_back_on
 
     # --- authenticate_sender
     targets: list[Target] = field(default_factory=list)

@@ -20,6 +20,7 @@ from peewee import DatabaseError, InterfaceError
 from gateway.errors import Accepted, DatabaseBusy, Deferred, InboundError, Outcome, ProcessingTimeout, ReplyTooLong
 from gateway.inbound.attachments import collect_attachments
 from gateway.inbound.authenticate import authenticate_sender
+from gateway.inbound.away import note_client_away, read_return_date
 from gateway.inbound.classify import drop_automatic_mail
 from gateway.inbound.extract import reply_from_parts
 from gateway.inbound.files import WriteAtCommit
@@ -49,6 +50,7 @@ def extract_reply_text(mail: InboundMail) -> None:
 STEPS = (
     parse_mail,  # parse.py: keep the raw mail, read it with flanker (stdlib on broken MIME)
     drop_automatic_mail,  # classify.py: bounces, auto-replies, our own loop -> Dropped (before any refusal)
+    note_client_away,  # away.py: an out-of-office reply -> Dropped; from a client contact, noted as away
     authenticate_sender,  # authenticate.py: From must be the token's owner, still active and with access
     extract_reply_text,  # extract.py: the new text only, quotes and signature cut
     collect_attachments,  # attachments.py: files stored; nothing at all -> Rejected 550 5.6.0
@@ -94,6 +96,8 @@ async def run(mail: InboundMail, committer: Committer, run_in_thread: Callable[.
         outcome = outcome_of(mail, e)
     if keeps_too_much(mail, outcome):
         await run_in_thread(keep_head_only, mail)
+    if mail.away_user_ids:  # a client contact's out-of-office reply (away.py)
+        await run_in_thread(read_return_date, mail, outcome)
     await committer.record(mail, outcome)
     _log(mail, outcome)
     return outcome

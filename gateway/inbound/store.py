@@ -16,6 +16,7 @@ import logging
 from typing import Any
 
 from gateway.errors import Accepted, Duplicate, NotPostable, Outcome, ProcessingTimeout
+from gateway.inbound.away import write_away
 from gateway.inbound.mail import InboundMail
 from gateway.inbound.parse import clean
 from storage.db import PreparedInsert, PreparedQuery, database, write_transaction
@@ -83,6 +84,7 @@ def record_row(mail: InboundMail, outcome: Outcome) -> int:
     fields = row_fields(mail, outcome, reply_token=tokens[0] if tokens else None)
     row_id = _INSERT_OUTCOME.execute(tuple(fields[name] for name in ROW_FIELDS))
     assert row_id is not None  # inserted without ON CONFLICT: a row, or an error
+    write_away(mail, row_id)  # a client contact's out-of-office reply: they are away (gateway/inbound/away.py)
     return row_id
 
 
