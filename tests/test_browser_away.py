@@ -1,0 +1,112 @@
+"""Client is away, in a real browser against the real product (`workrate run`): a client contact's
+out-of-office reply goes to the running gateway over SMTP; the team's thread page shows the note beside the
+composer and the workspace list shows the mark, at desktop and phone sizes (screenshots to WORKRATE_SHOTS,
+default artifacts/screenshots/away), with nothing sticking out sideways; the client's portal shows nothing.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import os
+import smtplib
+from collections.abc import Iterator
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import pytest
+from browser_support import (
+    DESKTOP,
+    PHONE,
+    SCREENSHOTS,
+    Product,
+    browser_unavailable_reason,
+    horizontal_overflow,
+    launch,
+    new_context,
+    open_magic_link,
+    running_product,
+    sign_in_team,
+)
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+_reason = browser_unavailable_reason()
+if _reason:
+    pytest.skip(_reason, allow_module_level=True)
+
+from playwright.sync_api import expect, sync_playwright  # noqa: E402
+from procs import wait_until  # noqa: E402
+
+SHOTS = Path(os.environ.get("WORKRATE_SHOTS", str(SCREENSHOTS / "away")))
+TEAM, TEAM_PASSWORD = "kim@agency.test", "kim's long password"
+CLIENT = "dana@northwind.test"
+
+
+@pytest.fixture(scope="module")
+def product(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Product]:
+    with running_product(tmp_path_factory.mktemp("browser-away")) as p:
+        yield p
+
+
+def shoot(page: Any, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    for size, label in ((DESKTOP, "desktop"), (PHONE, "phone")):
+        page.set_viewport_size(size)
+        page.screenshot(path=str(SHOTS / f"{name}-{label}.png"), full_page=True)
+        assert horizontal_overflow(page) == [], f"{name} at {label} size"
+    page.set_viewport_size(DESKTOP)
+
+
+def test_team_sees_the_away_note_and_mark_and_the_client_does_not(product: Product) -> None:
+    product.cli("user", "add", TEAM, "--name", "Kim Lee", "--team", "--password", TEAM_PASSWORD)
+    product.cli("workspace", "create", "Northwind Traders", "--slug", "northwind")
+    product.cli("workspace", "create", "Globex Ltd", "--slug", "globex")
+    product.cli("user", "add", CLIENT, "--name", "Dana Whitfield", "--client", "northwind", "--messages-access")
+    product.cli("post", "northwind", "The first mockups are attached; could you look at them this week?",
+                "--as", TEAM)
+    product.cli("post", "globex", "Kick-off is on Monday.", "--as", TEAM)
+    address = product.cli("reply-address", "northwind", "--as", CLIENT).strip().splitlines()[-1]
+    back = dt.date.today() + dt.timedelta(days=12)
+    mail = EmailMessage()
+    mail["From"], mail["To"] = f"Dana Whitfield <{CLIENT}>", address
+    mail["Subject"], mail["Auto-Submitted"] = "Out of office: Northwind Traders", "auto-replied"
+    mail.set_content(f"Thank you for your message. I am out of the office until {back.day} {back:%B %Y} "
+                     "with no access to email.\n\nDana")
+    with smtplib.SMTP("127.0.0.1", int(product.env["WORKRATE_SMTP_PORT"]), timeout=30) as smtp:
+        smtp.send_message(mail, from_addr=CLIENT, to_addrs=[address])
+    wait_until(lambda: "away" in product.cli("inbound"), 30, "the auto-reply in the inbound log")
+
+    with sync_playwright() as playwright:
+        browser = launch(playwright)
+        team_ctx, client_ctx = new_context(browser), new_context(browser)
+        try:
+            team = team_ctx.new_page()
+            sign_in_team(team, product, TEAM, TEAM_PASSWORD)
+            team.goto(f"{product.url}/w/northwind")
+            note = team.locator("#away-note")
+            expect(note).to_contain_text(f"Dana Whitfield is away until {back:%a} {back.day} {back:%b}")
+            # Beside the composer: right above it.
+            assert team.evaluate("""() => document.getElementById('away-note').getBoundingClientRect().bottom
+                                    <= document.getElementById('composer').getBoundingClientRect().top + 1""")
+            shoot(team, "away-composer-note")
+            team.set_viewport_size({"width": 1440, "height": 900})  # wide enough for the live sidebar
+            expect(team.locator("#sidebar-list .away-mark")).to_have_count(1)
+            team.screenshot(path=str(SHOTS / "away-sidebar-wide.png"))
+            team.set_viewport_size(DESKTOP)
+            team.goto(f"{product.url}/workspaces")
+            mark = team.locator('#workspaces li[data-slug="northwind"] .away-mark')
+            expect(mark).to_contain_text("Dana Whitfield away until")
+            expect(team.locator('#workspaces li[data-slug="globex"] .away-mark')).to_have_count(0)
+            shoot(team, "away-workspace-list")
+
+            client = client_ctx.new_page()
+            open_magic_link(client, product.login_link(CLIENT))
+            for path in ("/portal/", "/portal/w/northwind"):
+                client.goto(f"{product.url}{path}")
+                html = client.content()
+                assert "away-note" not in html and "away-mark" not in html and "out of the office" not in html
+                assert "is away" not in html and "away until" not in html
+        finally:
+            team_ctx.close()
+            client_ctx.close()
+            browser.close()
