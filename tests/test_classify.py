@@ -8,7 +8,17 @@ import pytest
 from gateway_support import eml
 
 from gateway.inbound.authenticate import dmarc_failed
-from gateway.inbound.classify import BounceReport, detect_bounce, is_auto_reply, is_our_loop
+from gateway.inbound.classify import (
+    MASS_MAIL,
+    OUT_OF_OFFICE,
+    READ_RECEIPT,
+    ROBOT,
+    BounceReport,
+    auto_reply_kind,
+    detect_bounce,
+    is_auto_reply,
+    is_our_loop,
+)
 from gateway.inbound.parse import parse_bytes, sender_of
 
 
@@ -104,3 +114,25 @@ def test_is_our_loop(desc, raw, ours):
 def test_dmarc_failed(desc, lines, trusted, failed):
     # Only the trusted MTA's verdict counts, and only its newest one.
     assert dmarc_failed(parse_bytes(headers(*lines)), trusted) is failed
+
+
+KINDS = [
+    (eml("auto_reply.eml", to="x@reply.test"), OUT_OF_OFFICE),
+    (eml("out_of_office_subject.eml", to="x@reply.test"), OUT_OF_OFFICE),
+    (headers("Auto-Submitted: auto-generated"), OUT_OF_OFFICE),
+    (headers("X-Autoreply: yes"), OUT_OF_OFFICE),
+    (headers("Precedence: auto_reply"), OUT_OF_OFFICE),
+    (headers("Subject: Abwesenheitsnotiz: Acme"), OUT_OF_OFFICE),
+    # Automatic, but saying nothing about the person being away: never noted as "away".
+    (eml("precedence_bulk.eml", to="x@reply.test"), MASS_MAIL),
+    (headers("Precedence: list", "Auto-Submitted: auto-generated"), MASS_MAIL),
+    (eml("read_receipt.eml", to="x@reply.test"), READ_RECEIPT),
+    (b"From: Robot <no-reply@acme.test>\r\nAuto-Submitted: auto-replied\r\n\r\nHi\r\n", ROBOT),
+    (eml("plain_reply.eml", to="x@reply.test"), None),
+]
+
+
+@pytest.mark.parametrize("raw, kind", KINDS)
+def test_auto_reply_kind_tells_an_out_of_office_reply_from_other_automatic_mail(raw: bytes, kind: str | None):
+    parsed = parse_bytes(raw)
+    assert auto_reply_kind(parsed, sender_of(parsed)[1]) == kind
