@@ -39,6 +39,7 @@ class Away:
 
     user_id: int
     name: str
+    email: str
     since: dt.datetime
     back_on: dt.date | None
     said_until: bool
@@ -84,7 +85,7 @@ def away_contacts(user_ids: Iterable[int], now: dt.datetime | None = None) -> di
     newest = (Message.select(Message.author, fn.MAX(Message.created_at))
               .where(Message.author.in_([r.user_id for r in rows])).group_by(Message.author).tuples())
     last_post = dict(cast(Iterable[tuple[int, dt.datetime]], newest))
-    return {r.user_id: Away(r.user_id, r.user.name, r.since, r.back_on, r.said_until)
+    return {r.user_id: Away(r.user_id, r.user.name, r.user.email, r.since, r.back_on, r.said_until)
             for r in rows if (last_post.get(r.user_id) or dt.datetime.min) <= r.since}
 
 

@@ -1,7 +1,8 @@
 """Client is away, in a real browser against the real product (`workrate run`): a client contact's
 out-of-office reply goes to the running gateway over SMTP; the team's thread page shows the note beside the
 composer and the workspace list shows the mark, at desktop and phone sizes (screenshots to WORKRATE_SHOTS,
-default artifacts/screenshots/away), with nothing sticking out sideways; the client's portal shows nothing.
+default artifacts/screenshots/away), with nothing sticking out sideways; the client's portal shows nothing;
+the contact's next message takes the note off the team's open page as it arrives.
 """
 from __future__ import annotations
 
@@ -106,6 +107,17 @@ def test_team_sees_the_away_note_and_mark_and_the_client_does_not(product: Produ
                 html = client.content()
                 assert "away-note" not in html and "away-mark" not in html and "out of the office" not in html
                 assert "is away" not in html and "away until" not in html
+
+            # The contact writes: the team's open page drops the note as the message arrives live, and the
+            # workspace list no longer marks them.
+            team.goto(f"{product.url}/w/northwind")
+            expect(team.locator("#thread")).to_have_attribute("data-live", "on")
+            expect(team.locator("#away-note")).to_be_visible()
+            product.cli("post", "northwind", "Back early, the mockups look great.", "--as", CLIENT)
+            expect(team.locator("#messages .message", has_text="Back early")).to_be_visible()
+            expect(team.locator("#away-note")).to_have_count(0)
+            team.goto(f"{product.url}/workspaces")
+            expect(team.locator(".away-mark")).to_have_count(0)
         finally:
             team_ctx.close()
             client_ctx.close()

@@ -251,6 +251,22 @@
     timer = window.setInterval(refresh, SIDEBAR_REFRESH_MS);
   }
 
+  // "Client is away" (templates/team/_away_note.html): a contact who writes is back, so a message of theirs
+  // arriving live takes them off the note (the server decides the same on the next page load).
+  function setupAwayNote(thread) {
+    var note = $("#away-note");
+    if (!note) { return; }
+    thread.addEventListener("workrate:arrived", function () {
+      var newest = $("#messages") && $("#messages").lastElementChild;
+      var author = newest && newest.dataset.author;
+      if (!author) { return; }
+      note.querySelectorAll(".away").forEach(function (el) {
+        if (el.dataset.email === author) { el.remove(); }
+      });
+      if (!note.querySelector(".away")) { note.remove(); }
+    });
+  }
+
   // The person's time zone for emails, taken from the browser once (editable on their account page).
   function rememberTimeZone() {
     var body = document.body;
@@ -777,6 +793,7 @@
       setupMessageActions(thread);
       setupJump(thread);
       setupSidebar(thread);
+      setupAwayNote(thread);
       setupNotifyButton(thread);
       if (location.hash) { highlightTarget(); }
       else if (firstUnread && firstUnread.previousElementSibling) {
