@@ -37,7 +37,12 @@ def test_client_without_access_gets_a_friendly_page(app: Any, world: World) -> N
 
 
 def test_client_page_never_contains_internal_text(app: Any, world: World) -> None:
-    # Thread page, older page, search and post answers: no internal note text, no internal marker.
+    # Thread page, older page, search and post answers: no internal note text, no internal marker, and no
+    # "away" status (the team's note about the client's own out-of-office reply).
+    from storage.away import record_away
+    from storage.models import utcnow
+
+    record_away(world.client.id, since=utcnow(), back_on=None, said_until=False, inbound_email_id=None)
     client = sign_in(app.test_client(), world.client)
     pages = [
         client.get("/portal/w/acme").get_data(as_text=True),
@@ -51,6 +56,7 @@ def test_client_page_never_contains_internal_text(app: Any, world: World) -> Non
         assert INTERNAL_TEXT not in html and "budget.txt" not in html
         assert 'data-visibility="internal"' not in html
         assert f'id="m-{world.internal.id}"' not in html
+        assert "away-note" not in html and "away-mark" not in html and "auto-reply on" not in html
     assert CLIENT_TEXT in pages[0]
     assert 'id="internal-toggle"' not in pages[0]
 
