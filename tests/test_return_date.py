@@ -20,6 +20,7 @@ CASES = [
     ("I'll be back in the office on Monday, December 14th.", D(2026, 12, 14), BACK),
     ("I return on 2027-01-04.", D(2027, 1, 4), BACK),
     ("I'm on leave, back Monday.", D(2026, 12, 7), BACK),
+    ("I am on holiday from 20 December to 4 January, without email.", D(2027, 1, 5), UNTIL),
     # German
     ("Ich bin bis zum 12.01. nicht im Büro.", D(2027, 1, 13), UNTIL),
     ("Vielen Dank. Ich bin ab dem 4. Januar 2027 wieder erreichbar.", D(2027, 1, 4), BACK),
@@ -29,9 +30,11 @@ CASES = [
     ("Je suis absent jusqu'au 12 janvier inclus.", D(2027, 1, 13), UNTIL),
     ("Je serai de retour le lundi 4 janvier.", D(2027, 1, 4), BACK),
     ("Je suis en congés jusqu’au 1er janvier.", D(2027, 1, 2), UNTIL),
+    ("Je suis absente du 21 décembre au 3 janvier.", D(2027, 1, 4), UNTIL),
     # Spanish
     ("Estaré fuera de la oficina hasta el 12 de enero.", D(2027, 1, 13), UNTIL),
     ("Estaré de vuelta el lunes 4 de enero.", D(2027, 1, 4), BACK),
+    ("Estoy de vacaciones del 20 de diciembre al 6 de enero.", D(2027, 1, 7), UNTIL),
     # Dutch
     ("Ik ben afwezig tot en met 8 januari.", D(2027, 1, 9), UNTIL),
     ("Ik ben weer aanwezig op maandag 11 januari.", D(2027, 1, 11), BACK),
@@ -41,6 +44,7 @@ CASES = [
     # Italian
     ("Sono fuori ufficio fino al 10 gennaio.", D(2027, 1, 11), UNTIL),
     ("Rientro il 7 gennaio 2027.", D(2027, 1, 7), BACK),
+    ("Sono in ferie dal 22 dicembre al 6 gennaio.", D(2027, 1, 7), UNTIL),
     # No return date, or none that can be one
     ("I am currently out of the office with limited access to email.", None, None),
     ("Thank you for your email. I will get back to you as soon as possible.", None, None),
@@ -68,3 +72,10 @@ def test_until_names_the_last_day_away():
 def test_day_without_year_is_the_next_one():
     assert return_date("Back on 2 December.", RECEIVED).back_on == D(2027, 12, 2)  # type: ignore[union-attr]
     assert return_date("Zurück am 02.12.", RECEIVED).back_on == D(2027, 12, 2)  # type: ignore[union-attr]
+
+
+def test_a_text_full_of_return_phrases_is_read_only_so_far():
+    # A hostile auto-reply: thousands of "until" with nothing readable after them, then a date: not read.
+    text = "until then " * 2000 + "back on 12 January."
+    assert return_date(text, RECEIVED) is None
+    assert return_date("until then " * 3 + "back on 12 January.", RECEIVED).back_on == D(2027, 1, 12)  # type: ignore[union-attr]

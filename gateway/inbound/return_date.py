@@ -18,6 +18,7 @@ from typing import Any
 SCAN_CHARS = 4000  # an auto-reply says when its writer is back near its start
 FRAGMENT_CHARS = 60  # the words after a return phrase that may hold its date
 LATEST = dt.timedelta(days=366)  # a return date further off is not one
+_MAX_TRIES = 8  # return phrases tried: a text full of "until" costs no more than this many reads
 _MAX_WORDS = 5  # a date in words: "lundi 4 janvier 2027", "the 12th of January"
 
 BACK = "back"  # the phrase names the first day back ("back on 12 January")
@@ -31,14 +32,17 @@ _PHRASES: list[tuple[str, str, str]] = [
     ("en", BACK, r"\breturn(?:ing|s)?(?:\s+to\s+(?:the|my)\s+(?:office|desk|work))?(?:\s+(?:on|from))?"),
     ("en", BACK, r"\b(?:in\s+the\s+office|available)\s+again(?:\s+(?:on|from))?"),
     ("en", UNTIL, r"\b(?:until|till|through|thru)(?:\s+and\s+including)?"),
+    ("en", UNTIL, r"\bfrom(?:\s+[\w,.]+){1,4}?\s+(?:to|-|–)"),  # "from 20 December to 4 January"
     ("de", BACK, r"\b(?:zurück|wieder\s+(?:im\s+büro|erreichbar|da|verfügbar))(?:\s+(?:am|ab))?(?:\s+dem)?"),
     ("de", BACK, r"\bab(?:\s+dem|\s+montag|\s+dienstag|\s+mittwoch|\s+donnerstag|\s+freitag)?(?=\s+\d)"),
     ("de", UNTIL, r"\bbis(?:\s+(?:einschließlich|einschl\.|inkl\.|inklusive))?(?:\s+(?:zum|am|einschließlich))?"),
     ("fr", BACK, r"\b(?:de\s+retour|retour|je\s+reviendrai|rentrerai)(?:\s+(?:le|au\s+bureau\s+le|à\s+partir\s+du))?"),
     ("fr", UNTIL, r"\bjusqu['’]\s*(?:au|à|a)(?:\s+(?:inclus|le))?"),
+    ("fr", UNTIL, r"\bdu(?:\s+[\w,.]+){1,4}?\s+au"),  # "du 20 décembre au 4 janvier"
     ("es", BACK, r"\b(?:de\s+vuelta|de\s+regreso|regreso|volveré|vuelvo|regresaré)"
                  r"(?:\s+(?:el|a\s+la\s+oficina\s+el))?"),
     ("es", UNTIL, r"\bhasta(?:\s+el)?(?:\s+día)?"),
+    ("es", UNTIL, r"\bdel(?:\s+[\w,.]+){1,4}?\s+al"),  # "del 20 de diciembre al 4 de enero"
     ("nl", BACK, r"\b(?:terug|weer\s+(?:aanwezig|bereikbaar|beschikbaar|op\s+kantoor))(?:\s+(?:op|vanaf))?"),
     ("nl", UNTIL, r"\b(?:tot\s+en\s+met|t/m|tot)"),
     ("pt", BACK, r"\b(?:de\s+volta|regresso|retorno|volto|voltarei|retornarei)(?:\s+(?:em|a|no\s+dia|dia|na))?"),
@@ -46,6 +50,7 @@ _PHRASES: list[tuple[str, str, str]] = [
     ("it", BACK, r"\b(?:di\s+ritorno|rientro|rientrerò|tornerò|torno|sarò\s+di\s+nuovo\s+in\s+ufficio)"
                  r"(?:\s+(?:il|dal|lunedì))?"),
     ("it", UNTIL, r"\bfino\s+(?:al|a|a\s+tutto\s+il|all['’])"),
+    ("it", UNTIL, r"\bdal(?:\s+[\w,.]+){1,4}?\s+al"),  # "dal 20 dicembre al 4 gennaio"
 ]
 _PHRASE = re.compile("|".join(f"(?P<p{i}>{p})" for i, (_l, _k, p) in enumerate(_PHRASES)), re.IGNORECASE)
 # Day first, then month, then an optional year: 12.01., 12/01/2027, 12-1-27, 2027-01-12 (ISO, below).
@@ -69,7 +74,9 @@ def return_date(text: str, received: dt.date) -> ReturnDate | None:
     """When the writer of an auto-reply received on `received` is back, as the text says; None when it does
     not say (or says it in a way we do not read)."""
     text = " ".join(text[:SCAN_CHARS].split())
-    for match in _PHRASE.finditer(text):
+    for tries, match in enumerate(_PHRASE.finditer(text)):
+        if tries >= _MAX_TRIES:
+            break
         index = int((match.lastgroup or "p0")[1:])
         language, kind, _pattern = _PHRASES[index]
         fragment = text[match.end():match.end() + FRAGMENT_CHARS]
@@ -129,7 +136,7 @@ def _words_date(fragment: str, language: str, received: dt.date) -> dt.date | No
     found = search_dates(head, languages=[language], settings=settings)
     if found:
         words, when = found[0]
-        if head.find(words) <= 12:  # the date right after the phrase, not one further on
+        if len(head[:max(head.find(words), 0)].split()) <= 1:  # right after the phrase ("el lunes 4"), not later
             return when.date()
     # search_dates misses some forms parse() reads ("1er janvier"): the first few words, longest first.
     words = head.split(" ")[:_MAX_WORDS]
