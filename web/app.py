@@ -107,6 +107,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         portal,
         setup,
         team,
+        trimmed,
         unsubscribe,
         workspaces,
     )
@@ -121,6 +122,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(branding.bp)
     app.register_blueprint(team.bp)
     app.register_blueprint(members.bp)
+    app.register_blueprint(trimmed.bp)
     app.register_blueprint(portal.bp, url_prefix="/portal")
     app.register_blueprint(attachments.bp)
     app.register_blueprint(live_views.bp)

@@ -354,6 +354,11 @@
           var box = $("#announcer");
           if (box) { box.textContent = ""; }
         });
+      } else if (form.classList.contains("restore-form")) {
+        ev.preventDefault();
+        postJSON(form.action, new FormData(form)).then(function (data) {
+          if (data.html) { replaceMessage(data.html, data.id); } else if (data.error) { window.alert(data.error); }
+        });
       } else if (form.classList.contains("correction-form")) {
         ev.preventDefault();
         postJSON(form.action, new FormData(form)).then(function (data) {
