@@ -27,7 +27,7 @@ def show(message_id: int) -> Any:
     """The trimmed part of one message, the learned signatures of its sender, and the buttons."""
     message = get_visible_message(g.viewer, message_id)
     sender = User.get_by_id(message.author_id).email if message.source == "email" else ""
-    signatures = signatures_of(sender) if sender else []
+    signatures = sorted(signatures_of(sender), key=lambda s: not s.cut) if sender else []  # cut ones first
     trimmed = message.trimmed_text or ""
     cut_here = next((s.id for s in signatures if s.cut and trimmed.startswith(s.text)), None)
     return render_template("team/trimmed.html", message=message, sender=sender, signatures=signatures,
