@@ -105,3 +105,20 @@ def test_learned_signatures_are_shown_and_undone_by_the_team(app: Any, world: Wo
     bob = sign_in(app.test_client(), world.client)
     assert post_form(bob, f"/signatures/{learned.id}", {"cut": "0"}).status_code == 404
     assert learned_keys("bob@acme.test") == frozenset({"key-1"})
+
+
+def test_a_live_copy_offers_restore_to_the_team_only_and_carries_no_token(server: Any, world: World) -> None:  # noqa: F811
+    # The drawing a live update sends is shared by every team member's stream: no one's CSRF token is in it
+    # (the page's script adds the reader's own); clients get neither the trimmed part nor the button.
+    start = last_event_id()
+    client_stream = connected(open_stream(server, world.client, start))
+    team_stream = connected(open_stream(server, world.team, start))
+    message = _emailed(world)
+    team_html = team_stream.wait_for(lambda e: e.event == "message" and e.data.get("message_id") == message.id,
+                                     DEADLINE).data["html"]
+    client_html = client_stream.wait_for(lambda e: e.event == "message" and e.data.get("message_id") == message.id,
+                                         DEADLINE).data["html"]
+    team_stream.close()
+    client_stream.close()
+    assert f'action="/messages/{message.id}/restore"' in team_html and "csrf_token" not in team_html
+    assert "restore" not in client_html.lower() and "RESTORED-QUOTE" not in client_html
