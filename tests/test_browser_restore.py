@@ -13,7 +13,7 @@ from web_support import World
 from storage.models import Message, MessageVersion
 from storage.posting import post_message
 
-pytestmark = [pytest.mark.browser, pytest.mark.skipif(bool(browser_unavailable_reason()),
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.skipif(bool(browser_unavailable_reason()),
                                                       reason=browser_unavailable_reason() or "-")]
 
 
