@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from email_reply_parser import EmailReplyParser  # noqa: E402
 
 from gateway.inbound.extract import clear_caches, reply_from_parts  # noqa: E402
+from gateway.inbound.learned_signatures import cut_from  # noqa: E402
 
 REPEAT_FOR_TIMING = 5  # each case is trimmed this many times; the timing is the mean
 
@@ -93,6 +94,12 @@ def load_corpus(folder: Path) -> list[Case]:
 
 def ours(case: Case) -> str:
     return reply_from_parts(case.plain, case.html).text
+
+
+def ours_with_learned(case: Case) -> str:
+    """What the gateway's step does: the reply, then a sender's learned signatures looked for (a key that
+    matches nothing, so every trailing block is examined)."""
+    return cut_from(reply_from_parts(case.plain, case.html), frozenset({"0" * 64}))[0].text
 
 
 def baseline(case: Case) -> str:
@@ -196,7 +203,7 @@ def stress() -> None:
     slow = 0
     for name, (plain, html) in stress_inputs().items():
         case = Case(name, plain, html, "")
-        mine = min(_time_ms(lambda case=case: (clear_caches(), ours(case))) for _ in range(STRESS_REPEAT))
+        mine = min(_time_ms(lambda case=case: (clear_caches(), ours_with_learned(case))) for _ in range(STRESS_REPEAT))
         slow += mine >= LIMIT_MS
         verdict = "yes" if mine < LIMIT_MS else "NO"
         try:

@@ -13,6 +13,7 @@ from peewee import AutoField, DateTimeField, IntegerField
 from storage.agency import Agency
 from storage.away import ContactAway
 from storage.db import database, is_sqlite
+from storage.learned_signatures import LearnedSignature
 from storage.mail_log import InboundEmail, OutboxEmail, RawMail, ThreadEvent
 from storage.models import (
     ApiToken,
@@ -43,7 +44,7 @@ _V1_MODELS = [
     Workspace, User, Membership, Thread, Message, Attachment, ReplyToken, LoginToken, ApiToken,
     ReadMarker, LoginAttempt, InboundEmail, OutboxEmail, ThreadEvent,
 ]
-ALL_MODELS = [*_V1_MODELS, RawMail, WebSession, Agency, RcptRefusal, MessageVersion, ContactAway]
+ALL_MODELS = [*_V1_MODELS, RawMail, WebSession, Agency, RcptRefusal, MessageVersion, ContactAway, LearnedSignature]
 
 
 class SchemaVersion(BaseModel):
@@ -197,6 +198,9 @@ def _v9_inbound_auth_column() -> None:
 def _v11_contact_away() -> None:
     # Client contacts whose out-of-office auto-reply says they are away (storage/away.py).
     database.create_tables([ContactAway], safe=True)
+def _v14_learned_signatures() -> None:
+    # Blocks that end a sender's mails, counted per sender address (storage/learned_signatures.py).
+    database.create_tables([LearnedSignature], safe=True)
 
 
 def _param() -> str:
@@ -214,6 +218,7 @@ MIGRATIONS: list[tuple[int, Callable[[], None]]] = [
     (8, _v8_reply_tokens_hashed),
     (9, _v9_inbound_auth_column),
     (11, _v11_contact_away),
+    (14, _v14_learned_signatures),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]

@@ -1,4 +1,4 @@
-"""post_message(), edit_message(), delete_message(): the only write path for messages.
+"""post_message(), edit_message(), restore_trimmed(), delete_message(): the only write path for messages.
 
 In one transaction it writes the message, its attachments, one OutboxEmail per person to notify and a
 ThreadEvent for live updates, so a crash can never leave a message without its notifications or the
@@ -139,6 +139,13 @@ def edit_message(message: Message, editor: User, text: str, *, now: dt.datetime 
         raise PostingError(f"A message can hold at most {MAX_TEXT_LENGTH:,} characters.")
     if text == message.text:
         return message
+    return _replace_text(message, editor, text, now=now)
+
+
+def _replace_text(message: Message, editor: User, text: str, *, now: dt.datetime | None = None,
+                  **fields: object) -> Message:
+    """An edit's write: the earlier text kept as a MessageVersion, the new one stored and rendered, an edit
+    event for live updates (and any other `fields` of the message set with it)."""
     if MessageVersion.select().where(MessageVersion.message == message.id).count() >= MAX_VERSIONS:
         raise PostingError(f"This message has been edited {MAX_VERSIONS} times; please post a new one instead.")
     now = now or utcnow()
@@ -147,12 +154,31 @@ def edit_message(message: Message, editor: User, text: str, *, now: dt.datetime 
         MessageVersion.create(message=message.id, text=message.text, html=message.html,
                               written_at=message.edited_at or message.created_at, replaced_at=now, editor=editor.id)
         # The search index follows the text: an FTS5 trigger on SQLite, a generated tsvector on PostgreSQL.
-        Message.update(text=text, html=html, edited_at=now).where(Message.id == message.id).execute()
+        Message.update(text=text, html=html, edited_at=now, **fields).where(Message.id == message.id).execute()
         _INSERT_EVENT.execute((message.thread_id, message.id, EDIT, now))
         changes.thread_changed(message.thread_id)  # wakes live updates once this commits
     changes.committed()
     message.text, message.html, message.edited_at = text, html, now
+    for name, value in fields.items():
+        setattr(message, name, value)
     return message
+
+
+def restore_trimmed(message: Message, editor: User, *, now: dt.datetime | None = None) -> Message:
+    """Puts what reply extraction cut from an emailed message (its own trimmed part, nothing else) back
+    below its text, as an edit by a team member: the earlier text is kept as a MessageVersion, both sides
+    see "edited", and the visibility does not change. The restored part came in the sender's own mail to
+    this message's address, so whoever may see the message may see it. Raises PostingError."""
+    if not (editor.is_team and editor.active) or message.is_deleted or not can_see(Viewer.of(editor), message):
+        raise PostingError("Only a team member who can see this message can restore its trimmed part.")
+    trimmed = normalize_text(message.trimmed_text)
+    if not trimmed:
+        raise PostingError("Nothing was trimmed from this message, or it has already been restored.")
+    text = normalize_text(f"{message.text}\n\n{trimmed}")
+    if len(text) > MAX_TEXT_LENGTH:
+        raise PostingError(f"With its trimmed part this message would be over {MAX_TEXT_LENGTH:,} characters.")
+    # The part moves into the text (the earlier version keeps the text without it): no second restore.
+    return _replace_text(message, editor, text, now=now, trimmed_text=None)
 
 
 def delete_message(message: Message, actor: User, *, now: dt.datetime | None = None) -> Message:

@@ -108,6 +108,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         portal,
         setup,
         team,
+        trimmed,
         unsubscribe,
         workspaces,
     )
@@ -123,6 +124,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(team.bp)
     app.register_blueprint(members.bp)
     app.register_blueprint(away.bp)  # no routes: the team's "away" note and marks
+    app.register_blueprint(trimmed.bp)
     app.register_blueprint(portal.bp, url_prefix="/portal")
     app.register_blueprint(attachments.bp)
     app.register_blueprint(live_views.bp)

@@ -734,6 +734,10 @@ def trim_text(text: str, forwards: bool = True, forward_mail: bool = False) -> T
             alone = not keep
         if forward_at is not None and forwards and not blocks:
             forward = replace(read_forward(lines, forward_at, len(lines), _trim_forwarded), alone=alone)
+            if forward.empty:
+                forward = None  # a bare "Forwarded message" line: no empty block
+                if alone:
+                    return Trimmed(_without_blank_edges(part), "")  # the line alone is what was written
         return Trimmed(_join(lines, keep), _without_blank_edges(cut), forward)
     except Exception:  # never lose a reply to a bug here: post it whole
         log.exception("reply trimming failed; keeping the whole body")

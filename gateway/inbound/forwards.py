@@ -27,6 +27,11 @@ class Forward:
     text: str  # the forwarded message's own text, its quotes and signature trimmed
     alone: bool = False  # nothing was written above it (the reply's text is then the forwarded text)
 
+    @property
+    def empty(self) -> bool:
+        """A bare marker line with nothing forwarded under it: no block is made of it."""
+        return not (self.sender or self.date or self.subject or self.text.strip())
+
     def markdown(self) -> str:
         """The block as Markdown: a ":::" container whose first line is the summary."""
         fence = ":" * max(3, 1 + max((len(run) for run in _COLON_RUN.findall(self.text)), default=0))

@@ -89,6 +89,8 @@ class InboundMail:
     # --- extract_reply_text
     text: str = ""  # the new text of the reply (Markdown-safe plain text)
     trimmed: str = ""  # what was cut: quotes, signatures
+    # blocks ending the reply, as (key, text): remembered for the sender once the mail is posted (store.py)
+    signature_blocks: list[tuple[str, str]] = field(default_factory=list)
 
     # --- collect_attachments
     attachments: list[NewAttachment] = field(default_factory=list)

@@ -24,12 +24,14 @@ from gateway.inbound.away import note_client_away, read_return_date
 from gateway.inbound.classify import drop_automatic_mail
 from gateway.inbound.extract import reply_from_parts
 from gateway.inbound.files import WriteAtCommit
+from gateway.inbound.learned_signatures import cut_from
 from gateway.inbound.mail import InboundMail
 from gateway.inbound.parse import parse_mail
 from gateway.inbound.quota import check_storage_quota
 from gateway.inbound.store import reset_connection
 from gateway.inbound.strangers import keep_head_only, keeps_too_much
 from storage.db import database
+from storage.learned_signatures import learned_keys
 from storage.posting import MAX_TEXT_LENGTH, normalize_text
 from storage.redaction import redact
 from storage.rendering import render_markdown, slow_to_render
@@ -38,11 +40,15 @@ log = logging.getLogger(__name__)
 
 
 def extract_reply_text(mail: InboundMail) -> None:
-    """Step: the new text of the reply, without quoted history and signature (gateway/inbound/extract.py)."""
+    """Step: the new text of the reply, without quoted history and signature (gateway/inbound/extract.py),
+    nor a signature learned from the sender's earlier mails."""
     parsed = mail.parsed
     assert parsed is not None
     result = reply_from_parts(parsed.plain, parsed.html, parsed.header("subject"))
+    # A block the sender ended two earlier mails with is their signature (learned_signatures.py).
+    result, blocks = cut_from(result, learned_keys(mail.from_address))
     mail.text, mail.trimmed = result.post_text.strip(), result.trimmed
+    mail.signature_blocks = [(block.key, block.text) for block in blocks]
     if len(mail.text) > MAX_TEXT_LENGTH:
         raise ReplyTooLong()
 

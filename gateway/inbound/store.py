@@ -21,6 +21,7 @@ from gateway.inbound.mail import InboundMail
 from gateway.inbound.parse import clean
 from storage.db import PreparedInsert, PreparedQuery, database, write_transaction
 from storage.files import FileStore
+from storage.learned_signatures import remember_blocks
 from storage.mail_log import InboundEmail, RawMail
 from storage.posting import PostingError, post_message
 from storage.redaction import redact
@@ -58,6 +59,7 @@ def store_rows(mail: InboundMail) -> None:
         posted += 1
     if not posted:
         raise Duplicate()
+    remember_blocks(mail.from_address, mail.signature_blocks, now=mail.received_at)  # posted: learn from it
     if mail.time_left() <= 0:
         # The handler has answered (or is about to answer) 451: commit nothing it did not promise.
         raise ProcessingTimeout()

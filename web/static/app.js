@@ -370,6 +370,13 @@
           var box = $("#announcer");
           if (box) { box.textContent = ""; }
         });
+      } else if (form.classList.contains("restore-form")) {
+        ev.preventDefault();
+        var restore = new FormData(form);
+        restore.set("csrf_token", csrfToken());  // a copy drawn by a live update carries none
+        postJSON(form.action, restore).then(function (data) {
+          if (data.html) { replaceMessage(data.html, data.id); } else if (data.error) { window.alert(data.error); }
+        });
       } else if (form.classList.contains("correction-form")) {
         ev.preventDefault();
         postJSON(form.action, new FormData(form)).then(function (data) {
