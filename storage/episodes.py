@@ -61,15 +61,17 @@ def _sent_rows(recipient_id: int, thread_id: int, internal: bool, from_id: int, 
 
 
 def last_activity(episode: EmailEpisode, before_id: int) -> dt.datetime:
-    """When the episode last moved: its latest email sent, or the recipient's latest post in the thread
-    (a client who just answered an old email expects the answer in that same conversation)."""
-    times = [episode.started_at]
-    sent = (_sent_rows(episode.recipient_id, episode.thread_id, episode.internal, episode.opened_by, before_id)
-            .select(fn.MAX(OutboxEmail.sent_at)).scalar())  # type: ignore[attr-defined]
+    """When the episode last moved: the newest message it has emailed, or the recipient's latest post in the
+    thread (a client who just answered an old email expects the answer in that same conversation). Message
+    times, not sending times: they are what people saw, and a held email does not make a thread active."""
+    emailed = (Message.select(fn.MAX(Message.created_at)).join(OutboxEmail, on=(OutboxEmail.message == Message.id))
+               .where((OutboxEmail.recipient == episode.recipient_id) & (OutboxEmail.thread == episode.thread_id)
+                      & (OutboxEmail.internal == episode.internal) & (OutboxEmail.kind == NOTIFICATION)
+                      & (OutboxEmail.status == SENT) & (OutboxEmail.id >= episode.opened_by)
+                      & (OutboxEmail.id < before_id)).scalar())
     posted = (Message.select(fn.MAX(Message.created_at))
               .where((Message.thread == episode.thread_id) & (Message.author == episode.recipient_id)).scalar())
-    times += [t for t in (sent, posted) if t is not None]
-    return max(times)
+    return max([episode.started_at, *(t for t in (emailed, posted) if t is not None)])
 
 
 def _opening_message_gone(episode: EmailEpisode) -> bool:
@@ -122,12 +124,12 @@ def episode_mail_ids(episode: EmailEpisode, before_id: int, limit: int = REFEREN
     return [r.mail_message_id for r in reversed(list(rows)) if r.mail_message_id]
 
 
-def episode_by_root(message_ids: list[str]) -> EmailEpisode | None:
-    """The episode whose root Message-ID is the first of message_ids (with brackets) that is one."""
+def episodes_by_root(message_ids: list[str]) -> list[EmailEpisode]:
+    """The episodes whose root Message-ID (with brackets) is one of message_ids, with recipient and thread."""
     if not message_ids:
-        return None
-    found = {e.root_message_id: e for e in EmailEpisode.select().where(EmailEpisode.root_message_id.in_(message_ids))}
-    return next((found[m] for m in message_ids if m in found), None)
+        return []
+    return list(EmailEpisode.select(EmailEpisode, User, Thread).join(User).switch(EmailEpisode).join(Thread)
+                .where(EmailEpisode.root_message_id.in_(message_ids)))
 
 
-__all__ = ["EmailEpisode", "episode_for", "current_episode", "episode_mail_ids", "episode_by_root", "last_activity"]
+__all__ = ["EmailEpisode", "episode_for", "current_episode", "episode_mail_ids", "episodes_by_root", "last_activity"]
