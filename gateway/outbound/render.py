@@ -416,7 +416,7 @@ def initials(name: str) -> str:
     return letters.upper()
 
 
-CONTEXT_TEXT_LENGTH = 600  # characters of an earlier message shown for context; the rest is a click away
+CONTEXT_TEXT_LENGTH = 400  # characters of an earlier message shown for context; the rest is a click away
 
 
 def context_messages(recipient: User, thread: Thread, *, before_id: int, limit: int) -> list[Message]:
