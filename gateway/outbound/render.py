@@ -19,11 +19,11 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import EmailPolicy
 from email.utils import format_datetime
+from html import escape
 from urllib.parse import quote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import jinja2
-from markupsafe import Markup, escape
 
 import templates
 from config import Settings
@@ -438,8 +438,8 @@ def _bodies(m: Message, *, short: bool) -> dict[str, object]:
         return {"text": text, "html": sanitize_html(m.html), "cut": False}
     cut = text[:CONTEXT_TEXT_LENGTH].rsplit(" ", 1)[0].rstrip(" ,.;:-\u2014") + "\u2026"
     paragraphs = [p for p in cut.split("\n\n") if p.strip()]
-    html = "".join(f"<p>{escape(p).replace(chr(10), Markup('<br>'))}</p>" for p in paragraphs)
-    return {"text": cut, "html": Markup(html), "cut": True}
+    html = "".join(f"<p>{escape(p).replace(chr(10), '<br>')}</p>" for p in paragraphs)  # drawn with | safe
+    return {"text": cut, "html": html, "cut": True}
 
 
 def render_correction(row: OutboxEmail, settings: Settings, now: dt.datetime | None = None) -> EmailMessage:
