@@ -233,7 +233,7 @@ def test_context_shows_earlier_client_visible_messages_never_an_internal_note(se
     assert "Earlier in this conversation" not in relay.to(bob.email)[0].text()
 
 
-def marker_reply(received: Received, text: str, *, html: bool = True) -> EmailMessage:
+def marker_reply(received: Received, text: str, *, html: bool = True, keep_ids: bool = True) -> EmailMessage:
     """A reply as a client writes it with no quote markup of its own (Outlook-like): the new text, then our
     email pasted whole, in both parts. Only our marker tells where the reply ends."""
     note = received.mail
@@ -246,6 +246,8 @@ def marker_reply(received: Received, text: str, *, html: bool = True) -> EmailMe
     if not html:
         return reply
     body = re.search(r"<body[^>]*>(.*)</body>", received.html(), re.S).group(1)  # type: ignore[union-attr]
+    if not keep_ids:  # a client that drops element ids: the visible marker line is what is left
+        body = re.sub(r' id="[^"]*"', "", body)
     reply.add_alternative(f"<html><body><div>{text}</div><div><br></div>{body}</body></html>", subtype="html")
     return reply
 
@@ -270,7 +272,15 @@ def test_the_trimmer_cuts_the_context_exactly_over_smtp(settings: Settings, make
         plain_only = marker_reply(note, "Plain only, also fine.", html=False)
         assert smtp_send(gateway, bob.email, note.mail["Reply-To"],
                          plain_only.as_bytes(policy=default_policy)) == 250
+        no_ids = marker_reply(note, "Ids dropped, still cut.", keep_ids=False)
+        html_only = EmailMessage()
+        for header in ("From", "To", "Subject", "In-Reply-To"):
+            html_only[header] = no_ids[header]
+        html_only["Message-ID"] = make_msgid(domain="acme.test")
+        html_only.set_content(no_ids.get_body(("html",)).get_content(), subtype="html")
+        assert smtp_send(gateway, bob.email, note.mail["Reply-To"],
+                         html_only.as_bytes(policy=default_policy)) == 250
     finally:
         gateway.stop()
     texts = [m.text for m in Message.select().where(Message.source == "email").order_by(Message.id)]
-    assert texts == ["Thanks, the draft works for us.", "Plain only, also fine."]
+    assert texts == ["Thanks, the draft works for us.", "Plain only, also fine.", "Ids dropped, still cut."]
