@@ -380,7 +380,6 @@ def render_notification(rows: Sequence[OutboxEmail], settings: Settings,
         "subject": subject,
         "workspace": workspace_name,
         "internal": internal,
-        "team": recipient.is_team,
         "recipient": _one_line(recipient.name),
         "intro": (f"{len(messages)} new messages in {workspace_name} from {', '.join(names)}:" if len(messages) > 1
                   else f"New {'internal note' if internal else 'message'} in {workspace_name}:"),
