@@ -19,8 +19,10 @@ from outbound_relay import CapturingRelay, Received
 
 from config import Settings
 from gateway.markers import REPLY_ABOVE_LINE
+from gateway.outbound.render import render_notification
 from gateway.outbound.worker import OutboxWorker
 from storage.episodes import EmailEpisode
+from storage.mail_log import OutboxEmail
 from storage.models import Membership, Message, User, utcnow
 from storage.posting import post_message
 
@@ -93,6 +95,12 @@ def test_a_quiet_period_opens_a_new_episode_and_the_subject_holds_within_one(set
     assert refs(fifth) == [new_root, fourth.mail["Message-ID"]]
     assert fifth.mail["In-Reply-To"] == fourth.mail["Message-ID"]
     assert [e.number for e in EmailEpisode.select().order_by(EmailEpisode.id)] == [1, 2]
+
+    # A resend of an older email (after a crash) carries the headers it had, in its own episode.
+    lead = OutboxEmail.get(OutboxEmail.mail_message_id == second.mail["Message-ID"])
+    again = render_notification([lead], settings, t0 + 20 * DAY)
+    assert (again["Message-ID"], again["Subject"], again["References"].split(), again["In-Reply-To"]) == (
+        second.mail["Message-ID"], second.mail["Subject"], refs(second), second.mail["In-Reply-To"])
 
 
 def test_the_recipients_own_reply_keeps_the_episode_going(settings: Settings, make, relay) -> None:
