@@ -3,8 +3,10 @@ from templates/email/login_link.{txt,html}.
 
 Rendering happens at send time and asks the visibility rule again (defense in depth): a row whose
 message the recipient can no longer see is left out (visible_rows), and render_notification refuses
-to draw one. Every header value that comes from people (names, workspace names) goes through
-_one_line(), so a CR, LF or other control character can never start a header of its own.
+to draw one. Subjects and threading headers come from the recipient's email episode (storage/episodes.py);
+earlier messages shown for context come through the same rule. Every header value that comes from people
+(names, workspace names) goes through _one_line(), so a CR, LF or other control character can never start a
+header of its own.
 """
 from __future__ import annotations
 
@@ -526,4 +528,5 @@ def _utcnow() -> dt.datetime:
 
 __all__ = ["render_notification", "render_correction", "render_login_link", "stored_mail", "visible_rows",
            "mail_message_id", "thread_root_id", "plain_text", "time_zone",
-           "subject_for", "excerpt", "NothingVisible", "header_block", "MAIL_POLICY"]
+           "subject_for", "excerpt", "NothingVisible", "header_block", "MAIL_POLICY", "context_messages",
+           "initials"]
