@@ -153,6 +153,8 @@ RULES: dict[str, Rule] = {
     "team_session_hours": _POSITIVE_INT,
     "client_session_days": _POSITIVE_INT,
     "email_link_days": _POSITIVE_INT,
+    "email_episode_days": _NOT_NEGATIVE,
+    "email_context_messages": _NOT_NEGATIVE_INT,
     "invitation_days": _POSITIVE_INT,
     "login_attempts": _POSITIVE_INT,
     "login_concurrency": _NOT_NEGATIVE_INT,
@@ -245,6 +247,8 @@ class Settings:
     team_session_hours: int = _default("team_session_hours")
     client_session_days: int = _default("client_session_days")
     email_link_days: int = _default("email_link_days")
+    email_episode_days: float = _default("email_episode_days")
+    email_context_messages: int = _default("email_context_messages")
     invitation_days: int = _default("invitation_days")
     login_attempts: int = _default("login_attempts")
     login_concurrency: int = _default("login_concurrency")

@@ -13,6 +13,7 @@ from peewee import AutoField, DateTimeField, IntegerField
 from storage.agency import Agency
 from storage.away import ContactAway
 from storage.db import database, is_sqlite
+from storage.episodes import EmailEpisode
 from storage.learned_signatures import LearnedSignature
 from storage.mail_log import InboundEmail, OutboxEmail, RawMail, ThreadEvent
 from storage.models import (
@@ -44,7 +45,12 @@ _V1_MODELS = [
     Workspace, User, Membership, Thread, Message, Attachment, ReplyToken, LoginToken, ApiToken,
     ReadMarker, LoginAttempt, InboundEmail, OutboxEmail, ThreadEvent,
 ]
-ALL_MODELS = [*_V1_MODELS, RawMail, WebSession, Agency, RcptRefusal, MessageVersion, ContactAway, LearnedSignature]
+ALL_MODELS = [
+    *_V1_MODELS, RawMail, WebSession, Agency, RcptRefusal, MessageVersion,
+    ContactAway,
+    EmailEpisode,
+    LearnedSignature,
+]
 
 
 class SchemaVersion(BaseModel):
@@ -201,6 +207,9 @@ def _v11_contact_away() -> None:
 def _v14_learned_signatures() -> None:
     # Blocks that end a sender's mails, counted per sender address (storage/learned_signatures.py).
     database.create_tables([LearnedSignature], safe=True)
+def _v12_email_episodes() -> None:
+    # Notification emails are grouped into episodes, each with its own root Message-ID and subject.
+    database.create_tables([EmailEpisode], safe=True)
 
 
 def _param() -> str:
@@ -218,10 +227,12 @@ MIGRATIONS: list[tuple[int, Callable[[], None]]] = [
     (8, _v8_reply_tokens_hashed),
     (9, _v9_inbound_auth_column),
     (11, _v11_contact_away),
+    (12, _v12_email_episodes),
     (14, _v14_learned_signatures),
 ]
 
-LATEST_VERSION = MIGRATIONS[-1][0]
+# Helpers' branches number their migrations ahead of merging, so the list may have gaps.
+LATEST_VERSION = max(version for version, _ in MIGRATIONS)
 
 
 def current_version() -> int:

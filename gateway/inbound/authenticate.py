@@ -31,6 +31,7 @@ from gateway.inbound.mail import BOUNCE, PLAIN, REPLY, InboundMail, Recipient, T
 from gateway.inbound.mail_auth import evaluate, resolver_for
 from gateway.inbound.parse import ParsedMail, references_of
 from storage.db import database
+from storage.episodes import episodes_by_root
 from storage.mail_log import NOTIFICATION, OutboxEmail
 from storage.models import CLIENT, Membership, ReplyToken, Thread, User, Workspace
 from storage.networks import network_of, peer_address
@@ -268,8 +269,16 @@ def recipients_from_references(parsed: ParsedMail) -> list[Recipient]:
                 .order_by(OutboxEmail.id)):
         if row.mail_message_id is not None:  # always: the query matched it
             rows.setdefault(row.mail_message_id, row)  # a batch shares one Message-ID: its lead row
+    # A client that keeps only the start of References still names the episode's root (never sent itself).
+    roots = {e.root_message_id: e for e in episodes_by_root(wanted)}
     for mid in wanted:  # nearest reference first: the notification this mail answers
         found = rows.get(mid)
+        if found is None and mid in roots:
+            root = roots[mid]
+            if root.internal:
+                return []
+            return [Recipient(f"reply ({mid})", PLAIN, token=f"root:{root.id}", user_id=root.recipient.id,
+                              thread_id=root.thread.id, internal=False, user=root.recipient, thread=root.thread)]
         if found is None or found.recipient is None or found.thread is None:  # a notification has both
             continue
         # An internal note is only ever answered through its internal-audience reply address: without the

@@ -3,8 +3,10 @@ from templates/email/login_link.{txt,html}.
 
 Rendering happens at send time and asks the visibility rule again (defense in depth): a row whose
 message the recipient can no longer see is left out (visible_rows), and render_notification refuses
-to draw one. Every header value that comes from people (names, workspace names) goes through
-_one_line(), so a CR, LF or other control character can never start a header of its own.
+to draw one. Subjects and threading headers come from the recipient's email episode (storage/episodes.py);
+earlier messages shown for context come through the same rule. Every header value that comes from people
+(names, workspace names) goes through _one_line(), so a CR, LF or other control character can never start a
+header of its own.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import EmailPolicy
 from email.utils import format_datetime
+from html import escape
 from urllib.parse import quote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -31,9 +34,9 @@ from gateway.markers import HTML_MARKER_ID_PREFIX, LOOP_HEADER, REPLY_ABOVE_LINE
 from gateway.outbound.unsubscribe import unsubscribe_url
 from storage import serialize
 from storage.db import tuples
+from storage.episodes import EmailEpisode, current_episode, episode_for, episode_mail_ids
 from storage.mail_log import OutboxEmail
 from storage.models import VISIBILITY_INTERNAL, Attachment, Message, Thread, User, Workspace
-from storage.outbox import previous_mail_ids
 from storage.rendering import sanitize_html
 from storage.tokens import EMAIL, create_login_token, reply_token_for
 from storage.units import human_size
@@ -132,19 +135,37 @@ def mail_message_id(row_ids: Sequence[int], settings: Settings) -> str:
     return f"<wr.{ids[0]}.{_digest(settings, ','.join(map(str, ids)))}@{mail_domain(settings)}>"
 
 
-def thread_root_id(settings: Settings, recipient_id: int, thread_id: int, internal: bool) -> str:
-    """A stable, never-sent Message-ID every notification of this thread to this person refers to."""
+def thread_root_id(settings: Settings, recipient_id: int, thread_id: int, internal: bool, episode: int = 1) -> str:
+    """A stable, never-sent Message-ID every notification of this episode of the thread to this person refers
+    to. The first episode's is the root every notification had before episodes, so those conversations go on."""
     key = f"thread:{thread_id}:{recipient_id}:{'internal' if internal else 'client'}"
-    return f"<wr.thread.{thread_id}.{_digest(settings, key)}@{mail_domain(settings)}>"
+    if episode == 1:
+        return f"<wr.thread.{thread_id}.{_digest(settings, key)}@{mail_domain(settings)}>"
+    key += f":episode:{episode}"
+    return f"<wr.thread.{thread_id}.e{episode}.{_digest(settings, key)}@{mail_domain(settings)}>"
+
+
+def _episode_headers(mail: EmailMessage, settings: Settings, episode: EmailEpisode | None, *, recipient_id: int,
+                     thread_id: int, internal: bool, before_id: int) -> None:
+    """In-Reply-To the latest email of the episode (its root for the first), References its root and its
+    earlier emails: the chain Gmail, Outlook and Apple Mail use to keep one conversation. Thread-Topic is
+    the stable subject, which Outlook groups by."""
+    if episode is None:
+        root, previous = thread_root_id(settings, recipient_id, thread_id, internal), []
+    else:
+        root, previous = episode.root_message_id, episode_mail_ids(episode, before_id)
+    mail["In-Reply-To"] = previous[-1] if previous else root
+    mail["References"] = " ".join([root, *previous])
+    mail["Thread-Topic"] = _one_line(episode.subject, 1000) if episode is not None else str(mail["Subject"])
 
 
 SUBJECT_EXCERPT_LENGTH = 60
 
 
 def subject_for(workspace: Workspace, internal: bool, excerpt: str = "") -> str:
-    """ "Acme Co — The homepage draft is ready…": the workspace and the start of the newest message. Mail
-    clients keep the emails of a workspace in one conversation through In-Reply-To and References, which
-    point at the earlier notifications (Gmail also wants the same subject: it starts a new conversation)."""
+    """ "Acme Co — The homepage draft is ready…": the workspace and the start of the message that opened the
+    email episode. It stays the same for the whole episode: Gmail starts a new conversation when the subject
+    changes, whatever In-Reply-To and References say (storage/episodes.py)."""
     subject = f"{_one_line(workspace.name, 150) or 'Workspace'}{SUBJECT_SEPARATOR}{excerpt or 'messages'}"
     return INTERNAL_SUBJECT_PREFIX + subject if internal else subject
 
@@ -326,13 +347,37 @@ def render_notification(rows: Sequence[OutboxEmail], settings: Settings,
     unsubscribe = unsubscribe_url(settings, recipient.id, thread.id)
     secret = email_link_secret(settings, recipient, workspace)
     workspace_name = _one_line(workspace.name, 200) or "Workspace"
-    newest_text = excerpt(messages[-1].text)
-    if not newest_text:
-        files = attachments.get(messages[-1].id, [])
-        newest_text = f"{_one_line(authors[messages[-1].author_id].name)} sent {files[0].name}" if files else ""
-    subject = subject_for(workspace, internal, newest_text)
+    now = now or _utcnow()
+    opening = messages[0]
+    opening_text = excerpt(opening.text)
+    if not opening_text:
+        files = attachments.get(opening.id, [])
+        opening_text = f"{_one_line(authors[opening.author_id].name)} sent {files[0].name}" if files else ""
+    episode = episode_for(recipient.id, thread.id, internal, lead.id, now=now,
+                          quiet_days=settings.email_episode_days,
+                          root_for=lambda n: thread_root_id(settings, recipient.id, thread.id, internal, n),
+                          subject=subject_for(workspace, internal, opening_text), message_id=opening.id)
+    subject = _one_line(episode.subject, 1000)
     last_author = authors[messages[-1].author_id]
     names = sorted({_one_line(authors[m.author_id].name) for m in messages})
+    earlier = context_messages(recipient, thread, before_id=opening.id, limit=settings.email_context_messages)
+    for m in earlier:
+        authors.setdefault(m.author_id, User.get_by_id(m.author_id))
+    for a in Attachment.select().where(Attachment.message.in_([m.id for m in earlier])).order_by(Attachment.id):
+        attachments.setdefault(a.message_id, []).append(a)
+
+    def drawn(m: Message, *, short: bool = False) -> dict[str, object]:
+        return {
+            "author": _one_line(authors[m.author_id].name),
+            "initials": initials(authors[m.author_id].name),
+            "when": _when(m.created_at, recipient),
+            "internal": m.is_internal,
+            **_bodies(m, short=short),
+            "attachments": [{"name": a.name, "size": human_size(a.size),
+                             "url": signed_in_url(settings, secret, attachment_url(settings, a))}
+                            for a in attachments.get(m.id, [])],
+        }
+
     context = {
         "subject": subject,
         "workspace": workspace_name,
@@ -340,16 +385,8 @@ def render_notification(rows: Sequence[OutboxEmail], settings: Settings,
         "recipient": _one_line(recipient.name),
         "intro": (f"{len(messages)} new messages in {workspace_name} from {', '.join(names)}:" if len(messages) > 1
                   else f"New {'internal note' if internal else 'message'} in {workspace_name}:"),
-        "messages": [{
-            "author": _one_line(authors[m.author_id].name),
-            "when": _when(m.created_at, recipient),
-            "internal": m.is_internal,
-            "text": plain_text(m.text),
-            "html": sanitize_html(m.html),
-            "attachments": [{"name": a.name, "size": human_size(a.size),
-                             "url": signed_in_url(settings, secret, attachment_url(settings, a))}
-                            for a in attachments.get(m.id, [])],
-        } for m in messages],
+        "messages": [drawn(m) for m in messages],
+        "earlier": [drawn(m, short=True) for m in earlier],
         "thread_url": signed_in_url(settings, secret,
                                     thread_url(settings, recipient, workspace) + f"#m-{messages[-1].id}"),
         "unsubscribe_url": unsubscribe,
@@ -362,17 +399,48 @@ def render_notification(rows: Sequence[OutboxEmail], settings: Settings,
 
     mail = EmailMessage(policy=MAIL_POLICY)
     _base_headers(mail, settings, display_name=_one_line(last_author.name), to_name=recipient.name,
-                  to_address=lead.to_address, subject=subject, message_id=message_id, now=now or _utcnow())
+                  to_address=lead.to_address, subject=subject, message_id=message_id, now=now)
     mail["Reply-To"] = format_reply_address(token, settings.reply_domain)
-    root = thread_root_id(settings, recipient.id, thread.id, internal)
-    previous = previous_mail_ids(recipient.id, thread.id, internal, before_id=lead.id)
-    mail["In-Reply-To"] = previous[-1] if previous else root
-    mail["References"] = " ".join([root, *previous])
+    _episode_headers(mail, settings, episode, recipient_id=recipient.id, thread_id=thread.id, internal=internal,
+                     before_id=lead.id)
     mail["List-Unsubscribe"] = f"<{unsubscribe}>"
     mail["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     mail.set_content(text)
     mail.add_alternative(html, subtype="html")
     return mail
+
+
+def initials(name: str) -> str:
+    """Up to two capital letters for the avatar circle: the first letters of the first and last words."""
+    words = [w for w in _one_line(name).split() if w[:1].isalnum()]
+    letters = (words[0][0] + words[-1][0]) if len(words) > 1 else (words[0][:1] if words else "?")
+    return letters.upper()
+
+
+CONTEXT_TEXT_LENGTH = 400  # characters of an earlier message shown for context; the rest is a click away
+
+
+def context_messages(recipient: User, thread: Thread, *, before_id: int, limit: int) -> list[Message]:
+    """The last `limit` messages before `before_id` that the recipient may see, oldest first, through the one
+    rule; for a client, never an internal note (asked of the query too, so the limit counts only theirs)."""
+    if limit <= 0:
+        return []
+    query = (visible_messages(Viewer.of(recipient), thread)
+             .where((Message.id < before_id) & Message.deleted_at.is_null(True)))
+    if not recipient.is_team:
+        query = query.where(Message.visibility != VISIBILITY_INTERNAL)
+    return list(reversed(list(query.order_by(Message.id.desc()).limit(limit))))
+
+
+def _bodies(m: Message, *, short: bool) -> dict[str, object]:
+    """The text and HTML of a message; for context (short) a long one is cut at a word and drawn as text."""
+    text = plain_text(m.text)
+    if not short or len(text) <= CONTEXT_TEXT_LENGTH:
+        return {"text": text, "html": sanitize_html(m.html), "cut": False}
+    cut = text[:CONTEXT_TEXT_LENGTH].rsplit(" ", 1)[0].rstrip(" ,.;:-\u2014") + "\u2026"
+    paragraphs = [p for p in cut.split("\n\n") if p.strip()]
+    html = "".join(f"<p>{escape(p).replace(chr(10), '<br>')}</p>" for p in paragraphs)  # drawn with | safe
+    return {"text": cut, "html": html, "cut": True}
 
 
 def render_correction(row: OutboxEmail, settings: Settings, now: dt.datetime | None = None) -> EmailMessage:
@@ -389,7 +457,11 @@ def render_correction(row: OutboxEmail, settings: Settings, now: dt.datetime | N
     author = User.get_by_id(message.author_id)
     internal = bool(row.internal)
     workspace_name = _one_line(workspace.name, 200) or "Workspace"
-    subject = "Correction: " + subject_for(workspace, internal, excerpt(message.text))
+    # It refers to the current episode (Apple Mail and Outlook show it in that conversation); its subject
+    # says "Correction:" up front, which Gmail shows as a conversation of its own: a correction should stand out.
+    episode = current_episode(recipient.id, thread.id, internal)
+    subject = "Correction: " + (_one_line(episode.subject, 1000) if episode is not None
+                                else subject_for(workspace, internal, excerpt(message.text)))
     context = {
         "author": _one_line(author.name), "workspace": workspace_name, "internal": internal,
         "when": _when(message.created_at, recipient), "text": plain_text(message.text),
@@ -403,10 +475,8 @@ def render_correction(row: OutboxEmail, settings: Settings, now: dt.datetime | N
     mail["Reply-To"] = format_reply_address(reply_token_for(recipient, thread, internal=internal,
                                                             secret_key=settings.secret_key).token,
                                             settings.reply_domain)
-    root = thread_root_id(settings, recipient.id, thread.id, internal)
-    previous = previous_mail_ids(recipient.id, thread.id, internal, before_id=row.id)
-    mail["In-Reply-To"] = previous[-1] if previous else root
-    mail["References"] = " ".join([root, *previous])
+    _episode_headers(mail, settings, episode, recipient_id=recipient.id, thread_id=thread.id, internal=internal,
+                     before_id=row.id)
     mail.set_content(_env.get_template("correction.txt").render(context))
     mail.add_alternative(_env.get_template("correction.html").render(context), subtype="html")
     return mail
@@ -458,4 +528,5 @@ def _utcnow() -> dt.datetime:
 
 __all__ = ["render_notification", "render_correction", "render_login_link", "stored_mail", "visible_rows",
            "mail_message_id", "thread_root_id", "plain_text", "time_zone",
-           "subject_for", "excerpt", "NothingVisible", "header_block", "MAIL_POLICY"]
+           "subject_for", "excerpt", "NothingVisible", "header_block", "MAIL_POLICY", "context_messages",
+           "initials"]
