@@ -23,7 +23,6 @@ from browser_support import (
     Product,
     browser_unavailable_reason,
     horizontal_overflow,
-    launch,
     new_context,
     open_magic_link,
     running_product,
@@ -45,28 +44,18 @@ _reason = browser_unavailable_reason() or ("" if AXE_JS.is_file() else
 if _reason:
     pytest.skip(_reason, allow_module_level=True)
 
-from playwright.sync_api import expect, sync_playwright  # noqa: E402
+from playwright.sync_api import expect  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def product(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Product]:
     with running_product(tmp_path_factory.mktemp("browser-thread")) as p:
         p.cli("user", "add", TEAM, "--name", "Kim Lee", "--team", "--password", TEAM_PASSWORD)
-        p.cli("user", "add", ADMIN, "--name", "Lee Park", "--team", "--password", TEAM_PASSWORD)
+        p.cli("user", "add", ADMIN, "--name", "Lee Park", "--team", "--admin", "--password", TEAM_PASSWORD)
         p.cli("workspace", "create", "Acme Corp", "--slug", "acme")
         p.cli("workspace", "create", "Globex Ltd", "--slug", "globex")
         p.cli("user", "add", CLIENT, "--name", "Bob Stone", "--client", "acme", "--messages-access")
         yield p
-
-
-@pytest.fixture(scope="module")
-def browser(product: Product) -> Iterator[Any]:
-    with sync_playwright() as playwright:
-        b = launch(playwright)
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 class Axe:
@@ -309,8 +298,25 @@ def test_edit_and_delete_seen_live_by_the_other_side(product: Product, browser: 
         team.once("dialog", lambda d: d.accept())
         kept.locator(".delete-button").click()
         expect(client.locator(".message.deleted")).to_have_count(2)
+
+        # An admin (not its author) deletes the client's message; the client sees the mark.
+        client.fill("#composer-text", f"Wrong file sent {run}")
+        _send(client)
+        admin_ctx, admin = _team(axe, browser, product, email=ADMIN)
+        try:
+            admin.goto(f"{product.url}/w/acme")
+            theirs = _message(admin, f"Wrong file sent {run}")
+            theirs.hover()  # a message that continues its author's run shows its header on hover
+            theirs.locator(".message-menu summary").click()
+            expect(theirs.locator(".edit-link")).to_have_count(0)  # an admin deletes, only authors edit
+            admin.once("dialog", lambda d: d.accept())
+            theirs.locator(".delete-button").click()
+            expect(client.locator(".message.deleted")).to_have_count(3)
+        finally:
+            admin_ctx.close()
         html = client.content()
-        for secret in ("Internal thought", f"Kickoff on Wednesday {run}", f"Kickoff on Tuesday {run}"):
+        for secret in ("Internal thought", f"Kickoff on Wednesday {run}", f"Kickoff on Tuesday {run}",
+                       f"Wrong file sent {run}"):
             assert secret not in html
         axe.check(client, "client thread with deleted messages")
     finally:
