@@ -11,6 +11,7 @@ from collections.abc import Callable
 from peewee import AutoField, DateTimeField, IntegerField
 
 from storage.agency import Agency
+from storage.avatars import Avatar
 from storage.db import database, is_sqlite
 from storage.file_removals import FileRemoval
 from storage.mail_log import InboundEmail, OutboxEmail, RawMail, ThreadEvent
@@ -43,7 +44,7 @@ _V1_MODELS = [
     Workspace, User, Membership, Thread, Message, Attachment, ReplyToken, LoginToken, ApiToken,
     ReadMarker, LoginAttempt, InboundEmail, OutboxEmail, ThreadEvent,
 ]
-ALL_MODELS = [*_V1_MODELS, RawMail, WebSession, Agency, RcptRefusal, MessageVersion, FileRemoval]
+ALL_MODELS = [*_V1_MODELS, RawMail, WebSession, Agency, RcptRefusal, MessageVersion, FileRemoval, Avatar]
 
 
 class SchemaVersion(BaseModel):
@@ -194,9 +195,10 @@ def _v9_inbound_auth_column() -> None:
         database.execute_sql("ALTER TABLE \"inbound_email\" ADD COLUMN \"auth\" VARCHAR(300) NOT NULL DEFAULT ''")
 
 
-def _v15_file_removals() -> None:
-    # The files of deleted messages still to remove from the store (storage/file_removals.py).
-    database.create_tables([FileRemoval], safe=True)
+def _v15_file_removals_avatars() -> None:
+    # The files of deleted messages still to remove from the store (storage/file_removals.py), and people's
+    # pictures (storage/avatars.py).
+    database.create_tables([FileRemoval, Avatar], safe=True)
 
 
 def _param() -> str:
@@ -213,7 +215,7 @@ MIGRATIONS: list[tuple[int, Callable[[], None]]] = [
     (7, _v7_edits_deletes_time_zones),
     (8, _v8_reply_tokens_hashed),
     (9, _v9_inbound_auth_column),
-    (15, _v15_file_removals),
+    (15, _v15_file_removals_avatars),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]
