@@ -454,3 +454,56 @@ def test_every_page_is_axe_clean_and_screenshotted(product: Product, browser: An
         finally:
             ctx.close()
     assert len(axe.checked) >= len(PAGES_TEAM) + len(PAGES_CLIENT)
+
+
+def test_avatar_pictures_both_sides(product: Product, browser: Any, tmp_path: Path) -> None:
+    """A team member and a client each upload a picture at /me (a wrong file first: the error shows beside
+    the field); each sees the other's picture beside their messages instead of initials, at desktop and
+    phone size; removing it brings the initials back. Axe-clean, screenshotted."""
+    axe = Axe()
+    run = secrets.token_hex(3)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    (tmp_path / "team.png").write_bytes(tiny_png(200, 200))
+    (tmp_path / "client.png").write_bytes(tiny_png(120, 160))
+    (tmp_path / "notes.svg").write_bytes(b'<svg xmlns="http://www.w3.org/2000/svg"/>')
+    team_ctx, team = _team(axe, browser, product)
+    client_ctx, client = _client(axe, browser, product, phone=True)
+    try:
+        team.goto(f"{product.url}/me")
+        team.set_input_files("#avatar-file", str(tmp_path / "notes.svg"))
+        team.click("#avatar-submit")
+        expect(team.locator("#avatar-error")).to_contain_text("PNG, JPEG or WebP")
+        axe.check(team, "team /me with a picture error")
+        team.set_input_files("#avatar-file", str(tmp_path / "team.png"))
+        team.click("#avatar-submit")
+        expect(team.locator("#avatar-preview img")).to_be_visible()
+        axe.check(team, "team /me with a picture")
+        team.screenshot(path=str(SCREENSHOTS / "team-me-avatar-desktop.png"))
+        client.goto(f"{product.url}/me")
+        client.set_input_files("#avatar-file", str(tmp_path / "client.png"))
+        client.click("#avatar-submit")
+        expect(client.locator("#avatar-preview img")).to_be_visible()
+        client.screenshot(path=str(SCREENSHOTS / "client-me-avatar-phone.png"))
+
+        product.cli("post", "acme", f"Here is the plan {run}", "--as", TEAM)
+        product.cli("post", "acme", f"Looks good {run}", "--as", CLIENT)
+        for page, side, size in ((team, "team", "desktop"), (client, "client", "phone")):
+            page.goto(f"{product.url}/{'w' if side == 'team' else 'portal/w'}/acme")
+            for text in (f"Here is the plan {run}", f"Looks good {run}"):
+                picture = _message(page, text).locator(".avatar.picture img")
+                expect(picture).to_be_visible()
+                assert page.evaluate("img => img.complete && img.naturalWidth", picture.element_handle()) == 256
+            axe.check(page, f"{side} thread with pictures ({size})")
+            assert horizontal_overflow(page) == []
+            page.screenshot(path=str(SCREENSHOTS / f"{side}-thread-avatars-{size}.png"))
+
+        team.goto(f"{product.url}/me")
+        team.click("#avatar-remove")
+        expect(team.locator("#avatar-preview img")).to_have_count(0)
+        client.goto(f"{product.url}/portal/w/acme")
+        kim = _message(client, f"Here is the plan {run}").locator(".avatar")
+        expect(kim).to_have_text("KL")
+        expect(_message(client, f"Looks good {run}").locator(".avatar.picture img")).to_be_visible()
+    finally:
+        team_ctx.close()
+        client_ctx.close()
