@@ -18,7 +18,10 @@ from storage.file_removals import FRESH_SECONDS, FileRemoval, sweep_file_removal
 from storage.files import FileStore
 from storage.posting import delete_message, post_message
 
-LATER = time.time() + FRESH_SECONDS + 60  # past the window in which a re-stored file is left alone
+
+def _later() -> float:
+    """A moment past the window in which a file stored again is left alone."""
+    return time.time() + FRESH_SECONDS + 60
 
 
 def _path(settings: Settings, key: str) -> Path:
@@ -53,16 +56,16 @@ def test_bytes_named_elsewhere_are_kept(world: World, settings: Settings) -> Non
     key = first.attachments[0].storage_key
     _age(_path(settings, key))
     delete_message(first, world.team)
-    assert sweep_file_removals(settings.effective_files_dir, now=LATER) == 0
+    assert sweep_file_removals(settings.effective_files_dir, now=_later()) == 0
     assert _path(settings, key).exists() and FileRemoval.select().count() == 0
     logo = FileStore(settings.effective_files_dir).put_bytes(b"same bytes").key
     set_branding(logo_key=logo, logo_type="image/png")
     delete_message(second, world.team)
-    assert sweep_file_removals(settings.effective_files_dir, now=LATER) == 0 and _path(settings, key).exists()
+    assert sweep_file_removals(settings.effective_files_dir, now=_later()) == 0 and _path(settings, key).exists()
     set_branding(remove_logo=True)
     delete_message(world.public, world.team)  # any later delete; the logo's bytes are no message's now
     FileRemoval.create(key=key)
-    assert sweep_file_removals(settings.effective_files_dir, now=LATER) >= 1 and not _path(settings, key).exists()
+    assert sweep_file_removals(settings.effective_files_dir, now=_later()) >= 1 and not _path(settings, key).exists()
 
 
 def test_bytes_stored_again_lately_wait_for_the_next_sweep(world: World, settings: Settings) -> None:
@@ -75,7 +78,7 @@ def test_bytes_stored_again_lately_wait_for_the_next_sweep(world: World, setting
     FileStore(settings.effective_files_dir).put_bytes(b"draft")  # someone else's upload, not yet committed
     assert sweep_file_removals(settings.effective_files_dir) == 0
     assert _path(settings, key).exists() and FileRemoval.select().count() == 1
-    assert sweep_file_removals(settings.effective_files_dir, now=LATER) == 1 and not _path(settings, key).exists()
+    assert sweep_file_removals(settings.effective_files_dir, now=_later()) == 1 and not _path(settings, key).exists()
 
 
 def test_web_delete_then_the_worker_removes_the_file(app: Any, world: World, settings: Settings) -> None:
