@@ -485,6 +485,8 @@ def test_avatar_pictures_both_sides(product: Product, browser: Any, tmp_path: Pa
         expect(client.locator("#avatar-preview img")).to_be_visible()
         client.screenshot(path=str(SCREENSHOTS / "client-me-avatar-phone.png"))
 
+        # Each message follows the other side's, so neither continues a run (whose avatar is hidden).
+        product.cli("post", "acme", f"Before the plan {run}", "--as", CLIENT)
         product.cli("post", "acme", f"Here is the plan {run}", "--as", TEAM)
         product.cli("post", "acme", f"Looks good {run}", "--as", CLIENT)
         for page, side, size in ((team, "team", "desktop"), (client, "client", "phone")):
