@@ -112,30 +112,26 @@ def user_add(settings: Settings, email: str, name: str, is_team: bool, client_sl
         click.echo(f"Added client {u.email} to {ws.slug}" + (" with Messages access." if messages_access else "."))
 
 
-@user.command("grant")
-@click.argument("email")
-@click.argument("slug")
-@with_db
-def user_grant(settings: Settings, email: str, slug: str) -> None:
-    """Give a client Messages access to a workspace."""
-    from storage.directory import get_user, get_workspace, set_access
+def _access_command(name: str, access: bool, help_text: str, done: str) -> None:
+    """`workrate user grant|revoke EMAIL SLUG`: one shape, the access it sets and its sentences differ."""
 
-    u, ws = get_user(email), get_workspace(slug)
-    set_access(u, ws, True)
-    click.echo(f"{u.email} now has Messages access to {ws.slug}.")
+    @user.command(name, help=help_text)
+    @click.argument("email")
+    @click.argument("slug")
+    @with_db
+    def command(settings: Settings, email: str, slug: str) -> None:
+        from storage.directory import get_user, get_workspace, set_access
+
+        u, ws = get_user(email), get_workspace(slug)
+        set_access(u, ws, access)
+        click.echo(done.format(email=u.email, slug=ws.slug))
 
 
-@user.command("revoke")
-@click.argument("email")
-@click.argument("slug")
-@with_db
-def user_revoke(settings: Settings, email: str, slug: str) -> None:
-    """Take a client's Messages access away; their reply addresses stop working at once."""
-    from storage.directory import get_user, get_workspace, set_access
-
-    u, ws = get_user(email), get_workspace(slug)
-    set_access(u, ws, False)
-    click.echo(f"{u.email} no longer has Messages access to {ws.slug}.")
+_access_command("grant", True, "Give a client Messages access to a workspace.",
+                "{email} now has Messages access to {slug}.")
+_access_command("revoke", False,
+                "Take a client's Messages access away; their reply addresses stop working at once.",
+                "{email} no longer has Messages access to {slug}.")
 
 
 @user.command("list")

@@ -70,8 +70,9 @@ def thread_cmd(settings: Settings, slug: str, as_email: str | None, as_json: boo
 
     ws = get_workspace(slug)
     thread = thread_of(ws)
-    messages = list(visible_messages(_viewer(as_email), thread).order_by(Message.id))
-    data = messages_json(messages, settings.effective_base_url)
+    viewer = _viewer(as_email)
+    messages = list(visible_messages(viewer, thread).order_by(Message.id))
+    data = messages_json(messages, settings.effective_base_url, viewer)
     if as_json:
         click.echo(json.dumps({"workspace": ws.slug, "messages": data}, indent=2, ensure_ascii=False))
         return
@@ -81,8 +82,14 @@ def thread_cmd(settings: Settings, slug: str, as_email: str | None, as_json: boo
 def _print_messages(data: list[dict[str, Any]]) -> None:
     for m in data:
         mark = " [internal]" if m["visibility"] == "internal" else ""
+        if m["deleted"]:
+            mark += f" [deleted {m['deleted_at']}]"
+        elif m["edited_at"]:
+            mark += f" [edited {m['edited_at']}]"
         author = f"{m['author']['name']} <{m['author']['email']}>"
         click.echo(f"#{m['id']} {m['created_at']} {author} via {m['source']}{mark}")
+        if m["deleted"]:
+            continue
         for line in m["text"].splitlines() or [""]:
             click.echo(f"    {line}")
         for a in m["attachments"]:
@@ -103,9 +110,10 @@ def search_cmd(settings: Settings, slug: str, query: str, as_email: str | None, 
 
     ws = get_workspace(slug)
     thread = thread_of(ws)
-    messages = list(search_messages(_viewer(as_email), thread, query).limit(200))
+    viewer = _viewer(as_email)
+    messages = list(search_messages(viewer, thread, query).limit(200))
     messages.sort(key=lambda m: m.id)
-    data = messages_json(messages, settings.effective_base_url)
+    data = messages_json(messages, settings.effective_base_url, viewer)
     if as_json:
         click.echo(json.dumps({"workspace": ws.slug, "query": query, "messages": data}, indent=2, ensure_ascii=False))
         return

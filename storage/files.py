@@ -97,7 +97,15 @@ class FileStore:
         return path
 
     def _stored(self, directory: str, key: str) -> bool:
-        return os.path.exists(f"{directory}/{key}") or os.path.exists(f"{directory}/{key[2:4]}/{key}")
+        """Whether key's bytes are already there; if so, their time is set to now, so that a sweep removing
+        the files of deleted messages (storage/file_removals.py) leaves them to the row about to name them."""
+        for path in (f"{directory}/{key}", f"{directory}/{key[2:4]}/{key}"):
+            try:
+                os.utime(path)
+                return True
+            except FileNotFoundError:
+                continue
+        return False
 
     def put_stream(self, stream: IO[bytes], limit: int | None = None) -> StoredFile:
         return self.put_chunks(iter(lambda: stream.read(CHUNK), b""), limit)

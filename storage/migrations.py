@@ -11,9 +11,11 @@ from collections.abc import Callable
 from peewee import AutoField, DateTimeField, IntegerField
 
 from storage.agency import Agency
+from storage.avatars import Avatar
 from storage.away import ContactAway
 from storage.db import database, is_sqlite
 from storage.episodes import EmailEpisode
+from storage.file_removals import FileRemoval
 from storage.learned_signatures import LearnedSignature
 from storage.mail_log import InboundEmail, OutboxEmail, RawMail, ThreadEvent
 from storage.models import (
@@ -50,6 +52,8 @@ ALL_MODELS = [
     ContactAway,
     EmailEpisode,
     LearnedSignature,
+    FileRemoval,
+    Avatar,
 ]
 
 
@@ -204,12 +208,22 @@ def _v9_inbound_auth_column() -> None:
 def _v11_contact_away() -> None:
     # Client contacts whose out-of-office auto-reply says they are away (storage/away.py).
     database.create_tables([ContactAway], safe=True)
+
+
 def _v14_learned_signatures() -> None:
     # Blocks that end a sender's mails, counted per sender address (storage/learned_signatures.py).
     database.create_tables([LearnedSignature], safe=True)
+
+
 def _v12_email_episodes() -> None:
     # Notification emails are grouped into episodes, each with its own root Message-ID and subject.
     database.create_tables([EmailEpisode], safe=True)
+
+
+def _v15_file_removals_avatars() -> None:
+    # The files of deleted messages still to remove from the store (storage/file_removals.py), and people's
+    # pictures (storage/avatars.py).
+    database.create_tables([FileRemoval, Avatar], safe=True)
 
 
 def _param() -> str:
@@ -229,6 +243,7 @@ MIGRATIONS: list[tuple[int, Callable[[], None]]] = [
     (11, _v11_contact_away),
     (12, _v12_email_episodes),
     (14, _v14_learned_signatures),
+    (15, _v15_file_removals_avatars),
 ]
 
 # Helpers' branches number their migrations ahead of merging, so the list may have gaps.

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from storage import changes
 from storage.db import PreparedInsert, database, insert_rows, write_transaction
+from storage.file_removals import queue_removals
 from storage.files import safe_filename
 from storage.mail_log import CORRECTION, NOTIFICATION, PENDING, SENT, SKIPPED, OutboxEmail, ThreadEvent
 from storage.models import (
@@ -190,6 +191,9 @@ def delete_message(message: Message, actor: User, *, now: dt.datetime | None = N
     now = now or utcnow()
     with contextlib.nullcontext() if database.in_transaction() else write_transaction():
         MessageVersion.delete().where(MessageVersion.message == message.id).execute()
+        # Its files leave the store once this commits (storage/file_removals.py; kept while named elsewhere).
+        queue_removals(a.storage_key for a in Attachment.select(Attachment.storage_key)
+                       .where(Attachment.message == message.id))
         Attachment.delete().where(Attachment.message == message.id).execute()
         (OutboxEmail.update(status=SKIPPED, last_error="the message was deleted")
          .where((OutboxEmail.message == message.id) & (OutboxEmail.status == PENDING)).execute())

@@ -26,6 +26,7 @@ from storage.models import (
     User,
     Workspace,
 )
+from storage.permissions import can_manage
 
 OPERATOR = "operator"  # Viewer.operator(): the CLI's own view, never a user's role
 
@@ -115,14 +116,9 @@ def visible_versions(viewer: Viewer, message_ids: Iterable[int]) -> ModelSelect[
             .order_by(MessageVersion.message, MessageVersion.id))
 
 
-# Who may change a message after posting. Visibility itself never changes: an internal note stays internal
-# and a client-visible message stays client-visible (re-posting is the way).
-
-def is_admin(user: User) -> bool:
-    """A team admin. Before team roles existed every team member managed everything, so a team member
-    without a role counts as an admin."""
-    return user.is_team and user.active and getattr(user, "team_role", None) in (None, "admin")
-
+# Who may change a message after posting (management rights, such as an admin's, are storage/permissions.py's
+# can_manage). Visibility itself never changes: an internal note stays internal and a client-visible message
+# stays client-visible (re-posting is the way).
 
 def may_edit(user: User, message: Message) -> bool:
     """can_edit for a message already read through visible_messages for this user (no query)."""
@@ -131,7 +127,7 @@ def may_edit(user: User, message: Message) -> bool:
 
 def may_delete(user: User, message: Message) -> bool:
     """can_delete for a message already read through visible_messages for this user (no query)."""
-    return user.active and not message.is_deleted and (message.author_id == user.id or is_admin(user))
+    return user.active and not message.is_deleted and (message.author_id == user.id or can_manage(user))
 
 
 def can_edit(user: User, message: Message) -> bool:
@@ -251,6 +247,6 @@ _CAN_OPEN = {
 
 
 __all__ = ["Viewer", "visible_messages", "can_see", "visible_versions", "visible_messages_anywhere",
-           "can_edit", "can_delete", "may_edit", "may_delete", "is_admin", "can_open_thread",
+           "can_edit", "can_delete", "may_edit", "may_delete", "can_open_thread",
            "visible_threads", "audience", "last_activity",
            "VISIBILITY_CLIENT", "VISIBILITY_INTERNAL"]

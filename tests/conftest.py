@@ -155,6 +155,21 @@ def gateway(settings: Settings, database: object) -> Iterator[Any]:
         controller.stop()
 
 
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Debian's chromium through Playwright (tests/browser_support.py), one per test module; the browser test
+    modules skip themselves first when either is missing."""
+    from browser_support import launch
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        b = launch(playwright)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
 def shared_path(*parts: str) -> Path:
     """A path under ../shared, or pytest.skip when the shared folder is absent on this machine."""
     path = SHARED.joinpath(*parts)

@@ -9,9 +9,10 @@ import pytest
 from web_support import INTERNAL_TEXT, World, attach, newest, sign_in
 
 from storage.models import ApiToken, Message
-from storage.posting import post_message
+from storage.posting import delete_message, edit_message, post_message
 from storage.serialize import messages_json
 from storage.tokens import create_api_token
+from storage.visibility import Viewer
 
 
 @pytest.fixture
@@ -68,10 +69,28 @@ def test_attachment_urls_are_quoted_and_download(api: Any, app: Any, world: Worl
 def test_messages_have_the_cli_json_shape(api: Any, world: World, settings: Any) -> None:
     # The same JSON as `workrate thread --json`: {"workspace", "messages": [...]}, oldest first.
     data = api.get("/api/workspaces/acme/messages").get_json()
-    expected = messages_json([world.public, world.internal], settings.effective_base_url)
+    expected = messages_json([world.public, world.internal], settings.effective_base_url, Viewer.of(world.team))
     assert data["workspace"] == "acme" and data["messages"] == expected and data["has_more"] is False
     assert data["messages"][1]["visibility"] == "internal"  # the team sees internal notes
     assert data["messages"][0]["attachments"][0]["url"].endswith(f"/attachments/{world.public_file}/plan.txt")
+
+
+def test_messages_say_edited_and_deleted(api: Any, app: Any, world: World) -> None:
+    # Added fields, the old ones unchanged: edited_at and how many earlier versions there are; a deleted
+    # message keeps its place with deleted/deleted_at and no text, html, versions or attachments.
+    edit_message(world.public, world.team, "The plan, corrected")
+    edit_message(world.internal, world.team, "Budget, revised")
+    delete_message(world.internal, world.team)
+    public, internal = api.get("/api/workspaces/acme/messages").get_json()["messages"]
+    assert public["text"] == "The plan, corrected" and public["edited_at"].endswith("Z")
+    assert (public["versions"], public["deleted"], public["deleted_at"]) == (1, False, None)
+    assert public["attachments"] and public["created_at"].endswith("Z")
+    assert internal["deleted"] is True and internal["deleted_at"].endswith("Z")
+    assert (internal["text"], internal["html"], internal["attachments"], internal["versions"]) == ("", "", [], 0)
+    assert internal["id"] == world.internal.id and internal["visibility"] == "internal"
+    assert "Budget" not in str(internal) and INTERNAL_TEXT not in str(internal)
+    untouched = api.post("/api/workspaces/acme/messages", json={"text": "new"}).get_json()
+    assert (untouched["edited_at"], untouched["versions"], untouched["deleted"]) == (None, 0, False)
 
 
 def test_cursors_page_through_the_thread(api: Any, world: World) -> None:
@@ -108,7 +127,7 @@ def test_post_a_message(api: Any, world: World, settings: Any) -> None:
     assert response.status_code == 201
     message = newest(world.thread)
     assert (message.visibility, message.source, message.author_id) == ("internal", "api", world.team.id)
-    assert response.get_json() == messages_json([message], settings.effective_base_url)[0]
+    assert response.get_json() == messages_json([message], settings.effective_base_url, Viewer.of(world.team))[0]
     plain = api.post("/api/workspaces/acme/messages", json={"text": "client can see"}).get_json()
     assert plain["visibility"] == "client"
 

@@ -21,7 +21,6 @@ from browser_support import (
     Product,
     browser_unavailable_reason,
     horizontal_overflow,
-    launch,
     new_context,
     not_reloaded,
     open_magic_link,
@@ -46,7 +45,7 @@ _reason = browser_unavailable_reason()
 if _reason:
     pytest.skip(_reason, allow_module_level=True)
 
-from playwright.sync_api import expect, sync_playwright  # noqa: E402  (only once we know it is installed)
+from playwright.sync_api import expect  # noqa: E402  (only once we know it is installed)
 from procs import wait_until  # noqa: E402
 
 
@@ -59,16 +58,6 @@ def product(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Product]:
         p.cli("workspace", "create", "Acme Corp", "--slug", "acme")
         p.cli("user", "add", CLIENT, "--name", "Bob Stone", "--client", "acme", "--messages-access")
         yield p
-
-
-@pytest.fixture(scope="module")
-def browser(product: Product) -> Iterator[Any]:
-    with sync_playwright() as playwright:
-        b = launch(playwright)
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 def _workspace(product: Product, name: str) -> str:

@@ -28,7 +28,6 @@ from browser_support import (
     Product,
     browser_unavailable_reason,
     horizontal_overflow,
-    launch,
     new_context,
     running_product,
 )
@@ -39,7 +38,7 @@ _reason = browser_unavailable_reason()
 if _reason:
     pytest.skip(_reason, allow_module_level=True)
 
-from playwright.sync_api import expect, sync_playwright  # noqa: E402
+from playwright.sync_api import expect  # noqa: E402
 from procs import wait_until  # noqa: E402
 
 SHOTS = Path(os.environ.get("WORKRATE_SHOTS", str(SCREENSHOTS / "admin")))
@@ -74,16 +73,6 @@ def emailed(product: Product, to: str, pattern: str, count: int = 1) -> tuple[st
 def product(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Product]:
     with running_product(tmp_path_factory.mktemp("browser-admin")) as p:
         yield p
-
-
-@pytest.fixture(scope="module")
-def browser(product: Product) -> Iterator[Any]:
-    with sync_playwright() as playwright:
-        b = launch(playwright)
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 def test_a_new_agency_from_setup_to_revoked_client(product: Product, browser: Any) -> None:

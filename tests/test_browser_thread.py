@@ -23,7 +23,6 @@ from browser_support import (
     Product,
     browser_unavailable_reason,
     horizontal_overflow,
-    launch,
     new_context,
     open_magic_link,
     running_product,
@@ -45,28 +44,18 @@ _reason = browser_unavailable_reason() or ("" if AXE_JS.is_file() else
 if _reason:
     pytest.skip(_reason, allow_module_level=True)
 
-from playwright.sync_api import expect, sync_playwright  # noqa: E402
+from playwright.sync_api import expect  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def product(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Product]:
     with running_product(tmp_path_factory.mktemp("browser-thread")) as p:
         p.cli("user", "add", TEAM, "--name", "Kim Lee", "--team", "--password", TEAM_PASSWORD)
-        p.cli("user", "add", ADMIN, "--name", "Lee Park", "--team", "--password", TEAM_PASSWORD)
+        p.cli("user", "add", ADMIN, "--name", "Lee Park", "--team", "--admin", "--password", TEAM_PASSWORD)
         p.cli("workspace", "create", "Acme Corp", "--slug", "acme")
         p.cli("workspace", "create", "Globex Ltd", "--slug", "globex")
         p.cli("user", "add", CLIENT, "--name", "Bob Stone", "--client", "acme", "--messages-access")
         yield p
-
-
-@pytest.fixture(scope="module")
-def browser(product: Product) -> Iterator[Any]:
-    with sync_playwright() as playwright:
-        b = launch(playwright)
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 class Axe:
@@ -309,8 +298,25 @@ def test_edit_and_delete_seen_live_by_the_other_side(product: Product, browser: 
         team.once("dialog", lambda d: d.accept())
         kept.locator(".delete-button").click()
         expect(client.locator(".message.deleted")).to_have_count(2)
+
+        # An admin (not its author) deletes the client's message; the client sees the mark.
+        client.fill("#composer-text", f"Wrong file sent {run}")
+        _send(client)
+        admin_ctx, admin = _team(axe, browser, product, email=ADMIN)
+        try:
+            admin.goto(f"{product.url}/w/acme")
+            theirs = _message(admin, f"Wrong file sent {run}")
+            theirs.hover()  # a message that continues its author's run shows its header on hover
+            theirs.locator(".message-menu summary").click()
+            expect(theirs.locator(".edit-link")).to_have_count(0)  # an admin deletes, only authors edit
+            admin.once("dialog", lambda d: d.accept())
+            theirs.locator(".delete-button").click()
+            expect(client.locator(".message.deleted")).to_have_count(3)
+        finally:
+            admin_ctx.close()
         html = client.content()
-        for secret in ("Internal thought", f"Kickoff on Wednesday {run}", f"Kickoff on Tuesday {run}"):
+        for secret in ("Internal thought", f"Kickoff on Wednesday {run}", f"Kickoff on Tuesday {run}",
+                       f"Wrong file sent {run}"):
             assert secret not in html
         axe.check(client, "client thread with deleted messages")
     finally:
@@ -448,3 +454,58 @@ def test_every_page_is_axe_clean_and_screenshotted(product: Product, browser: An
         finally:
             ctx.close()
     assert len(axe.checked) >= len(PAGES_TEAM) + len(PAGES_CLIENT)
+
+
+def test_avatar_pictures_both_sides(product: Product, browser: Any, tmp_path: Path) -> None:
+    """A team member and a client each upload a picture at /me (a wrong file first: the error shows beside
+    the field); each sees the other's picture beside their messages instead of initials, at desktop and
+    phone size; removing it brings the initials back. Axe-clean, screenshotted."""
+    axe = Axe()
+    run = secrets.token_hex(3)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    (tmp_path / "team.png").write_bytes(tiny_png(200, 200))
+    (tmp_path / "client.png").write_bytes(tiny_png(120, 160))
+    (tmp_path / "notes.svg").write_bytes(b'<svg xmlns="http://www.w3.org/2000/svg"/>')
+    team_ctx, team = _team(axe, browser, product)
+    client_ctx, client = _client(axe, browser, product, phone=True)
+    try:
+        team.goto(f"{product.url}/me")
+        team.set_input_files("#avatar-file", str(tmp_path / "notes.svg"))
+        team.click("#avatar-submit")
+        expect(team.locator("#avatar-error")).to_contain_text("PNG, JPEG or WebP")
+        axe.check(team, "team /me with a picture error")
+        team.set_input_files("#avatar-file", str(tmp_path / "team.png"))
+        team.click("#avatar-submit")
+        expect(team.locator("#avatar-preview img")).to_be_visible()
+        axe.check(team, "team /me with a picture")
+        team.screenshot(path=str(SCREENSHOTS / "team-me-avatar-desktop.png"))
+        client.goto(f"{product.url}/me")
+        client.set_input_files("#avatar-file", str(tmp_path / "client.png"))
+        client.click("#avatar-submit")
+        expect(client.locator("#avatar-preview img")).to_be_visible()
+        client.screenshot(path=str(SCREENSHOTS / "client-me-avatar-phone.png"))
+
+        # Each message follows the other side's, so neither continues a run (whose avatar is hidden).
+        product.cli("post", "acme", f"Before the plan {run}", "--as", CLIENT)
+        product.cli("post", "acme", f"Here is the plan {run}", "--as", TEAM)
+        product.cli("post", "acme", f"Looks good {run}", "--as", CLIENT)
+        for page, side, size in ((team, "team", "desktop"), (client, "client", "phone")):
+            page.goto(f"{product.url}/{'w' if side == 'team' else 'portal/w'}/acme")
+            for text in (f"Here is the plan {run}", f"Looks good {run}"):
+                picture = _message(page, text).locator(".avatar.picture img")
+                expect(picture).to_be_visible()
+                assert page.evaluate("img => img.complete && img.naturalWidth", picture.element_handle()) == 256
+            axe.check(page, f"{side} thread with pictures ({size})")
+            assert horizontal_overflow(page) == []
+            page.screenshot(path=str(SCREENSHOTS / f"{side}-thread-avatars-{size}.png"))
+
+        team.goto(f"{product.url}/me")
+        team.click("#avatar-remove")
+        expect(team.locator("#avatar-preview img")).to_have_count(0)
+        client.goto(f"{product.url}/portal/w/acme")
+        kim = _message(client, f"Here is the plan {run}").locator(".avatar")
+        expect(kim).to_have_text("KL")
+        expect(_message(client, f"Looks good {run}").locator(".avatar.picture img")).to_be_visible()
+    finally:
+        team_ctx.close()
+        client_ctx.close()

@@ -74,7 +74,9 @@ def test_post_and_thread_json_shape(run: Run, acme: str, tmp_path: Path) -> None
     data = json.loads(run("thread", acme, "--json").stdout)
     assert data["workspace"] == acme
     first, second = data["messages"]
-    assert set(first) >= {"id", "author", "visibility", "text", "html", "source", "created_at", "attachments"}
+    assert set(first) >= {"id", "author", "visibility", "text", "html", "source", "created_at", "attachments",
+                          "edited_at", "versions", "deleted", "deleted_at"}
+    assert (first["edited_at"], first["versions"], first["deleted"], first["deleted_at"]) == (None, 0, False, None)
     assert first["author"] == {"email": "kim@agency.test", "name": "Kim Lee", "role": "team"}
     assert first["visibility"] == "client" and first["source"] == "cli"
     assert first["html"] == "<p>First <strong>bold</strong> message</p>\n"
@@ -110,6 +112,38 @@ def test_client_view_and_search_never_show_internal(run: Run, acme: str) -> None
     assert len(found_team) == 2
     no_access = json.loads(run("thread", acme, "--as", "eve@acme.test", "--json").stdout)["messages"]
     assert no_access == []
+
+
+def test_thread_json_says_edited_and_deleted_through_the_rule(run: Run, acme: str, tmp_path: Path) -> None:
+    # Edits and deletes show in `thread --json` and `search --json` (edited_at, versions, deleted): a deleted
+    # message keeps its place with no text and no files; a client's view never counts or shows an internal note.
+    from storage.db import database
+    from storage.models import Message, User
+    from storage.posting import delete_message, edit_message
+
+    f = tmp_path / "brief.txt"
+    f.write_bytes(b"hello file")
+    run("post", acme, "--as", "kim@agency.test", "Homepage draft")
+    run("post", acme, "--as", "kim@agency.test", "--internal", "Homepage budget")
+    run("post", acme, "--as", "kim@agency.test", "--attach", str(f), "Homepage brief")
+    with database.connection_context():
+        kim = User.get(User.email == "kim@agency.test")
+        draft, budget, brief = Message.select().order_by(Message.id)
+        edit_message(draft, kim, "Homepage final")
+        edit_message(budget, kim, "Homepage budget, revised")
+        delete_message(brief, kim)
+    team = json.loads(run("thread", acme, "--json").stdout)["messages"]
+    assert [(m["versions"], m["deleted"], bool(m["edited_at"])) for m in team] == [
+        (1, False, True), (1, False, True), (0, True, False)]
+    assert (team[2]["text"], team[2]["html"], team[2]["attachments"]) == ("", "", [])
+    assert team[2]["deleted_at"].endswith("Z")
+    client = json.loads(run("thread", acme, "--as", "bob@acme.test", "--json").stdout)["messages"]
+    assert [(m["text"], m["versions"], m["deleted"]) for m in client] == [("Homepage final", 1, False), ("", 0, True)]
+    assert "budget" not in json.dumps(client).lower()
+    found = json.loads(run("search", acme, "homepage", "--as", "bob@acme.test", "--json").stdout)["messages"]
+    assert [m["text"] for m in found] == ["Homepage final"]
+    shown = run("thread", acme, "--as", "bob@acme.test").stdout
+    assert "[edited " in shown and "[deleted " in shown and "brief" not in shown
 
 
 def test_workspace_list_dates_the_newest_message(run: Run, acme: str) -> None:

@@ -12,6 +12,7 @@ from storage.directory import DirectoryError, add_user, set_access
 from storage.mail_log import OutboxEmail
 from storage.posting import edit_message, post_message
 from storage.search import search_everywhere, search_messages
+from storage.serialize import messages_json
 from storage.visibility import (
     Viewer,
     audience,
@@ -61,6 +62,9 @@ def _surfaces(viewer: Viewer, thread, message) -> dict[str, bool]:
         "search_everywhere": message.id in {m.id for m in search_everywhere(viewer, "zebra")},
         "anywhere": message.id in {m.id for m in visible_messages_anywhere(viewer)},
         "versions": message.id in {v.message_id for v in visible_versions(viewer, [message.id])},
+        "json": message.id in {m["id"] for m in messages_json(list(visible_messages(viewer, thread)), "", viewer)},
+        # Even a message handed to the serializer by mistake never counts versions the viewer may not see.
+        "json_versions": messages_json([message], "", viewer)[0]["versions"] == 1,
     }
 
 
@@ -74,7 +78,7 @@ def test_every_surface_obeys_the_rule(matrix, who: str, which: str) -> None:
     expected = EXPECTED[who][0 if which == "public" else 1]
     assert _surfaces(viewer, matrix["thread"], matrix[which]) == {
         "visible_messages": expected, "can_see": expected, "search": expected, "search_everywhere": expected,
-        "anywhere": expected, "versions": expected}
+        "anywhere": expected, "versions": expected, "json": expected, "json_versions": expected}
 
 
 def test_thread_access(matrix) -> None:

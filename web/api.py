@@ -104,7 +104,7 @@ def list_messages(slug: str) -> Any:
         has_more = len(rows) > limit
         rows = list(reversed(rows[:limit]))
     return jsonify({"workspace": workspace.slug,
-                    "messages": messages_json(rows, app_settings().effective_base_url),
+                    "messages": messages_json(rows, app_settings().effective_base_url, g.api_viewer),
                     "has_more": has_more})
 
 

@@ -100,6 +100,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         api,
         attachments,
         auth,
+        avatars,
         away,
         branding,
         maillog,
@@ -127,6 +128,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(trimmed.bp)
     app.register_blueprint(portal.bp, url_prefix="/portal")
     app.register_blueprint(attachments.bp)
+    app.register_blueprint(avatars.bp)
     app.register_blueprint(live_views.bp)
     app.register_blueprint(api.bp, url_prefix="/api")
     app.register_blueprint(unsubscribe.bp)

@@ -79,60 +79,58 @@ def _login_redirect() -> Any:
     return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
 
 
-def login_required(view: Callable[..., Any]) -> Callable[..., Any]:
-    """Signed out: redirect to the sign-in page, coming back here afterwards."""
+def _guarded(view: Callable[..., Any], check: Callable[[User], None]) -> Callable[..., Any]:
+    """view, for signed-in people only (signed out: redirect to sign in, back here afterwards), once
+    check(user) has let them through (it aborts with the page's answer otherwise)."""
 
     @functools.wraps(view)
     def wrapped(*args: Any, **kwargs: Any) -> Any:
         if g.user is None:
             return _login_redirect()
+        check(g.user)
         return view(*args, **kwargs)
 
     return wrapped
+
+
+def _anyone(user: User) -> None:
+    pass
+
+
+def _team_only(user: User) -> None:
+    if not user.is_team:
+        abort(404)  # team pages don't reveal themselves to clients
+
+
+def _clients_only(user: User) -> None:
+    if not user.is_client:
+        abort(404)  # the team works in the team app
+
+
+def _managers_only(user: User) -> None:
+    _team_only(user)
+    if not can_manage(user):
+        abort(403, "Only the agency's admins can do this. Ask one of them.")
+
+
+def login_required(view: Callable[..., Any]) -> Callable[..., Any]:
+    """Signed out: redirect to the sign-in page, coming back here afterwards."""
+    return _guarded(view, _anyone)
 
 
 def team_required(view: Callable[..., Any]) -> Callable[..., Any]:
     """Signed out: redirect to sign in. A client: 404, so team pages don't reveal themselves."""
-
-    @functools.wraps(view)
-    def wrapped(*args: Any, **kwargs: Any) -> Any:
-        if g.user is None:
-            return _login_redirect()
-        if not g.user.is_team:
-            abort(404)
-        return view(*args, **kwargs)
-
-    return wrapped
+    return _guarded(view, _team_only)
 
 
 def client_required(view: Callable[..., Any]) -> Callable[..., Any]:
     """Signed out: redirect to sign in. A team member: 404 (the team works in the team app)."""
-
-    @functools.wraps(view)
-    def wrapped(*args: Any, **kwargs: Any) -> Any:
-        if g.user is None:
-            return _login_redirect()
-        if not g.user.is_client:
-            abort(404)
-        return view(*args, **kwargs)
-
-    return wrapped
+    return _guarded(view, _clients_only)
 
 
 def admin_required(view: Callable[..., Any]) -> Callable[..., Any]:
     """Signed out: redirect to sign in. A client: 404. A team member who may not manage: 403."""
-
-    @functools.wraps(view)
-    def wrapped(*args: Any, **kwargs: Any) -> Any:
-        if g.user is None:
-            return _login_redirect()
-        if not g.user.is_team:
-            abort(404)
-        if not can_manage(g.user):
-            abort(403, "Only the agency's admins can do this. Ask one of them.")
-        return view(*args, **kwargs)
-
-    return wrapped
+    return _guarded(view, _managers_only)
 
 
 def home_url(user: User) -> str:

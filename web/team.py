@@ -18,6 +18,7 @@ from flask import (
     url_for,
 )
 
+from storage.avatars import avatar_versions
 from storage.directory import thread_of
 from storage.files import FileStore
 from storage.mail_log import InboundEmail, read_raw_mail
@@ -388,8 +389,16 @@ def time_zone() -> Any:
         error = "Please choose a time zone from the list."
         if wants_json():
             return jsonify({"error": error}), 400
-    return render_template("me.html", zones=["UTC", *zones], current=g.user.time_zone or "", error=error), \
-        400 if error else 200
+    return me_page(error=error)
+
+
+def me_page(error: str | None = None, avatar_error: str | None = None) -> Any:
+    """/me with its forms (time zone, picture), an error beside the field that had one (400)."""
+    picture = avatar_versions([g.user.id]).get(g.user.id)
+    return render_template("me.html", zones=["UTC", *_zone_names()], current=g.user.time_zone or "", error=error,
+                           avatar_error=avatar_error,
+                           avatar_url=url_for("avatars.picture", user_id=g.user.id, v=picture) if picture else ""), \
+        400 if error or avatar_error else 200
 
 
 @bp.route("/messages/<int:message_id>/read", methods=["POST"])

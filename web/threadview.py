@@ -11,10 +11,11 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from flask import abort, get_template_attribute
+from flask import abort, get_template_attribute, url_for
 from markupsafe import Markup
 from peewee import fn
 
+from storage.avatars import avatar_versions
 from storage.mail_log import CORRECTION, NOTIFICATION, SENT, OutboxEmail, ThreadEvent
 from storage.models import Attachment, Message, ReadMarker, Thread, User, Workspace
 from storage.outbox import delivery_status
@@ -72,6 +73,7 @@ class MessageView:
     correction_sent: bool = False  # ... and a correction email was queued since
     workspace_name: str = ""  # search across workspaces: where the message is
     thread_url: str = ""
+    avatar_url: str = ""  # the author's uploaded picture (web/avatars.py); initials without one
 
     @property
     def trimmed_lines(self) -> int:
@@ -159,6 +161,7 @@ def build_views(messages: list[Message], viewer: Viewer, *, terms: list[str] | N
         return []
     ids = [m.id for m in messages]
     authors = {u.id: u for u in User.select().where(User.id.in_({m.author_id for m in messages}))}
+    pictures = {i: url_for("avatars.picture", user_id=i, v=v) for i, v in avatar_versions(authors).items()}
     files: dict[int, list[Attachment]] = {i: [] for i in ids}
     for a in Attachment.select().where(Attachment.message.in_(ids)).order_by(Attachment.id):
         files[a.message_id].append(a)
@@ -187,6 +190,7 @@ def build_views(messages: list[Message], viewer: Viewer, *, terms: list[str] | N
             can_delete=user is not None and user.id == viewer.user_id and may_delete(user, m),
             text=m.text if mine else "",
             emailed_before_edit=m.id in emailed, correction_sent=m.id in corrected,
+            avatar_url=pictures.get(m.author_id, ""),
         ))
     return views
 

@@ -38,6 +38,7 @@ from gateway.outbound.render import (
 )
 from storage import outbox
 from storage.db import connection
+from storage.file_removals import sweep_file_removals
 from storage.login_mail import EML_FOLDER, login_mail_name, purge_spent_login_mail
 from storage.mail_log import CORRECTION, LOGIN_LINK, LOGIN_REQUEST, NOTIFICATION
 from storage.models import User, utcnow
@@ -50,7 +51,8 @@ T = TypeVar("T")
 POLL_INTERVAL = 0.5  # seconds between two looks at the outbox when nothing was due
 ERROR_PAUSE = 5.0  # seconds to wait after a round failed (database unreachable, …)
 BATCH_SIZE = 20  # emails claimed per round
-HOUSEKEEPING_INTERVAL = 60.0  # seconds between two cleanups (spent sign-in link files, expired raw mail)
+HOUSEKEEPING_INTERVAL = 60.0  # seconds between two cleanups (spent sign-in link files, expired raw mail,
+# files of deleted messages)
 
 
 @dataclass(frozen=True)
@@ -144,6 +146,7 @@ class OutboxWorker:
                 await self._db(purge_spent_login_mail, self.settings.data_dir, now)
             await self._db(purge_refused_raw_mail, self.settings.effective_files_dir, self.settings.refused_mail_days,
                            now)
+            await self._db(sweep_file_removals, self.settings.effective_files_dir)  # files' own clock
         except Exception:
             log.exception("outbox worker housekeeping failed; trying again in %.0f s", HOUSEKEEPING_INTERVAL)
 
