@@ -29,6 +29,7 @@ from storage.models import (
     Workspace,
     utcnow,
 )
+from storage.notify_schedule import NotifyChoice, NotifyPreference
 from storage.refusals import RcptRefusal
 from storage.sessions import WebSession
 
@@ -43,6 +44,7 @@ _V1_MODELS = [
     ReadMarker, LoginAttempt, InboundEmail, OutboxEmail, ThreadEvent,
 ]
 ALL_MODELS = [*_V1_MODELS, RawMail, WebSession, Agency, RcptRefusal, MessageVersion]
+ALL_MODELS += [NotifyPreference, NotifyChoice]
 
 
 class SchemaVersion(BaseModel):
@@ -193,6 +195,12 @@ def _v9_inbound_auth_column() -> None:
         database.execute_sql("ALTER TABLE \"inbound_email\" ADD COLUMN \"auth\" VARCHAR(300) NOT NULL DEFAULT ''")
 
 
+def _v10_notification_timing() -> None:
+    # Each person's email timing per workspace, and their minutes, digest hour and quiet hours
+    # (storage/notify_schedule.py). No row means the defaults, so nothing to fill in.
+    database.create_tables([NotifyPreference, NotifyChoice], safe=True)
+
+
 def _param() -> str:
     return "?" if is_sqlite() else "%s"
 
@@ -207,6 +215,7 @@ MIGRATIONS: list[tuple[int, Callable[[], None]]] = [
     (7, _v7_edits_deletes_time_zones),
     (8, _v8_reply_tokens_hashed),
     (9, _v9_inbound_auth_column),
+    (10, _v10_notification_timing),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]
