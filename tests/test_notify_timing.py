@@ -278,10 +278,12 @@ def test_send_at_rules() -> None:
     digest = ns.Timing(ns.DIGEST, 5, 8 * 60, None, paris)
     assert ns.send_at(digest, now, now) == dt.datetime(2026, 3, 29, 6, 0)
     # Quiet hours that wrap past midnight, and ones inside a day.
-    assert ns.after_quiet_hours(dt.datetime(2026, 3, 28, 23, 0), (22 * 60, 7 * 60), utc) == dt.datetime(2026, 3, 29, 7)
-    assert ns.after_quiet_hours(dt.datetime(2026, 3, 28, 6, 0), (22 * 60, 7 * 60), utc) == dt.datetime(2026, 3, 28, 7)
-    assert ns.after_quiet_hours(dt.datetime(2026, 3, 28, 12, 0), (22 * 60, 7 * 60), utc) == dt.datetime(2026, 3, 28, 12)
-    assert ns.after_quiet_hours(dt.datetime(2026, 3, 28, 13, 0), (12 * 60, 14 * 60), utc) == dt.datetime(2026, 3, 28, 14)
+    night, lunch = (22 * 60, 7 * 60), (12 * 60, 14 * 60)
+    day = dt.datetime(2026, 3, 28)
+    assert ns.after_quiet_hours(day.replace(hour=23), night, utc) == dt.datetime(2026, 3, 29, 7)
+    assert ns.after_quiet_hours(day.replace(hour=6), night, utc) == day.replace(hour=7)
+    assert ns.after_quiet_hours(day.replace(hour=12), night, utc) == day.replace(hour=12)
+    assert ns.after_quiet_hours(day.replace(hour=13), lunch, utc) == day.replace(hour=14)
     assert ns.parse_quiet_hours("22:00-7:00") == (1320, 420) and ns.parse_quiet_hours("") is None
     for bad in ("25:00-07:00", "22:00-22:00", "evening"):
         with pytest.raises(ValueError):
