@@ -173,7 +173,7 @@ def _notifications_page(rows: list[Any], form: dict[str, str], errors: dict[str,
         "account/notifications.html", rows=rows, form=form, errors=errors, modes=MODES, mode_labels=MODE_LABELS,
         timing=timing, default_quiet=format_quiet_hours(timing.default_quiet).replace("-", "–"),
         default_minutes=defaults.unread_minutes, operator_override=app_settings().notify_delay,
-        time_zone=g.user.time_zone or "UTC", max_minutes=MAX_UNREAD_MINUTES), status
+        time_zone=g.user.time_zone or "UTC", saved_digest=format_clock(timing.digest_minute)), status
 
 
 @bp.route("/settings/notifications", methods=["GET", "POST"])
