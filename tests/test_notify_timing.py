@@ -16,7 +16,7 @@ from config import Settings
 from gateway.outbound.worker import OutboxWorker
 from storage import notify_schedule as ns
 from storage.mail_log import PENDING, SENT, SKIPPED, OutboxEmail
-from storage.models import Message, User
+from storage.models import Message, User, utcnow
 from storage.notify_settings import notification_rows, set_modes, set_notifications, set_timing
 from storage.posting import post_message
 
@@ -323,3 +323,22 @@ def test_settings_page_errors_sit_next_to_their_field_and_keep_what_was_typed(ap
     assert ns.NotifyPreference.select().count() == 0  # nothing saved
     # Without the CSRF token the form is refused.
     assert bob.post("/settings/notifications", data={**form, "csrf_token": "forged"}).status_code == 400
+
+
+def test_a_new_time_zone_times_held_emails_again(app: Any, world: World, personal: Settings,
+                                                 relay: CapturingRelay) -> None:
+    # Bob's digest was timed at 08:00 UTC; he sets Tokyo (UTC+9) at /me: it comes at 08:00 in Tokyo instead.
+    # (The page uses the real clock, so this test's times start from it.)
+    clear_world_outbox()
+    choose(world.client, world, ns.DIGEST)
+    start = utcnow()
+    post(world, "For the morning digest.", start)
+    send_due(personal, start)
+    assert rows_of(world.client)[0].next_attempt_at == ns.next_local_time(start, 8 * 60, dt.UTC)
+    bob = sign_in(app.test_client(), world.client)
+    assert post_form(bob, "/me", {"time_zone": "Asia/Tokyo"}, json=True).status_code == 200
+    send_due(personal, utcnow())
+    tokyo_morning = ns.next_local_time(start, 8 * 60, ns.zone_of("Asia/Tokyo"))
+    assert rows_of(world.client)[0].next_attempt_at == tokyo_morning
+    send_due(personal, tokyo_morning)
+    assert len(to(relay, "bob@acme.test")) == 1
