@@ -43,6 +43,7 @@ def environment(settings: Settings, relay: CapturingRelay) -> dict[str, str]:
     env.update(WORKRATE_DATA_DIR=str(settings.data_dir), WORKRATE_DATABASE_URL=settings.effective_database_url,
                WORKRATE_SECRET_KEY=settings.secret_key, WORKRATE_REPLY_DOMAIN=settings.reply_domain,
                WORKRATE_BASE_URL=settings.effective_base_url, WORKRATE_RELAY_URL=relay.url,
+               WORKRATE_NOTIFY_DELAY="0",  # at once, for everyone: these tests count emails, not timing
                WORKRATE_LOG_LEVEL="INFO", PYTHONUNBUFFERED="1")
     return env
 
