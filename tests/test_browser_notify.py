@@ -7,21 +7,26 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import os
+from pathlib import Path
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from browser_support import (
+    SCREENSHOTS,
     TEAM_PASSWORD,
     Product,
     browser_unavailable_reason,
+    horizontal_overflow,
     launch,
     new_context,
     open_magic_link,
     running_product,
+    sign_in_team,
     wait_live,
 )
-from procs import wait_until
+from procs import ROOT, wait_until
 
 from config import load_settings
 from gateway.outbound.worker import OutboxWorker
@@ -33,6 +38,8 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 TEAM = "kim@agency.test"
 CLIENT = "bob@acme.test"
+
+AXE_JS = Path(os.environ.get("WORKRATE_AXE_JS", ROOT / "node_modules" / "axe-core" / "axe.min.js"))
 
 _reason = browser_unavailable_reason()
 if _reason:
@@ -94,3 +101,43 @@ def test_a_message_seen_live_is_not_emailed_one_posted_while_away_is(product: Pr
     with db.connection():
         row = OutboxEmail.get(OutboxEmail.message == seen_id)
         assert (row.status, row.last_error) == (SKIPPED, "read before the email went out")
+
+
+@pytest.mark.parametrize("phone", [False, True], ids=["desktop", "phone"])
+def test_settings_page_in_the_browser_saves_and_is_accessible(product: Product, phone: bool) -> None:
+    # A team member picks a daily digest and quiet hours; the page keeps them, fits the screen, and axe-core
+    # finds no serious or critical violation. Screenshots go to artifacts/screenshots/.
+    if not AXE_JS.is_file():
+        pytest.skip(f"axe-core is not installed ({AXE_JS}; run `npm install axe-core`)")
+    size = "phone" if phone else "desktop"
+    with sync_playwright() as playwright:
+        browser = launch(playwright)
+        try:
+            ctx = new_context(browser, phone=phone)
+            ctx.add_init_script(path=str(AXE_JS))
+            page = ctx.new_page()
+            sign_in_team(page, product, TEAM)
+            page.goto(f"{product.url}/settings/notifications")
+            page.select_option("#mode-acme", "digest")
+            page.fill("#notify-digest_time", "07:30")
+            page.fill("#notify-quiet_from", "21:00")
+            page.fill("#notify-quiet_until", "07:00")
+            page.click("#notifications-save")
+            expect(page.locator("#mode-acme")).to_have_value("digest")
+            expect(page.locator("#notify-digest_time")).to_have_value("07:30")
+            expect(page.locator("#notify-quiet_until")).to_have_value("07:00")
+            page.fill("#notify-unread_minutes", "0")
+            page.click("#notifications-save")
+            expect(page.locator("#notify-unread_minutes-error")).to_be_visible()
+            assert horizontal_overflow(page) == []
+            found = page.evaluate("""async () => {
+                const result = await axe.run(document, {resultTypes: ['violations']});
+                return result.violations.filter(v => v.impact === 'serious' || v.impact === 'critical')
+                    .map(v => v.impact + ' ' + v.id + ': ' + v.help);
+            }""")
+            assert found == [], found
+            SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(SCREENSHOTS / f"notification-settings-{size}.png"), full_page=True)
+            ctx.close()
+        finally:
+            browser.close()
