@@ -2,7 +2,8 @@
 NOTIFY_DELAY unset, so each person's timing decides): the client's open page shows a new message as it
 arrives, its script moves the read marker, and the worker leaves that message out at send time; a message
 posted while the page was closed is emailed. The worker's clock is injected (a worker in this test, on the
-product's database), never slept; the product's own worker would hold both for five minutes."""
+product's database), never slept; the product's own worker would hold both for five minutes. And the
+notification settings page in the browser, desktop and phone, checked with axe-core."""
 from __future__ import annotations
 
 import asyncio
