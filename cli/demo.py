@@ -11,6 +11,8 @@ from storage.db import database
 from storage.directory import add_client, add_user, create_workspace, thread_of
 from storage.files import FileStore
 from storage.models import TEAM, Message, User, Workspace
+from storage.notify_schedule import NOW
+from storage.notify_settings import set_modes
 from storage.posting import NewAttachment, post_message
 from storage.tokens import create_login_token
 from web.passwords import hash_password
@@ -52,6 +54,8 @@ def create_demo(settings: Settings, echo: Callable[[str], object] = print) -> No
         other = User.get_or_none(User.email == NO_ACCESS_EMAIL) or add_client(
             NO_ACCESS_EMAIL, "Carol Park", workspace, messages_access=False)
         thread = thread_of(workspace)
+        # The demo's client chose "immediately", so that its emails show at once (the default waits 5 minutes).
+        set_modes(client, {workspace.id: NOW})
         if not Message.select().where(Message.thread == thread).exists():
             for n, (who, internal, text) in enumerate(SAMPLE, start=1):
                 files = [_outline(settings)] if n == len(SAMPLE) else []

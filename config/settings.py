@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import secrets
 import tomllib
 from collections.abc import Callable, Mapping
@@ -44,6 +45,7 @@ class Rule:
     must: str = ""  # the sentence, when the one made from the above would not say it well
     check: Callable[[Any], str | None] | None = None  # returns what is wrong, after the variable's name
     required: bool = False  # False: an empty value means "not set" and is not checked
+    optional: bool = False  # for a number: an empty value means "not set" (None)
 
     def sentence(self) -> str:
         if self.must:
@@ -60,6 +62,8 @@ class Rule:
 
     def problem(self, value: Any) -> str | None:
         """What is wrong with an already converted value, or None."""
+        if value is None and self.optional:
+            return None
         if ((self.choices and str(value).upper() not in self.choices)
                 or (self.low is not None and value < self.low) or (self.above is not None and value <= self.above)
                 or (self.high is not None and value > self.high)):
@@ -101,6 +105,13 @@ def _domain(domain: str) -> str | None:
     return None
 
 
+def _quiet_hours(value: str) -> str | None:
+    if not re.fullmatch(r"([01]?\d|2[0-3]):[0-5]\d-([01]?\d|2[0-3]):[0-5]\d", value) or \
+            value.split("-")[0].zfill(5) == value.split("-")[1].zfill(5):
+        return f"must look like 20:00-08:00 (from-until, 24-hour clock, two different times), not {value!r}"
+    return None
+
+
 def _sender_checks(value: str) -> str | None:
     if value not in ("off", "dns"):  # kept in lower case: the gateway compares with "off" and "dns"
         return f"must be off or dns, not {value!r}"
@@ -125,7 +136,9 @@ RULES: dict[str, Rule] = {
     "reply_domain": Rule(check=_domain, required=True),
     "mail_from": Rule(),
     "relay_url": Rule(check=_relay_url),
-    "notify_delay": _NOT_NEGATIVE,
+    "notify_delay": Rule(float, low=0, optional=True),
+    "notify_unread_minutes": Rule(int, low=1, high=1440),
+    "team_quiet_hours": Rule(check=_quiet_hours),
     "max_message_size": _POSITIVE_INT,
     "max_line_length": _POSITIVE_INT,
     "smtp_processes": _NOT_NEGATIVE_INT,
@@ -176,6 +189,8 @@ def _convert(name: str, raw: str | float) -> Any:
     rule = RULES[name]
     value = raw.strip() if isinstance(raw, str) else raw
     if rule.kind is int or rule.kind is float:
+        if rule.optional and value == "":
+            return None
         try:
             return rule.kind(value)
         except (TypeError, ValueError):
@@ -219,7 +234,9 @@ class Settings:
     reply_domain: str = _default("reply_domain")
     mail_from: str = _default("mail_from")
     relay_url: str = _default("relay_url")
-    notify_delay: float = _default("notify_delay")
+    notify_delay: float | None = _default("notify_delay")
+    notify_unread_minutes: int = _default("notify_unread_minutes")
+    team_quiet_hours: str = _default("team_quiet_hours")
     max_message_size: int = _default("max_message_size")
     max_line_length: int = _default("max_line_length")
     smtp_processes: int = _default("smtp_processes")

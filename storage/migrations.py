@@ -34,6 +34,7 @@ from storage.models import (
     Workspace,
     utcnow,
 )
+from storage.notify_schedule import NotifyChoice, NotifyPreference
 from storage.refusals import RcptRefusal
 from storage.sessions import WebSession
 
@@ -54,6 +55,8 @@ ALL_MODELS = [
     LearnedSignature,
     FileRemoval,
     Avatar,
+    NotifyPreference,
+    NotifyChoice,
 ]
 
 
@@ -226,6 +229,12 @@ def _v15_file_removals_avatars() -> None:
     database.create_tables([FileRemoval, Avatar], safe=True)
 
 
+def _v10_notification_timing() -> None:
+    # Each person's email timing per workspace, and their minutes, digest hour and quiet hours
+    # (storage/notify_schedule.py). No row means the defaults, so nothing to fill in.
+    database.create_tables([NotifyPreference, NotifyChoice], safe=True)
+
+
 def _param() -> str:
     return "?" if is_sqlite() else "%s"
 
@@ -240,6 +249,7 @@ MIGRATIONS: list[tuple[int, Callable[[], None]]] = [
     (7, _v7_edits_deletes_time_zones),
     (8, _v8_reply_tokens_hashed),
     (9, _v9_inbound_auth_column),
+    (10, _v10_notification_timing),
     (11, _v11_contact_away),
     (12, _v12_email_episodes),
     (14, _v14_learned_signatures),

@@ -25,7 +25,7 @@ from storage.mail_log import (
     SKIPPED,
     OutboxEmail,
 )
-from storage.models import TEAM, Membership, Thread, User, utcnow
+from storage.models import TEAM, Membership, ReadMarker, Thread, User, utcnow
 
 # Any 64-bit number works, as long as every worker uses the same one (differs from the migration lock).
 PG_CLAIM_LOCK = 0x576F726B4F757462
@@ -144,13 +144,17 @@ def claim_due(now: dt.datetime | None = None, limit: int = 20, worker_id: str = 
 def _waits_for_older(row: OutboxEmail, claimed: set[int], now: dt.datetime) -> bool:
     """Whether an older pending notification of the same person must leave first.
 
-    Older rows of the same batch key that are free are folded into this batch, so they do not count.
+    Older rows of the same batch key that are free are folded into this batch, so they do not count. Nor
+    do rows never tried that wait for their time (a person's digest or quiet hours, see hold()): only an
+    email that failed and waits for its retry, or one being sent, holds the person's newer ones back.
     """
     same_key = ((OutboxEmail.thread == row.thread_id) & (OutboxEmail.internal == row.internal)
                 & _lease_free(now))
+    waits_for_its_time = (OutboxEmail.attempts == 0) & (OutboxEmail.next_attempt_at > now) & _lease_free(now)
     query = (OutboxEmail.select(OutboxEmail.id)
              .where((OutboxEmail.recipient == row.recipient_id) & (OutboxEmail.kind == NOTIFICATION)
-                    & (OutboxEmail.status == PENDING) & (OutboxEmail.id < row.id) & ~same_key))
+                    & (OutboxEmail.status == PENDING) & (OutboxEmail.id < row.id) & ~same_key
+                    & ~waits_for_its_time))
     if claimed:
         query = query.where(OutboxEmail.id.not_in(list(claimed)))
     return query.exists()
@@ -232,6 +236,47 @@ def mark_skipped(rows: Batch | Iterable[int | OutboxEmail], reason: str) -> int:
     """Not sent on purpose: the person can no longer see the message, muted email or unfollowed."""
     return (OutboxEmail.update(status=SKIPPED, last_error=reason[:2000], lease_until=None, leased_by=None)
             .where(OutboxEmail.id.in_(_ids(rows)) & (OutboxEmail.status == PENDING)).execute())
+
+
+def hold(batch: Batch, until: dt.datetime, now: dt.datetime | None = None) -> int:
+    """The batch may not leave before `until` (its recipient's timing): its rows, and any other pending row
+    of the same email not in it (past MAX_MESSAGES_PER_EMAIL), wait until then, unleased. Returns how many."""
+    now = now or utcnow()
+    same_email = ((OutboxEmail.recipient == batch.recipient_id) & (OutboxEmail.thread == batch.thread_id)
+                  & (OutboxEmail.internal == batch.internal) & (OutboxEmail.kind == NOTIFICATION)
+                  & _lease_free(now) & (OutboxEmail.next_attempt_at < until))
+    return (OutboxEmail.update(next_attempt_at=until, lease_until=None, leased_by=None)
+            .where((OutboxEmail.id.in_(list(batch.row_ids)) | same_email) & (OutboxEmail.status == PENDING))
+            .execute())
+
+
+def reschedule(user: User | int, now: dt.datetime | None = None) -> int:
+    """The person changed their timing: their notifications waiting for a time (never tried) are due now, so
+    that the worker decides again with the new choice. Returns how many."""
+    now = now or utcnow()
+    return (OutboxEmail.update(next_attempt_at=now)
+            .where((OutboxEmail.recipient == user) & (OutboxEmail.kind == NOTIFICATION)
+                   & (OutboxEmail.status == PENDING) & (OutboxEmail.attempts == 0)
+                   & (OutboxEmail.next_attempt_at > now) & _lease_free(now))
+            .execute())
+
+
+def already_read(rows: Sequence[OutboxEmail]) -> list[OutboxEmail]:
+    """The rows about messages their recipient has seen since (a page or a live stream showed them: the
+    read marker has reached them)."""
+    found: list[OutboxEmail] = []
+    for (recipient_id, thread_id), group in _by_reader(rows).items():
+        marker = (ReadMarker.select(ReadMarker.last_read_message_id)
+                  .where((ReadMarker.user == recipient_id) & (ReadMarker.thread == thread_id)).scalar()) or 0
+        found.extend(r for r in group if r.message_id is not None and r.message_id <= marker)
+    return found
+
+
+def _by_reader(rows: Sequence[OutboxEmail]) -> dict[tuple[int | None, int | None], list[OutboxEmail]]:
+    groups: dict[tuple[int | None, int | None], list[OutboxEmail]] = {}
+    for r in rows:
+        groups.setdefault((r.recipient_id, r.thread_id), []).append(r)
+    return groups
 
 
 def release(rows: Batch | Iterable[int | OutboxEmail]) -> int:

@@ -69,7 +69,7 @@ def post_message(
     attachments: Iterable[NewAttachment] = (),
     trimmed_text: str | None = None,
     inbound_email_id: int | None = None,
-    notify_delay: float = 0,
+    notify_delay: float | None = 0,
     now: dt.datetime | None = None,
 ) -> Message:
     """Posts `text` (Markdown) by `author` to `thread`; raises PostingError with a readable reason."""
@@ -106,7 +106,7 @@ def post_message(
             insert_rows(Attachment, _ATTACHMENT_FIELDS, [
                 (message.id, safe_filename(a.name), a.content_type, a.size, a.sha256, a.storage_key, now)
                 for a in attachments])
-        due = now + dt.timedelta(seconds=notify_delay)
+        due = now + dt.timedelta(seconds=notify_delay or 0)  # None: the worker holds it per person
         people = audience(message, thread=thread, author=author)
         if people:
             insert_rows(OutboxEmail, _OUTBOX_FIELDS, [

@@ -79,9 +79,10 @@ class Product:
 
 
 @contextmanager
-def running_product(tmp: Path) -> Iterator[Product]:
+def running_product(tmp: Path, **overrides: str) -> Iterator[Product]:
     """Starts `workrate run` the way a user does, on SQLite in `tmp`, or on a fresh PostgreSQL database on the
-    server of WORKRATE_TEST_DATABASE_URL when that is set; stops it (SIGTERM) and drops the database after."""
+    server of WORKRATE_TEST_DATABASE_URL when that is set; stops it (SIGTERM) and drops the database after.
+    `overrides` are WORKRATE_* variables replacing the defaults here."""
     with ExitStack() as stack:
         relay = stack.enter_context(CapturingRelay())
         settings = {}
@@ -96,6 +97,7 @@ def running_product(tmp: Path) -> Iterator[Product]:
             WORKRATE_BASE_URL=url, WORKRATE_REPLY_DOMAIN="reply.browser.test", WORKRATE_RELAY_URL=relay.url,
             WORKRATE_NOTIFY_DELAY="0", WORKRATE_SMTP_PORT=str(free_port()), WORKRATE_WEB_PORT=str(web_port),
             WORKRATE_LOG_LEVEL="INFO", **settings)
+        env.update(overrides)
         cli(env, "init-db")
         proc = start("run", env, tmp / "logs", "workrate-run")
         proc.port = web_port

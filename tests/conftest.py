@@ -53,6 +53,7 @@ def settings(tmp_path: Path) -> Settings:
         smtp_port=0,
         web_host="127.0.0.1",
         web_port=0,
+        notify_delay=0,  # the operator's "at once, for everyone"; tests of personal timing set None
     )
 
 

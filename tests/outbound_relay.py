@@ -108,3 +108,8 @@ class CapturingRelay:
         while time.monotonic() < end and len(self.received) < count:
             time.sleep(0.05)
         return self.received
+
+
+def new_part(text: str) -> str:
+    """A notification's text without the earlier messages it repeats for context."""
+    return text.split("Earlier in this conversation", 1)[0]

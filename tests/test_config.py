@@ -20,7 +20,7 @@ def test_defaults_load_without_environment(tmp_path: Path) -> None:
     assert (s.smtp_host, s.smtp_port) == ("127.0.0.1", 2525)
     assert (s.web_host, s.web_port) == ("127.0.0.1", 8000)
     assert s.max_message_size == 25 * 1024 * 1024
-    assert s.notify_delay == 0
+    assert s.notify_delay is None and s.notify_unread_minutes == 5 and s.team_quiet_hours == ""
     assert s.effective_database_url == f"sqlite:///{(tmp_path / 'workrate.db').resolve()}"
     assert s.effective_base_url == "http://127.0.0.1:8000"
     assert s.effective_mail_from == "notifications@reply.localhost"
@@ -58,6 +58,9 @@ def test_environment_overrides_defaults(tmp_path: Path) -> None:
     ("WORKRATE_REPLY_DOMAIN", "", "WORKRATE_REPLY_DOMAIN"),
     ("WORKRATE_REPLY_DOMAIN", "bob@example.com", "domain name"),
     ("WORKRATE_SMTP_TLS_CERT", "/etc/cert.pem", "WORKRATE_SMTP_TLS_KEY must be set together"),
+    ("WORKRATE_TEAM_QUIET_HOURS", "8pm", "must look like 20:00-08:00"),
+    ("WORKRATE_TEAM_QUIET_HOURS", "08:00-8:00", "two different times"),
+    ("WORKRATE_NOTIFY_UNREAD_MINUTES", "0", "WORKRATE_NOTIFY_UNREAD_MINUTES"),
 ])
 def test_bad_value_names_the_variable(tmp_path: Path, var: str, value: str, needle: str) -> None:
     # A value that cannot be used stops start-up with one sentence that names the variable.
@@ -65,6 +68,15 @@ def test_bad_value_names_the_variable(tmp_path: Path, var: str, value: str, need
         load_settings({"WORKRATE_DATA_DIR": str(tmp_path), var: value})
     assert needle in str(err.value)
     assert str(err.value).endswith(".")
+
+
+def test_notify_delay_empty_means_personal_choices_and_zero_means_at_once(tmp_path: Path) -> None:
+    # Unset, each person's own timing applies; set (0 included) it is the operator's override for everyone.
+    base = {"WORKRATE_DATA_DIR": str(tmp_path)}
+    assert load_settings({**base, "WORKRATE_NOTIFY_DELAY": ""}, ensure_secret=False).notify_delay is None
+    assert load_settings({**base, "WORKRATE_NOTIFY_DELAY": "0"}, ensure_secret=False).notify_delay == 0.0
+    assert load_settings({**base, "WORKRATE_TEAM_QUIET_HOURS": "22:30-7:00"},
+                         ensure_secret=False).team_quiet_hours == "22:30-7:00"
 
 
 def test_generated_secret_key_is_stored_once_with_mode_0600(tmp_path: Path) -> None:
@@ -82,7 +94,7 @@ def test_defaults_have_one_source() -> None:
     assert fields == list(RULES) == list(DEFAULTS)
     for name in fields:
         assert getattr(Settings(), name) == DEFAULTS[name], name
-    assert isinstance(Settings().notify_delay, float) and isinstance(Settings().data_dir, Path)
+    assert Settings().notify_delay is None and isinstance(Settings().data_dir, Path)
 
 
 def test_every_setting_is_documented_in_defaults_toml() -> None:
@@ -101,7 +113,7 @@ def test_every_setting_is_documented_in_defaults_toml() -> None:
 def test_every_default_is_itself_valid(tmp_path: Path) -> None:
     # The rules accept each default: loading with no variables set succeeds, and every variable set to
     # its own default's text gives the same settings.
-    environ = {variable(name): str(value) for name, value in DEFAULTS.items()}
+    environ = {variable(name): "" if value is None else str(value) for name, value in DEFAULTS.items()}
     environ[variable("data_dir")] = str(tmp_path)
     assert load_settings(environ, ensure_secret=False) == Settings(data_dir=tmp_path)
 

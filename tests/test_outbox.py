@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 from gateway_support import start_gateway
-from outbound_relay import CapturingRelay, Received
+from outbound_relay import CapturingRelay, Received, new_part
 from procs import free_port
 
 from config import Settings
@@ -56,11 +56,6 @@ def send_due(settings: Settings, now: dt.datetime | None = None, **options: obje
         return asyncio.run(worker.run_once(now))
     finally:
         worker.close()
-
-
-def new_part(text: str) -> str:
-    """A notification's text without the earlier messages it repeats for context."""
-    return text.split("Earlier in this conversation", 1)[0]
 
 
 def rows(**where: object) -> list[OutboxEmail]:

@@ -23,6 +23,7 @@ from storage.directory import thread_of
 from storage.files import FileStore
 from storage.mail_log import InboundEmail, read_raw_mail
 from storage.models import CLIENT, Membership, Message, Thread, User, Workspace
+from storage.outbox import reschedule
 from storage.post_limits import SLOW_DOWN, may_post_now
 from storage.posting import (
     MAX_TEXT_LENGTH,
@@ -382,6 +383,7 @@ def time_zone() -> Any:
         wanted = request.form.get("time_zone", "").strip()
         if wanted in zones or wanted == "UTC":
             User.update(time_zone=wanted).where(User.id == g.user.id).execute()
+            reschedule(g.user)  # emails held for a clock time (digest, quiet hours) are timed again
             if wants_json():
                 return jsonify({"time_zone": wanted})
             flash(f"Times in your emails now use {wanted}.")

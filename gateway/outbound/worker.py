@@ -8,6 +8,10 @@ Delivery is at least once. A row is marked sent only after the relay's 250; a cr
 the commit of mark_sent() sends that email again once its lease expires (with the same Message-ID).
 That window, plus a send that outlives its lease, is the only way an email goes out twice; several
 workers never claim the same row while its lease holds.
+
+When a notification is sent is decided here, at send time: with NOTIFY_DELAY set (the operator's override,
+0 = at once) every due batch leaves; unset, each person's timing (storage/notify_schedule.py) holds the
+batch until its time, and what they have read meanwhile is left out, so that nothing already seen is emailed.
 """
 from __future__ import annotations
 
@@ -36,11 +40,11 @@ from gateway.outbound.render import (
     stored_mail,
     visible_rows,
 )
-from storage import outbox
+from storage import notify_schedule, outbox
 from storage.db import connection
 from storage.file_removals import sweep_file_removals
 from storage.login_mail import EML_FOLDER, login_mail_name, purge_spent_login_mail
-from storage.mail_log import CORRECTION, LOGIN_LINK, LOGIN_REQUEST, NOTIFICATION
+from storage.mail_log import CORRECTION, LOGIN_LINK, LOGIN_REQUEST, NOTIFICATION, OutboxEmail
 from storage.models import User, utcnow
 from storage.retention import purge_refused_raw_mail
 
@@ -83,6 +87,8 @@ class OutboxWorker:
         self.tls_context = tls_context
         self._executor: ThreadPoolExecutor | None = None
         self._next_housekeeping = 0.0  # loop time; 0: at the first round
+        self.defaults = notify_schedule.Defaults(unread_minutes=settings.notify_unread_minutes,
+                                                 team_quiet_hours=settings.team_quiet_hours)
 
     # -- the loop -------------------------------------------------------------------------------------
 
@@ -201,10 +207,14 @@ class OutboxWorker:
         if batch.kind == NOTIFICATION:
             reason = "recipient no longer exists" if recipient is None else \
                 outbox.recipient_block_reason(recipient, batch.thread_id)
-            if reason:
+            if reason or recipient is None:
                 outbox.mark_skipped(rows, reason)
                 log.info("outbox email #%d to %s skipped: %s", batch.lead_id, batch.to_address, reason)
                 return None
+            if self.settings.notify_delay is None:
+                rows = self._when_personal(batch, rows, recipient, now or utcnow())
+                if not rows:
+                    return None
             visible, hidden = visible_rows(rows)
             if hidden:
                 outbox.mark_skipped(hidden, "the recipient can no longer see the message")
@@ -246,6 +256,26 @@ class OutboxWorker:
                         envelope_from=format_bounce_address(bounce_token, self.settings.reply_domain),
                         to_address=lead.to_address,
                         eml_name=login_mail_name(lead.body_text) if batch.kind == LOGIN_LINK else None)
+
+    def _when_personal(self, batch: outbox.Batch, rows: list[OutboxEmail], recipient: User,
+                       now: dt.datetime) -> list[OutboxEmail]:
+        """The person's own timing decides (NOTIFY_DELAY unset): what they have read since is left out, and
+        the rest waits for their time (their N minutes, digest hour, quiet hours). Returns what may leave now."""
+        read = outbox.already_read(rows)
+        if read:
+            outbox.mark_skipped(read, "read before the email went out")
+            log.info("outbox rows %s skipped: %s has read their messages", [r.id for r in read], batch.to_address)
+            rows = [r for r in rows if r not in read]
+        if not rows or batch.thread_id is None:
+            return rows
+        timing = notify_schedule.timing_for(recipient, batch.thread_id, self.defaults)
+        at = notify_schedule.send_at(timing, min(r.created_at for r in rows), now)
+        if at > now:
+            outbox.hold(batch, at, now)
+            log.debug("outbox email #%d to %s waits until %s UTC (%s)", batch.lead_id, batch.to_address,
+                      at.isoformat(timespec="minutes"), timing.mode)
+            return []
+        return rows
 
     # -- helpers --------------------------------------------------------------------------------------
 
