@@ -130,7 +130,10 @@ RULES: dict[str, Rule] = {
     "max_line_length": _POSITIVE_INT,
     "smtp_processes": _NOT_NEGATIVE_INT,
     "smtp_max_connections": _POSITIVE_INT,
+    "smtp_connections_per_peer": _POSITIVE_INT,
     "smtp_timeout": _NOT_NEGATIVE,
+    "smtp_idle_session_seconds": Rule(float, above=0),
+    "smtp_commands_per_mail": _POSITIVE_INT,
     "smtp_processing_timeout": _NOT_NEGATIVE,
     "smtp_tls_cert": Rule(),
     "smtp_tls_key": Rule(),
@@ -222,7 +225,10 @@ class Settings:
     max_line_length: int = _default("max_line_length")
     smtp_processes: int = _default("smtp_processes")
     smtp_max_connections: int = _default("smtp_max_connections")
+    smtp_connections_per_peer: int = _default("smtp_connections_per_peer")
     smtp_timeout: float = _default("smtp_timeout")
+    smtp_idle_session_seconds: float = _default("smtp_idle_session_seconds")
+    smtp_commands_per_mail: int = _default("smtp_commands_per_mail")
     smtp_processing_timeout: float = _default("smtp_processing_timeout")
     smtp_tls_cert: str = _default("smtp_tls_cert")
     smtp_tls_key: str = _default("smtp_tls_key")

@@ -251,6 +251,24 @@ class TooManyConnections(Deferred):
     text = "Too many connections just now; please try again later."
 
 
+class TooManyFromYou(Deferred):
+    """SMTP_CONNECTIONS_PER_PEER connections from this address are open already."""
+
+    code = 421
+    status = "4.7.0"
+    reason = "busy_peer"
+    text = "Too many connections from your address at once; please use fewer and try again later."
+
+
+class NoProgress(Deferred):
+    """A connection that delivered no mail for SMTP_IDLE_SESSION_SECONDS or SMTP_COMMANDS_PER_MAIL commands."""
+
+    code = 421
+    status = "4.7.0"
+    reason = "no_progress"
+    text = "This connection has sent no mail for too long; please connect again when you have mail to send."
+
+
 class ShuttingDown(Deferred):
     code = 421
     status = "4.3.2"
