@@ -164,6 +164,9 @@ RULES: dict[str, Rule] = {
     "posts_per_minute": _POSITIVE_INT,
     "person_quota_mb": _NOT_NEGATIVE_INT,
     "workspace_quota_mb": _NOT_NEGATIVE_INT,
+    "held_post_hours": Rule(float, above=0),
+    "loop_posts": _POSITIVE_INT,
+    "loop_minutes": Rule(float, above=0),
     "sender_checks": Rule(check=_sender_checks, required=True),
     "log_level": Rule(choices=("DEBUG", "INFO", "WARNING", "ERROR")),
 }
@@ -259,6 +262,9 @@ class Settings:
     posts_per_minute: int = _default("posts_per_minute")
     person_quota_mb: int = _default("person_quota_mb")
     workspace_quota_mb: int = _default("workspace_quota_mb")
+    held_post_hours: float = _default("held_post_hours")
+    loop_posts: int = _default("loop_posts")
+    loop_minutes: float = _default("loop_minutes")
     sender_checks: str = _default("sender_checks")
     log_level: str = _default("log_level")
 

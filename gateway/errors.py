@@ -95,6 +95,27 @@ class Duplicate(Dropped):
     text = "Received; this reply was already posted."
 
 
+class Held(Dropped):
+    """Stored, not posted: kept in storage/held.py (store.py record_row writes it with the mail's row)."""
+
+    reason = "held"
+    hold_kind = ""
+
+
+class HeldForConfirmation(Held):
+    reason = "held_confirm"
+    hold_kind = "confirm"
+    text = ("Received; it is posted once its sender confirms it, with the link we have emailed to them, "
+            "because this mail could not be shown to come from its sender.")
+
+
+class HeldAsLoop(Held):
+    reason = "held_loop"
+    hold_kind = "loop"
+    text = ("Received but held, not posted: this sender wrote into this conversation by email many times in a "
+            "few minutes, which looks like a mail loop. The team can see it in the mail log.")
+
+
 # --- Rejected: 5xx ----------------------------------------------------------------------------------
 
 class Rejected(InboundError):

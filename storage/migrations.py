@@ -12,6 +12,7 @@ from peewee import AutoField, DateTimeField, IntegerField
 
 from storage.agency import Agency
 from storage.db import database, is_sqlite
+from storage.held import HeldPost
 from storage.mail_log import InboundEmail, OutboxEmail, RawMail, ThreadEvent
 from storage.models import (
     ApiToken,
@@ -42,7 +43,7 @@ _V1_MODELS = [
     Workspace, User, Membership, Thread, Message, Attachment, ReplyToken, LoginToken, ApiToken,
     ReadMarker, LoginAttempt, InboundEmail, OutboxEmail, ThreadEvent,
 ]
-ALL_MODELS = [*_V1_MODELS, RawMail, WebSession, Agency, RcptRefusal, MessageVersion]
+ALL_MODELS = [*_V1_MODELS, RawMail, WebSession, Agency, RcptRefusal, MessageVersion, HeldPost]
 
 
 class SchemaVersion(BaseModel):
@@ -193,6 +194,11 @@ def _v9_inbound_auth_column() -> None:
         database.execute_sql("ALTER TABLE \"inbound_email\" ADD COLUMN \"auth\" VARCHAR(300) NOT NULL DEFAULT ''")
 
 
+def _v13_held_posts_shared_counts_redacted_refusals() -> None:
+    # Replies held until their sender confirms them, or held by the loop breaker (storage/held.py).
+    database.create_tables([HeldPost], safe=True)
+
+
 def _param() -> str:
     return "?" if is_sqlite() else "%s"
 
@@ -207,6 +213,7 @@ MIGRATIONS: list[tuple[int, Callable[[], None]]] = [
     (7, _v7_edits_deletes_time_zones),
     (8, _v8_reply_tokens_hashed),
     (9, _v9_inbound_auth_column),
+    (13, _v13_held_posts_shared_counts_redacted_refusals),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]

@@ -31,6 +31,7 @@ from gateway.inbound.mail import BOUNCE, PLAIN, REPLY, InboundMail, Recipient, T
 from gateway.inbound.mail_auth import evaluate, resolver_for
 from gateway.inbound.parse import ParsedMail, references_of
 from storage.db import database
+from storage.held import CONFIRM
 from storage.mail_log import NOTIFICATION, OutboxEmail
 from storage.models import CLIENT, Membership, ReplyToken, Thread, User, Workspace
 from storage.networks import network_of, peer_address
@@ -142,10 +143,10 @@ def authenticate_sender(mail: InboundMail) -> None:
         raise WrongSender(detail=f"From {mail.from_address}")
     if mail.settings.sender_checks == "dns":
         check_sender_domain(mail, own)
-    # Without the unguessable token, a Message-ID (copied into every reply and forward) is all that names
-    # the person: the envelope sender must be theirs too.
-    if any(r.kind == PLAIN for r in own) and (mail.mail_from or "").strip().lower() != mail.from_address:
-        raise WrongSender(detail=f"reply@ with envelope sender {mail.mail_from or '<>'}")
+    elif needs_proof(mail, own):
+        # Without our own checks there is no pass to go on: the person confirms by email instead.
+        mail.hold = CONFIRM
+        mail.auth = f"sender checks off -> held for confirmation: {needs_proof(mail, own)}"
     by_thread: dict[int, Target] = {}
     for r in own:
         if r.kind == PLAIN:
@@ -164,9 +165,9 @@ def check_sender_domain(mail: InboundMail, own: list[Recipient]) -> None:
 
     - DMARC fail under a quarantine or reject policy: refused.
     - An SPF or DKIM fail with no aligned pass: refused (a reply token is one person's secret, not proof).
-    - No aligned pass ("none": no records, no DNS): a client's token posts, logged as unauthenticated; an
-      internal (team) token needs the envelope sender to be the From address; reply@ without a token needs
-      an aligned pass, as a Message-ID in In-Reply-To proves nothing.
+    - No aligned pass ("none": no records, no DNS): a client's token posts, logged as unauthenticated; a
+      team member's token from another envelope sender, and reply@ without a token (a Message-ID in
+      In-Reply-To proves nothing), are held until the person confirms by email (needs_proof, hold.py).
     """
     parsed = mail.parsed
     assert parsed is not None
@@ -184,14 +185,27 @@ def check_sender_domain(mail: InboundMail, own: list[Recipient]) -> None:
     if result.aligned_pass:
         mail.auth += " -> authenticated"
         return
-    envelope_is_from = (mail.mail_from or "").strip().lower() == mail.from_address
-    if any(r.kind == PLAIN for r in own):
-        mail.auth += " -> refused: reply@ needs an aligned pass"
-        raise NotAuthenticated(detail=mail.auth)
-    if any(r.internal for r in own) and not envelope_is_from:
-        mail.auth += " -> refused: internal address, envelope sender is not From"
-        raise NotAuthenticated(detail=mail.auth)
+    why = needs_proof(mail, own)
+    if why:
+        mail.hold = CONFIRM
+        mail.auth += f" -> held for confirmation: {why}"
+        return
     mail.auth += " -> unauthenticated, accepted on the reply address"
+
+
+def needs_proof(mail: InboundMail, own: list[Recipient]) -> str:
+    """Why a mail without an aligned SPF/DKIM pass must be confirmed by its sender before it is posted, or "".
+
+    A Message-ID in In-Reply-To (reply@, no token) is copied into every reply and forward: it names a person
+    but proves nothing. A team member's address speaks for the agency (and posts internal notes), so it asks
+    for the envelope sender to be the very address in From as well.
+    """
+    if any(r.kind == PLAIN for r in own):
+        return "reply@ without a reply address's token"
+    envelope_is_from = (mail.mail_from or "").strip().lower() == mail.from_address
+    if any(r.user is not None and r.user.role != CLIENT for r in own) and not envelope_is_from:
+        return "a team member's address, envelope sender is not From"
+    return ""
 
 
 def names_several_senders(parsed: ParsedMail) -> bool:

@@ -38,6 +38,7 @@ from gateway.outbound.render import (
 )
 from storage import outbox
 from storage.db import connection
+from storage.held import purge_expired_held
 from storage.login_mail import EML_FOLDER, login_mail_name, purge_spent_login_mail
 from storage.mail_log import CORRECTION, LOGIN_LINK, LOGIN_REQUEST, NOTIFICATION
 from storage.models import User, utcnow
@@ -144,6 +145,7 @@ class OutboxWorker:
                 await self._db(purge_spent_login_mail, self.settings.data_dir, now)
             await self._db(purge_refused_raw_mail, self.settings.effective_files_dir, self.settings.refused_mail_days,
                            now)
+            await self._db(purge_expired_held, self.settings.effective_files_dir, now)  # storage/held.py
         except Exception:
             log.exception("outbox worker housekeeping failed; trying again in %.0f s", HOUSEKEEPING_INTERVAL)
 
