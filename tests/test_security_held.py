@@ -3,16 +3,19 @@ not posted) until the person it would be posted as confirms by the link we email
 holds a sender's replies that come too fast into one thread."""
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import re
 import time
 from typing import Any
 
 from gateway_support import People, eml, inbound_rows, outcome_line, posts, reply_line, send, start_gateway
+from outbound_relay import CapturingRelay
 from web_support import csrf_token
 
 from gateway.errors import Accepted, HeldAsLoop, HeldForConfirmation
 from gateway.outbound.confirm_mail import CONFIRM_POST
+from gateway.outbound.worker import OutboxWorker
 from storage.files import FileStore
 from storage.held import CONFIRM, HeldPost, purge_expired_held
 from storage.mail_log import NOTIFICATION, OutboxEmail
@@ -131,3 +134,21 @@ def test_the_loop_breaker_holds_a_sender_posting_into_one_thread_again_and_again
         assert not OutboxEmail.select().where(OutboxEmail.kind == CONFIRM_POST).exists()  # nothing to feed a loop
     finally:
         controller.stop()
+
+
+def test_the_confirmation_email_is_sent_by_the_worker_and_carries_no_reply_address(
+        gateway: Any, people: People, settings: Any) -> None:
+    code, _ = send(gateway.port, _forged_reply_at(people), "reply@reply.test", sender="kim@agency.test")
+    assert code == 250
+    secret = _confirm_secret("kim@agency.test")
+    with CapturingRelay() as relay:
+        worker = OutboxWorker(settings.replace(relay_url=relay.url))
+        try:
+            asyncio.run(worker.run_once())
+        finally:
+            worker.close()
+        got = [r for r in relay.received if "kim@agency.test" in r.rcpt_tos
+               and "Did you write this reply" in str(r.mail["Subject"])]
+    [mail] = got
+    assert secret in mail.text() and secret in mail.html() and "Looks great, approved!" in mail.text()
+    assert "reply+" not in str(mail.mail.get("Reply-To", "")) and "reply+" not in str(mail.mail["From"])
