@@ -197,6 +197,35 @@ def _v9_inbound_auth_column() -> None:
 def _v13_held_posts_shared_counts_redacted_refusals() -> None:
     # Replies held until their sender confirms them, or held by the loop breaker (storage/held.py).
     database.create_tables([HeldPost], safe=True)
+    # Refused reply addresses were kept in full in the RCPT refusal log: now redacted like the logs, with
+    # the token's hash (for the per-workspace mail log). Rows that become alike are merged.
+    _redact_refused_addresses()
+
+
+def _redact_refused_addresses() -> None:
+    import re
+
+    from storage.redaction import redact
+    from storage.tokens import hash_secret
+
+    if "token_hash" not in {c.name for c in database.get_columns("rcpt_refusal")}:
+        database.execute_sql('ALTER TABLE "rcpt_refusal" ADD COLUMN "token_hash" VARCHAR(64)')
+        database.execute_sql('CREATE INDEX IF NOT EXISTS "rcpt_refusal_token_hash" ON "rcpt_refusal" ("token_hash")')
+    token_of = re.compile(r"^(?:reply|bounce)\+([0-9a-f]{32,64})@")
+    for row in list(RcptRefusal.select().where(RcptRefusal.rcpt_to.contains("+"))):
+        clean = redact(row.rcpt_to)
+        if clean == row.rcpt_to:
+            continue
+        match = token_of.match(row.rcpt_to.lower())
+        twin = RcptRefusal.get_or_none((RcptRefusal.network == row.network) & (RcptRefusal.rcpt_to == clean)
+                                       & (RcptRefusal.reason == row.reason))
+        if twin is not None:
+            RcptRefusal.update(count=RcptRefusal.count + row.count, last_at=max(twin.last_at, row.last_at),
+                               first_at=min(twin.first_at, row.first_at)).where(RcptRefusal.id == twin.id).execute()
+            RcptRefusal.delete().where(RcptRefusal.id == row.id).execute()
+        else:
+            RcptRefusal.update(rcpt_to=clean, token_hash=hash_secret(match.group(1)) if match else None).where(
+                RcptRefusal.id == row.id).execute()
 
 
 def _param() -> str:
