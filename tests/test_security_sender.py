@@ -94,8 +94,13 @@ def test_an_internal_address_asks_more_than_a_known_from(checked: Any, people: P
     assert "envelope sender is not From" in inbound_rows()[-1].auth
     code, _ = send(checked.port, signed(raw.replace(b"@client.test>", b"@client.test3>")), address,
                    sender="mallory@evil.test")
-    assert code == 550  # signed, but the zone has no key yet: a DKIM fail with no aligned pass
+    # Signed, but the zone has no key: a permerror (anyone can name a selector), not a pass: held.
+    assert reply_line(code, _) == outcome_line(HeldForConfirmation())
+    assert "agency.test:permerror" in inbound_rows()[-1].auth
     checked.zone.zone[("s1._domainkey.agency.test", "TXT")] = [PUBLIC_TXT]
+    tampered = signed(raw.replace(b"@client.test>", b"@client.test5>")).replace(b"Looks great", b"Looks grim")
+    code, _ = send(checked.port, tampered, address, sender="mallory@evil.test")
+    assert code == 550 and "agency.test:fail" in inbound_rows()[-1].auth  # a signature that does not verify
     code, _ = send(checked.port, signed(raw.replace(b"@client.test>", b"@client.test4>")), address,
                    sender="bounces@esp.test")
     assert code == 250 and posts(people.thread)[-1].is_internal
@@ -114,3 +119,27 @@ def test_spf_fail_and_dmarc_reject_are_refused_and_none_is_accepted_as_unauthent
     code, text = send(checked.port, eml("plain_reply.eml", to=address), address)
     assert code == 550 and "DMARC" in text and "refused: DMARC policy" in inbound_rows()[-1].auth
     assert len(posts(people.thread)) == 1
+
+
+def test_without_dns_the_checks_say_temperror_at_once_instead_of_waiting_for_every_mail() -> None:
+    # SENDER_CHECKS = dns is the default: a gateway whose DNS is down must not wait out a timeout per mail.
+    import time
+
+    from procs import free_port
+
+    from gateway.inbound.dns_lookup import DnsPythonResolver, DnsUnavailable
+
+    resolver = DnsPythonResolver(lifetime=1.0)
+    resolver._resolver.nameservers = ["127.0.0.1"]
+    resolver._resolver.port = free_port()  # nothing answers there (loopback only)
+    for _ in range(2):
+        with pytest.raises(DnsUnavailable):
+            resolver.lookup("acme.test", "TXT")
+    start = time.monotonic()
+    for _ in range(50):
+        with pytest.raises(DnsUnavailable):
+            resolver.lookup("acme.test", "TXT")
+    assert time.monotonic() - start < 0.5
+    result = evaluate(resolver, b"", ip="192.0.2.9", helo="", mail_from="bob@acme.test", from_domain="acme.test",
+                      dkim_signatures=0)
+    assert (result.spf, result.dmarc, result.fails_outright) == ("temperror", "temperror", False)
