@@ -298,7 +298,7 @@ class ShuttingDown(Deferred):
 
 
 class SlowDown(Deferred):
-    """Too many mails in a short time from one sender, network or reply address (gateway/inbound/limits.py)."""
+    """Too many mails in a short time from one sender, network or reply address (gateway/inbound/authenticate.py)."""
 
     status = "4.7.1"
     reason = "slow_down"

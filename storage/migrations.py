@@ -30,6 +30,7 @@ from storage.models import (
     Workspace,
     utcnow,
 )
+from storage.rate_limits import RateCount
 from storage.refusals import RcptRefusal
 from storage.sessions import WebSession
 
@@ -43,7 +44,7 @@ _V1_MODELS = [
     Workspace, User, Membership, Thread, Message, Attachment, ReplyToken, LoginToken, ApiToken,
     ReadMarker, LoginAttempt, InboundEmail, OutboxEmail, ThreadEvent,
 ]
-ALL_MODELS = [*_V1_MODELS, RawMail, WebSession, Agency, RcptRefusal, MessageVersion, HeldPost]
+ALL_MODELS = [*_V1_MODELS, RawMail, WebSession, Agency, RcptRefusal, MessageVersion, HeldPost, RateCount]
 
 
 class SchemaVersion(BaseModel):
@@ -197,6 +198,8 @@ def _v9_inbound_auth_column() -> None:
 def _v13_held_posts_shared_counts_redacted_refusals() -> None:
     # Replies held until their sender confirms them, or held by the loop breaker (storage/held.py).
     database.create_tables([HeldPost], safe=True)
+    # Rate counts shared by every gateway process (storage/rate_limits.py), where each counted its own.
+    database.create_tables([RateCount], safe=True)
     # Refused reply addresses were kept in full in the RCPT refusal log: now redacted like the logs, with
     # the token's hash (for the per-workspace mail log). Rows that become alike are merged.
     _redact_refused_addresses()

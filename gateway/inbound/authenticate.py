@@ -26,7 +26,6 @@ from gateway.errors import (
     WorkspaceArchived,
     WrongSender,
 )
-from gateway.inbound.limits import counter
 from gateway.inbound.mail import BOUNCE, PLAIN, REPLY, InboundMail, Recipient, Target
 from gateway.inbound.mail_auth import evaluate, resolver_for
 from gateway.inbound.parse import ParsedMail, references_of
@@ -35,6 +34,8 @@ from storage.held import CONFIRM
 from storage.mail_log import NOTIFICATION, OutboxEmail
 from storage.models import CLIENT, Membership, ReplyToken, Thread, User, Workspace
 from storage.networks import network_of, peer_address
+from storage.post_limits import may_post_now
+from storage.rate_limits import hit as rate_hit
 from storage.tokens import hash_secret
 
 PLAIN_LOCAL_PART = "reply"  # reply@REPLY_DOMAIN: a reply address whose +TOKEN was lost on the way
@@ -231,24 +232,22 @@ PLAIN_WINDOW = 3600.0  # reply_plain_per_hour counts over this many seconds
 
 
 def check_plain_rate(mail: InboundMail) -> None:
-    """reply@ is open to anyone: at most REPLY_PLAIN_PER_HOUR mails per sender address and per network."""
+    """reply@ is open to anyone: at most REPLY_PLAIN_PER_HOUR mails per sender address and per network,
+    counted in the database, so that every gateway process sees the same counts."""
     limit = mail.settings.reply_plain_per_hour
     sender = (mail.mail_from or "<>").strip().lower()[:320]
     network = network_of(peer_address(mail.peer))
-    if not counter("plain-sender", mail.settings, limit, PLAIN_WINDOW).hit(sender) \
-            or not counter("plain-network", mail.settings, limit, PLAIN_WINDOW).hit(network):
+    if not rate_hit(f"plain-sender:{hash_secret(sender)}", limit, PLAIN_WINDOW) \
+            or not rate_hit(f"plain-network:{network}", limit, PLAIN_WINDOW):
         raise SlowDown(detail=f"reply@ from {sender} ({network})")
 
 
-POST_WINDOW = 60.0  # posts_per_minute counts over this many seconds
-
-
 def check_post_rate(mail: InboundMail, own: list[Recipient]) -> None:
-    """At most POSTS_PER_MINUTE mails per reply address, and per person by email, in this gateway."""
+    """At most POSTS_PER_MINUTE posts per person, by email as on the web, counted from the posts themselves
+    (every process sees them). A reply address is one person's, so this bounds each address as well."""
     limit = mail.settings.posts_per_minute
-    for r in own:
-        if not counter("post-address", mail.settings, limit, POST_WINDOW).hit(hash_secret(r.token or "")) \
-                or not counter("post-person", mail.settings, limit, POST_WINDOW).hit(str(r.user.id)):
+    for user_id in {r.user.id for r in own}:
+        if not may_post_now(User(id=user_id), limit):
             raise SlowDown(detail=f"more than {limit} posts a minute from {mail.from_address}")
 
 
