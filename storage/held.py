@@ -25,7 +25,7 @@ from peewee import AutoField, BigIntegerField, BooleanField, CharField, DateTime
 
 from storage.db import write_transaction
 from storage.files import FileStore
-from storage.mail_log import InboundEmail
+from storage.mail_log import ACCEPTED, InboundEmail
 from storage.models import CLIENT, BaseModel, Membership, Message, Thread, User, Workspace, utcnow
 from storage.posting import NewAttachment, PostingError, post_message
 from storage.retention import remove_if_unreferenced
@@ -138,10 +138,25 @@ def confirm(secret: str, *, notify_delay: float = 0, now: dt.datetime | None = N
             raise NotConfirmable(str(e)) from e
         HeldPost.update(message=message.id).where(HeldPost.id == row.id).execute()
         if row.inbound_email_id is not None:
-            (InboundEmail.update(message=message.id, reason="confirmed")
-             .where(InboundEmail.id == row.inbound_email_id).execute())
+            _mark_posted(row.inbound_email_id, message.id)
     log.info("held post #%d confirmed by its sender and posted as message #%d", row.id, message.id)
     return message
+
+
+def _mark_posted(inbound_email_id: int, message_id: int) -> None:
+    """The held mail's row becomes an accepted one (it keeps its raw mail, as posted replies do), unless the
+    same mail was meanwhile posted through the same address (the accepted-once index): then it only links."""
+    inbound = InboundEmail.get_or_none(InboundEmail.id == inbound_email_id)
+    if inbound is None:
+        return
+    twin = inbound.message_id_hash is not None and inbound.reply_token is not None and InboundEmail.select(
+        InboundEmail.id).where((InboundEmail.message_id_hash == inbound.message_id_hash)
+                               & (InboundEmail.reply_token == inbound.reply_token)
+                               & (InboundEmail.outcome == ACCEPTED)).exists()
+    changes = {InboundEmail.message: message_id, InboundEmail.reason: "confirmed"}
+    if not twin:
+        changes[InboundEmail.outcome] = ACCEPTED
+    InboundEmail.update(changes).where(InboundEmail.id == inbound_email_id).execute()
 
 
 def _check_may_post(author: User, thread: Thread) -> None:

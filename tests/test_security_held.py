@@ -11,7 +11,7 @@ from typing import Any
 
 from gateway_support import People, eml, inbound_rows, outcome_line, posts, reply_line, send, start_gateway
 from outbound_relay import CapturingRelay
-from web_support import csrf_token
+from web_support import csrf_token, sign_in
 
 from gateway.errors import Accepted, HeldAsLoop, HeldForConfirmation
 from gateway.outbound.confirm_mail import CONFIRM_POST
@@ -53,7 +53,9 @@ def test_reply_at_is_held_until_the_named_person_confirms_then_posted_once_with_
     [held] = HeldPost.select()  # stored before the 250
     assert (held.kind, held.author_id, held.posted_at) == (CONFIRM, people.kim.id, None)
     assert [m.text for m in posts(people.thread)] == ["Is the draft ready?"]
-    assert inbound_rows()[-1].reason == "held_confirm"  # the team sees it in the mail log
+    assert inbound_rows()[-1].reason == "held_confirm"
+    admin = sign_in(app.test_client(), people.kim)  # the team sees it in the mail log
+    assert HeldForConfirmation.text in admin.get("/mail").get_data(as_text=True).replace("&#39;", "'")
     files = held.files
     assert files and FileStore(settings.effective_files_dir).exists(files[0].storage_key)
     secret = _confirm_secret("kim@agency.test")
@@ -72,6 +74,8 @@ def test_reply_at_is_held_until_the_named_person_confirms_then_posted_once_with_
     assert [a.name for a in Attachment.select().where(Attachment.message == message.id)] == [f.name for f in files]
     assert OutboxEmail.select().where((OutboxEmail.message == message.id) & (OutboxEmail.kind == NOTIFICATION)
                                       ).exists()  # Bob is told, as for any post
+    row = inbound_rows()[-1]
+    assert (row.outcome, row.reason, row.message_id) == ("accepted", "confirmed", message.id)  # keeps its raw mail
     again = client.post(f"/confirm/{secret}", data={"csrf_token": token})
     assert again.status_code == 410 and len(posts(people.thread)) == 2
     assert client.get(f"/confirm/{secret}").status_code == 410
