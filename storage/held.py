@@ -26,9 +26,8 @@ from peewee import AutoField, BigIntegerField, BooleanField, CharField, DateTime
 from storage.db import write_transaction
 from storage.files import FileStore
 from storage.mail_log import ACCEPTED, InboundEmail
-from storage.models import CLIENT, BaseModel, Membership, Message, Thread, User, Workspace, utcnow
+from storage.models import CLIENT, Attachment, BaseModel, Membership, Message, Thread, User, Workspace, utcnow
 from storage.posting import NewAttachment, PostingError, post_message
-from storage.retention import remove_if_unreferenced
 from storage.tokens import hash_secret
 
 log = logging.getLogger(__name__)
@@ -171,6 +170,11 @@ def _check_may_post(author: User, thread: Thread) -> None:
         raise NotConfirmable("You no longer have access to this conversation, so the reply cannot be posted.")
 
 
+def held_file(key: str) -> bool:
+    """Whether a held reply carries the stored file `key` (storage/retention.py keeps such files)."""
+    return bool(HeldPost.select(HeldPost.id).where(HeldPost.attachments.contains(key)).exists())
+
+
 def purge_expired_held(files_dir: Path, now: dt.datetime | None = None, limit: int = PURGE_BATCH) -> int:
     """Deletes held posts past their expiry (posted or not) and the files only unposted ones used;
     returns how many were deleted."""
@@ -183,10 +187,11 @@ def purge_expired_held(files_dir: Path, now: dt.datetime | None = None, limit: i
         HeldPost.delete().where(HeldPost.id.in_([r.id for r in rows])).execute()
     files = FileStore(files_dir)
     for key in keys:
-        if HeldPost.select(HeldPost.id).where(HeldPost.attachments.contains(key)).exists():
-            continue  # another held post carries the same bytes
+        if held_file(key) or Attachment.select(Attachment.id).where(Attachment.storage_key == key).exists() \
+                or InboundEmail.select(InboundEmail.id).where(InboundEmail.raw_key == key).exists():
+            continue  # a post, a raw mail or another held reply has the same bytes
         try:
-            remove_if_unreferenced(files, key)
+            files.remove(key)
         except (OSError, ValueError):
             log.warning("could not delete the file %s of an expired held post", key, exc_info=True)
     log.info("deleted %d expired held post%s", len(rows), "" if len(rows) == 1 else "s")

@@ -21,6 +21,7 @@ from storage.held import CONFIRM, HeldPost, purge_expired_held
 from storage.mail_log import NOTIFICATION, OutboxEmail
 from storage.models import Attachment, utcnow
 from storage.posting import post_message
+from storage.retention import remove_if_unreferenced
 
 _LINK = re.compile(r"http://app\.test/confirm/([A-Za-z0-9_-]{40,})")
 
@@ -107,6 +108,8 @@ def test_held_replies_expire_with_their_files(gateway: Any, people: People, app:
     [held] = HeldPost.select()
     key = held.files[0].storage_key
     store = FileStore(settings.effective_files_dir)
+    # A refused upload of the same bytes deletes its files "unless something else uses them": the held one does.
+    assert not remove_if_unreferenced(store, key) and store.exists(key)
     later = utcnow() + dt.timedelta(hours=settings.held_post_hours, minutes=1)
     assert purge_expired_held(settings.effective_files_dir, utcnow()) == 0
     assert purge_expired_held(settings.effective_files_dir, later) == 1
