@@ -3,7 +3,10 @@
 A reply is posted as the owner of its reply token, and only when the From address is the owner's own;
 the token's audience (internal or not) decides the post's visibility. A client must still have Messages
 access and every author must still be active. Behind a trusted MTA (TRUSTED_AUTHSERV_ID), a DMARC
-failure it reports is refused.
+failure it reports is refused. SENDER_CHECKS = dns adds the gateway's own SPF/DKIM/DMARC (mail_auth.py);
+a mail that cannot show who sent it where that matters (reply@, a team member's address from another
+envelope) is marked to be held until its sender confirms (mail.hold; hold.py). Rates: POSTS_PER_MINUTE per
+person and REPLY_PLAIN_PER_HOUR per sender and network, counted where every gateway process sees them.
 """
 from __future__ import annotations
 
