@@ -268,7 +268,9 @@ def main() -> int:
     env = dict(os.environ, WORKRATE_DATA_DIR=data, WORKRATE_REPLY_DOMAIN="reply.bench.test",
                WORKRATE_SECRET_KEY="bench-secret-key-0123456789abcdef0123", WORKRATE_LOG_LEVEL="WARNING",
                WORKRATE_MAX_MESSAGE_SIZE=str(max(26214400, args.attachment * 2 + 1_000_000)),
-               WORKRATE_POSTS_PER_MINUTE="100000000")  # measures throughput, not the rate limit
+               # throughput, not the rate limit or the loop breaker; the NOOP probe is no idle client
+               WORKRATE_POSTS_PER_MINUTE="100000000", WORKRATE_LOOP_POSTS="100000000",
+               WORKRATE_SMTP_COMMANDS_PER_MAIL="100000000", WORKRATE_SMTP_IDLE_SESSION_SECONDS="100000")
     if args.database_url:
         env["WORKRATE_DATABASE_URL"] = args.database_url
 

@@ -287,7 +287,8 @@ def main() -> int:
                                WORKRATE_SECRET_KEY=secret, WORKRATE_REPLY_DOMAIN=settings.reply_domain,
                                WORKRATE_BASE_URL=settings.effective_base_url, WORKRATE_LOG_LEVEL="WARNING",
                                WORKRATE_LIVE_STREAM_SECONDS=str(max(120, args.time_limit)),
-                               WORKRATE_POSTS_PER_MINUTE="100000000",  # measures speed, not the rate limit
+                               # measures speed, not the rate limit
+                               WORKRATE_POSTS_PER_MINUTE="100000000", WORKRATE_LOOP_POSTS="100000000",
                                # one person opens all the streams here (bench/streams.py spreads them)
                                WORKRATE_LIVE_STREAMS_PER_PERSON=str(args.streams + 1))
         proc = start("web", env, data / "logs", "web", port=port)

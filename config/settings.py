@@ -143,7 +143,10 @@ RULES: dict[str, Rule] = {
     "max_line_length": _POSITIVE_INT,
     "smtp_processes": _NOT_NEGATIVE_INT,
     "smtp_max_connections": _POSITIVE_INT,
+    "smtp_connections_per_peer": _POSITIVE_INT,
     "smtp_timeout": _NOT_NEGATIVE,
+    "smtp_idle_session_seconds": Rule(float, above=0),
+    "smtp_commands_per_mail": _POSITIVE_INT,
     "smtp_processing_timeout": _NOT_NEGATIVE,
     "smtp_tls_cert": Rule(),
     "smtp_tls_key": Rule(),
@@ -176,6 +179,9 @@ RULES: dict[str, Rule] = {
     "posts_per_minute": _POSITIVE_INT,
     "person_quota_mb": _NOT_NEGATIVE_INT,
     "workspace_quota_mb": _NOT_NEGATIVE_INT,
+    "held_post_hours": Rule(float, above=0),
+    "loop_posts": _POSITIVE_INT,
+    "loop_minutes": Rule(float, above=0),
     "sender_checks": Rule(check=_sender_checks, required=True),
     "log_level": Rule(choices=("DEBUG", "INFO", "WARNING", "ERROR")),
 }
@@ -241,7 +247,10 @@ class Settings:
     max_line_length: int = _default("max_line_length")
     smtp_processes: int = _default("smtp_processes")
     smtp_max_connections: int = _default("smtp_max_connections")
+    smtp_connections_per_peer: int = _default("smtp_connections_per_peer")
     smtp_timeout: float = _default("smtp_timeout")
+    smtp_idle_session_seconds: float = _default("smtp_idle_session_seconds")
+    smtp_commands_per_mail: int = _default("smtp_commands_per_mail")
     smtp_processing_timeout: float = _default("smtp_processing_timeout")
     smtp_tls_cert: str = _default("smtp_tls_cert")
     smtp_tls_key: str = _default("smtp_tls_key")
@@ -274,6 +283,9 @@ class Settings:
     posts_per_minute: int = _default("posts_per_minute")
     person_quota_mb: int = _default("person_quota_mb")
     workspace_quota_mb: int = _default("workspace_quota_mb")
+    held_post_hours: float = _default("held_post_hours")
+    loop_posts: int = _default("loop_posts")
+    loop_minutes: float = _default("loop_minutes")
     sender_checks: str = _default("sender_checks")
     log_level: str = _default("log_level")
 

@@ -102,6 +102,27 @@ class Duplicate(Dropped):
     text = "Received; this reply was already posted."
 
 
+class Held(Dropped):
+    """Stored, not posted: kept in storage/held.py (store.py record_row writes it with the mail's row)."""
+
+    reason = "held"
+    hold_kind = ""
+
+
+class HeldForConfirmation(Held):
+    reason = "held_confirm"
+    hold_kind = "confirm"
+    text = ("Received; it is posted once its sender confirms it, with the link we have emailed to them, "
+            "because this mail could not be shown to come from its sender.")
+
+
+class HeldAsLoop(Held):
+    reason = "held_loop"
+    hold_kind = "loop"
+    text = ("Received but held, not posted: this sender wrote into this conversation by email many times in a "
+            "few minutes, which looks like a mail loop. The team can see it in the mail log.")
+
+
 # --- Rejected: 5xx ----------------------------------------------------------------------------------
 
 class Rejected(InboundError):
@@ -258,6 +279,24 @@ class TooManyConnections(Deferred):
     text = "Too many connections just now; please try again later."
 
 
+class TooManyFromYou(Deferred):
+    """SMTP_CONNECTIONS_PER_PEER connections from this address are open already."""
+
+    code = 421
+    status = "4.7.0"
+    reason = "busy_peer"
+    text = "Too many connections from your address at once; please use fewer and try again later."
+
+
+class NoProgress(Deferred):
+    """A connection that delivered no mail for SMTP_IDLE_SESSION_SECONDS or SMTP_COMMANDS_PER_MAIL commands."""
+
+    code = 421
+    status = "4.7.0"
+    reason = "no_progress"
+    text = "This connection has sent no mail for too long; please connect again when you have mail to send."
+
+
 class ShuttingDown(Deferred):
     code = 421
     status = "4.3.2"
@@ -266,7 +305,7 @@ class ShuttingDown(Deferred):
 
 
 class SlowDown(Deferred):
-    """Too many mails in a short time from one sender, network or reply address (gateway/inbound/limits.py)."""
+    """Too many mails in a short time from one sender, network or reply address (gateway/inbound/authenticate.py)."""
 
     status = "4.7.1"
     reason = "slow_down"

@@ -16,6 +16,7 @@ from storage.away import ContactAway
 from storage.db import database, is_sqlite
 from storage.episodes import EmailEpisode
 from storage.file_removals import FileRemoval
+from storage.held import HeldPost
 from storage.learned_signatures import LearnedSignature
 from storage.mail_log import InboundEmail, OutboxEmail, RawMail, ThreadEvent
 from storage.models import (
@@ -35,6 +36,7 @@ from storage.models import (
     utcnow,
 )
 from storage.notify_schedule import NotifyChoice, NotifyPreference
+from storage.rate_limits import RateCount
 from storage.refusals import RcptRefusal
 from storage.sessions import WebSession
 
@@ -57,6 +59,8 @@ ALL_MODELS = [
     Avatar,
     NotifyPreference,
     NotifyChoice,
+    HeldPost,
+    RateCount,
 ]
 
 
@@ -208,14 +212,15 @@ def _v9_inbound_auth_column() -> None:
         database.execute_sql("ALTER TABLE \"inbound_email\" ADD COLUMN \"auth\" VARCHAR(300) NOT NULL DEFAULT ''")
 
 
+def _v10_notification_timing() -> None:
+    # Each person's email timing per workspace, and their minutes, digest hour and quiet hours
+    # (storage/notify_schedule.py). No row means the defaults, so nothing to fill in.
+    database.create_tables([NotifyPreference, NotifyChoice], safe=True)
+
+
 def _v11_contact_away() -> None:
     # Client contacts whose out-of-office auto-reply says they are away (storage/away.py).
     database.create_tables([ContactAway], safe=True)
-
-
-def _v14_learned_signatures() -> None:
-    # Blocks that end a sender's mails, counted per sender address (storage/learned_signatures.py).
-    database.create_tables([LearnedSignature], safe=True)
 
 
 def _v12_email_episodes() -> None:
@@ -223,16 +228,51 @@ def _v12_email_episodes() -> None:
     database.create_tables([EmailEpisode], safe=True)
 
 
+def _v13_held_posts_shared_counts_redacted_refusals() -> None:
+    # Replies held until their sender confirms them, or held by the loop breaker (storage/held.py).
+    database.create_tables([HeldPost], safe=True)
+    # Rate counts shared by every gateway process (storage/rate_limits.py), where each counted its own.
+    database.create_tables([RateCount], safe=True)
+    # Refused reply addresses were kept in full in the RCPT refusal log: now redacted like the logs, with
+    # the token's hash (for the per-workspace mail log). Rows that become alike are merged.
+    _redact_refused_addresses()
+
+
+def _redact_refused_addresses() -> None:
+    import re
+
+    from storage.redaction import redact
+    from storage.tokens import hash_secret
+
+    if "token_hash" not in {c.name for c in database.get_columns("rcpt_refusal")}:
+        database.execute_sql('ALTER TABLE "rcpt_refusal" ADD COLUMN "token_hash" VARCHAR(64)')
+        database.execute_sql('CREATE INDEX IF NOT EXISTS "rcpt_refusal_token_hash" ON "rcpt_refusal" ("token_hash")')
+    token_of = re.compile(r"^(?:reply|bounce)\+([0-9a-f]{32,64})@")
+    for row in list(RcptRefusal.select().where(RcptRefusal.rcpt_to.contains("+"))):
+        clean = redact(row.rcpt_to)
+        if clean == row.rcpt_to:
+            continue
+        match = token_of.match(row.rcpt_to.lower())
+        twin = RcptRefusal.get_or_none((RcptRefusal.network == row.network) & (RcptRefusal.rcpt_to == clean)
+                                       & (RcptRefusal.reason == row.reason))
+        if twin is not None:
+            RcptRefusal.update(count=RcptRefusal.count + row.count, last_at=max(twin.last_at, row.last_at),
+                               first_at=min(twin.first_at, row.first_at)).where(RcptRefusal.id == twin.id).execute()
+            RcptRefusal.delete().where(RcptRefusal.id == row.id).execute()
+        else:
+            RcptRefusal.update(rcpt_to=clean, token_hash=hash_secret(match.group(1)) if match else None).where(
+                RcptRefusal.id == row.id).execute()
+
+
+def _v14_learned_signatures() -> None:
+    # Blocks that end a sender's mails, counted per sender address (storage/learned_signatures.py).
+    database.create_tables([LearnedSignature], safe=True)
+
+
 def _v15_file_removals_avatars() -> None:
     # The files of deleted messages still to remove from the store (storage/file_removals.py), and people's
     # pictures (storage/avatars.py).
     database.create_tables([FileRemoval, Avatar], safe=True)
-
-
-def _v10_notification_timing() -> None:
-    # Each person's email timing per workspace, and their minutes, digest hour and quiet hours
-    # (storage/notify_schedule.py). No row means the defaults, so nothing to fill in.
-    database.create_tables([NotifyPreference, NotifyChoice], safe=True)
 
 
 def _param() -> str:
@@ -252,6 +292,7 @@ MIGRATIONS: list[tuple[int, Callable[[], None]]] = [
     (10, _v10_notification_timing),
     (11, _v11_contact_away),
     (12, _v12_email_episodes),
+    (13, _v13_held_posts_shared_counts_redacted_refusals),
     (14, _v14_learned_signatures),
     (15, _v15_file_removals_avatars),
 ]

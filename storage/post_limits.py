@@ -1,5 +1,5 @@
-"""How fast one person may post: POSTS_PER_MINUTE, counted from the posts themselves (every process sees
-the same count). The gateway also counts per reply address (gateway/inbound/limits.py)."""
+"""How fast one person may post: POSTS_PER_MINUTE, counted from the posts themselves, so that every process
+(web, API, each gateway process) sees the same count; by email too (gateway/inbound/authenticate.py)."""
 from __future__ import annotations
 
 import datetime as dt
@@ -13,9 +13,11 @@ SLOW_DOWN = "You are posting very fast. Please wait a minute and try again."
 def may_post_now(user: User, per_minute: int, now: dt.datetime | None = None) -> bool:
     """Whether user has posted fewer than per_minute messages in the last minute."""
     since = (now or utcnow()) - POST_WINDOW
-    recent = (Message.select(Message.id).where((Message.author == user.id) & (Message.created_at > since))
-              .limit(per_minute).count())
-    return recent < per_minute
+    # The person's newest posts by id (their author index, read backwards): at most per_minute rows, however
+    # many they ever wrote.
+    newest = list(Message.select(Message.created_at).where(Message.author == user.id)
+                  .order_by(Message.id.desc()).limit(per_minute))
+    return len(newest) < per_minute or newest[-1].created_at <= since
 
 
 __all__ = ["may_post_now", "POST_WINDOW", "SLOW_DOWN"]

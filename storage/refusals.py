@@ -2,8 +2,10 @@
 
 A stranger can send any number of RCPT commands, so each is not a row: one row per (network, recipient,
 reason) counts the repeats with the first and last time, and beyond MAX_ROWS distinct rows further ones fold
-into a single "(other)" row per reason. The gateway tallies in memory and writes in batches
-(gateway/inbound/refusal_tally.py).
+into a single "(other)" row per reason. A refused reply address is kept redacted, its token cut to a hint as
+in the logs (an archived workspace's addresses work again once it is restored), with the token's SHA-256 so
+that the mail log can still tell which workspace it belonged to. The gateway tallies in memory and writes in
+batches (gateway/inbound/refusal_tally.py).
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from peewee import AutoField, CharField, DateTimeField, IntegerField, TextField
 
 from storage.db import write_transaction
 from storage.models import BaseModel, utcnow
+from storage.redaction import redact
 
 MAX_ROWS = 10_000
 OTHER = "(other)"
@@ -30,6 +33,7 @@ class RcptRefusal(BaseModel):
     first_at = DateTimeField(default=utcnow)
     last_at = DateTimeField(default=utcnow, index=True)
     count = IntegerField(default=1)
+    token_hash = CharField(max_length=64, null=True, index=True)  # SHA-256 of a reply address's token
 
     class Meta:
         indexes = ((("network", "rcpt_to", "reason"), True),)
@@ -42,6 +46,7 @@ class Refusal:
     reason: str
     smtp_code: int
     smtp_text: str
+    token_hash: str = ""
 
 
 def network_of(peer: str) -> str:
@@ -58,7 +63,7 @@ def record_refusals(tally: Iterable[tuple[Refusal, int, dt.datetime, dt.datetime
     with write_transaction():
         full = None
         for refusal, count, first, last in tally:
-            rcpt = refusal.rcpt_to[:320]
+            rcpt = redact(refusal.rcpt_to)[:320]
             for attempt in (rcpt, OTHER):
                 key = ((RcptRefusal.network == refusal.network[:64]) & (RcptRefusal.rcpt_to == attempt)
                        & (RcptRefusal.reason == refusal.reason[:40]))
@@ -70,7 +75,8 @@ def record_refusals(tally: Iterable[tuple[Refusal, int, dt.datetime, dt.datetime
                     continue
                 RcptRefusal.create(network=refusal.network[:64], rcpt_to=attempt, reason=refusal.reason[:40],
                                    smtp_code=refusal.smtp_code, smtp_text=refusal.smtp_text[:1000],
-                                   first_at=first, last_at=last, count=count)
+                                   first_at=first, last_at=last, count=count,
+                                   token_hash=(refusal.token_hash or None) if attempt != OTHER else None)
                 break
 
 

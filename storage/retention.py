@@ -9,6 +9,7 @@ from pathlib import Path
 
 from storage.db import write_transaction
 from storage.files import FileStore
+from storage.held import held_file
 from storage.mail_log import ACCEPTED, InboundEmail, RawMail
 from storage.models import Attachment, utcnow
 
@@ -50,9 +51,9 @@ def purge_refused_raw_mail(files_dir: Path, days: int, now: dt.datetime | None =
 
 
 def remove_if_unreferenced(files: FileStore, key: str) -> bool:
-    """Deletes the stored file `key` unless an inbound row or an attachment still names it."""
+    """Deletes the stored file `key` unless an inbound row, an attachment or a held reply still names it."""
     if InboundEmail.select(InboundEmail.id).where(InboundEmail.raw_key == key).exists() \
-            or Attachment.select(Attachment.id).where(Attachment.storage_key == key).exists():
+            or Attachment.select(Attachment.id).where(Attachment.storage_key == key).exists() or held_file(key):
         return False
     return files.remove(key)
 

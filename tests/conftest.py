@@ -40,6 +40,19 @@ def cheap_password_hashing() -> Iterator[None]:
     passwords.hasher = production
 
 
+@pytest.fixture(autouse=True, scope="session")
+def no_dns() -> Iterator[None]:
+    """SENDER_CHECKS = dns (the default) asks DNS about senders: in the tests' own gateways, a resolver that
+    answers nothing (no SPF, DKIM or DMARC records), never the network; tests with records set their zone."""
+    from dns_fake import ZoneResolver
+
+    from gateway.inbound.mail_auth import use_resolver
+
+    use_resolver(None, ZoneResolver({}))
+    yield
+    use_resolver(None, None)
+
+
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     """Settings for one test: its own data folder; its own SQLite file or the PostgreSQL test database."""

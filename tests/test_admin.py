@@ -406,6 +406,7 @@ def test_refusals_at_rcpt_are_counted_not_stored_one_by_one(app: Any, world: Wor
 
     from gateway.addresses import format_reply_address
     from gateway.inbound.refusal_tally import tally
+    from storage.redaction import redact
     from storage.refusals import RcptRefusal
 
     token = reply_token_for(world.client, world.thread, secret_key=settings.secret_key).token
@@ -424,8 +425,12 @@ def test_refusals_at_rcpt_are_counted_not_stored_one_by_one(app: Any, world: Wor
     tally.flush()
     rows = wait_until(lambda: list(RcptRefusal.select().order_by(RcptRefusal.count.desc())) or None, 30,
                       "refusals in the log")
-    assert [(r.rcpt_to, r.count, r.smtp_code) for r in rows] == [(address, 30, 550), ("reply+0000@reply.test", 1, 550)]
+    # The refused address is kept redacted, like tokens in the logs (issue 16): it may work again one day.
+    assert [(r.rcpt_to, r.count, r.smtp_code) for r in rows] == [(redact(address), 30, 550),
+                                                                ("reply+0000@reply.test", 1, 550)]
+    assert token not in redact(address) and all(token not in (r.token_hash or "") for r in rows)
     admin = sign_in(app.test_client(), world.team)
     page = admin.get("/w/acme/mail?tab=refused").get_data(as_text=True)
-    assert address in page and '<td class="refusal-count">30</td>' in page and "reply+0000" not in page
+    assert redact(address) in page and '<td class="refusal-count">30</td>' in page and "reply+0000" not in page
+    assert token not in page
     assert "reply+0000@reply.test" in admin.get("/mail?tab=refused").get_data(as_text=True)

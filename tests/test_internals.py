@@ -24,7 +24,8 @@ from gateway.inbound.flanker_quiet import GIL_FREE_FROM, StrStream, _GilFreePatt
 # (library, internal, how to get it, the digest of its source as written against, what depends on it)
 SOURCES: list[tuple[str, str, Callable[[], Any], str, str]] = [
     ("aiosmtpd", "SMTP.__init__", lambda: aiosmtpd.smtp.SMTP.__init__, "8a9ca80f23ad9bf2",
-     "GatewaySMTP sets line_length_limit before it, which sizes the stream reader (gateway/smtp/protocol.py)"),
+     "GatewaySMTP sets line_length_limit before it, which sizes the stream reader, and wraps the commands of "
+     "_smtp_methods, built here, with the no-progress bounds (gateway/smtp/protocol.py)"),
     ("aiosmtpd", "SMTP._handle_client", lambda: aiosmtpd.smtp.SMTP._handle_client, "0e4d096403af6c74",
      "GatewaySMTP._handle_client wraps it with the connection limit (gateway/smtp/protocol.py)"),
     ("aiosmtpd", "SMTP.smtp_DATA", lambda: aiosmtpd.smtp.SMTP.smtp_DATA, "3a33f30d3fd6d02f",

@@ -91,7 +91,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             WORKRATE_REPLY_DOMAIN=REPLY_DOMAIN, WORKRATE_RELAY_URL=relay.url, WORKRATE_NOTIFY_DELAY="0",
             WORKRATE_FILES_DIR=str(tmp / "shared-files"), WORKRATE_LOG_LEVEL="INFO",
             WORKRATE_DATA_DIR=str(tmp / "cli"),
-            WORKRATE_POSTS_PER_MINUTE="1000000")  # a load test: each client replies far faster than a person
+            # a load test: each client replies far faster than a person
+            WORKRATE_POSTS_PER_MINUTE="1000000", WORKRATE_LOOP_POSTS="1000000",
+            WORKRATE_SENDER_CHECKS="off")  # no DNS from tests (the in-process gateways use a silent zone)
         web_ports = [free_port(), free_port()]
         env["WORKRATE_BASE_URL"] = f"http://127.0.0.1:{web_ports[0]}"
         logs = tmp / "logs"

@@ -13,6 +13,7 @@ from gateway.inbound.mail import InboundMail
 from gateway.inbound.preview import preview_reply
 from storage.db import database
 from storage.files import FileStore
+from storage.held import HeldPost
 from storage.mail_log import (
     ACCEPTED,
     DEFERRED,
@@ -154,16 +155,17 @@ def test_an_attachment_without_text_is_a_reply(settings, people: People):
 
 
 def test_a_reply_to_the_plain_reply_address_finds_its_thread_from_references(settings, people: People):
-    # When the +TOKEN was lost, In-Reply-To naming one of our notifications identifies person and thread;
-    # without such a reference the mail is refused.
+    # When the +TOKEN was lost, In-Reply-To naming one of our notifications identifies person and thread
+    # (without such a reference the mail is refused); but a Message-ID proves nothing about who wrote it, so
+    # the reply is held until that person confirms it by email (tests/test_security_held.py).
     message = post_message(people.thread, people.kim, "Homepage revisions are ready.")
     mid = "<wr.1.0123456789ab@reply.test>"
     OutboxEmail.update(mail_message_id=mid).where(OutboxEmail.message == message.id).execute()
     plain = f"reply@{settings.reply_domain}"
     raw = eml("plain_reply.eml", to=plain).replace(b"Subject:", f"In-Reply-To: {mid}\r\nSubject:".encode())
     outcome, _ = process(settings, "", plain, raw=raw)
-    assert isinstance(outcome, errors.Accepted)
-    assert posts(people.thread)[-1].author_id == people.bob.id
+    assert isinstance(outcome, errors.HeldForConfirmation)
+    assert HeldPost.get().author_id == people.bob.id and len(posts(people.thread)) == 1
     outcome, _ = process(settings, "plain_reply.eml", plain)
     assert type(outcome) is errors.UnknownReplyAddress
     outcome, _ = process(settings, "", plain, raw=raw.replace(b"bob@acme.test", b"eve@acme.test"),
@@ -172,15 +174,16 @@ def test_a_reply_to_the_plain_reply_address_finds_its_thread_from_references(set
 
 
 def test_the_plain_reply_address_never_answers_an_internal_note_or_a_foreign_envelope(settings, people: People):
-    # Without the token, a known Message-ID is not enough: the envelope sender must be the person's, and an
-    # internal note's notification can only be answered through its internal-audience reply address.
+    # Without the token, a known Message-ID is not enough: whatever the envelope, the person confirms by
+    # email first, and an internal note's notification can only be answered through its internal-audience
+    # reply address.
     message = post_message(people.thread, people.kim, "Homepage revisions are ready.")
     mid = "<wr.2.0123456789ab@reply.test>"
     OutboxEmail.update(mail_message_id=mid).where(OutboxEmail.message == message.id).execute()
     plain = f"reply@{settings.reply_domain}"
     raw = eml("plain_reply.eml", to=plain).replace(b"Subject:", f"In-Reply-To: {mid}\r\nSubject:".encode())
     outcome, _ = process(settings, "", plain, raw=raw, mail_from="attacker@evil.test")
-    assert type(outcome) is errors.WrongSender
+    assert type(outcome) is errors.HeldForConfirmation and len(posts(people.thread)) == 1
     note = post_message(people.thread, people.bob, "Question for the team.")
     internal = post_message(people.thread, people.kim, "Internal: check the budget.", internal=True)
     internal_mid = "<wr.3.0123456789ab@reply.test>"

@@ -1,6 +1,7 @@
 """Issue 16, limits: how fast one person or reply address may post, and refused posts leave no files."""
 from __future__ import annotations
 
+import datetime as dt
 import io
 import os
 from pathlib import Path
@@ -127,3 +128,56 @@ def test_a_reply_over_quota_is_refused_and_keeps_no_files(settings: Settings, da
     assert posts(people.thread) == []
     kept = [p for p in _stored_files(settings) if p.stat().st_size > 1_000_000 and p.stat().st_size < 1_300_000]
     assert kept == []
+
+
+def test_rate_counts_are_shared_between_gateways(settings: Settings, people: People) -> None:
+    # Before: each gateway process counted on its own, so N processes let a sender through N times the
+    # limit. Two gateways here (different settings, as two processes would hold their own counters) alternate.
+    first = start_gateway(settings.replace(posts_per_minute=3, reply_plain_per_hour=3))
+    second = start_gateway(settings.replace(posts_per_minute=3, reply_plain_per_hour=3, smtp_timeout=301))
+    try:
+        address = people.bob_address
+        codes = []
+        for n in range(6):
+            raw = eml("plain_reply.eml", to=address).replace(b"Looks great", f"Post {n} looks great".encode())
+            codes.append(send((first, second)[n % 2].port, raw, address)[0])
+        assert codes == [250, 250, 250, 451, 451, 451] and len(posts(people.thread)) == 3
+        plain = []
+        for n in range(6):
+            raw = eml("plain_reply.eml", to="reply@reply.test", sender="x@elsewhere.test").replace(
+                b"Looks great", f"Plain {n}".encode())
+            plain.append(send((first, second)[n % 2].port, raw, "reply@reply.test", sender="x@elsewhere.test")[0])
+        assert plain == [550] * 3 + [451] * 3  # no reference to a notification: refused, then slowed down
+    finally:
+        first.stop()
+        second.stop()
+
+
+def test_the_shared_count_holds_under_concurrent_hits(settings: Settings, database: object) -> None:
+    # One atomic upsert per hit: 40 simultaneous hits on a limit of 10 let exactly 10 through.
+    import threading
+
+    from storage import db
+    from storage.rate_limits import hit, purge_old_counts
+
+    results: list[bool] = []
+    lock = threading.Lock()
+    start = threading.Barrier(8)
+
+    def hammer() -> None:
+        start.wait()
+        try:
+            for _ in range(5):
+                ok = hit("test-key", 10, 3600.0, now=1_000_000.0)
+                with lock:
+                    results.append(ok)
+        finally:
+            db.database.close()
+
+    threads = [threading.Thread(target=hammer) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert len(results) == 40 and results.count(True) == 10
+    assert purge_old_counts(dt.datetime(2100, 1, 1)) == 1

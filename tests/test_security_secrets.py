@@ -94,3 +94,23 @@ def test_sign_in_link_files_go_once_used_or_expired(app: Any, world: World, sett
     LoginToken.update(expires_at=dt.datetime(2000, 1, 1)).execute()
     asyncio.run(OutboxWorker(settings).run_once())  # the worker's housekeeping
     assert _link_files(settings) == []
+
+
+def test_refused_reply_addresses_already_logged_in_full_are_redacted_by_the_migration(database: object) -> None:
+    # Before: the RCPT refusal log kept a revoked (dead, or only sleeping: an archived workspace comes back)
+    # reply address in full. Migration 13 cuts each to a hint and keeps its token's hash.
+    from storage.migrations import _redact_refused_addresses
+    from storage.redaction import redact
+    from storage.refusals import RcptRefusal
+    from storage.tokens import hash_secret
+
+    token = "0123456789abcdef" * 2
+    address = f"reply+{token}@reply.test"
+    RcptRefusal.create(network="192.0.2.0/24", rcpt_to=address, reason="revoked_address", smtp_code=550, count=3)
+    twin = "0123" + "f" * 28  # the same hint: the two rows merge into one
+    RcptRefusal.create(network="192.0.2.0/24", rcpt_to=f"reply+{twin}@reply.test", reason="revoked_address",
+                       smtp_code=550, count=2)
+    _redact_refused_addresses()
+    rows = list(RcptRefusal.select())
+    assert [(r.rcpt_to, r.count, r.token_hash) for r in rows] == [(redact(address), 5, hash_secret(token))]
+    assert token not in redact(address)

@@ -10,9 +10,10 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from dns_fake import ZoneResolver
-from gateway_support import People, eml, inbound_rows, posts, send, start_gateway
+from gateway_support import People, eml, inbound_rows, outcome_line, posts, reply_line, send, start_gateway
 
 from config import Settings
+from gateway.errors import HeldForConfirmation
 from gateway.inbound.mail_auth import evaluate, org_domain, use_resolver
 from storage.mail_log import OutboxEmail
 from storage.posting import post_message
@@ -65,16 +66,16 @@ def test_evaluation_reads_spf_dkim_and_dmarc_from_the_zone() -> None:
 def test_reply_at_with_a_notification_message_id_no_longer_posts_as_the_team(checked: Any, people: People) -> None:
     # The audit: through reply@ with a notification's Message-ID in In-Reply-To (it travels in every reply's
     # headers), a forged From and envelope posted as a team member, visible to the client. Now reply@ posts
-    # only on an aligned SPF or DKIM pass.
+    # only on an aligned SPF or DKIM pass; without one it is held until Kim confirms by email.
     message = post_message(people.thread, people.bob, "Is the draft ready?")
     mid = "<wr.7.0123456789ab@reply.test>"
     OutboxEmail.update(mail_message_id=mid).where(OutboxEmail.message == message.id).execute()
     forged = eml("plain_reply.eml", to="reply@reply.test", sender="kim@agency.test").replace(
         b"Subject:", f"In-Reply-To: {mid}\r\nSubject:".encode())
     code, text = send(checked.port, forged, "reply@reply.test", sender="kim@agency.test")
-    assert code == 550 and text.startswith("5.7.1")
+    assert reply_line(code, text) == outcome_line(HeldForConfirmation())
     assert [m.text for m in posts(people.thread)] == ["Is the draft ready?"]
-    assert "reply@ needs an aligned pass" in inbound_rows()[-1].auth
+    assert "held for confirmation: reply@" in inbound_rows()[-1].auth
     # the real Kim, whose domain publishes SPF for the sending address: posted
     checked.zone.zone[("agency.test", "TXT")] = ["v=spf1 ip4:127.0.0.1 -all"]
     code, _ = send(checked.port, forged.replace(b"@client.test>", b"@client.test2>"), "reply@reply.test",
@@ -84,16 +85,22 @@ def test_reply_at_with_a_notification_message_id_no_longer_posts_as_the_team(che
 
 def test_an_internal_address_asks_more_than_a_known_from(checked: Any, people: People) -> None:
     # The audit: whoever knew a team member's internal reply address could post an internal note as them by
-    # writing their From. Without an aligned pass the envelope sender must be the very From address.
+    # writing their From. Without an aligned pass the envelope sender must be the very From address, or
+    # the post waits for Kim's confirmation by email.
     address = people.address(people.kim, internal=True)
     raw = eml("plain_reply.eml", to=address, sender="kim@agency.test")
-    code, _ = send(checked.port, raw, address, sender="mallory@evil.test")
-    assert code == 550 and posts(people.thread) == []
+    code, text = send(checked.port, raw, address, sender="mallory@evil.test")
+    assert reply_line(code, text) == outcome_line(HeldForConfirmation()) and posts(people.thread) == []
     assert "envelope sender is not From" in inbound_rows()[-1].auth
     code, _ = send(checked.port, signed(raw.replace(b"@client.test>", b"@client.test3>")), address,
                    sender="mallory@evil.test")
-    assert code == 550  # signed, but the zone has no key yet: a DKIM fail with no aligned pass
+    # Signed, but the zone has no key: a permerror (anyone can name a selector), not a pass: held.
+    assert reply_line(code, _) == outcome_line(HeldForConfirmation())
+    assert "agency.test:permerror" in inbound_rows()[-1].auth
     checked.zone.zone[("s1._domainkey.agency.test", "TXT")] = [PUBLIC_TXT]
+    tampered = signed(raw.replace(b"@client.test>", b"@client.test5>")).replace(b"Looks great", b"Looks grim")
+    code, _ = send(checked.port, tampered, address, sender="mallory@evil.test")
+    assert code == 550 and "agency.test:fail" in inbound_rows()[-1].auth  # a signature that does not verify
     code, _ = send(checked.port, signed(raw.replace(b"@client.test>", b"@client.test4>")), address,
                    sender="bounces@esp.test")
     assert code == 250 and posts(people.thread)[-1].is_internal
@@ -112,3 +119,27 @@ def test_spf_fail_and_dmarc_reject_are_refused_and_none_is_accepted_as_unauthent
     code, text = send(checked.port, eml("plain_reply.eml", to=address), address)
     assert code == 550 and "DMARC" in text and "refused: DMARC policy" in inbound_rows()[-1].auth
     assert len(posts(people.thread)) == 1
+
+
+def test_without_dns_the_checks_say_temperror_at_once_instead_of_waiting_for_every_mail() -> None:
+    # SENDER_CHECKS = dns is the default: a gateway whose DNS is down must not wait out a timeout per mail.
+    import time
+
+    from procs import free_port
+
+    from gateway.inbound.dns_lookup import DnsPythonResolver, DnsUnavailable
+
+    resolver = DnsPythonResolver(lifetime=1.0)
+    resolver._resolver.nameservers = ["127.0.0.1"]
+    resolver._resolver.port = free_port()  # nothing answers there (loopback only)
+    for _ in range(2):
+        with pytest.raises(DnsUnavailable):
+            resolver.lookup("acme.test", "TXT")
+    start = time.monotonic()
+    for _ in range(50):
+        with pytest.raises(DnsUnavailable):
+            resolver.lookup("acme.test", "TXT")
+    assert time.monotonic() - start < 0.5
+    result = evaluate(resolver, b"", ip="192.0.2.9", helo="", mail_from="bob@acme.test", from_domain="acme.test",
+                      dkim_signatures=0)
+    assert (result.spf, result.dmarc, result.fails_outright) == ("temperror", "temperror", False)

@@ -103,6 +103,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         avatars,
         away,
         branding,
+        confirm,
         maillog,
         members,
         people,
@@ -132,6 +133,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(live_views.bp)
     app.register_blueprint(api.bp, url_prefix="/api")
     app.register_blueprint(unsubscribe.bp)
+    app.register_blueprint(confirm.bp)  # "confirm it was you" for held replies, signed in or not
     csrf.exempt(api.bp)  # token-authenticated, never reads the session cookie
     csrf.exempt(unsubscribe.one_click)  # RFC 8058 one-click POST comes from the mail client, without a session
     _register_error_pages(app)

@@ -48,23 +48,13 @@ def _outbound_of(workspace: Workspace | None) -> Any:
 
 
 def _refusals_of(workspace: Workspace | None) -> Any:
-    """RCPT refusals; for a workspace, those of its (revoked or archived) reply addresses. Only the tokens'
-    hashes are stored, so each refused address's token is hashed and looked for among the workspace's."""
-    from gateway.addresses import parse_reply_address
-    from storage.db import tuples
-    from storage.tokens import hash_secret
-
+    """RCPT refusals; for a workspace, those of its (revoked or archived) reply addresses, found by the hash
+    of their token (the address itself is kept redacted)."""
     query = RcptRefusal.select()
     if workspace is not None:
-        domain = app_settings().reply_domain
-        hashes = {row[0] for row in tuples(ReplyToken.select(ReplyToken.token_hash).where(
-            ReplyToken.thread.in_(Thread.select(Thread.id).where(Thread.workspace == workspace))))}
-        ids = []
-        for row_id, rcpt_to in tuples(RcptRefusal.select(RcptRefusal.id, RcptRefusal.rcpt_to)):
-            token = parse_reply_address(rcpt_to, domain)
-            if token and hash_secret(token.lower()) in hashes:
-                ids.append(row_id)
-        query = query.where(RcptRefusal.id.in_(ids))
+        tokens = ReplyToken.select(ReplyToken.token_hash).where(
+            ReplyToken.thread.in_(Thread.select(Thread.id).where(Thread.workspace == workspace)))
+        query = query.where(RcptRefusal.token_hash.in_(tokens))
     return query
 
 

@@ -3,7 +3,10 @@
 A reply is posted as the owner of its reply token, and only when the From address is the owner's own;
 the token's audience (internal or not) decides the post's visibility. A client must still have Messages
 access and every author must still be active. Behind a trusted MTA (TRUSTED_AUTHSERV_ID), a DMARC
-failure it reports is refused.
+failure it reports is refused. SENDER_CHECKS = dns adds the gateway's own SPF/DKIM/DMARC (mail_auth.py);
+a mail that cannot show who sent it where that matters (reply@, a team member's address from another
+envelope) is marked to be held until its sender confirms (mail.hold; hold.py). Rates: POSTS_PER_MINUTE per
+person and REPLY_PLAIN_PER_HOUR per sender and network, counted where every gateway process sees them.
 """
 from __future__ import annotations
 
@@ -26,15 +29,17 @@ from gateway.errors import (
     WorkspaceArchived,
     WrongSender,
 )
-from gateway.inbound.limits import counter
 from gateway.inbound.mail import BOUNCE, PLAIN, REPLY, InboundMail, Recipient, Target
 from gateway.inbound.mail_auth import evaluate, resolver_for
 from gateway.inbound.parse import ParsedMail, references_of
 from storage.db import database
 from storage.episodes import episodes_by_root
+from storage.held import CONFIRM
 from storage.mail_log import NOTIFICATION, OutboxEmail
 from storage.models import CLIENT, Membership, ReplyToken, Thread, User, Workspace
 from storage.networks import network_of, peer_address
+from storage.post_limits import may_post_now
+from storage.rate_limits import hit as rate_hit
 from storage.tokens import hash_secret
 
 PLAIN_LOCAL_PART = "reply"  # reply@REPLY_DOMAIN: a reply address whose +TOKEN was lost on the way
@@ -143,10 +148,10 @@ def authenticate_sender(mail: InboundMail) -> None:
         raise WrongSender(detail=f"From {mail.from_address}")
     if mail.settings.sender_checks == "dns":
         check_sender_domain(mail, own)
-    # Without the unguessable token, a Message-ID (copied into every reply and forward) is all that names
-    # the person: the envelope sender must be theirs too.
-    if any(r.kind == PLAIN for r in own) and (mail.mail_from or "").strip().lower() != mail.from_address:
-        raise WrongSender(detail=f"reply@ with envelope sender {mail.mail_from or '<>'}")
+    elif needs_proof(mail, own):
+        # Without our own checks there is no pass to go on: the person confirms by email instead.
+        mail.hold = CONFIRM
+        mail.auth = f"sender checks off -> held for confirmation: {needs_proof(mail, own)}"
     by_thread: dict[int, Target] = {}
     for r in own:
         if r.kind == PLAIN:
@@ -165,9 +170,9 @@ def check_sender_domain(mail: InboundMail, own: list[Recipient]) -> None:
 
     - DMARC fail under a quarantine or reject policy: refused.
     - An SPF or DKIM fail with no aligned pass: refused (a reply token is one person's secret, not proof).
-    - No aligned pass ("none": no records, no DNS): a client's token posts, logged as unauthenticated; an
-      internal (team) token needs the envelope sender to be the From address; reply@ without a token needs
-      an aligned pass, as a Message-ID in In-Reply-To proves nothing.
+    - No aligned pass ("none": no records, no DNS): a client's token posts, logged as unauthenticated; a
+      team member's token from another envelope sender, and reply@ without a token (a Message-ID in
+      In-Reply-To proves nothing), are held until the person confirms by email (needs_proof, hold.py).
     """
     parsed = mail.parsed
     assert parsed is not None
@@ -185,14 +190,27 @@ def check_sender_domain(mail: InboundMail, own: list[Recipient]) -> None:
     if result.aligned_pass:
         mail.auth += " -> authenticated"
         return
-    envelope_is_from = (mail.mail_from or "").strip().lower() == mail.from_address
-    if any(r.kind == PLAIN for r in own):
-        mail.auth += " -> refused: reply@ needs an aligned pass"
-        raise NotAuthenticated(detail=mail.auth)
-    if any(r.internal for r in own) and not envelope_is_from:
-        mail.auth += " -> refused: internal address, envelope sender is not From"
-        raise NotAuthenticated(detail=mail.auth)
+    why = needs_proof(mail, own)
+    if why:
+        mail.hold = CONFIRM
+        mail.auth += f" -> held for confirmation: {why}"
+        return
     mail.auth += " -> unauthenticated, accepted on the reply address"
+
+
+def needs_proof(mail: InboundMail, own: list[Recipient]) -> str:
+    """Why a mail without an aligned SPF/DKIM pass must be confirmed by its sender before it is posted, or "".
+
+    A Message-ID in In-Reply-To (reply@, no token) is copied into every reply and forward: it names a person
+    but proves nothing. A team member's address speaks for the agency (and posts internal notes), so it asks
+    for the envelope sender to be the very address in From as well.
+    """
+    if any(r.kind == PLAIN for r in own):
+        return "reply@ without a reply address's token"
+    envelope_is_from = (mail.mail_from or "").strip().lower() == mail.from_address
+    if any(r.user is not None and r.user.role != CLIENT for r in own) and not envelope_is_from:
+        return "a team member's address, envelope sender is not From"
+    return ""
 
 
 def names_several_senders(parsed: ParsedMail) -> bool:
@@ -218,24 +236,22 @@ PLAIN_WINDOW = 3600.0  # reply_plain_per_hour counts over this many seconds
 
 
 def check_plain_rate(mail: InboundMail) -> None:
-    """reply@ is open to anyone: at most REPLY_PLAIN_PER_HOUR mails per sender address and per network."""
+    """reply@ is open to anyone: at most REPLY_PLAIN_PER_HOUR mails per sender address and per network,
+    counted in the database, so that every gateway process sees the same counts."""
     limit = mail.settings.reply_plain_per_hour
     sender = (mail.mail_from or "<>").strip().lower()[:320]
     network = network_of(peer_address(mail.peer))
-    if not counter("plain-sender", mail.settings, limit, PLAIN_WINDOW).hit(sender) \
-            or not counter("plain-network", mail.settings, limit, PLAIN_WINDOW).hit(network):
+    if not rate_hit(f"plain-sender:{hash_secret(sender)}", limit, PLAIN_WINDOW) \
+            or not rate_hit(f"plain-network:{network}", limit, PLAIN_WINDOW):
         raise SlowDown(detail=f"reply@ from {sender} ({network})")
 
 
-POST_WINDOW = 60.0  # posts_per_minute counts over this many seconds
-
-
 def check_post_rate(mail: InboundMail, own: list[Recipient]) -> None:
-    """At most POSTS_PER_MINUTE mails per reply address, and per person by email, in this gateway."""
+    """At most POSTS_PER_MINUTE posts per person, by email as on the web, counted from the posts themselves
+    (every process sees them). A reply address is one person's, so this bounds each address as well."""
     limit = mail.settings.posts_per_minute
-    for r in own:
-        if not counter("post-address", mail.settings, limit, POST_WINDOW).hit(hash_secret(r.token or "")) \
-                or not counter("post-person", mail.settings, limit, POST_WINDOW).hit(str(r.user.id)):
+    for user_id in {r.user.id for r in own}:
+        if not may_post_now(User(id=user_id), limit):
             raise SlowDown(detail=f"more than {limit} posts a minute from {mail.from_address}")
 
 

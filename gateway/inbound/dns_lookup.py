@@ -6,6 +6,7 @@ DnsUnavailable means the question could not be answered (timeout, no server): a 
 """
 from __future__ import annotations
 
+import time
 from typing import Protocol
 
 QTYPES = ("TXT", "A", "AAAA", "MX", "PTR")
@@ -22,23 +23,33 @@ class Resolver(Protocol):
 
 
 class DnsPythonResolver:
-    """The system's resolver through dnspython, with a short lifetime per question."""
+    """The system's resolver through dnspython, with a short lifetime per question, answers cached for their
+    TTL (the same few sender domains ask the same questions all day), and a pause after DNS failed: for
+    BACKOFF seconds every question is a temporary error at once, so that a gateway without DNS does not wait
+    out a timeout for every mail."""
+
+    BACKOFF = 30.0  # seconds
 
     def __init__(self, lifetime: float = 3.0) -> None:
         import dns.resolver
 
         self._resolver = dns.resolver.Resolver()
+        self._resolver.cache = dns.resolver.LRUCache(10_000)
         self._lifetime = lifetime
+        self._down_until = 0.0
 
     def lookup(self, name: str, qtype: str) -> list[str] | list[tuple[int, str]]:
         import dns.exception
         import dns.resolver
 
+        if time.monotonic() < self._down_until:
+            raise DnsUnavailable("DNS did not answer a moment ago")
         try:
             answer = self._resolver.resolve(name, qtype, lifetime=self._lifetime)
         except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
             return []
         except (dns.exception.Timeout, dns.resolver.NoNameservers) as e:
+            self._down_until = time.monotonic() + self.BACKOFF
             raise DnsUnavailable(str(e)) from e
         if qtype == "TXT":
             return [b"".join(r.strings).decode("utf-8", "replace") for r in answer]

@@ -85,6 +85,7 @@ class InboundMail:
     # --- authenticate_sender
     targets: list[Target] = field(default_factory=list)
     auth: str = ""  # SPF/DKIM/DMARC results and the decision (SENDER_CHECKS = dns), for the inbound log
+    hold: str = ""  # "confirm": posted only once its sender confirms by email (gateway/inbound/hold.py)
 
     # --- extract_reply_text
     text: str = ""  # the new text of the reply (Markdown-safe plain text)

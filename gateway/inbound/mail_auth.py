@@ -16,7 +16,7 @@ from gateway.inbound.dns_lookup import DnsUnavailable, Resolver
 
 log = logging.getLogger(__name__)
 
-PASS, FAIL, NONE, TEMPERROR = "pass", "fail", "none", "temperror"
+PASS, FAIL, NONE, TEMPERROR, PERMERROR = "pass", "fail", "none", "temperror", "permerror"
 
 
 @dataclass
@@ -93,15 +93,23 @@ def check_spf(resolver: Resolver, ip: str, mail_from: str, helo: str) -> tuple[s
 
 
 def check_dkim(resolver: Resolver, raw: bytes, signatures: int) -> list[tuple[str, str]]:
-    """(signing domain, pass/fail) of each DKIM-Signature, at most 5."""
+    """(signing domain, pass/fail/permerror/temperror) of each DKIM-Signature, at most 5.
+
+    A signature whose key is not published is a permerror (RFC 6376 6.1.2), not a fail: anyone can write a
+    signature naming a selector that does not exist, so it says nothing about the mail either way."""
+    missing: list[bool] = []
+
     def dnsfunc(name: bytes | str, timeout: int = 5) -> bytes:
         text = name.decode() if isinstance(name, bytes) else name
         values = resolver.lookup(text.rstrip(".").lower(), "TXT")
+        if not values:
+            missing.append(True)
         return str(values[0]).encode() if values else b""
 
     results: list[tuple[str, str]] = []
     for index in range(min(signatures, 5)):
         checker = dkim.DKIM(raw)
+        missing.clear()
         try:
             ok = checker.verify(idx=index, dnsfunc=dnsfunc)
         except DnsUnavailable:
@@ -109,7 +117,7 @@ def check_dkim(resolver: Resolver, raw: bytes, signatures: int) -> list[tuple[st
             continue
         except Exception:
             ok = False
-        results.append((_dkim_domain(checker), PASS if ok else FAIL))
+        results.append((_dkim_domain(checker), PASS if ok else PERMERROR if missing else FAIL))
     return results
 
 
@@ -156,15 +164,23 @@ def evaluate(resolver: Resolver, raw: bytes, *, ip: str, helo: str, mail_from: s
 
 
 _resolvers: dict[object, Resolver] = {}
+_fallback: list[Resolver] = []  # use_resolver(None, …): for every gateway without a resolver of its own
 
 
-def use_resolver(owner: object, resolver: Resolver) -> None:
-    """Answers the DNS questions of the gateway run with settings `owner` from `resolver` (tests: zone data)."""
-    _resolvers[owner] = resolver
+def use_resolver(owner: object, resolver: Resolver | None) -> None:
+    """Answers the DNS questions of the gateway run with settings `owner` from `resolver` (tests: zone data);
+    owner None: of every gateway that has none of its own (None again: dnspython)."""
+    if owner is None:
+        _fallback[:] = [resolver] if resolver is not None else []
+        _resolvers.clear()
+    elif resolver is not None:
+        _resolvers[owner] = resolver
 
 
 def resolver_for(owner: object) -> Resolver:
     found = _resolvers.get(owner)
+    if found is None and _fallback:
+        return _fallback[0]
     if found is None:
         from gateway.inbound.dns_lookup import DnsPythonResolver
 

@@ -17,13 +17,23 @@ from typing import Any, Protocol
 
 from peewee import DatabaseError, InterfaceError
 
-from gateway.errors import Accepted, DatabaseBusy, Deferred, InboundError, Outcome, ProcessingTimeout, ReplyTooLong
+from gateway.errors import (
+    Accepted,
+    DatabaseBusy,
+    Deferred,
+    Held,
+    InboundError,
+    Outcome,
+    ProcessingTimeout,
+    ReplyTooLong,
+)
 from gateway.inbound.attachments import collect_attachments
 from gateway.inbound.authenticate import authenticate_sender
 from gateway.inbound.away import note_client_away, read_return_date
 from gateway.inbound.classify import drop_automatic_mail
 from gateway.inbound.extract import reply_from_parts
 from gateway.inbound.files import WriteAtCommit
+from gateway.inbound.hold import hold_if_needed
 from gateway.inbound.learned_signatures import cut_from
 from gateway.inbound.mail import InboundMail
 from gateway.inbound.parse import parse_mail
@@ -61,6 +71,7 @@ STEPS = (
     extract_reply_text,  # extract.py: the new text only, quotes and signature cut
     collect_attachments,  # attachments.py: files stored; nothing at all -> Rejected 550 5.6.0
     check_storage_quota,  # quota.py: over a person's or workspace's quota -> Rejected 552 5.2.2, files gone
+    hold_if_needed,  # hold.py: unconfirmed sender or a mail loop -> Held (stored, answered 250, not posted)
 )
 # Then the committer stores the reply (store.py store_rows: InboundEmail row + post_message(), once per
 # thread, in one transaction) or records the outcome (store.py record_row).
@@ -72,6 +83,8 @@ class Committer(Protocol):
     async def store(self, mail: InboundMail) -> None: ...
 
     async def record(self, mail: InboundMail, outcome: Outcome) -> None: ...
+
+    async def hold(self, mail: InboundMail, outcome: Held) -> None: ...
 
 
 async def run(mail: InboundMail, committer: Committer, run_in_thread: Callable[..., Awaitable[Any]], *,
@@ -100,6 +113,13 @@ async def run(mail: InboundMail, committer: Committer, run_in_thread: Callable[.
         return Accepted()
     except Exception as e:
         outcome = outcome_of(mail, e)
+    if isinstance(outcome, Held):
+        try:  # a held reply is answered 250 only once it is stored, as a posted one is
+            await committer.hold(mail, outcome)
+            _log(mail, outcome)
+            return outcome
+        except Exception as e:
+            outcome = outcome_of(mail, e)
     if keeps_too_much(mail, outcome):
         await run_in_thread(keep_head_only, mail)
     if mail.away_user_ids:  # a client contact's out-of-office reply (away.py)

@@ -7,8 +7,11 @@ import logging
 import threading
 import time
 
+from gateway.addresses import parse_reply_address
 from storage.models import utcnow
+from storage.redaction import redact
 from storage.refusals import Refusal, network_of, record_refusals
+from storage.tokens import hash_secret
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +28,11 @@ class RefusalTally:
 
     def note(self, peer: str, rcpt_to: str, reason: str, smtp_code: int, smtp_text: str) -> None:
         now = utcnow()
-        key = Refusal(network_of(peer), (rcpt_to or "").strip().lower()[:320], reason, smtp_code, smtp_text)
+        address = (rcpt_to or "").strip().strip("<>").strip().lower()[:320]
+        token = parse_reply_address(address)
+        # Only a hint of the token is kept (storage/refusals.py), and its hash for the mail log.
+        key = Refusal(network_of(peer), redact(address), reason, smtp_code, smtp_text,
+                      hash_secret(token) if token else "")
         with self._lock:
             entry = self._pending.get(key)
             if entry is not None:

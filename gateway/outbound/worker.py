@@ -43,9 +43,11 @@ from gateway.outbound.render import (
 from storage import notify_schedule, outbox
 from storage.db import connection
 from storage.file_removals import sweep_file_removals
+from storage.held import purge_expired_held
 from storage.login_mail import EML_FOLDER, login_mail_name, purge_spent_login_mail
 from storage.mail_log import CORRECTION, LOGIN_LINK, LOGIN_REQUEST, NOTIFICATION, OutboxEmail
 from storage.models import User, utcnow
+from storage.rate_limits import purge_old_counts
 from storage.retention import purge_refused_raw_mail
 
 log = logging.getLogger(__name__)
@@ -153,6 +155,8 @@ class OutboxWorker:
             await self._db(purge_refused_raw_mail, self.settings.effective_files_dir, self.settings.refused_mail_days,
                            now)
             await self._db(sweep_file_removals, self.settings.effective_files_dir)  # files' own clock
+            await self._db(purge_expired_held, self.settings.effective_files_dir, now)  # storage/held.py
+            await self._db(purge_old_counts, now)  # storage/rate_limits.py
         except Exception:
             log.exception("outbox worker housekeeping failed; trying again in %.0f s", HOUSEKEEPING_INTERVAL)
 

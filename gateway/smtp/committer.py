@@ -28,7 +28,8 @@ from typing import Any, cast
 
 from peewee import OperationalError
 
-from gateway.errors import Outcome
+from gateway.errors import Held, Outcome
+from gateway.inbound.hold import write_held
 from gateway.inbound.mail import InboundMail
 from gateway.inbound.store import keep_raw_in_files, record_row, reset_connection, store_rows
 from storage.db import SQLITE_PRAGMAS, database, sqlite_writer, using_connection
@@ -129,6 +130,11 @@ class GroupCommitter:
                       mail.mail_from or "<>", mail.raw_key or "not stored", type(e).__name__, e)
             await self._run_in_thread(keep_raw_in_files, mail)
 
+    async def hold(self, mail: InboundMail, outcome: Held) -> None:
+        """Records mail's row with its held post (gateway/inbound/hold.py write_held); returns once they are
+        committed and raises what they raised (so that the mail is answered 451, not 250)."""
+        await self._submit(_Entry(mail, outcome))
+
     async def _submit(self, entry: _Entry) -> None:
         if self._task is not None and self._task.done():
             raise RuntimeError("the gateway is shutting down")
@@ -199,7 +205,9 @@ class GroupCommitter:
         if entry.outcome is None:
             store_rows(entry.mail)
         else:
-            record_row(entry.mail, entry.outcome)
+            row_id = record_row(entry.mail, entry.outcome)
+            if isinstance(entry.outcome, Held):
+                write_held(entry.mail, entry.outcome, row_id)
 
     @classmethod
     def _apply_all(cls, batch: list[_Entry]) -> None:

@@ -31,7 +31,7 @@ class Gateway:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.gate = Gate(settings.smtp_max_connections)
+        self.gate = Gate(settings.smtp_max_connections, settings.smtp_connections_per_peer)
         self.workers = WorkerThreads(worker_count(settings))
         self.committer: GroupCommitter | None = None
         self.handler: GatewayHandler | None = None
@@ -47,6 +47,7 @@ class Gateway:
             self.handler, gate=self.gate, line_length_limit=s.max_line_length,
             data_size_limit=s.max_message_size, enable_SMTPUTF8=True, decode_data=False,
             hostname=s.reply_domain, ident=IDENT, tls_context=self._tls, timeout=s.smtp_timeout,
+            idle_seconds=s.smtp_idle_session_seconds, commands_per_mail=s.smtp_commands_per_mail,
             loop=asyncio.get_running_loop())
 
     async def start(self) -> None:

@@ -1,10 +1,12 @@
 """GatewaySMTP: aiosmtpd's SMTP protocol with what it leaves to the application.
 
-A connection limit (421 beyond it, and while shutting down), lines up to MAX_LINE_LENGTH, our own wording
-for aiosmtpd's fixed refusals, cached address parsing, and a DATA reader of our own: it reads whole runs
-of lines at a time into one buffer, enforces the size and line limits (reading and dropping the rest of a
-refused mail), and lets other connections run while a large mail streams in. The hooks themselves are in
-handler.py. Internals of aiosmtpd overridden here are checked by tests/test_internals.py.
+A connection limit, overall and per peer (421 beyond it, and while shutting down); a bound on the time and
+commands a connection may use without delivering a mail (NOOP cannot hold it open for ever); lines up to
+MAX_LINE_LENGTH, our own wording for aiosmtpd's fixed refusals, cached address parsing, and a DATA reader of
+our own: it reads whole runs of lines at a time into one buffer, enforces the size and line limits (reading
+and dropping the rest of a refused mail), and lets other connections run while a large mail streams in. The
+hooks themselves are in handler.py. Internals of aiosmtpd overridden here are checked by
+tests/test_internals.py.
 """
 from __future__ import annotations
 
@@ -17,8 +19,8 @@ from typing import Any, Protocol, cast
 
 from aiosmtpd.smtp import MISSING, SMTP, Envelope, Session, syntax
 
-from gateway.errors import LineTooLong, Outcome, ShuttingDown, TooLarge, TooManyConnections
-from gateway.smtp.threads import Gate
+from gateway.errors import LineTooLong, NoProgress, Outcome, ShuttingDown, TooLarge, TooManyConnections, TooManyFromYou
+from gateway.smtp.threads import Gate, peer_key
 
 log = logging.getLogger(__name__)
 
@@ -38,31 +40,71 @@ class Handler(Protocol):
 class GatewaySMTP(SMTP):
     """aiosmtpd's SMTP protocol with the gateway's limits and wording."""
 
-    def __init__(self, handler: Handler, *, gate: Gate, line_length_limit: int, **kwargs: Any) -> None:
+    def __init__(self, handler: Handler, *, gate: Gate, line_length_limit: int, idle_seconds: float = 600.0,
+                 commands_per_mail: int = 100, **kwargs: Any) -> None:
         # aiosmtpd sizes its stream reader from this attribute in __init__; RFC 5321's 1,000 octets is too
         # little for the one-line HTML that real mail carries.
         self.line_length_limit = line_length_limit
         self._gate = gate
         self._gateway_handler = handler
         super().__init__(handler, **kwargs)
+        # aiosmtpd's silence timeout restarts with every command, so a NOOP now and then would hold the
+        # connection for ever: these bounds restart only when a mail is delivered.
+        self._idle_seconds = idle_seconds
+        self._commands_per_mail = commands_per_mail
+        self._progress_at = 0.0
+        self._commands_left = commands_per_mail
+        self._smtp_methods = {verb: self._bounded(method) for verb, method in self._smtp_methods.items()}
+
+    def _progressed(self) -> None:
+        """A mail was delivered (or the connection opened): the no-progress bounds start again."""
+        self._progress_at = self.loop.time()
+        self._commands_left = self._commands_per_mail
+
+    def _bounded(self, method: Any) -> Any:
+        async def command(arg: str | None) -> None:
+            self._commands_left -= 1
+            if self._commands_left < 0 or self.loop.time() - self._progress_at > self._idle_seconds:
+                log.info("closed a connection from %s that delivered no mail for too long",
+                         self.session.peer if self.session else "?")
+                try:
+                    await SMTP.push(self, NoProgress().smtp_reply)
+                finally:
+                    if self.transport is not None:
+                        self.transport.close()
+                return
+            await method(arg)
+        return command
 
     async def _handle_client(self) -> None:
         gate = self._gate
-        if gate.closing or len(gate.connections) >= gate.limit:
-            outcome = ShuttingDown() if gate.closing else TooManyConnections()
+        key = peer_key(self.session.peer if self.session else "")
+        refusal: Outcome | None = None
+        if gate.closing:
+            refusal = ShuttingDown()
+        elif len(gate.connections) >= gate.limit:
+            refusal = TooManyConnections()
+        elif gate.by_peer[key] >= gate.per_peer:
+            refusal = TooManyFromYou()
+        if refusal is not None:
             log.warning("refused a connection from %s: %s", self.session.peer if self.session else "?",
-                        outcome.reason)
+                        refusal.reason)
             try:
-                await SMTP.push(self, outcome.smtp_reply)
+                await SMTP.push(self, refusal.smtp_reply)
             finally:
                 if self.transport is not None:
                     self.transport.close()
             return
         gate.connections.add(self)
+        gate.by_peer[key] += 1
+        self._progressed()
         try:
             await super()._handle_client()
         finally:
             gate.connections.discard(self)
+            gate.by_peer[key] -= 1
+            if gate.by_peer[key] <= 0:
+                del gate.by_peer[key]
 
     @syntax("DATA")
     async def smtp_DATA(self, arg: str) -> None:
@@ -90,12 +132,14 @@ class GatewaySMTP(SMTP):
         if refusal is not None:
             await self._gateway_handler.record_unread(self.session, self.envelope, refusal)
             self._set_post_data_state()
+            self._progressed()
             await SMTP.push(self, refusal.smtp_reply)
             return
         # The reader's buffer itself, without a copy: a bytearray, which the pipeline reads like bytes.
         self.envelope.content = self.envelope.original_content = cast(bytes, content)
         status = await self._call_handler_hook("DATA")
         self._set_post_data_state()
+        self._progressed()
         await self.push("250 OK" if status is MISSING else status)
 
     async def _read_data(self) -> tuple[bytearray, Outcome | None]:

@@ -7,7 +7,9 @@ and for a clean shutdown.
 """
 from __future__ import annotations
 
+import collections
 import concurrent.futures
+import ipaddress
 import queue
 import re
 import threading
@@ -59,12 +61,29 @@ def worker_count(settings: Settings) -> int:
 class Gate:
     """Connections and DATA transactions in progress, shared by the connections of one listener."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, per_peer: int | None = None) -> None:
         self.limit = limit
+        self.per_peer = per_peer or limit
         self.connections: set[SMTP] = set()
+        self.by_peer: collections.Counter[str] = collections.Counter()  # open connections per peer_key
         self.in_flight = 0
         self.receiving = 0  # DATA transactions answered 354 whose mail has not all arrived yet
         self.closing = False
+
+
+def peer_key(peer: object) -> str:
+    """Whom a connection counts against for SMTP_CONNECTIONS_PER_PEER: its IPv4 address, or its IPv6 /64
+    (one host is given a whole /64, so its addresses count together)."""
+    host = str(peer[0]) if isinstance(peer, tuple) and peer else str(peer or "")
+    try:
+        address = ipaddress.ip_address(host.strip("[]").split("%")[0])
+    except ValueError:
+        return host[:100]
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)
 
 
 class WorkerThreads(concurrent.futures.Executor):

@@ -1,0 +1,202 @@
+"""Held posts: replies by email that the gateway stored but did not post.
+
+Two kinds:
+- CONFIRM: the mail could not be shown to come from its sender (reply@ without an aligned SPF/DKIM pass, a
+  team member's address from another envelope sender without one). A "confirm it was you" email goes to
+  the person it would be posted as; its link carries a secret of which only the SHA-256 is kept here. One
+  click (a POST after a confirmation page) posts it through storage/posting.py, once, before it expires.
+- LOOP: the same sender posted into the same thread by email too often in a few minutes (an auto-responder
+  answering our notifications, two systems answering each other). Held quietly: not posted, nobody notified;
+  the team sees it in the mail log. No email goes out for it, as any email could feed the loop.
+
+Held posts expire after HELD_POST_HOURS: the worker's housekeeping deletes them and the files only they
+used (purge_expired_held).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import secrets
+from dataclasses import asdict
+from pathlib import Path
+
+from peewee import AutoField, BigIntegerField, BooleanField, CharField, DateTimeField, ForeignKeyField, TextField
+
+from storage.db import write_transaction
+from storage.files import FileStore
+from storage.mail_log import ACCEPTED, InboundEmail
+from storage.models import CLIENT, Attachment, BaseModel, Membership, Message, Thread, User, Workspace, utcnow
+from storage.posting import NewAttachment, PostingError, post_message
+from storage.tokens import hash_secret
+
+log = logging.getLogger(__name__)
+
+CONFIRM = "confirm"
+LOOP = "loop"
+MAX_PENDING_PER_PERSON = 5  # unconfirmed posts one person may have waiting; beyond, the gateway says 451
+PURGE_BATCH = 200
+
+
+class HeldPost(BaseModel):
+    id = AutoField()
+    kind = CharField(max_length=10)  # CONFIRM or LOOP
+    token_hash = CharField(max_length=64, null=True, unique=True)  # CONFIRM: SHA-256 of the link's secret
+    thread = ForeignKeyField(Thread, on_delete="CASCADE")
+    thread_id: int
+    author = ForeignKeyField(User, on_delete="CASCADE")
+    author_id: int
+    internal = BooleanField(default=False)
+    text = TextField(default="")
+    trimmed_text = TextField(default="")
+    attachments = TextField(default="[]")  # JSON: the NewAttachment fields of each file (already stored)
+    from_address = CharField(max_length=320, default="")
+    subject = CharField(max_length=1000, default="")
+    message_id_hash = CharField(max_length=64, default="")
+    inbound_email_id = BigIntegerField(null=True)
+    created_at = DateTimeField(default=utcnow)
+    expires_at = DateTimeField(index=True)
+    posted_at = DateTimeField(null=True)
+    message = ForeignKeyField(Message, null=True, on_delete="SET NULL")
+    message_id: int | None
+
+    class Meta:
+        indexes = ((("author", "posted_at"), False),)
+
+    @property
+    def files(self) -> list[NewAttachment]:
+        return [NewAttachment(**item) for item in json.loads(self.attachments or "[]")]
+
+
+def pending_for(user_id: int, now: dt.datetime | None = None) -> int:
+    """How many unconfirmed CONFIRM posts of user_id are waiting."""
+    return (HeldPost.select(HeldPost.id)
+            .where((HeldPost.author == user_id) & (HeldPost.kind == CONFIRM) & HeldPost.posted_at.is_null()
+                   & (HeldPost.expires_at > (now or utcnow())))
+            .count())
+
+
+def already_held(message_id_hash: str, thread_id: int, author_id: int) -> bool:
+    """Whether this mail (by its Message-ID's hash) is already held for this thread and author: a retry."""
+    return bool(message_id_hash) and HeldPost.select(HeldPost.id).where(
+        (HeldPost.message_id_hash == message_id_hash) & (HeldPost.thread == thread_id)
+        & (HeldPost.author == author_id)).exists()
+
+
+def hold(kind: str, *, thread_id: int, author_id: int, internal: bool, text: str, trimmed_text: str,
+         attachments: list[NewAttachment], from_address: str, subject: str, message_id_hash: str,
+         inbound_email_id: int | None, hours: float, now: dt.datetime | None = None) -> tuple[HeldPost, str]:
+    """Stores a held post inside the caller's transaction; returns it and, for CONFIRM, the link's secret
+    (kept nowhere: only its hash is stored)."""
+    now = now or utcnow()
+    secret = secrets.token_urlsafe(32) if kind == CONFIRM else ""
+    row = HeldPost.create(
+        kind=kind, token_hash=hash_secret(secret) if secret else None, thread=thread_id, author=author_id,
+        internal=internal, text=text, trimmed_text=trimmed_text or "",
+        attachments=json.dumps([asdict(a) for a in attachments]), from_address=from_address[:320],
+        subject=subject[:1000], message_id_hash=message_id_hash or "", inbound_email_id=inbound_email_id,
+        created_at=now, expires_at=now + dt.timedelta(hours=hours))
+    return row, secret
+
+
+def held_by_secret(secret: str, now: dt.datetime | None = None) -> HeldPost | None:
+    """The CONFIRM post the link's secret stands for, while it waits and has not expired."""
+    if not secret or len(secret) > 200:
+        return None
+    row: HeldPost | None = (HeldPost.select().where((HeldPost.token_hash == hash_secret(secret))
+                                                    & (HeldPost.kind == CONFIRM)).first())
+    if row is None or row.posted_at is not None or row.expires_at <= (now or utcnow()):
+        return None
+    return row
+
+
+class NotConfirmable(Exception):
+    """The held post cannot be posted (any more); the message is a sentence for the person who clicked."""
+
+
+def confirm(secret: str, *, notify_delay: float | None = 0, now: dt.datetime | None = None) -> Message:
+    """Posts the held post of the link `secret` as its author, once: the claim and the post share one
+    transaction, so two clicks (or two browsers) post it once. Raises NotConfirmable."""
+    now = now or utcnow()
+    with write_transaction():
+        row = held_by_secret(secret, now)
+        if row is None:
+            raise NotConfirmable("This link has been used already or has expired.")
+        claimed = (HeldPost.update(posted_at=now)
+                   .where((HeldPost.id == row.id) & HeldPost.posted_at.is_null()).execute())
+        if claimed != 1:
+            raise NotConfirmable("This link has been used already or has expired.")
+        author = User.get_by_id(row.author_id)
+        thread = Thread.get_by_id(row.thread_id)
+        _check_may_post(author, thread)
+        try:
+            message = post_message(thread, author, row.text, internal=row.internal, source="email",
+                                   attachments=row.files, trimmed_text=row.trimmed_text or None,
+                                   inbound_email_id=row.inbound_email_id, notify_delay=notify_delay, now=now)
+        except PostingError as e:
+            raise NotConfirmable(str(e)) from e
+        HeldPost.update(message=message.id).where(HeldPost.id == row.id).execute()
+        if row.inbound_email_id is not None:
+            _mark_posted(row.inbound_email_id, message.id)
+    log.info("held post #%d confirmed by its sender and posted as message #%d", row.id, message.id)
+    return message
+
+
+def _mark_posted(inbound_email_id: int, message_id: int) -> None:
+    """The held mail's row becomes an accepted one (it keeps its raw mail, as posted replies do), unless the
+    same mail was meanwhile posted through the same address (the accepted-once index): then it only links."""
+    inbound = InboundEmail.get_or_none(InboundEmail.id == inbound_email_id)
+    if inbound is None:
+        return
+    twin = inbound.message_id_hash is not None and inbound.reply_token is not None and InboundEmail.select(
+        InboundEmail.id).where((InboundEmail.message_id_hash == inbound.message_id_hash)
+                               & (InboundEmail.reply_token == inbound.reply_token)
+                               & (InboundEmail.outcome == ACCEPTED)).exists()
+    changes = {InboundEmail.message: message_id, InboundEmail.reason: "confirmed"}
+    if not twin:
+        changes[InboundEmail.outcome] = ACCEPTED
+    InboundEmail.update(changes).where(InboundEmail.id == inbound_email_id).execute()
+
+
+def _check_may_post(author: User, thread: Thread) -> None:
+    if not author.active:
+        raise NotConfirmable("Your account is deactivated, so this reply cannot be posted.")
+    workspace = Workspace.get_by_id(thread.workspace_id)
+    if workspace.archived_at is not None:
+        raise NotConfirmable("This conversation is archived, so replies to it are no longer posted.")
+    if author.role == CLIENT and not Membership.select(Membership.id).where(
+            (Membership.user == author.id) & (Membership.workspace == thread.workspace_id)
+            & (Membership.messages_access == True)).exists():  # noqa: E712
+        raise NotConfirmable("You no longer have access to this conversation, so the reply cannot be posted.")
+
+
+def held_file(key: str) -> bool:
+    """Whether a held reply carries the stored file `key` (storage/retention.py keeps such files)."""
+    return bool(HeldPost.select(HeldPost.id).where(HeldPost.attachments.contains(key)).exists())
+
+
+def purge_expired_held(files_dir: Path, now: dt.datetime | None = None, limit: int = PURGE_BATCH) -> int:
+    """Deletes held posts past their expiry (posted or not) and the files only unposted ones used;
+    returns how many were deleted."""
+    now = now or utcnow()
+    rows = list(HeldPost.select().where(HeldPost.expires_at <= now).order_by(HeldPost.id).limit(limit))
+    if not rows:
+        return 0
+    keys = {a.storage_key for row in rows if row.posted_at is None for a in row.files}
+    with write_transaction():
+        HeldPost.delete().where(HeldPost.id.in_([r.id for r in rows])).execute()
+    files = FileStore(files_dir)
+    for key in keys:
+        if held_file(key) or Attachment.select(Attachment.id).where(Attachment.storage_key == key).exists() \
+                or InboundEmail.select(InboundEmail.id).where(InboundEmail.raw_key == key).exists():
+            continue  # a post, a raw mail or another held reply has the same bytes
+        try:
+            files.remove(key)
+        except (OSError, ValueError):
+            log.warning("could not delete the file %s of an expired held post", key, exc_info=True)
+    log.info("deleted %d expired held post%s", len(rows), "" if len(rows) == 1 else "s")
+    return len(rows)
+
+
+__all__ = ["CONFIRM", "LOOP", "HeldPost", "hold", "held_by_secret", "confirm", "NotConfirmable",
+           "purge_expired_held", "pending_for", "already_held", "MAX_PENDING_PER_PERSON"]
