@@ -26,8 +26,8 @@ from flask import Flask
 
 from config import Settings
 from storage.visibility import Viewer
-from web.live.reads import ReadPool, ReadResult, RenderCache, Stopped, read_events
-from web.live.wakeups import EventPoller, LocalSignals, PgListener, Settling
+from web.live.reads import ReadPool, ReadResult, RenderCache, Stopped, open_sessions, read_events
+from web.live.wakeups import EventPoller, LocalSignals, PgListener, Settling, WakeSocket
 
 log = logging.getLogger(__name__)
 
@@ -52,11 +52,12 @@ class Stream:
     """
 
     __slots__ = ("viewer", "thread_id", "mode", "environ", "key", "cursor", "sent", "out", "wake", "ended",
-                 "opened", "_beats", "_beat", "_end_timer", "hub")
+                 "opened", "_beats", "_beat", "_end_timer", "hub", "session_id")
 
     def __init__(self, hub: Hub, viewer: Viewer, thread_id: int, mode: str, environ: dict[str, Any],
-                 start: int) -> None:
+                 start: int, session_id: int | None = None) -> None:
         self.hub = hub
+        self.session_id = session_id  # the sign-in session it was opened with: ending that ends the stream
         self.viewer = viewer
         self.thread_id = thread_id
         self.mode = mode
@@ -160,6 +161,7 @@ class Hub:
             self._sources.append(PgListener(self.settings.effective_database_url, self.wake_threads,
                                             self.wake_access))
         else:
+            self._sources.append(WakeSocket(loop, self.wake_threads, self.wake_access))
             self._sources.append(EventPoller(self.wake_threads, self.settings.live_poll_seconds))
         for source in self._sources:
             source.start()
@@ -177,6 +179,10 @@ class Hub:
     @property
     def listener(self) -> PgListener | None:
         return next((s for s in self._sources if isinstance(s, PgListener)), None)
+
+    @property
+    def wake_socket(self) -> WakeSocket | None:
+        return next((s for s in self._sources if isinstance(s, WakeSocket)), None)
 
     @property
     def poller(self) -> EventPoller | None:
@@ -255,8 +261,25 @@ class Hub:
         return self._all_seq > seq or self._floor > seq or self._recent.get(thread_id, 0) > seq
 
     def _wake_access(self, user_id: int) -> None:
-        for key in {s.key for s in self.by_person.get(user_id, {})}:
+        mine = self.by_person.get(user_id, {})
+        for key in {s.key for s in mine}:
             self.refresh(key)
+        sessions = {s.session_id for s in mine if s.session_id is not None}
+        if sessions:
+            asyncio.ensure_future(self._check_sessions(user_id, sessions))
+
+    async def _check_sessions(self, user_id: int, session_ids: set[int]) -> None:
+        """Ends the person's streams whose sign-in session has ended (signed out here or anywhere)."""
+        try:
+            still = await asyncio.wrap_future(self.pool.submit(open_sessions, session_ids))
+        except Stopped:
+            return
+        except Exception:  # the database is away for a moment: the stream's next read or its end decides
+            log.warning("live updates: cannot check sessions", exc_info=True)
+            return
+        for stream in list(self.by_person.get(user_id, {})):
+            if stream.session_id in session_ids and stream.session_id not in still:
+                stream.end(sse("closed", {"reason": "signed out"}))
 
     # -- shared reads (on the loop) --
 
