@@ -320,6 +320,22 @@ def test_message_posted_by_another_process_arrives(server: Any, world: World, se
     assert "from another process" in event.data["html"] and "via command line" in event.data["html"]
 
 
+def test_team_streams_hear_of_other_threads_for_their_sidebar_and_client_streams_never(
+        server: Any, world: World) -> None:
+    # A post in Globex: the team's stream on Acme gets one contentless "sidebar" event (its page redraws
+    # the sidebar); the Acme client's stream gets nothing at all, internal note or not.
+    team = connected(open_stream(server, world.team, last_event_id()))
+    client = connected(open_stream(server, world.client, last_event_id()))
+    post_message(world.globex_thread, world.team, "over at Globex " + INTERNAL_TEXT, internal=True)
+    event = team.wait_for(lambda e: e.event == "sidebar", DEADLINE)
+    assert event.data == {} and event.id is None
+    mine = post_message(world.thread, world.team, "at Acme, for the client too")
+    client.wait_for(lambda e: e.data.get("message_id") == mine.id, DEADLINE)
+    team.close()
+    client.close()
+    assert [e.event for e in client.seen] == ["message"]
+
+
 def test_ending_a_persons_sessions_ends_their_streams(server: Any, world: World) -> None:
     # Signed out everywhere (here by a direct call, as the CLI and /account do): the person keeps their
     # access, but the streams opened with those sessions end; another person's stream goes on.

@@ -11,6 +11,10 @@ its own while it waits: an idle stream is a few small objects and two timer hand
 Caps: at most live_streams_per_person open streams per person (opening one more closes that person's
 oldest stream with a "closed" event, which the page's script does not reconnect), at most
 live_max_streams per process (further ones are answered 503 with Retry-After by the stream endpoint).
+
+Team streams also carry a "sidebar" event, without content, after any thread changed (SIDEBAR_DELAY): the
+team sees every workspace, and its pages redraw their workspace sidebar from the event path alone. A
+client's stream never carries one, so nothing a client receives depends on other threads.
 """
 from __future__ import annotations
 
@@ -33,6 +37,10 @@ log = logging.getLogger(__name__)
 
 HEARTBEAT_SECONDS = 10  # a comment line this often keeps proxies from closing an idle stream
 LIFETIME_JITTER = 0.1  # streams end within ±10 % of live_stream_seconds, so reconnects do not come in waves
+
+# The team's pages keep a sidebar of every workspace: wakes of any thread within this long make one
+# "sidebar" event on each team stream (the page then fetches its sidebar, drawn through the rule).
+SIDEBAR_DELAY = 0.2
 
 RECENT_WAKES_KEPT = 4096  # threads whose last wake is remembered for streams still catching up
 
@@ -138,6 +146,8 @@ class Hub:
         self.groups: dict[Key, set[Stream]] = {}
         self.by_thread: dict[int, set[Key]] = {}
         self.by_person: dict[int, dict[Stream, None]] = {}  # insertion order: oldest first
+        self.team_streams: set[Stream] = set()  # streams of team pages, told when any thread changed
+        self._sidebar_timer: asyncio.TimerHandle | None = None
         # Wakes heard, numbered: a stream whose catch-up read ran while its thread was woken reads again.
         self.seq = 0
         self._recent: collections.OrderedDict[int, int] = collections.OrderedDict()  # thread id → seq
@@ -169,6 +179,9 @@ class Hub:
     def stop(self) -> None:
         """Ends every stream; wake-up sources and reader threads stop."""
         self.stopped = True
+        if self._sidebar_timer is not None:
+            self._sidebar_timer.cancel()
+            self._sidebar_timer = None
         for streams in list(self.groups.values()):
             for stream in list(streams):
                 stream.end()
@@ -204,12 +217,15 @@ class Hub:
             oldest.end(sse("closed", {"reason": "too many open pages"}))
             self.remove(oldest)
         mine[stream] = None
+        if stream.mode == "team" and stream.viewer.is_team:
+            self.team_streams.add(stream)
         self.groups.setdefault(stream.key, set()).add(stream)
         self.by_thread.setdefault(stream.thread_id, set()).add(stream.key)
         self.count += 1
         return True
 
     def remove(self, stream: Stream) -> None:
+        self.team_streams.discard(stream)
         group = self.groups.get(stream.key)
         if group is None or stream not in group:
             return
@@ -250,11 +266,19 @@ class Hub:
                 self._recent.move_to_end(thread_id)
             while len(self._recent) > RECENT_WAKES_KEPT:
                 _, self._floor = self._recent.popitem(last=False)
+        if self.team_streams and self._sidebar_timer is None and self.loop is not None:
+            self._sidebar_timer = self.loop.call_later(SIDEBAR_DELAY, self._tell_sidebars)
         targets = list(self.by_thread) if thread_ids is None else [t for t in thread_ids if t in self.by_thread]
         for thread_id in targets:
             self.wakes += 1
             for key in list(self.by_thread.get(thread_id, ())):
                 self.refresh(key)
+
+    def _tell_sidebars(self) -> None:
+        self._sidebar_timer = None
+        chunk = sse("sidebar", {})
+        for stream in list(self.team_streams):
+            stream.push(chunk)
 
     def woken_since(self, thread_id: int, seq: int) -> bool:
         """Whether the thread may have been woken after wake number `seq`."""
