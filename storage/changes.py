@@ -35,6 +35,7 @@ WAKE_FOLDER_SUFFIX = "-live"  # <database file>-live/: one socket per listening 
 SOCKET_SUFFIX = ".sock"
 DATAGRAM_BYTES = 4096  # payload per datagram; a commit that signalled more is sent in several
 _SHORT_PATH = 100  # AF_UNIX paths are limited to 108 bytes; longer ones go through a folder descriptor
+_FOLDER_FDS_KEPT = 4
 
 Listener = Callable[[str, int], None]
 _listeners: list[Listener] = []
@@ -158,6 +159,8 @@ def socket_address(path: Path) -> str:
     with _sender_lock:
         fd = _folder_fds.get(path.parent)
         if fd is None:
+            if len(_folder_fds) >= _FOLDER_FDS_KEPT:  # a process normally uses one database; tests use many
+                os.close(_folder_fds.pop(next(iter(_folder_fds))))
             fd = _folder_fds[path.parent] = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     return f"/proc/self/fd/{fd}/{path.name}"
 
@@ -198,12 +201,14 @@ def broadcast(signals: Iterable[tuple[str, int]]) -> int:
             for datagram in datagrams:
                 sender.sendto(datagram, address)
             reached += 1
-        except (ConnectionRefusedError, FileNotFoundError):
+        except ConnectionRefusedError:
             # Its process is gone without removing it (killed): nobody will read it again.
             try:
                 path.unlink()
             except OSError:
                 pass
+        except FileNotFoundError:
+            pass  # removed meanwhile (its process stopped)
         except BlockingIOError:
             pass  # that process is behind on reading: its poll of the event log finds the change
         except OSError:
