@@ -6,6 +6,7 @@
 
   var DELIVERY_REFRESH_MS = 10000;
   var SIDEBAR_SETTLE_MS = 300;
+  var SIDEBAR_MIN_GAP_MS = 2000;  // busy agencies: a tab fetches its sidebar at most this often
   var ANNOUNCE_KEEP_MS = 15000;  // a screen reader has read it by then; the region stays short
 
   function $(sel, root) { return (root || document).querySelector(sel); }
@@ -241,9 +242,11 @@
     if (!url || !holder) { return; }
     var timer = null;
     var stale = false;
+    var last = 0;
     function refresh() {
       if (document.hidden) { stale = true; return; }
       stale = false;
+      last = Date.now();
       fetch(url, { headers: { Accept: "application/json" }, credentials: "same-origin" })
         .then(function (r) { return r.json(); })
         .then(function (data) { if (data.html) { holder.innerHTML = data.html; localTimes(holder); } })
@@ -251,7 +254,8 @@
     }
     thread.addEventListener("workrate:sidebar", function () {
       if (timer) { return; }
-      timer = window.setTimeout(function () { timer = null; refresh(); }, SIDEBAR_SETTLE_MS);
+      var wait = Math.max(SIDEBAR_SETTLE_MS, last + SIDEBAR_MIN_GAP_MS - Date.now());
+      timer = window.setTimeout(function () { timer = null; refresh(); }, wait);
     });
     document.addEventListener("visibilitychange", function () { if (!document.hidden && stale) { refresh(); } });
     refresh();
