@@ -43,6 +43,8 @@ from harness import Bench, Client, paired_ratio, pct, say, session_cookies  # no
 
 from config import Settings  # noqa: E402
 
+SLOW_POST_MS = 500
+
 
 @dataclass
 class World:
@@ -163,7 +165,11 @@ async def measure_delays(clients: list[Stream], posts: int,
         waiting = by_slug[slug]
         while any(message_id not in c.arrivals and not c.ended for c in waiting) and time.monotonic() < end:
             await asyncio.sleep(0.005)
-        samples += [(c.arrivals[message_id] - t0) * 1000 for c in waiting if message_id in c.arrivals]
+        these = [(c.arrivals[message_id] - t0) * 1000 for c in waiting if message_id in c.arrivals]
+        if these and max(these) > SLOW_POST_MS:  # the tail: one slow post, or many?
+            say(f"  slow post {i} to {slug}: fastest stream {min(these):.0f} ms, slowest {max(these):.0f} ms "
+                f"({len(these)} streams)")
+        samples += these
         missing = sum(1 for c in waiting if message_id not in c.arrivals)
         if missing:
             say(f"  post {i}: {missing} of {len(waiting)} streams did not get it within 30 s")
