@@ -2,13 +2,16 @@
 database; a post made through one arrives on a stream of the other, and a person cut off by the CLI (a
 third process: deactivated, signed out everywhere) has their open streams on both ended. On SQLite the
 poll of the event log is set to ten minutes, so only the wake-up signal between processes can deliver
-within the test's deadlines; on PostgreSQL it is NOTIFY."""
+within the test's deadlines; on PostgreSQL it is NOTIFY. A reply by email through `workrate smtp` (the
+gateway's group commit) arrives the same way."""
 from __future__ import annotations
 
 import contextlib
 import secrets
+import smtplib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
@@ -35,6 +38,7 @@ class Pair:
     kind: str
     env: dict[str, str]
     webs: list[Proc]
+    gateway: Proc
     slug: str
     token: str  # Kim's API token
 
@@ -65,15 +69,17 @@ def pair(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Pair]:
         env["WORKRATE_BASE_URL"] = f"http://127.0.0.1:{ports[0]}"
         webs = [start("web", env, tmp_path / "logs", f"web{i + 1}", port=port,
                       WORKRATE_DATA_DIR=str(tmp_path / f"web{i + 1}")) for i, port in enumerate(ports)]
+        gateway = start("smtp", env, tmp_path / "logs", "smtp", port=free_port(),
+                        WORKRATE_DATA_DIR=str(tmp_path / "smtp"))
         try:
-            for web in webs:
-                web.wait_listening(90)
+            for proc in (*webs, gateway):
+                proc.wait_listening(90)
             for email in TEAM:
                 cli(env, "user", "add", email, "--name", email.split("@")[0].title(), "--team")
             slug = cli(env, "workspace", "create", "Live Room", "--slug", "live-room").strip().splitlines()[-1]
-            yield Pair(kind, env, webs, slug, cli(env, "user", "api-token", TEAM[0]).strip())
+            yield Pair(kind, env, webs, gateway, slug, cli(env, "user", "api-token", TEAM[0]).strip())
         finally:
-            stop_all(webs)
+            stop_all([*webs, gateway])
 
 
 def test_a_post_through_one_web_process_arrives_on_the_others_streams(pair: Pair) -> None:
@@ -117,4 +123,26 @@ def test_cutting_a_person_off_from_the_cli_ends_their_streams_in_every_web_proce
         assert not kim.ended.is_set()
     finally:
         for stream in (*lee, *sam, kim):
+            stream.close()
+
+
+def test_a_reply_by_email_through_the_gateway_arrives_on_the_web_processes_streams(pair: Pair) -> None:
+    client = "bob@client.test"
+    cli(pair.env, "user", "add", client, "--name", "Bob Stone", "--client", pair.slug, "--messages-access")
+    address = cli(pair.env, "reply-address", pair.slug, "--as", client).strip()
+    streams = [pair.stream(web, TEAM[1]) for web in pair.webs]
+    try:
+        mail = EmailMessage()
+        mail["From"] = f"Bob Stone <{client}>"
+        mail["To"] = address
+        mail["Subject"] = "Re: Live Room"
+        mail["Message-ID"] = f"<live-{secrets.token_hex(6)}@client.test>"
+        mail.set_content("The new logo works for us.\n")
+        with smtplib.SMTP("127.0.0.1", pair.gateway.port, timeout=DEADLINE) as smtp:
+            smtp.send_message(mail)
+        for stream in streams:
+            event = stream.wait_for(lambda e: "The new logo works for us." in e.data.get("html", ""), DEADLINE)
+            assert event.event == "message"
+    finally:
+        for stream in streams:
             stream.close()
