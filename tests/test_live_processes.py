@@ -1,9 +1,9 @@
 """Live updates across real processes, on SQLite and on PostgreSQL: two `workrate web` processes on one
-database; a post made through one arrives on a stream of the other, and a person cut off by the CLI (a
-third process: deactivated, signed out everywhere) has their open streams on both ended. On SQLite the
-poll of the event log is set to ten minutes, so only the wake-up signal between processes can deliver
-within the test's deadlines; on PostgreSQL it is NOTIFY. A reply by email through `workrate smtp` (the
-gateway's group commit) arrives the same way."""
+database; a post made through one (or by the CLI, or by email through `workrate smtp`'s group commit)
+arrives on streams of both, and a person cut off by the CLI (a third process: access revoked, deactivated,
+signed out everywhere) has their open streams on both ended. On SQLite the poll of the event log is set to
+ten minutes, so only the wake-up signal between processes can deliver within the test's deadlines; on
+PostgreSQL it is NOTIFY."""
 from __future__ import annotations
 
 import contextlib
@@ -109,7 +109,15 @@ def test_cutting_a_person_off_from_the_cli_ends_their_streams_in_every_web_proce
     lee = [pair.stream(web1, TEAM[1]), pair.stream(web2, TEAM[1])]
     sam = [pair.stream(web1, TEAM[2]), pair.stream(web2, TEAM[2])]
     kim = pair.stream(web1, TEAM[0])
+    cli(pair.env, "user", "add", "ann@client.test", "--name", "Ann Client", "--client", pair.slug,
+        "--messages-access")
+    ann = [pair.stream(web1, "ann@client.test"), pair.stream(web2, "ann@client.test")]
     try:
+        cli(pair.env, "user", "revoke", "ann@client.test", pair.slug)  # the client's Messages access
+        for stream in ann:
+            assert stream.ended.wait(DEADLINE), "a revoked client's stream stayed open"
+            assert stream.seen[-1].event == "closed"
+
         cli(pair.env, "user", "deactivate", TEAM[1])
         for stream in lee:
             assert stream.ended.wait(DEADLINE), "a deactivated person's stream stayed open"
@@ -122,7 +130,7 @@ def test_cutting_a_person_off_from_the_cli_ends_their_streams_in_every_web_proce
             assert stream.seen[-1].event == "closed"
         assert not kim.ended.is_set()
     finally:
-        for stream in (*lee, *sam, kim):
+        for stream in (*ann, *lee, *sam, kim):
             stream.close()
 
 
