@@ -1,19 +1,22 @@
 """Live-update benchmark: many open streams on one web process, as figures and ratios of the same run.
 
 usage: python bench/streams.py [--streams 10000] [--people 2000] [--workspaces 200] [--posts 40]
-                               [--requests 30] [--database-url URL] [--time-limit 900]
+                               [--blocks 12] [--per-block 16] [--database-url URL] [--time-limit 900]
 
 Generates workspaces, each with its clients (and a few team members who see every workspace) in a
-temporary SQLite file (or the empty PostgreSQL database --database-url names), starts `workrate web` (its
-own process, uvicorn) on a loopback port, and measures from one asyncio client:
+temporary SQLite file (or the empty PostgreSQL database --database-url names), starts two `workrate web`
+processes on that database (A, which gets the streams, and B, which gets none) on loopback ports, and
+measures from one asyncio client:
 
-  memory        the web process's resident memory growth per open, idle stream (STREAMS streams, each
-                person opening STREAMS/PEOPLE of them, at most live_streams_per_person)
-  delay         commit of a post → its event on every open stream of that workspace, with STREAMS
-                open: posts through the web process's JSON API (timed from its answer) and posts by
-                another process (timed from post_message's return) (storage.posting.post_message here;
-                PostgreSQL: NOTIFY; SQLite: the web process's poll)
-  page load     a thread page with STREAMS open streams vs with none (medians; ratio)
+  memory        A's resident memory growth per open, idle stream (STREAMS streams, each person opening
+                STREAMS/PEOPLE of them, at most live_streams_per_person)
+  delay         commit of a post → its event on every open stream of that workspace, with STREAMS open
+                on A: posts through A's JSON API (the same process; timed from its answer), through B's
+                JSON API (another web process) and by this process (storage.posting.post_message, as the
+                CLI does; timed from its return). PostgreSQL: NOTIFY; SQLite: the wake-up socket
+  page load     a thread page from A with STREAMS open streams vs the same page from B with none, taken
+                in turns (A, B, B, A, …) in blocks: the median of the blocks' ratios and their spread.
+                The same pairing before any stream is open is the control (A and B alike: about 1.0×).
 
 Loopback only, bounded in count and time; raises this process's open-files limit to its hard limit.
 """
@@ -21,32 +24,26 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import http.client
 import json
 import os
 import random
 import resource
 import secrets
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+sys.path[:0] = [str(Path(__file__).resolve().parent)]
 
-from procs import Proc, base_environment, free_port, start  # noqa: E402
+from harness import Bench, Client, paired_ratio, pct, say, session_cookies  # noqa: E402
 
 from config import Settings  # noqa: E402
 
-
-def say(text: str) -> None:
-    print(text, flush=True)
+SLOW_POST_MS = 500
 
 
 @dataclass
@@ -87,18 +84,8 @@ def generate(settings: Settings, people: int, workspaces: int) -> World:
     return World(found, slugs, team[0].email, token)
 
 
-def session_cookie(secret: str, user_id: int, role: str) -> str:
-    """The session cookie the sign-in form would set, made with Flask's own session interface."""
-    from flask import Flask
-
-    app = Flask("bench")
-    app.secret_key = secret
-    serializer = app.session_interface.get_signing_serializer(app)  # type: ignore[attr-defined]
-    return "workrate_session=" + serializer.dumps({"user_id": user_id, "role": role})
-
-
 @dataclass
-class Client:
+class Stream:
     """One open stream, read by the benchmark's event loop."""
 
     slug: str
@@ -110,7 +97,7 @@ class Client:
     writer: asyncio.StreamWriter | None = None
 
 
-async def run_stream(port: int, client: Client) -> None:
+async def run_stream(port: int, client: Stream) -> None:
     try:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         client.writer = writer
@@ -145,29 +132,8 @@ def rss_kb(pid: int) -> int:
     return 0
 
 
-def page_ms(port: int, cookie: str, path: str) -> float:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-    t0 = time.perf_counter()
-    conn.request("GET", path, headers={"Cookie": cookie})
-    response = conn.getresponse()
-    body = response.read()
-    ms = (time.perf_counter() - t0) * 1000
-    conn.close()
-    if response.status != 200:
-        raise SystemExit(f"GET {path}: {response.status} {body[:300]!r}")
-    return ms
-
-
-def pct(samples: list[float], p: float) -> float:
-    data = sorted(samples)
-    return data[min(len(data) - 1, int(p / 100 * len(data)))]
-
-
-POST_MS: list[float] = []  # how long each post through the JSON API took to answer
-
-
-def api_post(port: int, token: str, slug: str, text: str) -> tuple[int, float]:
-    """Posts through the web process's JSON API; the commit happened before its answer, so the delay is
+def api_post(port: int, token: str, slug: str, text: str, answers: list[float]) -> tuple[int, float]:
+    """Posts through a web process's JSON API; the commit happened before its answer, so the delay is
     counted from the answer (slightly less than from the commit)."""
     t0 = time.perf_counter()
     req = urllib.request.Request(f"http://127.0.0.1:{port}/api/workspaces/{slug}/messages",
@@ -176,15 +142,15 @@ def api_post(port: int, token: str, slug: str, text: str) -> tuple[int, float]:
     with urllib.request.urlopen(req, timeout=60) as response:
         message_id = int(json.loads(response.read())["id"])
     answered = time.perf_counter()
-    POST_MS.append((answered - t0) * 1000)
+    answers.append((answered - t0) * 1000)
     return message_id, answered
 
 
-async def measure_delays(clients: list[Client], posts: int,
+async def measure_delays(clients: list[Stream], posts: int,
                          post: Callable[[str, str], tuple[int, float]]) -> list[float]:
     """Posts to random workspaces, one at a time; the delay of each post's event on every stream of its
     workspace, in ms, from the post's commit (post(slug, text) → (message id, perf_counter once committed))."""
-    by_slug: dict[str, list[Client]] = {}
+    by_slug: dict[str, list[Stream]] = {}
     for c in clients:
         if not c.ended:
             by_slug.setdefault(c.slug, []).append(c)
@@ -199,7 +165,11 @@ async def measure_delays(clients: list[Client], posts: int,
         waiting = by_slug[slug]
         while any(message_id not in c.arrivals and not c.ended for c in waiting) and time.monotonic() < end:
             await asyncio.sleep(0.005)
-        samples += [(c.arrivals[message_id] - t0) * 1000 for c in waiting if message_id in c.arrivals]
+        these = [(c.arrivals[message_id] - t0) * 1000 for c in waiting if message_id in c.arrivals]
+        if these and max(these) > SLOW_POST_MS:  # the tail: one slow post, or many?
+            say(f"  slow post {i} to {slug}: fastest stream {min(these):.0f} ms, slowest {max(these):.0f} ms "
+                f"({len(these)} streams)")
+        samples += these
         missing = sum(1 for c in waiting if message_id not in c.arrivals)
         if missing:
             say(f"  post {i}: {missing} of {len(waiting)} streams did not get it within 30 s")
@@ -221,32 +191,35 @@ def direct_post(settings: Settings, team_email: str) -> Callable[[str, str], tup
     return post
 
 
-async def bench(args: argparse.Namespace, settings: Settings, proc: Proc, world: World, secret: str,
+async def bench(args: argparse.Namespace, b: Bench, a_proc: object, b_proc: object, world: World,
                 deadline: float) -> dict[str, object]:
-    port = settings.web_port
-    team_id, team_role, _ = world.people[0]
-    team_cookie = session_cookie(secret, team_id, team_role)
+    from procs import Proc
+
+    assert isinstance(a_proc, Proc) and isinstance(b_proc, Proc)
+    cookies = session_cookies(b.secret, [(user_id, role) for user_id, role, _ in world.people])
     page = f"/w/{world.slugs[0]}"
+    on_a, on_b = Client(a_proc.port, cookies[0]), Client(b_proc.port, cookies[0])
     loop = asyncio.get_running_loop()
-    for _ in range(5):
-        await loop.run_in_executor(None, page_ms, port, team_cookie, page)
-    base_pages = [await loop.run_in_executor(None, page_ms, port, team_cookie, page) for _ in range(args.requests)]
+
+    def pages() -> object:
+        return paired_ratio(lambda: on_a.get(page), lambda: on_b.get(page), args.blocks, args.per_block)
+
+    control = await loop.run_in_executor(None, pages)
     await asyncio.sleep(1)
-    rss_before = rss_kb(proc.popen.pid)
+    rss_before = rss_kb(a_proc.popen.pid)
 
     per_person = max(1, min(8, args.streams // len(world.people)))
-    clients: list[Client] = []
-    for user_id, role, slug in world.people:
-        cookie = session_cookie(secret, user_id, role)
-        clients += [Client(slug, cookie) for _ in range(per_person)]
+    clients: list[Stream] = []
+    for (_, _, slug), cookie in zip(world.people, cookies, strict=True):
+        clients += [Stream(slug, cookie) for _ in range(per_person)]
     clients = clients[:args.streams]
     tasks = []
     t0 = time.perf_counter()
     gate = asyncio.Semaphore(200)
 
-    async def open_one(c: Client) -> None:
+    async def open_one(c: Stream) -> None:
         async with gate:
-            tasks.append(asyncio.ensure_future(run_stream(port, c)))
+            tasks.append(asyncio.ensure_future(run_stream(a_proc.port, c)))
             await asyncio.wait_for(c.connected.wait(), 120)
 
     await asyncio.gather(*(open_one(c) for c in clients))
@@ -255,27 +228,25 @@ async def bench(args: argparse.Namespace, settings: Settings, proc: Proc, world:
     say(f"  {ok:,} of {len(clients):,} streams open in {open_seconds:.1f} s "
         f"({len(world.people):,} people, {per_person} each, {len(world.slugs)} workspaces)")
     await asyncio.sleep(3)
-    rss_after = rss_kb(proc.popen.pid)
+    rss_after = rss_kb(a_proc.popen.pid)
     if time.monotonic() > deadline:
         raise SystemExit("over the time limit")
 
-    loaded_pages = []
-    for _ in range(args.requests):
-        loaded_pages.append(await loop.run_in_executor(None, page_ms, port, team_cookie, page))
-    api = await measure_delays(clients, args.posts, lambda slug, text: api_post(port, world.api_token, slug, text))
-    other = await measure_delays(clients, args.posts, direct_post(settings, world.team_email))
+    loaded = await loop.run_in_executor(None, pages)
+    answers: list[float] = []
+    same = await measure_delays(clients, args.posts,
+                                lambda slug, text: api_post(a_proc.port, world.api_token, slug, text, answers))
+    other_web = await measure_delays(clients, args.posts,
+                                     lambda slug, text: api_post(b_proc.port, world.api_token, slug, text, answers))
+    other = await measure_delays(clients, args.posts, direct_post(b.settings, world.team_email))
     still_open = sum(1 for c in clients if not c.ended)
     for c in clients:
         if c.writer is not None:
             c.writer.close()
     await asyncio.gather(*tasks, return_exceptions=True)
-    await asyncio.sleep(3)
-    # A second baseline after the streams closed: the machine's load drifts, so both are reported.
-    after_pages = [await loop.run_in_executor(None, page_ms, port, team_cookie, page) for _ in range(args.requests)]
     return {"open": ok, "opened_in": open_seconds, "rss_before": rss_before, "rss_after": rss_after,
-            "base_pages": base_pages, "loaded_pages": loaded_pages, "after_pages": after_pages,
-            "post_ms": POST_MS, "api": api, "other": other,
-            "still_open": still_open, "per_person": per_person}
+            "control": control, "loaded": loaded, "answers": answers, "same": same, "other_web": other_web,
+            "other": other, "still_open": still_open, "per_person": per_person}
 
 
 def main() -> int:
@@ -284,7 +255,8 @@ def main() -> int:
     ap.add_argument("--people", type=int, default=2_000, help="people opening them (at most 8 streams each)")
     ap.add_argument("--workspaces", type=int, default=200, help="workspaces the people are spread over")
     ap.add_argument("--posts", type=int, default=40, help="posts timed per kind")
-    ap.add_argument("--requests", type=int, default=30, help="timed page loads per measurement")
+    ap.add_argument("--blocks", type=int, default=12, help="blocks of paired page loads per ratio")
+    ap.add_argument("--per-block", type=int, default=16, help="page loads from each process per block")
     ap.add_argument("--database-url", default="", help="an empty postgresql://… database (default: SQLite)")
     ap.add_argument("--time-limit", type=float, default=900, help="give up after this many seconds")
     args = ap.parse_args()
@@ -295,55 +267,46 @@ def main() -> int:
     if hard < args.streams + 1000:
         raise SystemExit(f"the open-files limit ({hard}) is too low for {args.streams} streams")
 
-    data = Path(tempfile.mkdtemp(prefix="wr-bench-streams-"))
-    port = free_port()
-    secret = "bench-streams-" + secrets.token_hex(16)
-    settings = Settings(data_dir=data, database_url=args.database_url, secret_key=secret,
-                        reply_domain="reply.bench.test", web_port=port, base_url=f"http://127.0.0.1:{port}")
-    db_name = "PostgreSQL" if settings.is_postgres else "SQLite"
-    proc = None
-    try:
-        say(f"generating {args.people:,} people in {args.workspaces} workspaces ({db_name}) …")
+    with Bench("wr-bench-streams-", args.database_url) as b:
+        say(f"generating {args.people:,} people in {args.workspaces} workspaces ({b.db_name}) …")
         t0 = time.perf_counter()
-        world = generate(settings, args.people, args.workspaces)
+        world = generate(b.settings, args.people, args.workspaces)
         say(f"  done in {time.perf_counter() - t0:.1f} s")
-        env = base_environment(WORKRATE_DATABASE_URL=settings.effective_database_url, WORKRATE_DATA_DIR=str(data),
-                               WORKRATE_SECRET_KEY=secret, WORKRATE_REPLY_DOMAIN=settings.reply_domain,
-                               WORKRATE_BASE_URL=settings.effective_base_url, WORKRATE_LOG_LEVEL="WARNING",
-                               WORKRATE_LIVE_STREAM_SECONDS=str(max(600, args.time_limit)),
-                               WORKRATE_LIVE_MAX_STREAMS=str(args.streams + 100))
-        proc = start("web", env, data / "logs", "web", port=port)
-        proc.wait_listening(60)
-        r = asyncio.run(bench(args, settings, proc, world, secret, deadline))
-    finally:
-        if proc is not None:
-            proc.stop()
-        shutil.rmtree(data, ignore_errors=True)
+        web_settings = {"WORKRATE_LIVE_STREAM_SECONDS": str(max(600, args.time_limit)),
+                        "WORKRATE_LIVE_MAX_STREAMS": str(args.streams + 100),
+                        "WORKRATE_POSTS_PER_MINUTE": "100000000"}  # measures speed, not the rate limit
+        a_proc = b.start_web(name="web-a", **web_settings)
+        b_proc = b.start_web(name="web-b", **web_settings)
+        from storage import db
+
+        db.bind(b.settings)
+        r = asyncio.run(bench(args, b, a_proc, b_proc, world, deadline))
+        db_name = b.db_name
 
     n = int(r["open"])  # type: ignore[call-overload]
     per_stream_kb = (int(r["rss_after"]) - int(r["rss_before"])) / max(1, n)  # type: ignore[call-overload]
-    base, loaded, after, posts = r["base_pages"], r["loaded_pages"], r["after_pages"], r["post_ms"]
-    api, other = r["api"], r["other"]
-    assert isinstance(base, list) and isinstance(loaded, list) and isinstance(after, list)
-    assert isinstance(api, list) and isinstance(other, list) and isinstance(posts, list)
+    answers = r["answers"]
+    assert isinstance(answers, list)
     say("")
-    say(f"streams: {db_name}, {os.cpu_count()} CPUs, `workrate web` (uvicorn) on loopback, one web process")
+    say(f"streams: {db_name}, {os.cpu_count()} CPUs, `workrate web` (uvicorn) on loopback; A holds the streams, "
+        f"B none")
     say(f"  open streams                          {n:,} (opened in {r['opened_in']:.1f} s; "
         f"{r['still_open']:,} still open at the end)")
     say(f"  memory per idle stream                {per_stream_kb:.1f} KB "
         f"(RSS {int(r['rss_before']) // 1024} MB → {int(r['rss_after']) // 1024} MB)")  # type: ignore[call-overload]
-    for label, samples in ((f"commit→event, post via the web process's API, {n:,} open", api),
-                           (f"commit→event, post by another process, {n:,} open", other)):
+    for label, key in ((f"commit→event, post via A's API (same process), {n:,} open", "same"),
+                       (f"commit→event, post via B's API (other web process), {n:,} open", "other_web"),
+                       (f"commit→event, post by another process (CLI-like), {n:,} open", "other")):
+        samples = r[key]
+        assert isinstance(samples, list)
         if samples:
-            say(f"  {label:52} p50 {statistics.median(samples):6.0f} ms  p99 {pct(samples, 99):6.0f} ms  "
+            say(f"  {label:66} p50 {statistics.median(samples):6.0f} ms  p99 {pct(samples, 99):6.0f} ms  "
                 f"(n={len(samples)})")
-    if posts:
-        say(f"  (the API post itself answered in p50 {statistics.median(posts):.0f} ms, p99 {pct(posts, 99):.0f} ms)")
-    baseline = statistics.median(base + after)
-    say(f"  page load, no streams (before; after)  median {statistics.median(base):6.1f} ms; "
-        f"{statistics.median(after):6.1f} ms")
-    say(f"  page load, {n:,} open streams          median {statistics.median(loaded):6.1f} ms")
-    say(f"  ratio (medians, vs both baselines)    {statistics.median(loaded) / baseline:.2f}×")
+    if answers:
+        say(f"  (the API posts themselves answered in p50 {statistics.median(answers):.0f} ms, "
+            f"p99 {pct(answers, 99):.0f} ms)")
+    say(f"  page load A/B, no streams anywhere (control)  {r['control']}")
+    say(f"  page load A/B, {n:,} streams open on A          {r['loaded']}")
     return 0
 
 

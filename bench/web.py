@@ -23,23 +23,18 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import http.client
 import os
 import random
 import secrets
-import shutil
-import statistics
 import sys
-import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+sys.path[:0] = [str(Path(__file__).resolve().parent)]
 
-from procs import base_environment, free_port, start  # noqa: E402
+from harness import Bench, Client, Timing, measure, measure_interleaved, say  # noqa: E402
 from sse_client import SseStream, sign_in_with_link  # noqa: E402
 
 from config import Settings  # noqa: E402
@@ -56,11 +51,6 @@ COMMON = "kumquat"  # in one message of every 10
 INTERNAL_EVERY = 10
 CHUNK = 1000
 QUIET_SECONDS = 12  # longer than web/live/wakeups.py's SETTLE_SECONDS
-
-
-def say(text: str) -> None:
-    print(text, flush=True)
-
 
 
 def text_for(rng: random.Random, i: int) -> str:
@@ -159,60 +149,6 @@ def generate(settings: Settings, big: int, search_big: int, search_small: int) -
     return World(slugs, team.email, reader.email, time.perf_counter() - t0)
 
 
-class Client:
-    """Keep-alive HTTP/1.1 client for one signed-in person."""
-
-    def __init__(self, port: int, cookie: str) -> None:
-        self.port = port
-        self.cookie = cookie
-        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-
-    def get(self, path: str) -> float:
-        """Milliseconds from request to the last byte of a 200 response."""
-        t0 = time.perf_counter()
-        self.conn.request("GET", path, headers={"Cookie": self.cookie})
-        resp = self.conn.getresponse()
-        body = resp.read()
-        ms = (time.perf_counter() - t0) * 1000
-        if resp.status != 200:
-            raise SystemExit(f"GET {path}: {resp.status}\n{body[:500]!r}")
-        return ms
-
-
-@dataclass
-class Timing:
-    samples: list[float]
-
-    @property
-    def median(self) -> float:
-        return statistics.median(self.samples)
-
-    def pct(self, p: float) -> float:
-        data = sorted(self.samples)
-        return data[min(len(data) - 1, int(p / 100 * len(data)))]
-
-    def __str__(self) -> str:
-        return f"median {self.median:8.2f} ms  p90 {self.pct(90):8.2f} ms  (n={len(self.samples)})"
-
-
-def measure(fn: Callable[[], float], n: int, warmup: int = 3) -> Timing:
-    for _ in range(warmup):
-        fn()
-    return Timing([fn() for _ in range(n)])
-
-
-def measure_interleaved(fns: dict[str, Callable[[], float]], n: int, warmup: int = 3) -> dict[str, Timing]:
-    """Like measure(), taking turns between the functions, so that a change in machine load hits all alike."""
-    for _ in range(warmup):
-        for fn in fns.values():
-            fn()
-    samples: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(n):
-        for name, fn in fns.items():
-            samples[name].append(fn())
-    return {name: Timing(v) for name, v in samples.items()}
-
-
 def live_latency(settings: Settings, port: int, cookie: str, slug: str, author_email: str, posts: int,
                  streams: list[SseStream]) -> Timing:
     """Commit of a post (post_message returned) → its event on the first stream, in ms."""
@@ -270,95 +206,83 @@ def main() -> int:
         if time.monotonic() > deadline:
             raise SystemExit(f"bench/web.py: over the time limit of {args.time_limit:.0f} s")
 
-    data = Path(tempfile.mkdtemp(prefix="wr-bench-web-"))
-    port = free_port()
-    secret = "bench-web-" + secrets.token_hex(16)
-    settings = Settings(data_dir=data, database_url=args.database_url, secret_key=secret,
-                        reply_domain="reply.bench.test", web_port=port, base_url=f"http://127.0.0.1:{port}")
-    db_name = "PostgreSQL" if settings.is_postgres else "SQLite"
-    proc = None
     streams: list[SseStream] = []
-    try:
+    with Bench("wr-bench-web-", args.database_url) as b:
+        settings, db_name = b.settings, b.db_name
         say(f"generating data ({db_name}) …")
         world = generate(settings, args.big, args.search, args.search_small)
         say(f"  done in {world.generate_seconds:.1f} s")
         check_time()
-        env = base_environment(WORKRATE_DATABASE_URL=settings.effective_database_url, WORKRATE_DATA_DIR=str(data),
-                               WORKRATE_SECRET_KEY=secret, WORKRATE_REPLY_DOMAIN=settings.reply_domain,
-                               WORKRATE_BASE_URL=settings.effective_base_url, WORKRATE_LOG_LEVEL="WARNING",
-                               WORKRATE_LIVE_STREAM_SECONDS=str(max(120, args.time_limit)),
-                               # measures speed, not the rate limit
-                               WORKRATE_POSTS_PER_MINUTE="100000000", WORKRATE_LOOP_POSTS="100000000",
-                               # one person opens all the streams here (bench/streams.py spreads them)
-                               WORKRATE_LIVE_STREAMS_PER_PERSON=str(args.streams + 1))
-        proc = start("web", env, data / "logs", "web", port=port)
-        proc.wait_listening(60)
+        proc = b.start_web(WORKRATE_LIVE_STREAM_SECONDS=str(max(120, args.time_limit)),
+                           # measures speed, not the rate limit or the loop breaker
+                           WORKRATE_POSTS_PER_MINUTE="100000000", WORKRATE_LOOP_POSTS="100000000",
+                           # one person opens all the streams here (bench/streams.py spreads them)
+                           WORKRATE_LIVE_STREAMS_PER_PERSON=str(args.streams + 1))
+        port = proc.port
+        try:
 
-        from storage import db
-        from storage.directory import get_user
-        from storage.tokens import create_login_token
+            from storage import db
+            from storage.directory import get_user
+            from storage.tokens import create_login_token
 
-        db.bind(settings)
-        with db.database.connection_context():
-            link = f"{settings.effective_base_url}/login/{create_login_token(get_user(world.team_email), 15)}"
-            reader_link = (f"{settings.effective_base_url}/login/"
-                           f"{create_login_token(get_user(world.reader_email), 15)}")
-        cookie = sign_in_with_link(link)
-        client = Client(port, cookie)
-        reader = Client(port, sign_in_with_link(reader_link))
-        s = world.slugs
-        n = args.requests
+            db.bind(settings)
+            with db.database.connection_context():
+                link = f"{settings.effective_base_url}/login/{create_login_token(get_user(world.team_email), 15)}"
+                reader_link = (f"{settings.effective_base_url}/login/"
+                               f"{create_login_token(get_user(world.reader_email), 15)}")
+            cookie = sign_in_with_link(link)
+            client = Client(port, cookie)
+            reader = Client(port, sign_in_with_link(reader_link))
+            s = world.slugs
+            n = args.requests
 
-        results: dict[str, Timing] = {}
-        results.update(measure_interleaved({
-            "thread 10": lambda: client.get(f"/w/{s['small']}"),
-            "thread 50": lambda: client.get(f"/w/{s['page']}"),
-            f"thread {args.big:,}": lambda: client.get(f"/w/{s['big']}")}, n))
-        check_time()
-        results.update(measure_interleaved({
-            "portal 10": lambda: reader.get(f"/portal/w/{s['small']}"),
-            "portal 50": lambda: reader.get(f"/portal/w/{s['page']}"),
-            f"portal {args.big:,}": lambda: reader.get(f"/portal/w/{s['big']}")}, n))
-        check_time()
-        for word, label in ((RARE, "rare"), (COMMON, "common")):
+            results: dict[str, Timing] = {}
             results.update(measure_interleaved({
-                f"search {label} {args.search_small:,}":
-                    lambda w=word: client.get(f"/search?w={s['search-small']}&q={w}"),
-                f"search {label} {args.search:,}":
-                    lambda w=word: client.get(f"/search?w={s['search-big']}&q={w}")}, n))
+                "thread 10": lambda: client.get(f"/w/{s['small']}"),
+                "thread 50": lambda: client.get(f"/w/{s['page']}"),
+                f"thread {args.big:,}": lambda: client.get(f"/w/{s['big']}")}, n))
             check_time()
+            results.update(measure_interleaved({
+                "portal 10": lambda: reader.get(f"/portal/w/{s['small']}"),
+                "portal 50": lambda: reader.get(f"/portal/w/{s['page']}"),
+                f"portal {args.big:,}": lambda: reader.get(f"/portal/w/{s['big']}")}, n))
+            check_time()
+            for word, label in ((RARE, "rare"), (COMMON, "common")):
+                results.update(measure_interleaved({
+                    f"search {label} {args.search_small:,}":
+                        lambda w=word: client.get(f"/search?w={s['search-small']}&q={w}"),
+                    f"search {label} {args.search:,}":
+                        lambda w=word: client.get(f"/search?w={s['search-big']}&q={w}")}, n))
+                check_time()
 
-        after = latest_event(settings)
-        probe = SseStream(port, f"/events/w/{s['small']}?after={after}", cookie).open()
-        streams.append(probe)
-        probe.wait_connected()
-        results["live 1 stream"] = live_latency(settings, port, cookie, s["small"], world.team_email, args.posts,
-                                                [probe])
-        check_time()
-        # web/live/ re-reads events for SETTLE_SECONDS after they pass; wait that out, so the
-        # baselines are measured on a quiet system.
-        time.sleep(QUIET_SECONDS)
-        results["page, 0 streams"] = measure(lambda: client.get(f"/w/{s['small']}"), n)
-        after = latest_event(settings)
-        for stream in open_streams(port, cookie, s["small"], args.streams - 1, after):
-            streams.append(stream)
-        for stream in streams:
-            stream.wait_connected(60)
-        time.sleep(2.0)
-        results[f"page, {args.streams} idle streams"] = measure(lambda: client.get(f"/w/{s['small']}"), n)
-        results[f"live {args.streams} streams"] = live_latency(settings, port, cookie, s["small"], world.team_email,
-                                                               max(10, args.posts // 3), streams)
-        results[f"page, {args.streams} streams, <10 s after posts"] = measure(
-            lambda: client.get(f"/w/{s['small']}"), n)
-        delivered = sum(1 for st in streams if len(st.seen) >= 1)
-        still_open = sum(1 for st in streams if not st.ended.is_set())
-        check_time()
-    finally:
-        for stream in streams:
-            stream.close()
-        if proc is not None:
-            proc.stop()
-        shutil.rmtree(data, ignore_errors=True)
+            after = latest_event(settings)
+            probe = SseStream(port, f"/events/w/{s['small']}?after={after}", cookie).open()
+            streams.append(probe)
+            probe.wait_connected()
+            results["live 1 stream"] = live_latency(settings, port, cookie, s["small"], world.team_email, args.posts,
+                                                    [probe])
+            check_time()
+            # web/live/ re-reads events for SETTLE_SECONDS after they pass; wait that out, so the
+            # baselines are measured on a quiet system.
+            time.sleep(QUIET_SECONDS)
+            results["page, 0 streams"] = measure(lambda: client.get(f"/w/{s['small']}"), n)
+            after = latest_event(settings)
+            for stream in open_streams(port, cookie, s["small"], args.streams - 1, after):
+                streams.append(stream)
+            for stream in streams:
+                stream.wait_connected(60)
+            time.sleep(2.0)
+            results[f"page, {args.streams} idle streams"] = measure(lambda: client.get(f"/w/{s['small']}"), n)
+            results[f"live {args.streams} streams"] = live_latency(settings, port, cookie, s["small"], world.team_email,
+                                                                   max(10, args.posts // 3), streams)
+            results[f"page, {args.streams} streams, <10 s after posts"] = measure(
+                lambda: client.get(f"/w/{s['small']}"), n)
+            delivered = sum(1 for st in streams if len(st.seen) >= 1)
+            still_open = sum(1 for st in streams if not st.ended.is_set())
+            check_time()
+        finally:
+            for stream in streams:
+                stream.close()
 
     say("")
     say(f"web: {db_name}, {os.cpu_count()} CPUs, `workrate web` (uvicorn) on loopback, signed in as a team member")

@@ -140,6 +140,7 @@ def set_active(user: User, active: bool) -> User:
         user.active = active
         if not active:
             cut_off(user)
+    changes.committed()  # from any process: a deactivated person's open live-update streams end
     return user
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from peewee import AutoField, CharField, DateTimeField, ForeignKeyField
 
+from storage import changes
 from storage.db import write_transaction
 from storage.models import BaseModel, LoginToken, ReplyToken, Thread, User, utcnow
 from storage.tokens import hash_secret
@@ -98,8 +99,11 @@ def active_sessions(user: User, idle: dt.timedelta, now: dt.datetime | None = No
 
 def end_session(user: User, session_id: int) -> bool:
     """Ends one of the person's own sessions; False when it is not theirs or already ended."""
-    return bool(WebSession.update(ended_at=utcnow()).where(
+    ended = bool(WebSession.update(ended_at=utcnow()).where(
         (WebSession.id == session_id) & (WebSession.user == user) & WebSession.ended_at.is_null()).execute())
+    if ended:
+        changes.access_changed(user.id)  # its open live-update streams end once this commits
+    return ended
 
 
 def end_sessions(user: User, *, keep: int | None = None) -> int:
@@ -107,7 +111,9 @@ def end_sessions(user: User, *, keep: int | None = None) -> int:
     query = WebSession.update(ended_at=utcnow()).where((WebSession.user == user) & WebSession.ended_at.is_null())
     if keep is not None:
         query = query.where(WebSession.id != keep)
-    return query.execute()
+    ended = query.execute()
+    changes.access_changed(user.id)  # their open live-update streams end once this commits
+    return ended
 
 
 def cut_off(user: User, *, workspace_id: int | None = None, reply_addresses: bool = True) -> None:
@@ -129,6 +135,7 @@ def cut_off(user: User, *, workspace_id: int | None = None, reply_addresses: boo
                 query = query.where(ReplyToken.thread.in_(
                     Thread.select(Thread.id).where(Thread.workspace == workspace_id)))
             query.execute()
+    changes.committed()  # from any process: that person's open live-update streams end
 
 
 def forget_old_sessions(keep_for: dt.timedelta = dt.timedelta(days=30)) -> int:

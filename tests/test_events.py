@@ -320,6 +320,94 @@ def test_message_posted_by_another_process_arrives(server: Any, world: World, se
     assert "from another process" in event.data["html"] and "via command line" in event.data["html"]
 
 
+def test_team_streams_hear_of_other_threads_for_their_sidebar_and_client_streams_never(
+        server: Any, world: World) -> None:
+    # A post in Globex: the team's stream on Acme gets one contentless "sidebar" event (its page redraws
+    # the sidebar); the Acme client's stream gets nothing at all, internal note or not.
+    team = connected(open_stream(server, world.team, last_event_id()))
+    client = connected(open_stream(server, world.client, last_event_id()))
+    post_message(world.globex_thread, world.team, "over at Globex " + INTERNAL_TEXT, internal=True)
+    event = team.wait_for(lambda e: e.event == "sidebar", DEADLINE)
+    assert event.data == {} and event.id is None
+    mine = post_message(world.thread, world.team, "at Acme, for the client too")
+    client.wait_for(lambda e: e.data.get("message_id") == mine.id, DEADLINE)
+    team.close()
+    client.close()
+    assert [e.event for e in client.seen] == ["message"]
+
+
+def test_ending_a_persons_sessions_ends_their_streams(server: Any, world: World) -> None:
+    # Signed out everywhere (here by a direct call, as the CLI and /account do): the person keeps their
+    # access, but the streams opened with those sessions end; another person's stream goes on.
+    from storage.sessions import end_sessions
+
+    mine = [connected(open_stream(server, world.client, last_event_id())) for _ in range(2)]
+    team = connected(open_stream(server, world.team, last_event_id()))
+    end_sessions(world.client)
+    for stream in mine:
+        assert stream.ended.wait(DEADLINE), "a signed-out person's stream stayed open"
+        assert [e.event for e in stream.seen] == ["closed"]
+    assert not team.ended.is_set()
+    team.close()
+
+
+def test_the_poller_reads_the_event_log_only_after_another_connection_committed(
+        server_settings: Any, database: Any, world: World) -> None:
+    if _is_postgres():
+        pytest.skip("SQLite's poll (PostgreSQL is woken by NOTIFY)")
+    from web.server import WebServer
+
+    web = WebServer(server_settings.replace(live_poll_seconds=0.01))
+    web.start()
+    try:
+        poller = web.hub.poller
+        wait_for(lambda: poller.polls > 3, what="a few polls")
+        queries, polls = poller.queries, poller.polls
+        wait_for(lambda: poller.polls > polls + 20, what="more polls")
+        assert poller.queries == queries  # nothing committed: no query of the event log
+        post_message(world.thread, world.team, "a commit on another connection")
+        wait_for(lambda: poller.queries > queries, what="the poller to read the event log")
+    finally:
+        web.stop()
+
+
+def test_signals_go_to_every_other_listening_socket_and_dead_ones_are_removed(database: Any) -> None:
+    import socket as sockets
+
+    from storage import changes
+
+    if _is_postgres():
+        pytest.skip("SQLite's wake-up sockets (PostgreSQL uses NOTIFY)")
+    folder = changes.wake_folder()
+    assert folder is not None
+    folder.mkdir(mode=0o700, exist_ok=True)
+    alive = sockets.socket(sockets.AF_UNIX, sockets.SOCK_DGRAM)
+    alive.bind(changes.socket_address(folder / "1-alive.sock"))
+    alive.settimeout(DEADLINE)
+    dead = sockets.socket(sockets.AF_UNIX, sockets.SOCK_DGRAM)
+    dead.bind(changes.socket_address(folder / "2-dead.sock"))
+    dead.close()  # its file stays, as after a killed process
+    mine = sockets.socket(sockets.AF_UNIX, sockets.SOCK_DGRAM)
+    mine.bind(changes.socket_address(folder / "3-mine.sock"))
+    changes.listening("3-mine.sock", True)
+    try:
+        many = {(changes.THREAD, i) for i in range(1000, 3000)}  # more than one datagram holds
+        assert changes.broadcast(many | {(changes.ACCESS, 7)}) == 1
+        heard: set[tuple[str, int]] = set()
+        while len(heard) < len(many) + 1:
+            heard.update(changes.parse_datagram(alive.recv(65536)))
+        assert heard == many | {(changes.ACCESS, 7)}
+        assert not (folder / "2-dead.sock").exists()
+        mine.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            mine.recv(65536)  # this process hears its own commits directly, not through its socket
+        assert changes.parse_datagram(b"t1 x99 a2 t t99999999999999999999 \xff") == [("t", 1), ("a", 2)]
+    finally:
+        changes.listening("3-mine.sock", False)
+        for s in (alive, mine):
+            s.close()
+
+
 @pytest.fixture
 def quiet_server(server_settings: Any, database: Any, world: World) -> Iterator[Any]:
     """A server woken only by commits of this process (and NOTIFY), not by SQLite's poller."""

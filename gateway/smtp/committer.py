@@ -32,6 +32,7 @@ from gateway.errors import Held, Outcome
 from gateway.inbound.hold import write_held
 from gateway.inbound.mail import InboundMail
 from gateway.inbound.store import keep_raw_in_files, record_row, reset_connection, store_rows
+from storage import changes
 from storage.db import SQLITE_PRAGMAS, database, sqlite_writer, using_connection
 from storage.files import FileStore
 
@@ -265,11 +266,14 @@ class GroupCommitter:
                 except _MailFailed as failed:
                     errors[todo.pop(failed.index)] = failed.error
                     open_transaction = False  # _end gives the lock back whatever happens
+                    changes.forget()
                     await self._in_lock_thread(self._end, conn, False)
                     continue
                 open_transaction = False
                 await self._in_lock_thread(self._end, conn, True)
+                changes.committed()  # wakes the web processes' live updates
             except BaseException as e:
+                changes.forget()
                 if open_transaction:
                     try:
                         await self._in_lock_thread(self._end, conn, False)

@@ -11,6 +11,10 @@ its own while it waits: an idle stream is a few small objects and two timer hand
 Caps: at most live_streams_per_person open streams per person (opening one more closes that person's
 oldest stream with a "closed" event, which the page's script does not reconnect), at most
 live_max_streams per process (further ones are answered 503 with Retry-After by the stream endpoint).
+
+Team streams also carry a "sidebar" event, without content, after any thread changed (SIDEBAR_DELAY): the
+team sees every workspace, and its pages redraw their workspace sidebar from the event path alone. A
+client's stream never carries one, so nothing a client receives depends on other threads.
 """
 from __future__ import annotations
 
@@ -26,13 +30,17 @@ from flask import Flask
 
 from config import Settings
 from storage.visibility import Viewer
-from web.live.reads import ReadPool, ReadResult, RenderCache, Stopped, read_events
-from web.live.wakeups import EventPoller, LocalSignals, PgListener, Settling
+from web.live.reads import ReadPool, ReadResult, RenderCache, Stopped, open_sessions, read_events
+from web.live.wakeups import EventPoller, LocalSignals, PgListener, Settling, WakeSocket
 
 log = logging.getLogger(__name__)
 
 HEARTBEAT_SECONDS = 10  # a comment line this often keeps proxies from closing an idle stream
 LIFETIME_JITTER = 0.1  # streams end within ±10 % of live_stream_seconds, so reconnects do not come in waves
+
+# The team's pages keep a sidebar of every workspace: wakes of any thread within this long make one
+# "sidebar" event on each team stream (the page then fetches its sidebar, drawn through the rule).
+SIDEBAR_DELAY = 0.2
 
 RECENT_WAKES_KEPT = 4096  # threads whose last wake is remembered for streams still catching up
 
@@ -52,11 +60,12 @@ class Stream:
     """
 
     __slots__ = ("viewer", "thread_id", "mode", "environ", "key", "cursor", "sent", "out", "wake", "ended",
-                 "opened", "_beats", "_beat", "_end_timer", "hub")
+                 "opened", "_beats", "_beat", "_end_timer", "hub", "session_id")
 
     def __init__(self, hub: Hub, viewer: Viewer, thread_id: int, mode: str, environ: dict[str, Any],
-                 start: int) -> None:
+                 start: int, session_id: int | None = None) -> None:
         self.hub = hub
+        self.session_id = session_id  # the sign-in session it was opened with: ending that ends the stream
         self.viewer = viewer
         self.thread_id = thread_id
         self.mode = mode
@@ -137,6 +146,8 @@ class Hub:
         self.groups: dict[Key, set[Stream]] = {}
         self.by_thread: dict[int, set[Key]] = {}
         self.by_person: dict[int, dict[Stream, None]] = {}  # insertion order: oldest first
+        self.team_streams: set[Stream] = set()  # streams of team pages, told when any thread changed
+        self._sidebar_timer: asyncio.TimerHandle | None = None
         # Wakes heard, numbered: a stream whose catch-up read ran while its thread was woken reads again.
         self.seq = 0
         self._recent: collections.OrderedDict[int, int] = collections.OrderedDict()  # thread id → seq
@@ -160,6 +171,7 @@ class Hub:
             self._sources.append(PgListener(self.settings.effective_database_url, self.wake_threads,
                                             self.wake_access))
         else:
+            self._sources.append(WakeSocket(loop, self.wake_threads, self.wake_access))
             self._sources.append(EventPoller(self.wake_threads, self.settings.live_poll_seconds))
         for source in self._sources:
             source.start()
@@ -167,6 +179,9 @@ class Hub:
     def stop(self) -> None:
         """Ends every stream; wake-up sources and reader threads stop."""
         self.stopped = True
+        if self._sidebar_timer is not None:
+            self._sidebar_timer.cancel()
+            self._sidebar_timer = None
         for streams in list(self.groups.values()):
             for stream in list(streams):
                 stream.end()
@@ -177,6 +192,10 @@ class Hub:
     @property
     def listener(self) -> PgListener | None:
         return next((s for s in self._sources if isinstance(s, PgListener)), None)
+
+    @property
+    def wake_socket(self) -> WakeSocket | None:
+        return next((s for s in self._sources if isinstance(s, WakeSocket)), None)
 
     @property
     def poller(self) -> EventPoller | None:
@@ -198,12 +217,15 @@ class Hub:
             oldest.end(sse("closed", {"reason": "too many open pages"}))
             self.remove(oldest)
         mine[stream] = None
+        if stream.mode == "team" and stream.viewer.is_team:
+            self.team_streams.add(stream)
         self.groups.setdefault(stream.key, set()).add(stream)
         self.by_thread.setdefault(stream.thread_id, set()).add(stream.key)
         self.count += 1
         return True
 
     def remove(self, stream: Stream) -> None:
+        self.team_streams.discard(stream)
         group = self.groups.get(stream.key)
         if group is None or stream not in group:
             return
@@ -244,19 +266,44 @@ class Hub:
                 self._recent.move_to_end(thread_id)
             while len(self._recent) > RECENT_WAKES_KEPT:
                 _, self._floor = self._recent.popitem(last=False)
+        if self.team_streams and self._sidebar_timer is None and self.loop is not None:
+            self._sidebar_timer = self.loop.call_later(SIDEBAR_DELAY, self._tell_sidebars)
         targets = list(self.by_thread) if thread_ids is None else [t for t in thread_ids if t in self.by_thread]
         for thread_id in targets:
             self.wakes += 1
             for key in list(self.by_thread.get(thread_id, ())):
                 self.refresh(key)
 
+    def _tell_sidebars(self) -> None:
+        self._sidebar_timer = None
+        chunk = sse("sidebar", {})
+        for stream in list(self.team_streams):
+            stream.push(chunk)
+
     def woken_since(self, thread_id: int, seq: int) -> bool:
         """Whether the thread may have been woken after wake number `seq`."""
         return self._all_seq > seq or self._floor > seq or self._recent.get(thread_id, 0) > seq
 
     def _wake_access(self, user_id: int) -> None:
-        for key in {s.key for s in self.by_person.get(user_id, {})}:
+        mine = self.by_person.get(user_id, {})
+        for key in {s.key for s in mine}:
             self.refresh(key)
+        sessions = {s.session_id for s in mine if s.session_id is not None}
+        if sessions:
+            asyncio.ensure_future(self._check_sessions(user_id, sessions))
+
+    async def _check_sessions(self, user_id: int, session_ids: set[int]) -> None:
+        """Ends the person's streams whose sign-in session has ended (signed out here or anywhere)."""
+        try:
+            still = await asyncio.wrap_future(self.pool.submit(open_sessions, session_ids))
+        except Stopped:
+            return
+        except Exception:  # the database is away for a moment: the stream's next read or its end decides
+            log.warning("live updates: cannot check sessions", exc_info=True)
+            return
+        for stream in list(self.by_person.get(user_id, {})):
+            if stream.session_id in session_ids and stream.session_id not in still:
+                stream.end(sse("closed", {"reason": "signed out"}))
 
     # -- shared reads (on the loop) --
 

@@ -20,9 +20,10 @@ from typing import Any
 
 from flask import Flask, request
 
-from storage.db import database
+from storage.db import database, tuples
 from storage.mail_log import ThreadEvent
 from storage.models import Message, Thread
+from storage.sessions import WebSession
 from storage.visibility import Viewer, can_open_thread, visible_messages
 from web.context import LIVE_READ
 from web.threadview import build_views, render_views
@@ -237,3 +238,9 @@ def _rendered(messages: list[Any], viewer: Viewer, mode: str, renders: RenderCac
         html[view.id] = render_views([view], mode)
         renders.put(key(m), html[view.id])
     return html
+
+
+def open_sessions(session_ids: set[int]) -> set[int]:
+    """Those of the sessions that have not been ended (signed out, cut off). On a ReadPool thread."""
+    return {int(row[0]) for row in tuples(WebSession.select(WebSession.id).where(
+        WebSession.id.in_(sorted(session_ids)) & WebSession.ended_at.is_null()))}

@@ -104,7 +104,8 @@ async def serve_stream(hub: Hub, scope: dict[str, Any], receive: Receive, send: 
     if not ticket or result is None:
         await _respond(send, int(status.split(" ", 1)[0]), raw_headers, content)
         return
-    stream = Stream(hub, ticket["viewer"], ticket["thread_id"], ticket["mode"], ticket["environ"], ticket["start"])
+    stream = Stream(hub, ticket["viewer"], ticket["thread_id"], ticket["mode"], ticket["environ"], ticket["start"],
+                    ticket.get("session_id"))
     if not hub.add(stream):
         await _respond(send, 503, [(b"retry-after", str(RETRY_AFTER_SECONDS).encode())], b"")
         return

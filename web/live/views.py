@@ -43,7 +43,9 @@ def stream(slug: str) -> Any:
         # browser to come back in a minute.
         body = b"retry: 60000\n: live updates are served by `workrate web`\n\n"
     else:
-        ticket.update(viewer=g.viewer, thread_id=thread.id, mode="team" if g.viewer.is_team else "portal")
+        web_session = getattr(g, "web_session", None)
+        ticket.update(viewer=g.viewer, thread_id=thread.id, mode="team" if g.viewer.is_team else "portal",
+                      session_id=None if web_session is None else web_session.id)
     response = Response(body, mimetype="text/event-stream")
     response.headers["Cache-Control"] = "no-cache, no-store"
     response.headers["X-Accel-Buffering"] = "no"  # tells nginx not to buffer the stream

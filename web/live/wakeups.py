@@ -5,23 +5,32 @@
   nothing polls. After the listening connection is lost and made again, every open stream looks once
   (a NOTIFY sent meanwhile was not heard).
 - SQLite: posts made in this process are handed over by storage/changes.py right after their commit
-  (LocalSignals). Posts made by other processes (the gateway, the CLI, another web process) are found by
-  EventPoller: one cheap grouped query over the newest rows of the event log every live_poll_seconds,
-  whatever the number of open streams.
+  (LocalSignals). Other processes (the gateway, the CLI, another web process) send their signals as a
+  datagram to a Unix socket each web process binds beside the database file (WakeSocket, read on the
+  event loop: no thread). The backstop is EventPoller: every live_poll_seconds it asks SQLite whether any
+  other connection committed (PRAGMA data_version, no table read), and only then runs one grouped query
+  over the newest rows of the event log, whatever the number of open streams.
 """
 from __future__ import annotations
 
+import asyncio
 import collections
 import logging
+import os
+import secrets
 import select
+import socket
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from peewee import Case, fn
 
+from config.settings import make_private_dir
 from storage import changes
+from storage.db import database
 from storage.mail_log import ThreadEvent
 from web.live.reads import KeptConnection
 
@@ -80,6 +89,82 @@ class LocalSignals:
             self.on_access(ident)
 
 
+class WakeSocket:
+    """This process's Unix datagram socket in storage/changes.py's wake folder (SQLite), read on the event
+    loop: other processes' commits, handed to the hub as they arrive."""
+
+    RECEIVE_BUFFER = 1 << 20  # room for bursts of signals while the loop is busy
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, on_threads: OnThreads, on_access: OnAccess) -> None:
+        self.loop = loop
+        self.on_threads = on_threads
+        self.on_access = on_access
+        self.sock: socket.socket | None = None
+        self.path: Path | None = None
+        self.heard = 0  # for tests: datagrams read
+
+    def start(self) -> None:
+        folder = changes.wake_folder()
+        if folder is None:
+            return
+        try:
+            make_private_dir(folder)
+            path = folder / f"{os.getpid()}-{secrets.token_hex(4)}{changes.SOCKET_SUFFIX}"
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.RECEIVE_BUFFER)
+                sock.setblocking(False)
+                sock.bind(changes.socket_address(path))
+                os.chmod(path, 0o600)
+            except BaseException:
+                sock.close()
+                raise
+        except OSError:
+            # Other processes' posts then arrive by the poll alone.
+            log.warning("live updates: cannot listen for other processes' signals", exc_info=True)
+            return
+        self.sock, self.path = sock, path
+        changes.listening(path.name, True)
+        self.loop.add_reader(sock.fileno(), self._readable)
+
+    def stop(self) -> None:
+        sock, path = self.sock, self.path
+        self.sock = self.path = None
+        if sock is None or path is None:
+            return
+        changes.listening(path.name, False)
+        try:
+            if not self.loop.is_closed():
+                self.loop.remove_reader(sock.fileno())
+        except (RuntimeError, ValueError):  # stopped from another thread while the loop closes
+            pass
+        sock.close()
+        try:
+            path.unlink()
+        except OSError:
+            pass
+
+    def _readable(self) -> None:
+        threads: set[int] = set()
+        access: set[int] = set()
+        sock = self.sock
+        while sock is not None:
+            try:
+                data = sock.recv(changes.DATAGRAM_BYTES + 64)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                log.debug("live updates: reading the wake socket failed", exc_info=True)
+                break
+            self.heard += 1
+            for kind, ident in changes.parse_datagram(data):
+                (threads if kind == changes.THREAD else access).add(ident)
+        if threads:
+            self.on_threads(threads)
+        for user_id in access:
+            self.on_access(user_id)
+
+
 class _Worker:
     """A daemon thread running self._run until stop()."""
 
@@ -105,7 +190,9 @@ class _Worker:
 class EventPoller(_Worker):
     """Polls the event log for the whole process (SQLite: other processes' posts).
 
-    Each poll is one query over the rows after the previous poll's low mark (`since`), grouped by thread:
+    A poll first asks SQLite whether another connection committed since the previous poll (PRAGMA
+    data_version: a read of the WAL index, no table read); when nothing did, it stops there.
+    Otherwise it runs one query over the rows after the previous poll's low mark (`since`), grouped by thread:
     the number of rows after `since`, the number after the current low mark, and the newest id. The first
     count is compared with the second count of the previous poll: both count the rows after the same
     mark, so they differ exactly when rows were committed in between, including rows that commit late
@@ -122,10 +209,17 @@ class EventPoller(_Worker):
         self._counts: dict[int, tuple[int, int]] = {}
         self._since: int | None = None
         self._settling: Settling | None = None
+        self._version: Any = None
         self.polls = 0
+        self.queries = 0  # for tests: polls that went on to read the event log
 
     def poll(self) -> set[int] | None:
         """The threads with rows committed since the previous poll; None on the first poll (look everywhere)."""
+        version = database.execute_sql("PRAGMA data_version").fetchone()[0]
+        if version == self._version and self._settling is not None:
+            return set()  # no other connection committed: the query would find what the last one found
+        self._version = version
+        self.queries += 1
         if self._settling is None:
             newest = ThreadEvent.select(fn.MAX(ThreadEvent.id)).scalar() or 0
             self._settling = Settling(max(0, newest - START_MARGIN), self.settle)

@@ -5,7 +5,8 @@
   "use strict";
 
   var DELIVERY_REFRESH_MS = 10000;
-  var SIDEBAR_REFRESH_MS = 20000;
+  var SIDEBAR_SETTLE_MS = 300;
+  var SIDEBAR_MIN_GAP_MS = 2000;  // busy agencies: a tab fetches its sidebar at most this often
   var ANNOUNCE_KEEP_MS = 15000;  // a screen reader has read it by then; the region stays short
 
   function $(sel, root) { return (root || document).querySelector(sel); }
@@ -232,23 +233,32 @@
     el.scrollIntoView({ block: "center" });
   }
 
+  // The team's workspace sidebar is drawn by the server (previews through the visibility rule). It is
+  // fetched once, then again only when the live stream says some thread changed ("sidebar") or has
+  // reconnected (it may have missed changes meanwhile); a hidden tab fetches when it is shown again.
   function setupSidebar(thread) {
     var url = thread.dataset.sidebarUrl;
     var holder = $("#sidebar");
     if (!url || !holder) { return; }
     var timer = null;
+    var stale = false;
+    var last = 0;
     function refresh() {
-      if (document.hidden && timer) { return; }
+      if (document.hidden) { stale = true; return; }
+      stale = false;
+      last = Date.now();
       fetch(url, { headers: { Accept: "application/json" }, credentials: "same-origin" })
         .then(function (r) { return r.json(); })
         .then(function (data) { if (data.html) { holder.innerHTML = data.html; localTimes(holder); } })
         .catch(function () {});
     }
-    thread.addEventListener("workrate:arrived", function () { window.setTimeout(refresh, 500); });
-    // An edit or a delete may change a preview: a deleted text must not stay in the list.
-    thread.addEventListener("workrate:changed", refresh);
+    thread.addEventListener("workrate:sidebar", function () {
+      if (timer) { return; }
+      var wait = Math.max(SIDEBAR_SETTLE_MS, last + SIDEBAR_MIN_GAP_MS - Date.now());
+      timer = window.setTimeout(function () { timer = null; refresh(); }, wait);
+    });
+    document.addEventListener("visibilitychange", function () { if (!document.hidden && stale) { refresh(); } });
     refresh();
-    timer = window.setInterval(refresh, SIDEBAR_REFRESH_MS);
   }
 
   // "Client is away" (templates/team/_away_note.html): a contact who writes is back, so a message of theirs
@@ -485,6 +495,12 @@
         replaceMessage(data.html, data.message_id);
         if (kind === "delete") { var box = $("#announcer"); if (box) { box.textContent = ""; } }
       });
+    });
+    // The team's sidebar: some thread changed, or the stream reconnected and may have missed changes.
+    source.addEventListener("sidebar", function () { thread.dispatchEvent(new CustomEvent("workrate:sidebar")); });
+    source.addEventListener("open", function () {
+      thread.dataset.liveOpens = String(Number(thread.dataset.liveOpens || "0") + 1);
+      if (thread.dataset.liveOpens !== "1") { thread.dispatchEvent(new CustomEvent("workrate:sidebar")); }
     });
     // "closed": no access any more, or this person has too many pages open; this page stops following.
     source.addEventListener("closed", function () { source.close(); });
