@@ -22,6 +22,7 @@ from gateway.markers import REPLY_ABOVE_LINE
 from gateway.outbound.render import render_notification
 from gateway.outbound.worker import OutboxWorker
 from storage.episodes import EmailEpisode
+from storage.held import HeldPost
 from storage.mail_log import OutboxEmail
 from storage.models import Membership, Message, User, utcnow
 from storage.posting import post_message
@@ -194,11 +195,14 @@ def test_replies_to_an_older_episode_land_in_the_right_thread_with_the_right_aud
         gateway.stop()
     posted = {m.text: (m.thread.workspace.name, m.visibility, m.author_id)
               for m in Message.select().where(Message.source == "email")}
-    assert posted == {
-        "Answering the old email.": ("Acme Co", "client", bob.id),
-        "Lost token, old Acme email.": ("Acme Co", "client", bob.id),
-        "Lost token, Globex.": ("Globex", "client", bob.id),
-        "Only the root was kept.": ("Acme Co", "client", bob.id),
+    assert posted == {"Answering the old email.": ("Acme Co", "client", bob.id)}
+    # Without a reply address and an aligned SPF/DKIM pass, reply@ mail is held for the sender to confirm
+    # (issue 16): routed by the episode, to the thread and audience it would be posted to.
+    held = {h.text: (h.thread.workspace.name, h.internal, h.author_id) for h in HeldPost.select()}
+    assert held == {
+        "Lost token, old Acme email.": ("Acme Co", False, bob.id),
+        "Lost token, Globex.": ("Globex", False, bob.id),
+        "Only the root was kept.": ("Acme Co", False, bob.id),
     }
 
 
