@@ -233,8 +233,16 @@ def test_context_shows_earlier_client_visible_messages_never_an_internal_note(se
         assert body.index(REPLY_ABOVE_LINE) < body.index("Context two")
     assert "Earlier in this conversation" in to_bob.text() and "Earlier in this conversation" in to_bob.html()
 
-    # The team sees internal context, marked as such.
+    # A team member's email of the client audience holds no internal note either: its reply address posts
+    # client-visible, so a quoted note could reach the client.
     post_and_send(settings, thread, bob, "A client question.", t0 + 2 * DAY)
+    [to_kim] = relay.to(kim.email)
+    assert "Context four" in to_kim.text() and "SECRET" not in to_kim.text() + to_kim.html()
+    # An internal email (its reply stays internal) shows the team internal context, marked as such.
+    relay.keeper.received.clear()
+    lee = make.team("lee@agency.test", name="Lee Chan")
+    post_and_send(settings.replace(email_context_messages=10), thread, lee, "Internal: a team question.",
+                  t0 + 2 * DAY, internal=True)
     [to_kim] = relay.to(kim.email)
     assert "SECRET internal" in to_kim.text() and "[INTERNAL NOTE, team only]" in to_kim.text()
     assert "Internal note (team only)" in to_kim.html()

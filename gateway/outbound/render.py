@@ -360,7 +360,8 @@ def render_notification(rows: Sequence[OutboxEmail], settings: Settings,
     subject = _one_line(episode.subject, 1000)
     last_author = authors[messages[-1].author_id]
     names = sorted({_one_line(authors[m.author_id].name) for m in messages})
-    earlier = context_messages(recipient, thread, before_id=opening.id, limit=settings.email_context_messages)
+    earlier = context_messages(recipient, thread, internal=internal, before_id=opening.id,
+                               limit=settings.email_context_messages)
     for m in earlier:
         authors.setdefault(m.author_id, User.get_by_id(m.author_id))
     for a in Attachment.select().where(Attachment.message.in_([m.id for m in earlier])).order_by(Attachment.id):
@@ -420,14 +421,17 @@ def initials(name: str) -> str:
 CONTEXT_TEXT_LENGTH = 400  # characters of an earlier message shown for context; the rest is a click away
 
 
-def context_messages(recipient: User, thread: Thread, *, before_id: int, limit: int) -> list[Message]:
+def context_messages(recipient: User, thread: Thread, *, internal: bool, before_id: int,
+                     limit: int) -> list[Message]:
     """The last `limit` messages before `before_id` that the recipient may see, oldest first, through the one
-    rule; for a client, never an internal note (asked of the query too, so the limit counts only theirs)."""
+    rule. An email of the client audience never holds an internal note, even a team member's: its reply
+    address posts client-visible, so a quoted note could be posted to the client (asked of the query too,
+    so the limit counts only client-visible ones)."""
     if limit <= 0:
         return []
     query = (visible_messages(Viewer.of(recipient), thread)
              .where((Message.id < before_id) & Message.deleted_at.is_null(True)))
-    if not recipient.is_team:
+    if not (internal and recipient.is_team):
         query = query.where(Message.visibility != VISIBILITY_INTERNAL)
     return list(reversed(list(query.order_by(Message.id.desc()).limit(limit))))
 
