@@ -117,7 +117,17 @@ def test_nobody_else_can_set_a_contact_away(settings, people: People, gateway):
     code, _ = send(gateway.port, out_of_office(kim_address, "kim@agency.test", "Back on 12 January."),
                    kim_address, sender="kim@agency.test")
     assert code == 250
-    assert [r.reason for r in inbound_rows()] == ["auto_reply", "auto_reply"]
+    # Through reply@ with a notification's Message-ID, a forged From of Bob: such a reply would be held for
+    # Bob to confirm, so it proves nothing and notes nothing.
+    message = post_message(people.thread, people.kim, "Is the draft ready?")
+    mid = "<wr.9.0123456789ab@reply.test>"
+    OutboxEmail.update(mail_message_id=mid).where(OutboxEmail.message == message.id).execute()
+    forged = out_of_office("reply@reply.test", people.bob.email, "Back on 12 January.").replace(
+        b"Subject:", f"In-Reply-To: {mid}\r\nSubject:".encode())
+    code, _ = send(gateway.port, forged, "reply@reply.test", sender=people.bob.email)
+    assert code == 250
+    assert [r.reason for r in inbound_rows()] == ["auto_reply"] * 3
+    assert "held for confirmation" in inbound_rows()[-1].auth
     assert ContactAway.select().count() == 0
     # Mass mail and read receipts are automatic too, but say nothing about being away.
     for name in ("precedence_bulk.eml", "read_receipt.eml"):

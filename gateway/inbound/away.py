@@ -31,6 +31,8 @@ def note_client_away(mail: InboundMail) -> None:
         authenticate_sender(mail)
     except (Rejected, SlowDown) as e:
         raise AutoReply(detail=f"not noted as away: {e.reason} {e.detail}".strip()[:300]) from e
+    if mail.hold:  # a reply would be held for the sender to confirm: not proven theirs, so not noted
+        raise AutoReply(detail=f"not noted as away: unconfirmed sender ({mail.hold})"[:300])
     clients = sorted({t.author.id for t in mail.targets if t.author.role == CLIENT})
     if not clients:
         raise AutoReply(detail="not from a client contact")
