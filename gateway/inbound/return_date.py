@@ -48,7 +48,8 @@ _PHRASES: list[tuple[str, str, str]] = [
     ("es", UNTIL, r"\bdel(?:\s+[\w,.]+){1,4}?\s+al"),  # "del 20 de diciembre al 4 de enero"
     ("nl", BACK, r"\b(?:terug|weer\s+(?:aanwezig|bereikbaar|beschikbaar|op\s+kantoor))(?:\s+(?:op|vanaf))?"),
     ("nl", UNTIL, r"\b(?:tot\s+en\s+met|t/m|tot)"),
-    ("nl", BACK, r"\b(?:vanaf|op)(?=(?:(?!\b(?:vanaf|op|tot)\b)[^!?\n]){0,50}?\b(?:weer|terug)\b)"),  # "vanaf 5 januari weer"
+    # "vanaf 5 januari weer aanwezig": only with the return word after it ("vanaf 20 december afwezig" is not)
+    ("nl", BACK, r"\b(?:vanaf|op)(?=(?:(?!\b(?:vanaf|op|tot)\b)[^!?\n]){0,50}?\b(?:weer|terug)\b)"),
     ("pt", BACK, r"\b(?:de\s+volta|regresso|retorno|volto|voltarei|retornarei)(?:\s+(?:em|a|no\s+dia|dia|na))?"),
     ("pt", UNTIL, r"\baté(?:\s+(?:o\s+dia|dia|ao\s+dia|a|o))?"),
     ("it", BACK, r"\b(?:di\s+ritorno|rientro|rientrerò|tornerò|torno|sarò\s+di\s+nuovo\s+in\s+ufficio)"
