@@ -80,10 +80,14 @@ def authenticate_bounce_reply(mail: InboundMail) -> None:
     rows = (OutboxEmail.select(OutboxEmail, User, Thread).join(User).switch(OutboxEmail).join(Thread)
             .where(OutboxEmail.id.in_(list(tokens)) & (OutboxEmail.kind == NOTIFICATION)
                    & (OutboxEmail.internal == False)))  # noqa: E712
-    own = [Recipient(tokens[row.id].address, BOUNCE, token=tokens[row.id].token, user_id=row.recipient.id,
-                     thread_id=row.thread.id, outbox_email_id=row.id, user=row.recipient, thread=row.thread)
-           for row in rows if row.recipient.role == CLIENT and row.recipient.email == mail.from_address
-           and row.to_address.strip().lower() == mail.from_address]
+    own = []
+    for row in rows:
+        user, thread = row.recipient, row.thread
+        if user is None or thread is None or user.role != CLIENT or user.email != mail.from_address \
+                or row.to_address.strip().lower() != mail.from_address:
+            continue
+        own.append(Recipient(tokens[row.id].address, BOUNCE, token=tokens[row.id].token, user_id=user.id,
+                             thread_id=thread.id, outbox_email_id=row.id, user=user, thread=thread))
     if not own:
         raise WrongSender(detail=f"From {mail.from_address} (bounce address)")
     if mail.settings.sender_checks == "dns":

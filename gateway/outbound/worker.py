@@ -273,9 +273,9 @@ class OutboxWorker:
         if not rows or batch.thread_id is None:
             return rows
         timing = notify_schedule.timing_for(recipient, batch.thread_id, self.defaults)
-        at = notify_schedule.send_at(timing, min(r.created_at for r in rows), now)
+        at, held_for = notify_schedule.plan(timing, min(r.created_at for r in rows), now)
         if at > now:
-            outbox.hold(batch, at, now)
+            outbox.hold(batch, at, now, held_for=held_for)
             log.debug("outbox email #%d to %s waits until %s UTC (%s)", batch.lead_id, batch.to_address,
                       at.isoformat(timespec="minutes"), timing.mode)
             return []
