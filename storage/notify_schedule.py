@@ -160,6 +160,15 @@ def plan(timing: Timing, first_created_at: dt.datetime, now: dt.datetime) -> tup
     return at, UNREAD if at > now else ""
 
 
+def digest_since(timing: Timing, first_created_at: dt.datetime) -> dt.datetime | None:
+    """For a digest: the digest time before the one this email leaves at (naive UTC), which its messages
+    came after ("since Tuesday 08:00"); None when the person does not take a digest."""
+    if timing.mode != DIGEST:
+        return None
+    due = next_local_time(first_created_at, timing.digest_minute, timing.zone)
+    return _utc(_local(due, timing.zone).date() - dt.timedelta(days=1), timing.digest_minute, timing.zone)
+
+
 def _local(at: dt.datetime, zone: dt.tzinfo) -> dt.datetime:
     return at.replace(tzinfo=dt.UTC).astimezone(zone)
 
@@ -193,5 +202,6 @@ def after_quiet_hours(at: dt.datetime, quiet: tuple[int, int] | None, zone: dt.t
 
 
 __all__ = ["NOW", "UNREAD", "DIGEST", "MODES", "DEFAULT_MODE", "NotifyPreference", "NotifyChoice", "Defaults",
-           "Timing", "timing_for", "send_at", "plan", "QUIET", "parse_clock", "format_clock", "parse_quiet_hours",
-           "format_quiet_hours", "zone_of", "quiet_hours_of", "next_local_time", "after_quiet_hours"]
+           "Timing", "timing_for", "send_at", "plan", "QUIET", "digest_since", "parse_clock", "format_clock",
+           "parse_quiet_hours", "format_quiet_hours", "zone_of", "quiet_hours_of", "next_local_time",
+           "after_quiet_hours"]

@@ -256,7 +256,7 @@ def reschedule(user: User | int, now: dt.datetime | None = None) -> int:
     """The person changed their timing: their notifications waiting for a time (never tried) are due now, so
     that the worker decides again with the new choice. Returns how many."""
     now = now or utcnow()
-    return (OutboxEmail.update(next_attempt_at=now)
+    return (OutboxEmail.update(next_attempt_at=now, held_for="")
             .where((OutboxEmail.recipient == user) & (OutboxEmail.kind == NOTIFICATION)
                    & (OutboxEmail.status == PENDING) & (OutboxEmail.attempts == 0)
                    & (OutboxEmail.next_attempt_at > now) & _lease_free(now))
