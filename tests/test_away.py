@@ -138,8 +138,15 @@ def test_the_team_sees_it_and_a_client_never_does(app: Any, world: World):
     assert 'class="away-mark"' in listing and f"Bob Stone {label}" in listing
     sidebar = team.get("/workspaces/sidebar?current=acme").get_json()["html"]
     assert 'class="away-mark"' in sidebar
+    # The workspace's People page: beside the contact, in their row only.
+    people = team.get("/w/acme/members").get_data(as_text=True)
+    row = people[people.index(f'data-user-id="{world.client.id}"'):]
+    row = row[:row.index("</tr>")]
+    assert f'<span class="away" data-user-id="{world.client.id}">{label}</span>' in row
+    assert people.count('class="away"') == 1
     # The client: thread page, older page, workspace list, search, post answer.
     client = sign_in(app.test_client(), world.client)
+    assert client.get("/w/acme/members").status_code in (302, 403, 404)
     pages = [client.get("/portal/w/acme").get_data(as_text=True),
              client.get("/portal/").get_data(as_text=True),
              client.get(f"/portal/w/acme/older?before={world.internal.id + 1}").get_data(as_text=True),
