@@ -99,6 +99,12 @@ def test_team_sees_the_away_note_and_mark_and_the_client_does_not(product: Produ
             expect(mark).to_contain_text("Dana Whitfield away until")
             expect(team.locator('#workspaces li[data-slug="globex"] .away-mark')).to_have_count(0)
             shoot(team, "away-workspace-list")
+            # The workspace's People page: beside the contact's name.
+            team.goto(f"{product.url}/w/northwind/members")
+            year = f" {back.year}" if back.year != dt.date.today().year else ""
+            expect(team.locator("#clients .client-row .away")).to_have_text(
+                f"away until {back:%a} {back.day} {back:%b}{year}")
+            shoot(team, "away-people")
 
             client = client_ctx.new_page()
             open_magic_link(client, product.login_link(CLIENT))

@@ -493,9 +493,9 @@ def test_delivery_status_counts_per_message(settings: Settings, make, relay) -> 
     send_due(settings)
     m2 = post_message(make.thread(ws), kim, "two", notify_delay=600)
     status = outbox.delivery_status([m1.id, m2.id])
-    assert status[m1.id] == {"sent": 2, "pending": 0, "failed": 1, "skipped": 0,
+    assert status[m1.id] == {"sent": 2, "pending": 0, "failed": 1, "skipped": 0, "queued": 0, "held": [],
                              "errors": ["c@acme.test: 554 5.7.1 Policy rejection"]}
-    assert status[m2.id]["pending"] == 3 and status[m2.id]["sent"] == 0
+    assert status[m2.id]["pending"] == status[m2.id]["queued"] == 3 and status[m2.id]["sent"] == 0
     assert outbox.delivery_status([]) == {}
 
 

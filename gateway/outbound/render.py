@@ -228,6 +228,12 @@ def _when(created_at: dt.datetime, recipient: User | None = None) -> str:
     return local.strftime("%a %d %b %Y, %H:%M ") + (local.tzname() or "UTC")
 
 
+def _digest_line(count: int, since: dt.datetime, recipient: User) -> str:
+    """"Your daily digest: 5 messages since Tuesday 08:00" (the recipient's own time)."""
+    local = since.replace(tzinfo=dt.UTC).astimezone(time_zone(recipient.time_zone))
+    return f"Your daily digest: {count} message{'' if count == 1 else 's'} since {local:%A %H:%M}"
+
+
 def time_zone(name: str | None) -> dt.tzinfo:
     """The IANA zone of that name, UTC for none or an unknown one."""
     if not name:
@@ -310,9 +316,12 @@ def _base_headers(mail: EmailMessage, settings: Settings, *, display_name: str, 
     mail[LOOP_HEADER] = settings.reply_domain
 
 
-def render_notification(rows: Sequence[OutboxEmail], settings: Settings,
-                        now: dt.datetime | None = None) -> EmailMessage:
+def render_notification(rows: Sequence[OutboxEmail], settings: Settings, now: dt.datetime | None = None, *,
+                        digest_since: dt.datetime | None = None) -> EmailMessage:
     """One notification email for rows of one (recipient, thread, internal), oldest message first.
+
+    digest_since (naive UTC), for a daily digest: a line at the top of the new messages says it is one
+    ("Your daily digest: 5 messages since Tuesday 08:00"); the subject stays the episode's.
 
     Raises NothingVisible when the recipient may see none of the messages, and ValueError when the rows
     do not belong together (a programming error).
@@ -387,6 +396,7 @@ def render_notification(rows: Sequence[OutboxEmail], settings: Settings,
         "intro": (f"{len(messages)} new messages in {workspace_name} from {', '.join(names)}:" if len(messages) > 1
                   else f"New {'internal note' if internal else 'message'} in {workspace_name}:"),
         "messages": [drawn(m) for m in messages],
+        "digest_line": _digest_line(len(messages), digest_since, recipient) if digest_since else "",
         "earlier": [drawn(m, short=True) for m in earlier],
         "thread_url": signed_in_url(settings, secret,
                                     thread_url(settings, recipient, workspace) + f"#m-{messages[-1].id}"),
