@@ -174,6 +174,19 @@ def send(port: int, raw: bytes, rcpts: list[str] | str, sender: str = "bob@acme.
             client.close()
 
 
+def smtp_send(gateway: GatewayThread, mail_from: str, rcpt: str, raw: bytes) -> int:
+    """One mail to the gateway as another mail server sends it (its line ends made CRLF); the RCPT refusal's
+    code, or DATA's."""
+    with smtplib.SMTP(gateway.host, gateway.port, timeout=30) as client:
+        client.ehlo("mx.sender.test")
+        client.mail(mail_from)
+        code, _ = client.rcpt(rcpt)
+        if code != 250:
+            return code
+        code, _ = client.data(crlf(raw))
+        return code
+
+
 def reply_line(code: int, text: str) -> str:
     """The reply as the outcome classes spell it: '550 5.7.1 Sentence.' (smtplib joins lines with \\n)."""
     return f"{code} {' '.join(text.split())}"
