@@ -120,10 +120,22 @@ class GatewayThread:
         if self._thread is not None:
             self._thread.join(60)
 
+    def __enter__(self) -> GatewayThread:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def connect(self, **options: Any) -> smtplib.SMTP:
+        """A client connected to this gateway that has said EHLO (smtplib's options: source_address, …)."""
+        client = smtplib.SMTP(self.host, self.port, timeout=10, **options)
+        client.ehlo("client.test")
+        return client
+
 
 def start_gateway(settings: Settings) -> GatewayThread:
-    """A real gateway listening on a free loopback port: `controller = start_gateway(settings)` …
-    `controller.stop()`."""
+    """A real gateway listening on a free loopback port: `with start_gateway(settings) as controller:` (or
+    `controller.stop()` when done)."""
     return GatewayThread(settings).start()
 
 
