@@ -11,11 +11,11 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from peewee import AutoField, CharField, ForeignKeyField, IntegerField
 
 from storage.models import TEAM, BaseModel, Thread, User, Workspace
+from storage.time_zones import zone_of
 
 NOW = "now"
 UNREAD = "unread"
@@ -100,16 +100,6 @@ def parse_quiet_hours(text: str | None) -> tuple[int, int] | None:
 
 def format_quiet_hours(window: tuple[int, int] | None) -> str:
     return f"{format_clock(window[0])}-{format_clock(window[1])}" if window else ""
-
-
-def zone_of(name: str | None) -> dt.tzinfo:
-    """The IANA zone of that name, UTC for none or an unknown one."""
-    if not name:
-        return dt.UTC
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        return dt.UTC
 
 
 def quiet_hours_of(user: User, pref: NotifyPreference | None, defaults: Defaults) -> tuple[int, int] | None:

@@ -4,19 +4,16 @@ hours, whose times stay the client's own; "queued" only for what is on its way. 
 clock injected."""
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from outbound_relay import CapturingRelay
+from outbound_relay import CapturingRelay, send_due
 from web_support import World, sign_in
 
 from config import Settings
-from gateway.outbound.worker import OutboxWorker
 from storage import notify_schedule as ns
 from storage.mail_log import OutboxEmail
 from storage.models import Message, User
@@ -29,22 +26,8 @@ NEW_YORK = ZoneInfo("America/New_York")
 
 
 @pytest.fixture
-def relay() -> Iterator[CapturingRelay]:
-    with CapturingRelay() as r:
-        yield r
-
-
-@pytest.fixture
 def personal(settings: Settings, relay: CapturingRelay) -> Settings:
     return settings.replace(relay_url=relay.url, notify_delay=None, team_quiet_hours="")
-
-
-def send_due(settings: Settings, now: dt.datetime) -> int:
-    worker = OutboxWorker(settings)
-    try:
-        return asyncio.run(worker.run_once(now))
-    finally:
-        worker.close()
 
 
 def timing(user: User, world: World, mode: str, quiet: tuple[int, int] | None = None) -> None:

@@ -3,19 +3,15 @@
 loopback, the clock injected."""
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import datetime as dt
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-from outbound_relay import CapturingRelay, new_part
+from outbound_relay import CapturingRelay, new_part, send_due
 from web_support import World
 
 from config import Settings
-from gateway.outbound.worker import OutboxWorker
 from storage import notify_schedule as ns
 from storage.mail_log import OutboxEmail
 from storage.models import User
@@ -24,20 +20,6 @@ from storage.posting import post_message
 
 THURSDAY = dt.datetime(2026, 12, 3, 10, 0)  # naive UTC; 11:00 in Paris
 FRIDAY_8_PARIS = dt.datetime(2026, 12, 4, 7, 0)
-
-
-@pytest.fixture
-def relay() -> Iterator[CapturingRelay]:
-    with CapturingRelay() as r:
-        yield r
-
-
-def send_due(settings: Settings, now: dt.datetime) -> None:
-    worker = OutboxWorker(settings)
-    try:
-        asyncio.run(worker.run_once(now))
-    finally:
-        worker.close()
 
 
 def test_a_digest_says_so_and_keeps_the_episodes_subject(world: World, settings: Settings,

@@ -4,23 +4,18 @@ audience; earlier messages shown under the marker follow the one visibility rule
 reply. Real relay and gateway on loopback, the clock injected."""
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import re
-import smtplib
-from collections.abc import Iterator
 from email.message import EmailMessage
 from email.policy import default as default_policy
 from email.utils import make_msgid
 
-import pytest
-from gateway_support import start_gateway
-from outbound_relay import CapturingRelay, Received
+from gateway_support import smtp_send, start_gateway
+from outbound_relay import Received, send_due
 
 from config import Settings
 from gateway.markers import REPLY_ABOVE_LINE
 from gateway.outbound.render import render_notification
-from gateway.outbound.worker import OutboxWorker
 from storage.episodes import EmailEpisode
 from storage.held import HeldPost
 from storage.mail_log import OutboxEmail
@@ -28,20 +23,6 @@ from storage.models import Membership, Message, User, utcnow
 from storage.posting import post_message
 
 DAY = dt.timedelta(days=1)
-
-
-@pytest.fixture
-def relay() -> Iterator[CapturingRelay]:
-    with CapturingRelay() as r:
-        yield r
-
-
-def send_due(settings: Settings, now: dt.datetime) -> int:
-    worker = OutboxWorker(settings)
-    try:
-        return asyncio.run(worker.run_once(now))
-    finally:
-        worker.close()
 
 
 def post_and_send(settings: Settings, thread, author: User, text: str, at: dt.datetime,  # noqa: ANN001
@@ -53,17 +34,6 @@ def post_and_send(settings: Settings, thread, author: User, text: str, at: dt.da
 
 def refs(received: Received) -> list[str]:
     return str(received.mail["References"]).split()
-
-
-def smtp_send(gateway, mail_from: str, rcpt: str, raw: bytes) -> int:  # noqa: ANN001
-    with smtplib.SMTP(gateway.host, gateway.port, timeout=30) as client:
-        client.ehlo("mx.sender.test")
-        client.mail(mail_from)
-        code, _ = client.rcpt(rcpt)
-        if code != 250:
-            return code
-        code, _ = client.data(re.sub(rb"\r?\n", b"\r\n", raw))
-        return code
 
 
 def test_a_quiet_period_opens_a_new_episode_and_the_subject_holds_within_one(settings: Settings, make,

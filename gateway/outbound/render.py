@@ -23,7 +23,6 @@ from email.policy import EmailPolicy
 from email.utils import format_datetime
 from html import escape
 from urllib.parse import quote
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import jinja2
 
@@ -38,6 +37,7 @@ from storage.episodes import EmailEpisode, current_episode, episode_for, episode
 from storage.mail_log import OutboxEmail
 from storage.models import VISIBILITY_INTERNAL, Attachment, Message, Thread, User, Workspace
 from storage.rendering import sanitize_html
+from storage.time_zones import zone_of
 from storage.tokens import EMAIL, create_login_token, reply_token_for
 from storage.units import human_size
 from storage.visibility import Viewer, visible_messages
@@ -223,25 +223,15 @@ def email_link_secret(settings: Settings, recipient: User, workspace: Workspace)
 
 def _when(created_at: dt.datetime, recipient: User | None = None) -> str:
     """The time in the recipient's own time zone (stored from their browser), UTC when unknown."""
-    zone = time_zone(recipient.time_zone if recipient is not None else None)
+    zone = zone_of(recipient.time_zone if recipient is not None else None)
     local = created_at.replace(tzinfo=dt.UTC).astimezone(zone)
     return local.strftime("%a %d %b %Y, %H:%M ") + (local.tzname() or "UTC")
 
 
 def _digest_line(count: int, since: dt.datetime, recipient: User) -> str:
     """"Your daily digest: 5 messages since Tuesday 08:00" (the recipient's own time)."""
-    local = since.replace(tzinfo=dt.UTC).astimezone(time_zone(recipient.time_zone))
+    local = since.replace(tzinfo=dt.UTC).astimezone(zone_of(recipient.time_zone))
     return f"Your daily digest: {count} message{'' if count == 1 else 's'} since {local:%A %H:%M}"
-
-
-def time_zone(name: str | None) -> dt.tzinfo:
-    """The IANA zone of that name, UTC for none or an unknown one."""
-    if not name:
-        return dt.UTC
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        return dt.UTC
 
 
 _MD_LINK = re.compile(r"(?<!!)\[([^\]\n]{1,500})\]\(\s*<?([^\s)>]{1,2000})>?(?:\s+\"[^\"]*\")?\s*\)")
@@ -541,6 +531,6 @@ def _utcnow() -> dt.datetime:
 
 
 __all__ = ["render_notification", "render_correction", "render_login_link", "stored_mail", "visible_rows",
-           "mail_message_id", "thread_root_id", "plain_text", "time_zone",
+           "mail_message_id", "thread_root_id", "plain_text",
            "subject_for", "excerpt", "NothingVisible", "header_block", "MAIL_POLICY", "context_messages",
            "initials"]
