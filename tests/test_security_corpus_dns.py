@@ -21,5 +21,6 @@ def test_incoming_corpus_with_sender_checks_and_no_dns_answers(entry: Any, setti
     for domain in ("reply.test", "bar.com"):  # the two settings the corpus test runs the gateway with
         use_resolver(settings.replace(trusted_authserv_id=corpus.TRUSTED_AUTHSERV_ID, reply_domain=domain), silent)
     corpus.test_incoming_corpus(entry, settings, people, make)
-    if entry is not None and entry["outcome"] == "post":
+    # A fixture we deliberately drop before authentication (the corpus test's DIVERGENCES) asks nothing.
+    if entry is not None and entry["outcome"] == "post" and entry["file"] not in corpus.DIVERGENCES:
         assert silent.asked, "the checks ran"  # SPF and DMARC were looked up, and found nothing
