@@ -275,6 +275,19 @@ def _v15_file_removals_avatars() -> None:
     database.create_tables([FileRemoval, Avatar], safe=True)
 
 
+def _v17_held_sizes_and_decisions() -> None:
+    # Held posts: the bytes of their files (counted against quotas while held) and a mark when an admin
+    # discarded one; received mail: which admin posted or discarded its held reply, and when (storage/held.py).
+    import json
+
+    _add_missing_columns(HeldPost, ["discarded_at", "size"])
+    _add_missing_columns(InboundEmail, ["decided_by", "decided_at"])
+    for row in list(HeldPost.select(HeldPost.id, HeldPost.attachments)):
+        size = sum(int(item.get("size", 0)) for item in json.loads(row.attachments or "[]"))
+        if size:
+            HeldPost.update(size=size).where(HeldPost.id == row.id).execute()
+
+
 def _param() -> str:
     return "?" if is_sqlite() else "%s"
 
@@ -295,6 +308,7 @@ MIGRATIONS: list[tuple[int, Callable[[], None]]] = [
     (13, _v13_held_posts_shared_counts_redacted_refusals),
     (14, _v14_learned_signatures),
     (15, _v15_file_removals_avatars),
+    (17, _v17_held_sizes_and_decisions),
 ]
 
 # Helpers' branches number their migrations ahead of merging, so the list may have gaps.
