@@ -132,7 +132,7 @@ def held_by_secret(secret: str, now: dt.datetime | None = None) -> HeldPost | No
 
 def live_confirm_hashes(hashes: list[str], now: dt.datetime | None = None) -> set[str]:
     """Which of these link hashes still stand for a waiting CONFIRM post (storage/link_mail.py)."""
-    return {row.token_hash for row in HeldPost.select(HeldPost.token_hash).where(
+    return {str(row.token_hash) for row in HeldPost.select(HeldPost.token_hash).where(
         HeldPost.token_hash.in_(hashes) & waiting_clause() & (HeldPost.expires_at > (now or utcnow())))}
 
 
@@ -270,7 +270,7 @@ def held_of_mails(inbound_ids: list[int]) -> dict[int, list[HeldPost]]:
         return found
     for row in (HeldPost.select(HeldPost, Thread, Workspace).join(Thread).join(Workspace)
                 .where(HeldPost.inbound_email_id.in_(inbound_ids)).order_by(HeldPost.id)):
-        found.setdefault(int(row.inbound_email_id), []).append(row)
+        found.setdefault(int(row.inbound_email_id or 0), []).append(row)
     return found
 
 

@@ -44,7 +44,8 @@ class SecretLink:
 
 
 LINKS = {
-    LOGIN_LINK: SecretLink("login-", re.compile(r"/login/([A-Za-z0-9_-]{20,200})(?![A-Za-z0-9_-])"), _live_login_hashes),
+    LOGIN_LINK: SecretLink("login-", re.compile(r"/login/([A-Za-z0-9_-]{20,200})(?![A-Za-z0-9_-])"),
+                           _live_login_hashes),
     CONFIRM_POST: SecretLink("confirm-", re.compile(r"/confirm/([A-Za-z0-9_-]{20,200})(?![A-Za-z0-9_-])"),
                              live_confirm_hashes),
 }
