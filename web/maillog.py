@@ -98,7 +98,9 @@ def _held_context(rows: list[Any]) -> dict[str, Any]:
     deciders = {row.decided_by_id for row in rows if row.decided_by_id is not None}
     names = {u.id: u.name for u in User.select(User.id, User.name).where(User.id.in_(list(deciders)))} \
         if deciders else {}
-    return {"held": held_of_mails([row.id for row in rows]), "deciders": names, "now": utcnow()}
+    held, now = held_of_mails([row.id for row in rows]), utcnow()
+    waiting = {row_id for row_id, posts in held.items() if any(h.waiting(now) for h in posts)}
+    return {"held": held, "deciders": names, "now": now, "waiting_ids": waiting}
 
 
 @bp.route("/mail")
