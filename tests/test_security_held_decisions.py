@@ -215,10 +215,11 @@ def test_the_back_address_of_an_action_stays_on_the_mail_log(gateway: Any, peopl
                       data={"csrf_token": csrf_token(admin)}).status_code == 404
 
 
-def test_a_strangers_held_and_slowed_mails_keep_only_the_head_of_their_raw_mail(
+def test_a_strangers_held_and_slowed_mails_keep_only_the_head_of_their_raw_mail_and_no_stray_file(
         gateway: Any, people: People, app: Any, settings: Any) -> None:
     # Before: a reply@ mail held for confirmation, and one answered 451 beyond the 5 waiting, kept the whole
-    # raw mail (up to MAX_MESSAGE_SIZE) for REFUSED_MAIL_DAYS: per network, 10 an hour, whatever the quotas.
+    # raw mail (up to MAX_MESSAGE_SIZE) for REFUSED_MAIL_DAYS: per network, 10 an hour, whatever the quotas;
+    # and the 451 one left its attachments in the file store, named by nothing.
     file = os.urandom(300 * 1024)
     answers = []
     for n in range(6):
@@ -229,6 +230,9 @@ def test_a_strangers_held_and_slowed_mails_keep_only_the_head_of_their_raw_mail(
     store = FileStore(settings.effective_files_dir)
     rows = inbound_rows()
     assert len(rows) == 6 and all(len(read_raw_mail(r.raw_key, store) or b"") <= STRANGER_RAW_MAX for r in rows)
+    stored = {p.name for p in Path(settings.effective_files_dir).rglob("*") if p.is_file()}
+    held_keys = {f.storage_key for h in HeldPost.select() for f in h.files}
+    assert {k for k in stored if len(k) == 64} == held_keys  # the slowed mail's files were not kept
     first = HeldPost.select().order_by(HeldPost.id).first()
     assert [f.size for f in first.files][0] == len(file) + 1  # the held reply's own files are whole
     secret = _LINK.search(OutboxEmail.select().where(OutboxEmail.kind == CONFIRM_POST).order_by(OutboxEmail.id)
