@@ -255,3 +255,4 @@ def test_migration_17_counts_the_files_of_replies_held_before_it(gateway: Any, p
     HeldPost.update(size=0).execute()  # as a held reply stored before version 17 has it
     _v17_held_sizes_and_decisions()
     assert HeldPost.get_by_id(held.id).size == size == bytes_of_person(people.kim.id)
+
