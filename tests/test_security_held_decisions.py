@@ -166,6 +166,7 @@ def test_an_admin_discards_a_held_reply_its_files_and_link_go(
     row = inbound_rows()[-1]
     assert (row.outcome, row.reason, row.decided_by_id) == ("dropped", "discarded", people.kim.id)
     assert "Discarded by Kim Lee" in admin.get("/mail").get_data(as_text=True)
+    assert "confirm it was you" in admin.get("/mail?tab=sent").get_data(as_text=True)  # the email, by its kind
 
 
 def test_held_files_count_against_the_quota_so_a_stranger_cannot_park_more(
