@@ -15,12 +15,12 @@ import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import cast
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from peewee import BooleanField, DateField, DateTimeField, ForeignKeyField, fn
 
 from storage.mail_log import InboundEmail
 from storage.models import CLIENT, BaseModel, Membership, Message, User, utcnow
+from storage.time_zones import zone_of
 
 
 class ContactAway(BaseModel):
@@ -109,8 +109,4 @@ def away_in_workspaces(workspace_ids: Iterable[int], now: dt.datetime | None = N
 
 
 def _local_day(now: dt.datetime, time_zone: str | None) -> dt.date:
-    try:
-        zone = ZoneInfo(time_zone) if time_zone else dt.UTC
-    except (ZoneInfoNotFoundError, ValueError):
-        zone = dt.UTC
-    return now.replace(tzinfo=dt.UTC).astimezone(zone).date()
+    return now.replace(tzinfo=dt.UTC).astimezone(zone_of(time_zone)).date()

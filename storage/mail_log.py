@@ -129,6 +129,9 @@ class OutboxEmail(BaseModel):
     status = CharField(max_length=10, default=PENDING, index=True, choices=[(s, s) for s in STATUSES])
     attempts = IntegerField(default=0)
     next_attempt_at = DateTimeField(default=utcnow, index=True)
+    # What holds a notification until next_attempt_at, when its recipient's timing does (notify_schedule.plan:
+    # "unread", "digest", "quiet"); "" otherwise. Read only while the row is pending and never tried.
+    held_for = CharField(max_length=10, default="")
     lease_until = DateTimeField(null=True)
     leased_by = CharField(max_length=100, null=True)
     last_error = TextField(default="")

@@ -275,6 +275,12 @@ def _v15_file_removals_avatars() -> None:
     database.create_tables([FileRemoval, Avatar], safe=True)
 
 
+def _v16_outbox_held_for() -> None:
+    # What holds a notification email (its recipient's unread window, digest or quiet hours), for the
+    # team's delivery line (storage/outbox.py delivery_status).
+    _add_missing_columns(OutboxEmail, ["held_for"])
+
+
 def _v17_held_sizes_and_decisions() -> None:
     # Held posts: the bytes of their files (counted against quotas while held) and a mark when an admin
     # discarded one; received mail: which admin posted or discarded its held reply, and when (storage/held.py).
@@ -308,6 +314,7 @@ MIGRATIONS: list[tuple[int, Callable[[], None]]] = [
     (13, _v13_held_posts_shared_counts_redacted_refusals),
     (14, _v14_learned_signatures),
     (15, _v15_file_removals_avatars),
+    (16, _v16_outbox_held_for),
     (17, _v17_held_sizes_and_decisions),
 ]
 

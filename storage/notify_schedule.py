@@ -11,16 +11,17 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from peewee import AutoField, CharField, ForeignKeyField, IntegerField
 
 from storage.models import TEAM, BaseModel, Thread, User, Workspace
+from storage.time_zones import zone_of
 
 NOW = "now"
 UNREAD = "unread"
 DIGEST = "digest"
 MODES = (NOW, UNREAD, DIGEST)
+QUIET = "quiet"  # not a mode: what holds an email inside its recipient's quiet hours (plan())
 DEFAULT_MODE = UNREAD
 DEFAULT_DIGEST_MINUTE = 8 * 60  # 08:00 local
 MAX_UNREAD_MINUTES = 24 * 60
@@ -101,16 +102,6 @@ def format_quiet_hours(window: tuple[int, int] | None) -> str:
     return f"{format_clock(window[0])}-{format_clock(window[1])}" if window else ""
 
 
-def zone_of(name: str | None) -> dt.tzinfo:
-    """The IANA zone of that name, UTC for none or an unknown one."""
-    if not name:
-        return dt.UTC
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        return dt.UTC
-
-
 def quiet_hours_of(user: User, pref: NotifyPreference | None, defaults: Defaults) -> tuple[int, int] | None:
     """The person's quiet hours: their own, or the team's default for a team member, or none."""
     own = pref.quiet_hours if pref is not None else None
@@ -141,12 +132,31 @@ def send_at(timing: Timing, first_created_at: dt.datetime, now: dt.datetime) -> 
     digest leaves at the first digest time after the oldest message. Quiet hours then hold all but a digest,
     whose hour the person chose themselves.
     """
+    return plan(timing, first_created_at, now)[0]
+
+
+def plan(timing: Timing, first_created_at: dt.datetime, now: dt.datetime) -> tuple[dt.datetime, str]:
+    """send_at(), and what holds the email until then: DIGEST, UNREAD, QUIET, or "" when it may leave now.
+    The team's delivery line shows it (storage/outbox.py delivery_status)."""
     if timing.mode == DIGEST:
-        return max(now, next_local_time(first_created_at, timing.digest_minute, timing.zone))
+        at = max(now, next_local_time(first_created_at, timing.digest_minute, timing.zone))
+        return at, DIGEST if at > now else ""
     at = now
     if timing.mode == UNREAD:
         at = max(now, first_created_at + dt.timedelta(minutes=timing.unread_minutes))
-    return after_quiet_hours(at, timing.quiet, timing.zone)
+    held = after_quiet_hours(at, timing.quiet, timing.zone)
+    if held > at:
+        return held, QUIET
+    return at, UNREAD if at > now else ""
+
+
+def digest_since(timing: Timing, first_created_at: dt.datetime) -> dt.datetime | None:
+    """For a digest: the digest time before the one this email leaves at (naive UTC), which its messages
+    came after ("since Tuesday 08:00"); None when the person does not take a digest."""
+    if timing.mode != DIGEST:
+        return None
+    due = next_local_time(first_created_at, timing.digest_minute, timing.zone)
+    return _utc(_local(due, timing.zone).date() - dt.timedelta(days=1), timing.digest_minute, timing.zone)
 
 
 def _local(at: dt.datetime, zone: dt.tzinfo) -> dt.datetime:
@@ -182,5 +192,6 @@ def after_quiet_hours(at: dt.datetime, quiet: tuple[int, int] | None, zone: dt.t
 
 
 __all__ = ["NOW", "UNREAD", "DIGEST", "MODES", "DEFAULT_MODE", "NotifyPreference", "NotifyChoice", "Defaults",
-           "Timing", "timing_for", "send_at", "parse_clock", "format_clock", "parse_quiet_hours",
-           "format_quiet_hours", "zone_of", "quiet_hours_of", "next_local_time", "after_quiet_hours"]
+           "Timing", "timing_for", "send_at", "plan", "QUIET", "digest_since", "parse_clock", "format_clock",
+           "parse_quiet_hours", "format_quiet_hours", "zone_of", "quiet_hours_of", "next_local_time",
+           "after_quiet_hours"]

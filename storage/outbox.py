@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from peewee import ModelSelect, fn
 
+from storage import notify_schedule
 from storage.db import database, is_sqlite, tuples, write_transaction
 from storage.mail_log import (
     CONFIRM_POST,
@@ -242,14 +243,15 @@ def mark_skipped(rows: Batch | Iterable[int | OutboxEmail], reason: str) -> int:
             .where(OutboxEmail.id.in_(_ids(rows)) & (OutboxEmail.status == PENDING)).execute())
 
 
-def hold(batch: Batch, until: dt.datetime, now: dt.datetime | None = None) -> int:
+def hold(batch: Batch, until: dt.datetime, now: dt.datetime | None = None, *, held_for: str = "") -> int:
     """The batch may not leave before `until` (its recipient's timing): its rows, and any other pending row
-    of the same email not in it (past MAX_MESSAGES_PER_EMAIL), wait until then, unleased. Returns how many."""
+    of the same email not in it (past MAX_MESSAGES_PER_EMAIL), wait until then, unleased. `held_for` says
+    what holds them (notify_schedule.plan), for the team's delivery line. Returns how many."""
     now = now or utcnow()
     same_email = ((OutboxEmail.recipient == batch.recipient_id) & (OutboxEmail.thread == batch.thread_id)
                   & (OutboxEmail.internal == batch.internal) & (OutboxEmail.kind == NOTIFICATION)
                   & _lease_free(now) & (OutboxEmail.next_attempt_at < until))
-    return (OutboxEmail.update(next_attempt_at=until, lease_until=None, leased_by=None)
+    return (OutboxEmail.update(next_attempt_at=until, held_for=held_for, lease_until=None, leased_by=None)
             .where((OutboxEmail.id.in_(list(batch.row_ids)) | same_email) & (OutboxEmail.status == PENDING))
             .execute())
 
@@ -258,7 +260,7 @@ def reschedule(user: User | int, now: dt.datetime | None = None) -> int:
     """The person changed their timing: their notifications waiting for a time (never tried) are due now, so
     that the worker decides again with the new choice. Returns how many."""
     now = now or utcnow()
-    return (OutboxEmail.update(next_attempt_at=now)
+    return (OutboxEmail.update(next_attempt_at=now, held_for="")
             .where((OutboxEmail.recipient == user) & (OutboxEmail.kind == NOTIFICATION)
                    & (OutboxEmail.status == PENDING) & (OutboxEmail.attempts == 0)
                    & (OutboxEmail.next_attempt_at > now) & _lease_free(now))
@@ -368,22 +370,62 @@ def queue_login_request(email: str, target: str | None = None) -> None:
                        subject=target or "").execute()
 
 
-def delivery_status(message_ids: Sequence[int]) -> dict[int, dict[str, object]]:
+def delivery_status(message_ids: Sequence[int], *, now: dt.datetime | None = None,
+                    zone: dt.tzinfo = dt.UTC) -> dict[int, dict[str, object]]:
     """Per message: how many notification emails were sent, are pending, failed or skipped, and the
-    errors of the failed ones ("address: relay's words"), for the team to see next to the message."""
+    errors of the failed ones ("address: relay's words"), for the team to see next to the message.
+
+    Of the pending ones, "queued" are on their way (or waiting for the operator's NOTIFY_DELAY, or a retry)
+    and "held" are those their recipient's timing holds, as short labels with a count: "in digest",
+    "waiting: unread", "scheduled 08:00" (quiet hours; the time in `zone`, the viewer's). A client's quiet
+    hours stay theirs: their email only says "scheduled", without the time.
+    """
+    now = now or utcnow()
     ids = [int(i) for i in message_ids]
-    counts: dict[int, dict[str, int]] = {i: {"sent": 0, "pending": 0, "failed": 0, "skipped": 0} for i in ids}
+    counts: dict[int, dict[str, int]] = {i: {"sent": 0, "pending": 0, "failed": 0, "skipped": 0, "queued": 0}
+                                         for i in ids}
     errors: dict[int, list[str]] = {i: [] for i in ids}
+    held: dict[int, dict[tuple[str, str, str], int]] = {i: {} for i in ids}
     if ids:
         rows = tuples(OutboxEmail.select(OutboxEmail.message, OutboxEmail.status, OutboxEmail.to_address,
-                                         OutboxEmail.last_error)
+                                         OutboxEmail.last_error, OutboxEmail.held_for, OutboxEmail.attempts,
+                                         OutboxEmail.next_attempt_at, User.role)
+                      .join(User, on=(OutboxEmail.recipient == User.id))
                       .where(OutboxEmail.message.in_(ids) & (OutboxEmail.kind == NOTIFICATION))
                       .order_by(OutboxEmail.id))
-        for message_id, status, to_address, last_error in rows:
+        for message_id, status, to_address, last_error, held_for, attempts, next_at, role in rows:
             counts[message_id][status] = counts[message_id].get(status, 0) + 1
             if status == FAILED:
                 errors[message_id].append(f"{to_address}: {last_error}")
-    return {i: {**counts[i], "errors": errors[i]} for i in ids}
+            if status != PENDING:
+                continue
+            label = _held_label(held_for, attempts, next_at, role, now, zone)
+            if label is None:
+                counts[message_id]["queued"] += 1
+            else:
+                held[message_id][label] = held[message_id].get(label, 0) + 1
+    return {i: {**counts[i], "errors": errors[i],
+                "held": [{"label": label, "time": time, "at": at, "count": n}
+                         for (label, time, at), n in held[i].items()]}
+            for i in ids}
+
+
+def _held_label(held_for: str, attempts: int, next_at: dt.datetime, role: str, now: dt.datetime,
+                zone: dt.tzinfo) -> tuple[str, str, str] | None:
+    """(label, local time or "", its ISO UTC form or "") of a pending row its recipient's timing holds; None
+    when it is just queued."""
+    if not held_for or attempts or next_at <= now:
+        return None  # never held, already tried (a retry's wait), or due: on its way
+    if held_for == notify_schedule.DIGEST:
+        return "in digest", "", ""
+    if held_for == notify_schedule.UNREAD:
+        return "waiting: unread", "", ""
+    if role != TEAM:
+        return "scheduled", "", ""
+    local = next_at.replace(tzinfo=dt.UTC).astimezone(zone)
+    today = now.replace(tzinfo=dt.UTC).astimezone(zone).date()
+    when = local.strftime("%H:%M") if local.date() == today else local.strftime("%a %H:%M")
+    return "scheduled", when, next_at.replace(microsecond=0).isoformat() + "Z"
 
 
 def apply_unsubscribe(user_id: int, thread_id: int) -> bool:

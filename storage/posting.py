@@ -165,17 +165,21 @@ def _replace_text(message: Message, editor: User, text: str, *, now: dt.datetime
     return message
 
 
-def restore_trimmed(message: Message, editor: User, *, now: dt.datetime | None = None) -> Message:
-    """Puts what reply extraction cut from an emailed message (its own trimmed part, nothing else) back
-    below its text, as an edit by a team member: the earlier text is kept as a MessageVersion, both sides
-    see "edited", and the visibility does not change. The restored part came in the sender's own mail to
-    this message's address, so whoever may see the message may see it. Raises PostingError."""
+def restore_trimmed(message: Message, editor: User, part: str, *, now: dt.datetime | None = None) -> Message:
+    """Puts `part`, the start of what reply extraction cut from an emailed message (its own trimmed part,
+    nothing else), back below its text, as an edit by a team member: the earlier text is kept as a
+    MessageVersion, both sides see "edited", and the visibility does not change. The caller leaves out any
+    quote of our own email (gateway/inbound/own_mail.py). Raises PostingError."""
     if not (editor.is_team and editor.active) or message.is_deleted or not can_see(Viewer.of(editor), message):
         raise PostingError("Only a team member who can see this message can restore its trimmed part.")
-    trimmed = normalize_text(message.trimmed_text)
+    trimmed, part = normalize_text(message.trimmed_text), normalize_text(part)
     if not trimmed:
         raise PostingError("Nothing was trimmed from this message, or it has already been restored.")
-    text = normalize_text(f"{message.text}\n\n{trimmed}")
+    if not part:
+        raise PostingError("What was trimmed is only the quoted email from WorkRate; there is nothing to restore.")
+    if not trimmed.startswith(part):
+        raise PostingError("Only this message's own trimmed part can be restored.")
+    text = normalize_text(f"{message.text}\n\n{part}")
     if len(text) > MAX_TEXT_LENGTH:
         raise PostingError(f"With its trimmed part this message would be over {MAX_TEXT_LENGTH:,} characters.")
     # The part moves into the text (the earlier version keeps the text without it): no second restore.

@@ -1,5 +1,6 @@
-"""Helpers of tests/test_browser.py: find chromium and Playwright (or say why the tests skip), start the
-real product on free loopback ports with a capturing relay, and sign people in through the real pages.
+"""Helpers of the browser tests (tests/test_browser*.py): find chromium, Playwright and axe-core (or skip the
+module, saying why), start the real product on free loopback ports with a capturing relay and add people to
+it, sign people in through the real pages, and check a page at desktop and phone sizes.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
 from outbound_relay import CapturingRelay
 from procs import ROOT, Proc, base_environment, cli, free_port, fresh_postgres_database, start, wait_until
 
@@ -27,6 +29,7 @@ DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
 SCREENSHOTS = ROOT / "artifacts" / "screenshots"
 TEAM_PASSWORD = "correct horse battery staple"
+AXE_JS = Path(os.environ.get("WORKRATE_AXE_JS", ROOT / "node_modules" / "axe-core" / "axe.min.js"))
 
 
 def chromium_path() -> str | None:
@@ -45,6 +48,18 @@ def browser_unavailable_reason() -> str:
     if chromium_path() is None:
         return "Debian's chromium is not installed (no /usr/bin/chromium and no chromium on PATH)"
     return ""
+
+
+def axe_unavailable_reason() -> str:
+    """'' when axe-core's script is here (`npm install axe-core`), else why a test that uses it must skip."""
+    return "" if AXE_JS.is_file() else f"axe-core is not installed ({AXE_JS}; run `npm install axe-core`)"
+
+
+def skip_module_without_browser(*, axe: bool = False) -> None:
+    """Skips the calling test module at import, saying why, without Playwright and chromium (or axe-core)."""
+    reason = browser_unavailable_reason() or (axe_unavailable_reason() if axe else "")
+    if reason:
+        pytest.skip(reason, allow_module_level=True)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -66,6 +81,18 @@ class Product:
 
     def login_link(self, email: str) -> str:
         return self.cli("login-link", email).strip()
+
+    def add_team(self, email: str, name: str, password: str = TEAM_PASSWORD, admin: bool = False) -> None:
+        """A team member (an admin when `admin`) who signs in with `password`."""
+        self.cli("user", "add", email, "--name", name, "--team", *(["--admin"] if admin else []),
+                 "--password", password)
+
+    def add_workspace(self, name: str, slug: str) -> None:
+        self.cli("workspace", "create", name, "--slug", slug)
+
+    def add_client(self, email: str, name: str, slug: str) -> None:
+        """A client contact of workspace `slug` with Messages access."""
+        self.cli("user", "add", email, "--name", name, "--client", slug, "--messages-access")
 
     def emailed_login_link(self, email: str, timeout: float = 20) -> str:
         """The sign-in link of the newest login email the relay received for `email` (waits for it)."""
@@ -204,6 +231,35 @@ def horizontal_overflow(page: Any) -> list[str]:
             return out.slice(0, 10);
         }"""
     )
+
+
+def shoot(page: Any, folder: Path, name: str) -> None:
+    """Full-page screenshots at desktop and phone width into `folder`; nothing may stick out sideways at either.
+    The page is left at desktop width."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for size, label in ((DESKTOP, "desktop"), (PHONE, "phone")):
+        page.set_viewport_size(size)
+        page.screenshot(path=str(folder / f"{name}-{label}.png"), full_page=True)
+        assert horizontal_overflow(page) == [], f"{name} at {label} size"
+    page.set_viewport_size(DESKTOP)
+
+
+def with_axe(context: Any) -> Any:
+    """The browser context with axe-core in every page it opens (an init script runs through DevTools, so the
+    page's CSP does not block it)."""
+    context.add_init_script(path=str(AXE_JS))
+    return context
+
+
+def serious_violations(page: Any) -> list[str]:
+    """axe-core's serious and critical violations of the page as it is now (its context went through
+    with_axe), each with where it is."""
+    return page.evaluate("""async () => {
+        const result = await axe.run(document, {resultTypes: ['violations']});
+        return result.violations.filter(v => v.impact === 'serious' || v.impact === 'critical')
+            .map(v => v.impact + ' ' + v.id + ': ' + v.help + ' at '
+                 + v.nodes.slice(0, 3).map(n => n.target.join(' ')).join(' | '));
+    }""")
 
 
 def tiny_png(width: int = 48, height: int = 32) -> bytes:

@@ -1,7 +1,8 @@
 """The fixtures of every test (this file is their one home): settings on a temporary SQLite file, or on
 PostgreSQL when WORKRATE_TEST_DATABASE_URL names one; a migrated database; factories; the web app with a world
 of people (helpers in web_support.py); a workspace for the gateway tests and a real gateway (helpers in
-gateway_support.py). Password hashing uses argon2's cheapest parameters here."""
+gateway_support.py); a capturing relay for outgoing mail (outbound_relay.py). Password hashing uses argon2's
+cheapest parameters here."""
 from __future__ import annotations
 
 import os
@@ -14,6 +15,7 @@ import pytest
 from argon2 import PasswordHasher, profiles
 from flask import Flask
 from gateway_support import People
+from outbound_relay import CapturingRelay
 from web_support import CLIENT_TEXT, INTERNAL_TEXT, TEAM_PASSWORD, World, attach
 
 from config import Settings
@@ -167,6 +169,13 @@ def gateway(settings: Settings, database: object) -> Iterator[Any]:
         yield controller
     finally:
         controller.stop()
+
+
+@pytest.fixture
+def relay() -> Iterator[CapturingRelay]:
+    """A real SMTP relay on loopback that keeps every mail it is handed (tests/outbound_relay.py)."""
+    with CapturingRelay() as r:
+        yield r
 
 
 @pytest.fixture(scope="module")

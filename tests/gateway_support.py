@@ -120,10 +120,22 @@ class GatewayThread:
         if self._thread is not None:
             self._thread.join(60)
 
+    def __enter__(self) -> GatewayThread:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def connect(self, **options: Any) -> smtplib.SMTP:
+        """A client connected to this gateway that has said EHLO (smtplib's options: source_address, …)."""
+        client = smtplib.SMTP(self.host, self.port, timeout=10, **options)
+        client.ehlo("client.test")
+        return client
+
 
 def start_gateway(settings: Settings) -> GatewayThread:
-    """A real gateway listening on a free loopback port: `controller = start_gateway(settings)` …
-    `controller.stop()`."""
+    """A real gateway listening on a free loopback port: `with start_gateway(settings) as controller:` (or
+    `controller.stop()` when done)."""
     return GatewayThread(settings).start()
 
 
@@ -172,6 +184,19 @@ def send(port: int, raw: bytes, rcpts: list[str] | str, sender: str = "bob@acme.
             client.quit()
         except (smtplib.SMTPException, OSError):
             client.close()
+
+
+def smtp_send(gateway: GatewayThread, mail_from: str, rcpt: str, raw: bytes) -> int:
+    """One mail to the gateway as another mail server sends it (its line ends made CRLF); the RCPT refusal's
+    code, or DATA's."""
+    with smtplib.SMTP(gateway.host, gateway.port, timeout=30) as client:
+        client.ehlo("mx.sender.test")
+        client.mail(mail_from)
+        code, _ = client.rcpt(rcpt)
+        if code != 250:
+            return code
+        code, _ = client.data(crlf(raw))
+        return code
 
 
 def reply_line(code: int, text: str) -> str:

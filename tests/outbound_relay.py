@@ -1,8 +1,10 @@
 """A real SMTP relay on loopback for the outbound tests: an aiosmtpd Controller whose handler keeps every
-mail it is handed (envelope, raw bytes, parsed mail) and can refuse chosen recipients or be slow."""
+mail it is handed (envelope, raw bytes, parsed mail) and can refuse chosen recipients or be slow; and one
+round of the outbox worker at an injected moment (send_due)."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import email
 import email.policy
 import threading
@@ -12,6 +14,9 @@ from email.message import EmailMessage
 
 from aiosmtpd.controller import Controller
 from procs import free_port
+
+from config import Settings
+from gateway.outbound.worker import OutboxWorker
 
 
 @dataclass
@@ -113,3 +118,12 @@ class CapturingRelay:
 def new_part(text: str) -> str:
     """A notification's text without the earlier messages it repeats for context."""
     return text.split("Earlier in this conversation", 1)[0]
+
+
+def send_due(settings: Settings, now: dt.datetime | None = None, **options: object) -> int:
+    """One worker round at `now`, as `workrate worker` would do it; how many emails it sent."""
+    worker = OutboxWorker(settings, **options)  # type: ignore[arg-type]
+    try:
+        return asyncio.run(worker.run_once(now))
+    finally:
+        worker.close()

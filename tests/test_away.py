@@ -13,6 +13,8 @@ from gateway_support import People, crlf, eml, inbound_rows, posts, send
 from web_support import World, sign_in
 
 from gateway import errors
+from gateway.addresses import format_bounce_address
+from storage import outbox
 from storage.away import ContactAway, away_contacts, away_in_workspaces, record_away
 from storage.directory import add_client, create_workspace
 from storage.mail_log import DROPPED, OutboxEmail, ThreadEvent
@@ -117,7 +119,17 @@ def test_nobody_else_can_set_a_contact_away(settings, people: People, gateway):
     code, _ = send(gateway.port, out_of_office(kim_address, "kim@agency.test", "Back on 12 January."),
                    kim_address, sender="kim@agency.test")
     assert code == 250
-    assert [r.reason for r in inbound_rows()] == ["auto_reply", "auto_reply"]
+    # Through reply@ with a notification's Message-ID, a forged From of Bob: such a reply would be held for
+    # Bob to confirm, so it proves nothing and notes nothing.
+    message = post_message(people.thread, people.kim, "Is the draft ready?")
+    mid = "<wr.9.0123456789ab@reply.test>"
+    OutboxEmail.update(mail_message_id=mid).where(OutboxEmail.message == message.id).execute()
+    forged = out_of_office("reply@reply.test", people.bob.email, "Back on 12 January.").replace(
+        b"Subject:", f"In-Reply-To: {mid}\r\nSubject:".encode())
+    code, _ = send(gateway.port, forged, "reply@reply.test", sender=people.bob.email)
+    assert code == 250
+    assert [r.reason for r in inbound_rows()] == ["auto_reply"] * 3
+    assert "held for confirmation" in inbound_rows()[-1].auth
     assert ContactAway.select().count() == 0
     # Mass mail and read receipts are automatic too, but say nothing about being away.
     for name in ("precedence_bulk.eml", "read_receipt.eml"):
@@ -136,8 +148,15 @@ def test_the_team_sees_it_and_a_client_never_does(app: Any, world: World):
     assert 'class="away-mark"' in listing and f"Bob Stone {label}" in listing
     sidebar = team.get("/workspaces/sidebar?current=acme").get_json()["html"]
     assert 'class="away-mark"' in sidebar
+    # The workspace's People page: beside the contact, in their row only.
+    people = team.get("/w/acme/members").get_data(as_text=True)
+    row = people[people.index(f'data-user-id="{world.client.id}"'):]
+    row = row[:row.index("</tr>")]
+    assert f'<span class="away" data-user-id="{world.client.id}">{label}</span>' in row
+    assert people.count('class="away"') == 1
     # The client: thread page, older page, workspace list, search, post answer.
     client = sign_in(app.test_client(), world.client)
+    assert client.get("/w/acme/members").status_code in (302, 403, 404)
     pages = [client.get("/portal/w/acme").get_data(as_text=True),
              client.get("/portal/").get_data(as_text=True),
              client.get(f"/portal/w/acme/older?before={world.internal.id + 1}").get_data(as_text=True),
@@ -154,3 +173,50 @@ def test_an_away_contact_without_messages_access_is_not_shown(settings, make):
     gavin = make.client(ws, "gavin@hooli.test", "Gavin", access=False)
     record_away(gavin.id, since=utcnow(), back_on=None, said_until=False, inbound_email_id=None)
     assert away_in_workspaces([ws.id]) == {}
+
+
+def bounce_address_of(settings: Any, message_id: int, user: User) -> str:
+    """The envelope sender (bounce+TOKEN@) of the notification about message_id sent to user."""
+    token = outbox.new_bounce_token()
+    (OutboxEmail.update(bounce_token=token)
+     .where((OutboxEmail.message == message_id) & (OutboxEmail.recipient == user.id)).execute())
+    return format_bounce_address(token, settings.reply_domain)
+
+
+def test_a_vacation_reply_to_the_contacts_own_bounce_address_notes_them_away(settings, people: People, gateway):
+    # Sieve-style vacation responders answer the envelope sender, with a null sender of their own.
+    message = post_message(people.thread, people.kim, "Homepage revisions are ready.")
+    address = bounce_address_of(settings, message.id, people.bob)
+    body = "I am on holiday. Je serai de retour le 5 janvier."
+    code, text = send(gateway.port, out_of_office(address, "bob@acme.test", body), address, sender="")
+    assert reply_line(code, text) == reply_line(250, errors.ClientAway().smtp_reply[4:])
+    [row] = inbound_rows()
+    assert (row.outcome, row.reason) == (DROPPED, "away")
+    away = away_contacts([people.bob.id])[people.bob.id]
+    assert away.back_on is not None and (away.back_on.month, away.back_on.day) == (1, 5)
+    assert len(posts(people.thread)) == 1  # Kim's message; nothing posted from the auto-reply
+
+
+def test_a_bounce_address_notes_only_the_contact_its_email_went_to(settings, people: People, make, gateway):
+    message = post_message(people.thread, people.kim, "Homepage revisions are ready.")
+    bobs = bounce_address_of(settings, message.id, people.bob)
+    # Another client contact of the workspace answering Bob's bounce address, and a stranger: not noted.
+    carol = make.client(people.workspace, "carol@acme.test", "Carol", access=True)
+    for sender in ("carol@acme.test", "mallory@evil.test"):
+        code, text = send(gateway.port, out_of_office(bobs, sender, "Back on 12 January."), bobs, sender="")
+        assert reply_line(code, text) == reply_line(250, errors.AutoReply().smtp_reply[4:])
+    # Bob answering the bounce address of Carol's notification: the token is not his.
+    carols = bounce_address_of(settings, post_message(people.thread, people.kim, "For Carol too.").id, carol)
+    code, _ = send(gateway.port, out_of_office(carols, "bob@acme.test", "Back on 12 January."), carols, sender="")
+    assert code == 250
+    # A teammate's vacation reply to their own notification's bounce address: the team is never "away".
+    note = post_message(people.thread, people.bob, "A question for Kim.")
+    kims = bounce_address_of(settings, note.id, people.kim)
+    code, _ = send(gateway.port, out_of_office(kims, "kim@agency.test", "Back on 12 January."), kims, sender="")
+    assert code == 250
+    assert [r.reason for r in inbound_rows()] == ["auto_reply"] * 4
+    assert ContactAway.select().count() == 0
+    # Bob, without Messages access any more: not noted either.
+    set_messages_access(people.bob, people.workspace.id, False)
+    code, _ = send(gateway.port, out_of_office(bobs, "bob@acme.test", "Back on 12 January."), bobs, sender="")
+    assert code == 250 and ContactAway.select().count() == 0

@@ -17,9 +17,7 @@ from typing import Any
 import pytest
 from browser_support import (
     SCREENSHOTS,
-    TEAM_PASSWORD,
     Product,
-    browser_unavailable_reason,
     horizontal_overflow,
     new_context,
     not_reloaded,
@@ -27,6 +25,7 @@ from browser_support import (
     running_product,
     seen_at_ms,
     sign_in_team,
+    skip_module_without_browser,
     tiny_png,
     wait_live,
     watch_for,
@@ -41,9 +40,7 @@ TEAM = "kim@agency.test"
 OTHER_TEAM = "lee@agency.test"
 CLIENT = "bob@acme.test"
 
-_reason = browser_unavailable_reason()
-if _reason:
-    pytest.skip(_reason, allow_module_level=True)
+skip_module_without_browser()
 
 from playwright.sync_api import expect  # noqa: E402  (only once we know it is installed)
 from procs import wait_until  # noqa: E402
@@ -53,21 +50,21 @@ from procs import wait_until  # noqa: E402
 def product(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Product]:
     """`workrate run` with two team members (passwords set) and a client of workspace "acme" with access."""
     with running_product(tmp_path_factory.mktemp("browser")) as p:
-        p.cli("user", "add", TEAM, "--name", "Kim Lee", "--team", "--password", TEAM_PASSWORD)
-        p.cli("user", "add", OTHER_TEAM, "--name", "Lee Park", "--team", "--password", TEAM_PASSWORD)
-        p.cli("workspace", "create", "Acme Corp", "--slug", "acme")
-        p.cli("user", "add", CLIENT, "--name", "Bob Stone", "--client", "acme", "--messages-access")
+        p.add_team(TEAM, "Kim Lee")
+        p.add_team(OTHER_TEAM, "Lee Park")
+        p.add_workspace("Acme Corp", "acme")
+        p.add_client(CLIENT, "Bob Stone", "acme")
         yield p
 
 
 def _workspace(product: Product, name: str) -> str:
     slug = f"ws-{secrets.token_hex(3)}"
-    product.cli("workspace", "create", name, "--slug", slug)
+    product.add_workspace(name, slug)
     return slug
 
 
 def _add_client(product: Product, slug: str, email: str, name: str) -> None:
-    product.cli("user", "add", email, "--name", name, "--client", slug, "--messages-access")
+    product.add_client(email, name, slug)
 
 
 def _message(page: Any, text: str) -> Any:

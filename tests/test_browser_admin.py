@@ -22,21 +22,17 @@ from typing import Any
 
 import pytest
 from browser_support import (
-    DESKTOP,
-    PHONE,
     SCREENSHOTS,
     Product,
-    browser_unavailable_reason,
-    horizontal_overflow,
     new_context,
     running_product,
+    shoot,
+    skip_module_without_browser,
 )
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-_reason = browser_unavailable_reason()
-if _reason:
-    pytest.skip(_reason, allow_module_level=True)
+skip_module_without_browser()
 
 from playwright.sync_api import expect  # noqa: E402
 from procs import wait_until  # noqa: E402
@@ -45,16 +41,6 @@ SHOTS = Path(os.environ.get("WORKRATE_SHOTS", str(SCREENSHOTS / "admin")))
 ADMIN, ADMIN_PASSWORD = "kim@brightside.test", "kim's long password"
 TEAMMATE, TEAMMATE_PASSWORD = "ann@brightside.test", "ann's long password"
 CLIENT = "bob@acme.test"
-
-
-def shoot(page: Any, name: str) -> None:
-    """Screenshots of the page at desktop and phone width; nothing may stick out sideways at either."""
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    for size, label in ((DESKTOP, "desktop"), (PHONE, "phone")):
-        page.set_viewport_size(size)
-        page.screenshot(path=str(SHOTS / f"{name}-{label}.png"), full_page=True)
-        assert horizontal_overflow(page) == [], f"{name} at {label} size"
-    page.set_viewport_size(DESKTOP)
 
 
 def emailed(product: Product, to: str, pattern: str, count: int = 1) -> tuple[str, Any]:
@@ -94,12 +80,12 @@ def test_a_new_agency_from_setup_to_revoked_client(product: Product, browser: An
     admin.click("#setup-submit")
     expect(admin.locator("#f-password-error")).to_contain_text("at least 8 characters")
     expect(admin.locator("#f-agency")).to_have_value("Brightside Studio")
-    shoot(admin, "01-setup-error")
+    shoot(admin, SHOTS, "01-setup-error")
     admin.fill("#f-password", ADMIN_PASSWORD)
     admin.fill("#f-password_again", ADMIN_PASSWORD)
     admin.click("#setup-submit")
     expect(admin.locator("#workspace-form")).to_be_visible()
-    shoot(admin, "02-new-workspace")
+    shoot(admin, SHOTS, "02-new-workspace")
     # The setup URL works once.
     other = new_context(browser).new_page()
     other.goto(setup_url)
@@ -112,7 +98,7 @@ def test_a_new_agency_from_setup_to_revoked_client(product: Product, browser: An
     admin.fill("#invite-email", TEAMMATE)
     admin.click("#team-invite-submit")
     expect(admin.locator('.team-row[data-status="pending"]')).to_contain_text("Ann Berg")
-    shoot(admin, "03-team")
+    shoot(admin, SHOTS, "03-team")
     welcome, _ = emailed(product, TEAMMATE, r"/welcome/[A-Za-z0-9_\-]+")
     ann = new_context(browser, phone=True).new_page()
     ann.goto(welcome)
@@ -141,20 +127,20 @@ def test_a_new_agency_from_setup_to_revoked_client(product: Product, browser: An
     admin.fill("#invite-email", CLIENT)
     admin.click("#invite-submit")
     expect(admin.locator('.client-row[data-status="invited"]')).to_contain_text("Bob Stone")
-    shoot(admin, "04-workspace-people")
+    shoot(admin, SHOTS, "04-workspace-people")
 
     # The client clicks the invitation once, lands in the thread and posts.
     link, _ = emailed(product, CLIENT, r"/login/[A-Za-z0-9_\-]+")
     bob = new_context(browser, phone=True).new_page()
     bob.goto(link)
-    shoot(bob, "05-client-confirm")
+    shoot(bob, SHOTS, "05-client-confirm")
     bob.click("#link-confirm")
     expect(bob.locator("#composer")).to_be_visible()
     assert bob.url.endswith("/portal/w/acme-corp")
     bob.fill("#composer-text", "Hello from Bob, all good here.")
     bob.click("#send")
     expect(bob.locator("#messages")).to_contain_text("Hello from Bob")
-    shoot(bob, "06-client-thread")
+    shoot(bob, SHOTS, "06-client-thread")
 
     # The client turns notifications off, then on again.
     bob.goto(f"{product.url}/settings/notifications")
@@ -166,7 +152,7 @@ def test_a_new_agency_from_setup_to_revoked_client(product: Product, browser: An
     bob.check("#email-on-acme-corp")
     bob.click("#notifications-save")
     expect(bob.locator("#email-on-acme-corp")).to_be_checked()
-    shoot(bob, "07-client-notifications")
+    shoot(bob, SHOTS, "07-client-notifications")
     admin.reload()
     expect(admin.locator(".no-email")).to_have_count(0)
 
@@ -180,7 +166,7 @@ def test_a_new_agency_from_setup_to_revoked_client(product: Product, browser: An
     expect(bob.locator("#messages")).to_contain_text("the draft comes Friday")
     assert "#m-" in bob.url
     bob.goto(f"{product.url}/account")
-    shoot(bob, "08-client-account")
+    shoot(bob, SHOTS, "08-client-account")
 
     # Revoke: the open session, the links and the reply address are refused at once.
     admin.goto(f"{product.url}/w/acme-corp/members")
@@ -197,18 +183,18 @@ def test_a_new_agency_from_setup_to_revoked_client(product: Product, browser: An
             smtp.sendmail(CLIENT, [reply_address], b"Subject: hi\r\n\r\nstill here?\r\n")
     code, text = refused.value.recipients[reply_address]
     assert code == 550, text
-    shoot(admin, "09-revoked")
+    shoot(admin, SHOTS, "09-revoked")
 
     # The workspace's mail log lists the notifications sent; branding reaches the sign-in page.
     admin.goto(f"{product.url}/w/acme-corp/mail?tab=sent")
     expect(admin.locator("#sent-log")).to_contain_text(CLIENT)
-    shoot(admin, "10-mail-log")
+    shoot(admin, SHOTS, "10-mail-log")
     admin.goto(f"{product.url}/settings/branding")
     admin.fill("#f-name", "Brightside Studio")
     admin.locator("#f-accent").fill("#0e7c66")
     admin.click("#branding-submit")
     expect(admin.locator("#brand")).to_have_text("Brightside Studio")
-    shoot(admin, "11-branding")
+    shoot(admin, SHOTS, "11-branding")
     bob.goto(f"{product.url}/login")
     expect(bob.locator("#brand")).to_have_text("Brightside Studio")
-    shoot(bob, "12-branded-sign-in")
+    shoot(bob, SHOTS, "12-branded-sign-in")

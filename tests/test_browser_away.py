@@ -12,28 +12,24 @@ import smtplib
 from collections.abc import Iterator
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any
 
 import pytest
 from browser_support import (
     DESKTOP,
-    PHONE,
     SCREENSHOTS,
     Product,
-    browser_unavailable_reason,
-    horizontal_overflow,
     launch,
     new_context,
     open_magic_link,
     running_product,
+    shoot,
     sign_in_team,
+    skip_module_without_browser,
 )
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-_reason = browser_unavailable_reason()
-if _reason:
-    pytest.skip(_reason, allow_module_level=True)
+skip_module_without_browser()
 
 from playwright.sync_api import expect, sync_playwright  # noqa: E402
 from procs import wait_until  # noqa: E402
@@ -49,20 +45,11 @@ def product(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Product]:
         yield p
 
 
-def shoot(page: Any, name: str) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    for size, label in ((DESKTOP, "desktop"), (PHONE, "phone")):
-        page.set_viewport_size(size)
-        page.screenshot(path=str(SHOTS / f"{name}-{label}.png"), full_page=True)
-        assert horizontal_overflow(page) == [], f"{name} at {label} size"
-    page.set_viewport_size(DESKTOP)
-
-
 def test_team_sees_the_away_note_and_mark_and_the_client_does_not(product: Product) -> None:
-    product.cli("user", "add", TEAM, "--name", "Kim Lee", "--team", "--password", TEAM_PASSWORD)
-    product.cli("workspace", "create", "Northwind Traders", "--slug", "northwind")
-    product.cli("workspace", "create", "Globex Ltd", "--slug", "globex")
-    product.cli("user", "add", CLIENT, "--name", "Dana Whitfield", "--client", "northwind", "--messages-access")
+    product.add_team(TEAM, "Kim Lee", TEAM_PASSWORD)
+    product.add_workspace("Northwind Traders", "northwind")
+    product.add_workspace("Globex Ltd", "globex")
+    product.add_client(CLIENT, "Dana Whitfield", "northwind")
     product.cli("post", "northwind", "The first mockups are attached; could you look at them this week?",
                 "--as", TEAM)
     product.cli("post", "globex", "Kick-off is on Monday.", "--as", TEAM)
@@ -89,7 +76,7 @@ def test_team_sees_the_away_note_and_mark_and_the_client_does_not(product: Produ
             # Beside the composer: right above it.
             assert team.evaluate("""() => document.getElementById('away-note').getBoundingClientRect().bottom
                                     <= document.getElementById('composer').getBoundingClientRect().top + 1""")
-            shoot(team, "away-composer-note")
+            shoot(team, SHOTS, "away-composer-note")
             team.set_viewport_size({"width": 1440, "height": 900})  # wide enough for the live sidebar
             expect(team.locator("#sidebar-list .away-mark")).to_have_count(1)
             team.screenshot(path=str(SHOTS / "away-sidebar-wide.png"))
@@ -98,7 +85,13 @@ def test_team_sees_the_away_note_and_mark_and_the_client_does_not(product: Produ
             mark = team.locator('#workspaces li[data-slug="northwind"] .away-mark')
             expect(mark).to_contain_text("Dana Whitfield away until")
             expect(team.locator('#workspaces li[data-slug="globex"] .away-mark')).to_have_count(0)
-            shoot(team, "away-workspace-list")
+            shoot(team, SHOTS, "away-workspace-list")
+            # The workspace's People page: beside the contact's name.
+            team.goto(f"{product.url}/w/northwind/members")
+            year = f" {back.year}" if back.year != dt.date.today().year else ""
+            expect(team.locator("#clients .client-row .away")).to_have_text(
+                f"away until {back:%a} {back.day} {back:%b}{year}")
+            shoot(team, SHOTS, "away-people")
 
             client = client_ctx.new_page()
             open_magic_link(client, product.login_link(CLIENT))

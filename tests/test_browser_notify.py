@@ -8,27 +8,27 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import os
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from browser_support import (
     SCREENSHOTS,
-    TEAM_PASSWORD,
     Product,
-    browser_unavailable_reason,
+    axe_unavailable_reason,
     horizontal_overflow,
     launch,
     new_context,
     open_magic_link,
     running_product,
+    serious_violations,
     sign_in_team,
+    skip_module_without_browser,
     wait_live,
+    with_axe,
 )
 from outbound_relay import new_part
-from procs import ROOT, wait_until
+from procs import wait_until
 
 from config import load_settings
 from gateway.outbound.worker import OutboxWorker
@@ -41,11 +41,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 TEAM = "kim@agency.test"
 CLIENT = "bob@acme.test"
 
-AXE_JS = Path(os.environ.get("WORKRATE_AXE_JS", ROOT / "node_modules" / "axe-core" / "axe.min.js"))
-
-_reason = browser_unavailable_reason()
-if _reason:
-    pytest.skip(_reason, allow_module_level=True)
+skip_module_without_browser()
 
 from playwright.sync_api import expect, sync_playwright  # noqa: E402
 
@@ -53,9 +49,9 @@ from playwright.sync_api import expect, sync_playwright  # noqa: E402
 @pytest.fixture(scope="module")
 def product(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Product]:
     with running_product(tmp_path_factory.mktemp("browser-notify"), WORKRATE_NOTIFY_DELAY="") as p:
-        p.cli("user", "add", TEAM, "--name", "Kim Lee", "--team", "--password", TEAM_PASSWORD)
-        p.cli("workspace", "create", "Acme Corp", "--slug", "acme")
-        p.cli("user", "add", CLIENT, "--name", "Bob Stone", "--client", "acme", "--messages-access")
+        p.add_team(TEAM, "Kim Lee")
+        p.add_workspace("Acme Corp", "acme")
+        p.add_client(CLIENT, "Bob Stone", "acme")
         yield p
 
 
@@ -109,14 +105,13 @@ def test_a_message_seen_live_is_not_emailed_one_posted_while_away_is(product: Pr
 def test_settings_page_in_the_browser_saves_and_is_accessible(product: Product, phone: bool) -> None:
     # A team member picks a daily digest and quiet hours; the page keeps them, fits the screen, and axe-core
     # finds no serious or critical violation. Screenshots go to artifacts/screenshots/.
-    if not AXE_JS.is_file():
-        pytest.skip(f"axe-core is not installed ({AXE_JS}; run `npm install axe-core`)")
+    if reason := axe_unavailable_reason():
+        pytest.skip(reason)
     size = "phone" if phone else "desktop"
     with sync_playwright() as playwright:
         browser = launch(playwright)
         try:
-            ctx = new_context(browser, phone=phone)
-            ctx.add_init_script(path=str(AXE_JS))
+            ctx = with_axe(new_context(browser, phone=phone))
             page = ctx.new_page()
             sign_in_team(page, product, TEAM)
             page.goto(f"{product.url}/settings/notifications")
@@ -132,11 +127,7 @@ def test_settings_page_in_the_browser_saves_and_is_accessible(product: Product, 
             page.click("#notifications-save")
             expect(page.locator("#notify-unread_minutes-error")).to_be_visible()
             assert horizontal_overflow(page) == []
-            found = page.evaluate("""async () => {
-                const result = await axe.run(document, {resultTypes: ['violations']});
-                return result.violations.filter(v => v.impact === 'serious' || v.impact === 'critical')
-                    .map(v => v.impact + ' ' + v.id + ': ' + v.help);
-            }""")
+            found = serious_violations(page)
             assert found == [], found
             SCREENSHOTS.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(SCREENSHOTS / f"notification-settings-{size}.png"), full_page=True)

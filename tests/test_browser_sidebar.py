@@ -11,14 +11,13 @@ from pathlib import Path
 import pytest
 from browser_support import (
     SCREENSHOTS,
-    TEAM_PASSWORD,
     Product,
-    browser_unavailable_reason,
     launch,
     new_context,
     open_magic_link,
     running_product,
     sign_in_team,
+    skip_module_without_browser,
 )
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -27,9 +26,7 @@ TEAM = "kim@agency.test"
 OTHER = "lee@agency.test"
 CLIENT = "bob@acme.test"
 
-_reason = browser_unavailable_reason()
-if _reason:
-    pytest.skip(_reason, allow_module_level=True)
+skip_module_without_browser()
 
 from playwright.sync_api import expect, sync_playwright  # noqa: E402
 
@@ -37,11 +34,11 @@ from playwright.sync_api import expect, sync_playwright  # noqa: E402
 @pytest.fixture(scope="module")
 def product(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Product]:
     with running_product(tmp_path_factory.mktemp("browser-sidebar")) as p:
-        p.cli("user", "add", TEAM, "--name", "Kim Lee", "--team", "--password", TEAM_PASSWORD)
-        p.cli("user", "add", OTHER, "--name", "Lee Park", "--team", "--password", TEAM_PASSWORD)
-        p.cli("workspace", "create", "Acme Corp", "--slug", "acme")
-        p.cli("workspace", "create", "Globex Ltd", "--slug", "globex")
-        p.cli("user", "add", CLIENT, "--name", "Bob Stone", "--client", "acme", "--messages-access")
+        p.add_team(TEAM, "Kim Lee")
+        p.add_team(OTHER, "Lee Park")
+        p.add_workspace("Acme Corp", "acme")
+        p.add_workspace("Globex Ltd", "globex")
+        p.add_client(CLIENT, "Bob Stone", "acme")
         yield p
 
 

@@ -9,7 +9,6 @@ Screenshots of every page, at 1280x800 and 390x844, go to artifacts/screenshots/
 """
 from __future__ import annotations
 
-import os
 import re
 import secrets
 from collections.abc import Iterator
@@ -19,30 +18,26 @@ from typing import Any
 import pytest
 from browser_support import (
     SCREENSHOTS,
-    TEAM_PASSWORD,
     Product,
-    browser_unavailable_reason,
     horizontal_overflow,
     new_context,
     open_magic_link,
     running_product,
+    serious_violations,
     sign_in_team,
+    skip_module_without_browser,
     tiny_png,
     wait_live,
+    with_axe,
 )
-from procs import ROOT
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 TEAM = "kim@agency.test"
 ADMIN = "lee@agency.test"
 CLIENT = "bob@acme.test"
-AXE_JS = Path(os.environ.get("WORKRATE_AXE_JS", ROOT / "node_modules" / "axe-core" / "axe.min.js"))
 
-_reason = browser_unavailable_reason() or ("" if AXE_JS.is_file() else
-                                           f"axe-core is not installed ({AXE_JS}; run `npm install axe-core`)")
-if _reason:
-    pytest.skip(_reason, allow_module_level=True)
+skip_module_without_browser(axe=True)
 
 from playwright.sync_api import expect  # noqa: E402
 
@@ -50,33 +45,26 @@ from playwright.sync_api import expect  # noqa: E402
 @pytest.fixture(scope="module")
 def product(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Product]:
     with running_product(tmp_path_factory.mktemp("browser-thread")) as p:
-        p.cli("user", "add", TEAM, "--name", "Kim Lee", "--team", "--password", TEAM_PASSWORD)
-        p.cli("user", "add", ADMIN, "--name", "Lee Park", "--team", "--admin", "--password", TEAM_PASSWORD)
-        p.cli("workspace", "create", "Acme Corp", "--slug", "acme")
-        p.cli("workspace", "create", "Globex Ltd", "--slug", "globex")
-        p.cli("user", "add", CLIENT, "--name", "Bob Stone", "--client", "acme", "--messages-access")
+        p.add_team(TEAM, "Kim Lee")
+        p.add_team(ADMIN, "Lee Park", admin=True)
+        p.add_workspace("Acme Corp", "acme")
+        p.add_workspace("Globex Ltd", "globex")
+        p.add_client(CLIENT, "Bob Stone", "acme")
         yield p
 
 
 class Axe:
-    """axe-core in every page of a context (an init script runs through DevTools, so the page's CSP does not
-    block it); check() fails on serious or critical violations of the page as it is now."""
+    """axe-core in every page of a context; check() fails on serious or critical violations of the page as it
+    is now."""
 
     def __init__(self) -> None:
         self.checked: list[str] = []
 
     def context(self, browser: Any, phone: bool = False) -> Any:
-        ctx = new_context(browser, phone=phone)
-        ctx.add_init_script(path=str(AXE_JS))
-        return ctx
+        return with_axe(new_context(browser, phone=phone))
 
     def check(self, page: Any, name: str) -> None:
-        found = page.evaluate("""async () => {
-            const result = await axe.run(document, {resultTypes: ['violations']});
-            return result.violations.filter(v => v.impact === 'serious' || v.impact === 'critical')
-                .map(v => v.impact + ' ' + v.id + ': ' + v.help + ' at '
-                     + v.nodes.slice(0, 3).map(n => n.target.join(' ')).join(' | '));
-        }""")
+        found = serious_violations(page)
         assert found == [], f"axe on {name} ({page.url}):\n" + "\n".join(found)
         self.checked.append(name)
 

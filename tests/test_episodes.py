@@ -4,43 +4,25 @@ audience; earlier messages shown under the marker follow the one visibility rule
 reply. Real relay and gateway on loopback, the clock injected."""
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import re
-import smtplib
-from collections.abc import Iterator
 from email.message import EmailMessage
 from email.policy import default as default_policy
 from email.utils import make_msgid
 
-import pytest
-from gateway_support import start_gateway
-from outbound_relay import CapturingRelay, Received
+from gateway_support import smtp_send, start_gateway
+from outbound_relay import Received, send_due
 
 from config import Settings
 from gateway.markers import REPLY_ABOVE_LINE
 from gateway.outbound.render import render_notification
-from gateway.outbound.worker import OutboxWorker
 from storage.episodes import EmailEpisode
+from storage.held import HeldPost
 from storage.mail_log import OutboxEmail
 from storage.models import Membership, Message, User, utcnow
 from storage.posting import post_message
 
 DAY = dt.timedelta(days=1)
-
-
-@pytest.fixture
-def relay() -> Iterator[CapturingRelay]:
-    with CapturingRelay() as r:
-        yield r
-
-
-def send_due(settings: Settings, now: dt.datetime) -> int:
-    worker = OutboxWorker(settings)
-    try:
-        return asyncio.run(worker.run_once(now))
-    finally:
-        worker.close()
 
 
 def post_and_send(settings: Settings, thread, author: User, text: str, at: dt.datetime,  # noqa: ANN001
@@ -52,17 +34,6 @@ def post_and_send(settings: Settings, thread, author: User, text: str, at: dt.da
 
 def refs(received: Received) -> list[str]:
     return str(received.mail["References"]).split()
-
-
-def smtp_send(gateway, mail_from: str, rcpt: str, raw: bytes) -> int:  # noqa: ANN001
-    with smtplib.SMTP(gateway.host, gateway.port, timeout=30) as client:
-        client.ehlo("mx.sender.test")
-        client.mail(mail_from)
-        code, _ = client.rcpt(rcpt)
-        if code != 250:
-            return code
-        code, _ = client.data(re.sub(rb"\r?\n", b"\r\n", raw))
-        return code
 
 
 def test_a_quiet_period_opens_a_new_episode_and_the_subject_holds_within_one(settings: Settings, make,
@@ -194,11 +165,14 @@ def test_replies_to_an_older_episode_land_in_the_right_thread_with_the_right_aud
         gateway.stop()
     posted = {m.text: (m.thread.workspace.name, m.visibility, m.author_id)
               for m in Message.select().where(Message.source == "email")}
-    assert posted == {
-        "Answering the old email.": ("Acme Co", "client", bob.id),
-        "Lost token, old Acme email.": ("Acme Co", "client", bob.id),
-        "Lost token, Globex.": ("Globex", "client", bob.id),
-        "Only the root was kept.": ("Acme Co", "client", bob.id),
+    assert posted == {"Answering the old email.": ("Acme Co", "client", bob.id)}
+    # Without a reply address and an aligned SPF/DKIM pass, reply@ mail is held for the sender to confirm
+    # (issue 16): routed by the episode, to the thread and audience it would be posted to.
+    held = {h.text: (h.thread.workspace.name, h.internal, h.author_id) for h in HeldPost.select()}
+    assert held == {
+        "Lost token, old Acme email.": ("Acme Co", False, bob.id),
+        "Lost token, Globex.": ("Globex", False, bob.id),
+        "Only the root was kept.": ("Acme Co", False, bob.id),
     }
 
 
@@ -229,8 +203,16 @@ def test_context_shows_earlier_client_visible_messages_never_an_internal_note(se
         assert body.index(REPLY_ABOVE_LINE) < body.index("Context two")
     assert "Earlier in this conversation" in to_bob.text() and "Earlier in this conversation" in to_bob.html()
 
-    # The team sees internal context, marked as such.
+    # A team member's email of the client audience holds no internal note either: its reply address posts
+    # client-visible, so a quoted note could reach the client.
     post_and_send(settings, thread, bob, "A client question.", t0 + 2 * DAY)
+    [to_kim] = relay.to(kim.email)
+    assert "Context four" in to_kim.text() and "SECRET" not in to_kim.text() + to_kim.html()
+    # An internal email (its reply stays internal) shows the team internal context, marked as such.
+    relay.keeper.received.clear()
+    lee = make.team("lee@agency.test", name="Lee Chan")
+    post_and_send(settings.replace(email_context_messages=10), thread, lee, "Internal: a team question.",
+                  t0 + 2 * DAY, internal=True)
     [to_kim] = relay.to(kim.email)
     assert "SECRET internal" in to_kim.text() and "[INTERNAL NOTE, team only]" in to_kim.text()
     assert "Internal note (team only)" in to_kim.html()

@@ -3,17 +3,14 @@ still unread after N minutes, a daily digest, off), quiet hours in their own tim
 left out at send time, and the settings page. A real relay on loopback, the clock injected, never slept."""
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from outbound_relay import CapturingRelay, new_part
+from outbound_relay import CapturingRelay, new_part, send_due
 from web_support import World, post_form, sign_in
 
 from config import Settings
-from gateway.outbound.worker import OutboxWorker
 from storage import notify_schedule as ns
 from storage.mail_log import PENDING, SENT, SKIPPED, OutboxEmail
 from storage.models import Message, User, utcnow
@@ -25,23 +22,9 @@ MIN = dt.timedelta(minutes=1)
 
 
 @pytest.fixture
-def relay() -> Iterator[CapturingRelay]:
-    with CapturingRelay() as r:
-        yield r
-
-
-@pytest.fixture
 def personal(settings: Settings, relay: CapturingRelay) -> Settings:
     """The product's default: NOTIFY_DELAY unset, so each person's own timing decides."""
     return settings.replace(relay_url=relay.url, notify_delay=None)
-
-
-def send_due(settings: Settings, now: dt.datetime) -> int:
-    worker = OutboxWorker(settings)
-    try:
-        return asyncio.run(worker.run_once(now))
-    finally:
-        worker.close()
 
 
 def post(world: World, text: str, at: dt.datetime, internal: bool = False) -> Message:

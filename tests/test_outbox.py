@@ -9,9 +9,7 @@ import datetime as dt
 import ipaddress
 import logging
 import re
-import smtplib
 import ssl
-from collections.abc import Iterator
 from email import message_from_bytes
 from email.message import EmailMessage
 from email.policy import default as default_policy
@@ -25,8 +23,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
-from gateway_support import start_gateway
-from outbound_relay import CapturingRelay, Received, new_part
+from gateway_support import smtp_send, start_gateway
+from outbound_relay import CapturingRelay, Received, new_part, send_due
 from procs import free_port
 
 from config import Settings
@@ -41,21 +39,6 @@ from storage.mail_log import FAILED, PENDING, SENT, SKIPPED, OutboxEmail
 from storage.models import Membership, Message, ReplyToken, User, utcnow
 from storage.posting import post_message
 from storage.tokens import hash_secret, reply_token_for, set_messages_access
-
-
-@pytest.fixture
-def relay() -> Iterator[CapturingRelay]:
-    with CapturingRelay() as r:
-        yield r
-
-
-def send_due(settings: Settings, now: dt.datetime | None = None, **options: object) -> int:
-    """One worker round, as `workrate worker` would do it."""
-    worker = OutboxWorker(settings, **options)  # type: ignore[arg-type]
-    try:
-        return asyncio.run(worker.run_once(now))
-    finally:
-        worker.close()
 
 
 def rows(**where: object) -> list[OutboxEmail]:
@@ -493,9 +476,9 @@ def test_delivery_status_counts_per_message(settings: Settings, make, relay) -> 
     send_due(settings)
     m2 = post_message(make.thread(ws), kim, "two", notify_delay=600)
     status = outbox.delivery_status([m1.id, m2.id])
-    assert status[m1.id] == {"sent": 2, "pending": 0, "failed": 1, "skipped": 0,
+    assert status[m1.id] == {"sent": 2, "pending": 0, "failed": 1, "skipped": 0, "queued": 0, "held": [],
                              "errors": ["c@acme.test: 554 5.7.1 Policy rejection"]}
-    assert status[m2.id]["pending"] == 3 and status[m2.id]["sent"] == 0
+    assert status[m2.id]["pending"] == status[m2.id]["queued"] == 3 and status[m2.id]["sent"] == 0
     assert outbox.delivery_status([]) == {}
 
 
@@ -645,17 +628,6 @@ def test_relay_answers_are_classified(settings: Settings, relay) -> None:
 
 
 # --- The whole loop through the real gateway -------------------------------------------------------------
-
-
-def smtp_send(gateway, mail_from: str, rcpt: str, raw: bytes) -> int:  # noqa: ANN001
-    with smtplib.SMTP(gateway.host, gateway.port, timeout=30) as client:
-        client.ehlo("mx.sender.test")
-        client.mail(mail_from)
-        code, _ = client.rcpt(rcpt)
-        if code != 250:
-            return code
-        code, _ = client.data(re.sub(rb"\r?\n", b"\r\n", raw))
-        return code
 
 
 def reply_to(received: Received, sender: str, text: str) -> tuple[str, bytes]:

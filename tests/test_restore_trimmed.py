@@ -78,13 +78,34 @@ def test_clients_never_see_or_reach_the_controls(app: Any, world: World) -> None
 
 def test_restore_takes_only_the_message_own_trimmed_part(world: World) -> None:
     with pytest.raises(PostingError):
-        restore_trimmed(world.public, world.team)  # nothing was trimmed from it
+        restore_trimmed(world.public, world.team, "x")  # nothing was trimmed from it
     message = _emailed(world)
     with pytest.raises(PostingError):
-        restore_trimmed(message, world.client)  # the client cannot
+        restore_trimmed(message, world.client, TRIMMED)  # the client cannot
+    with pytest.raises(PostingError):
+        restore_trimmed(message, world.team, "Text that was never trimmed from it.")
     delete_message(message, world.team)
     with pytest.raises(PostingError):
-        restore_trimmed(reload(message), world.team)
+        restore_trimmed(reload(message), world.team, TRIMMED)
+
+
+def test_a_quote_of_our_own_email_is_never_restored(app: Any, world: World) -> None:
+    # A client's reply quoting the notification: its reply address, sign-in link and the marker stay out,
+    # whatever the team restores (the quote may also hold a team member's internal context).
+    ours = ("On Mon, Dec 1, 2026 at 10:00 WorkRate <\n"
+            f"reply+SECRETTOKEN@{app.extensions['workrate_settings'].reply_domain}> wrote:\n"
+            "> ##- Please type your reply above this line -##\n"
+            "> Open the conversation: http://app.test/login/SECRETLINK")
+    message = post_message(world.thread, world.client, "Yes, go ahead.", source="email",
+                           trimmed_text=f"{SIGNATURE}\n\n{ours}")
+    kim = sign_in(app.test_client(), world.team)
+    assert post_form(kim, f"/messages/{message.id}/restore", json=True).status_code == 200
+    assert reload(message).text == f"Yes, go ahead.\n\n{SIGNATURE}"
+    only_ours = post_message(world.thread, world.client, "Fine.", source="email", trimmed_text=ours)
+    answer = post_form(kim, f"/messages/{only_ours.id}/restore", json=True)
+    assert answer.status_code == 400 and "nothing to restore" in answer.get_json()["error"]
+    assert reload(only_ours).text == "Fine." and "SECRET" not in str(sign_in(
+        app.test_client(), world.client).get("/portal/w/acme").get_data(as_text=True))
 
 
 def test_learned_signatures_are_shown_and_undone_by_the_team(app: Any, world: World) -> None:

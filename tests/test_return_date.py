@@ -21,14 +21,22 @@ CASES = [
     ("I return on 2027-01-04.", D(2027, 1, 4), BACK),
     ("I'm on leave, back Monday.", D(2026, 12, 7), BACK),
     ("I am on holiday from 20 December to 4 January, without email.", D(2027, 1, 5), UNTIL),
+    ("I'll be back in the office on Monday, 5 January.", D(2027, 1, 5), BACK),
     # German
     ("Ich bin bis zum 12.01. nicht im Büro.", D(2027, 1, 13), UNTIL),
     ("Vielen Dank. Ich bin ab dem 4. Januar 2027 wieder erreichbar.", D(2027, 1, 4), BACK),
-    ("Ich bin am Montag, den 14. Dezember zurück.", None, None),  # the date comes before the phrase
+    # ... the date before the phrase
+    ("Ich bin am 14. Dezember zurück.", D(2026, 12, 14), BACK),
+    ("Ich bin am Montag, den 14. Dezember zurück.", D(2026, 12, 14), BACK),
+    ("Ich bin ab dem 5. Januar wieder im Büro.", D(2027, 1, 5), BACK),
+    ("Ab Montag, dem 4. Januar bin ich wieder erreichbar.", D(2027, 1, 4), BACK),
+    ("Ich bin ab 20. Dezember im Urlaub und ab 5. Januar wieder da.", D(2027, 1, 5), BACK),
+    ("Ich bin ab 20. Dezember im Urlaub.", None, None),  # the day they leave, not the day they are back
     ("Ich bin bis einschließlich 18. Dezember im Urlaub.", D(2026, 12, 19), UNTIL),
     # French
     ("Je suis absent jusqu'au 12 janvier inclus.", D(2027, 1, 13), UNTIL),
     ("Je serai de retour le lundi 4 janvier.", D(2027, 1, 4), BACK),
+    ("Je serai de retour le 5 janvier.", D(2027, 1, 5), BACK),
     ("Je suis en congés jusqu’au 1er janvier.", D(2027, 1, 2), UNTIL),
     ("Je suis absente du 21 décembre au 3 janvier.", D(2027, 1, 4), UNTIL),
     # Spanish
@@ -38,6 +46,9 @@ CASES = [
     # Dutch
     ("Ik ben afwezig tot en met 8 januari.", D(2027, 1, 9), UNTIL),
     ("Ik ben weer aanwezig op maandag 11 januari.", D(2027, 1, 11), BACK),
+    ("Ik ben vanaf 5 januari weer aanwezig.", D(2027, 1, 5), BACK),
+    ("Ik ben op maandag 4 januari weer op kantoor.", D(2027, 1, 4), BACK),
+    ("Ik ben vanaf 20 december afwezig.", None, None),  # the day they leave
     # Portuguese
     ("Estou fora do escritório até 15 de dezembro.", D(2026, 12, 16), UNTIL),
     ("Estarei de volta em 7 de janeiro.", D(2027, 1, 7), BACK),

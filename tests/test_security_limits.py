@@ -5,6 +5,7 @@ import datetime as dt
 import io
 import os
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from gateway_support import People, eml, posts, send, start_gateway
@@ -12,7 +13,10 @@ from web_support import World, post_form, sign_in
 
 from config import Settings
 from gateway import errors
+from gateway.errors import SlowDown
+from gateway.inbound.authenticate import check_plain_rate
 from storage.models import Message
+from storage.rate_limits import RateCount
 
 
 def _stored_files(settings: Any) -> list[Path]:
@@ -181,3 +185,17 @@ def test_the_shared_count_holds_under_concurrent_hits(settings: Settings, databa
         t.join(60)
     assert len(results) == 40 and results.count(True) == 10
     assert purge_old_counts(dt.datetime(2100, 1, 1)) == 1
+
+
+def test_a_network_over_its_reply_at_limit_stores_nothing_per_new_sender(settings: Settings,
+                                                                          database: object) -> None:
+    # A stranger rotating envelope senders from one network: once the network is over, no row per sender.
+    settings = settings.replace(reply_plain_per_hour=5)
+    refused = 0
+    for i in range(60):
+        mail = SimpleNamespace(settings=settings, mail_from=f"x{i}@evil.test", peer="203.0.113.7")
+        try:
+            check_plain_rate(mail)  # type: ignore[arg-type]
+        except SlowDown:
+            refused += 1
+    assert refused == 55 and RateCount.select().count() == 1 + 5  # the network's row, and the first five senders

@@ -71,26 +71,20 @@ def test_200_idle_connections_from_one_address_no_longer_block_mail_from_another
 
 def test_a_noop_loop_is_closed_after_the_command_budget(settings, people: People):
     # Before: every NOOP restarted the silence timeout, so a NOOP loop held its connection for ever.
-    controller = start_gateway(settings.replace(smtp_commands_per_mail=30))
-    try:
-        client = smtplib.SMTP("127.0.0.1", controller.port, timeout=10)
-        client.ehlo("client.test")
+    with start_gateway(settings.replace(smtp_commands_per_mail=30)) as controller:
+        client = controller.connect()
         replies = []
         with pytest.raises(smtplib.SMTPServerDisconnected):
             for _ in range(100):
                 replies.append(client.noop())
         assert len(replies) <= 30
         assert reply_line(replies[-1][0], replies[-1][1].decode()) == outcome_line(errors.NoProgress())
-    finally:
-        controller.stop()
 
 
 def test_noop_and_rset_do_not_extend_a_connection_past_the_idle_bound(settings, people: People):
     # The silence timeout is long (300 s), the no-mail bound short: commands keep coming, yet it ends.
-    controller = start_gateway(settings.replace(smtp_idle_session_seconds=1.0))
-    try:
-        client = smtplib.SMTP("127.0.0.1", controller.port, timeout=10)
-        client.ehlo("client.test")
+    with start_gateway(settings.replace(smtp_idle_session_seconds=1.0)) as controller:
+        client = controller.connect()
         start = time.monotonic()
         with pytest.raises(smtplib.SMTPServerDisconnected):
             while time.monotonic() - start < 20:
@@ -98,18 +92,13 @@ def test_noop_and_rset_do_not_extend_a_connection_past_the_idle_bound(settings, 
                 client.rset()
                 time.sleep(0.1)
         assert time.monotonic() - start < 10
-    finally:
-        controller.stop()
 
 
 def test_a_delivered_mail_restarts_the_budget(settings, people: People):
     # A sender delivering mail on one connection is never cut off by the no-progress bounds.
-    controller = start_gateway(settings.replace(smtp_commands_per_mail=30))
-    try:
+    with start_gateway(settings.replace(smtp_commands_per_mail=30)) as controller:
         address = people.bob_address
-        client = smtplib.SMTP("127.0.0.1", controller.port, timeout=10)
-        try:
-            client.ehlo("client.test")
+        with controller.connect() as client:
             for _mail in range(3):
                 for _ in range(20):
                     assert client.noop()[0] == 250
@@ -117,11 +106,7 @@ def test_a_delivered_mail_restarts_the_budget(settings, people: People):
                 client.rcpt(address)
                 code, text = client.data(eml("plain_reply.eml", to=address))
                 assert code == 250, text
-        finally:
-            client.quit()
         assert len(posts(people.thread)) == 3
-    finally:
-        controller.stop()
 
 
 def test_connections_count_per_address_and_per_ipv6_64() -> None:

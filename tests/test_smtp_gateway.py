@@ -321,23 +321,19 @@ def test_lines_longer_than_rfc_5321_are_accepted(gateway, people: People):
 
 def test_a_line_longer_than_the_limit_and_a_mail_larger_than_the_limit_are_refused(settings, people: People):
     # Beyond MAX_LINE_LENGTH and MAX_MESSAGE_SIZE the refusal is a sentence, and the attempt is recorded.
-    controller = start_gateway(settings.replace(max_line_length=4000, max_message_size=50_000))
-    try:
+    with start_gateway(settings.replace(max_line_length=4000, max_message_size=50_000)) as controller:
         address = people.bob_address
         raw = eml("plain_reply.eml", to=address)
         code, text = send(controller.port, raw.replace(b"Looks great", b"y" * 6000), address)
         assert reply_line(code, text) == outcome_line(errors.LineTooLong())
         code, text = send(controller.port, raw.replace(b"Looks great", (b"z" * 70 + b"\r\n") * 1000), address)
         assert reply_line(code, text) == outcome_line(errors.TooLarge())
-        with smtplib.SMTP("127.0.0.1", controller.port, timeout=10) as client:
-            client.ehlo("client.test")
+        with controller.connect() as client:
             code, text = client.mail("bob@acme.test", ["SIZE=60000"])
         assert reply_line(code, text.decode()) == outcome_line(errors.TooLarge())
         assert posts(people.thread) == []
         assert [(r.outcome, r.reason) for r in inbound_rows()] == [
             (REJECTED, errors.LineTooLong.reason), (REJECTED, errors.TooLarge.reason)]
-    finally:
-        controller.stop()
 
 
 def test_connections_beyond_the_limit_get_421(settings, people: People):
@@ -346,9 +342,7 @@ def test_connections_beyond_the_limit_get_421(settings, people: People):
     clients = []
     try:
         for _ in range(2):
-            client = smtplib.SMTP("127.0.0.1", controller.port, timeout=10)
-            client.ehlo("client.test")
-            clients.append(client)
+            clients.append(controller.connect())
         with pytest.raises(smtplib.SMTPConnectError) as refused:
             smtplib.SMTP("127.0.0.1", controller.port, timeout=10)
         assert reply_line(refused.value.smtp_code, refused.value.smtp_error.decode()) == outcome_line(
@@ -371,28 +365,21 @@ def test_connections_beyond_the_limit_get_421(settings, people: People):
 
 def test_an_idle_client_is_disconnected_after_the_timeout(settings, people: People):
     # SMTP_TIMEOUT bounds how long a silent client holds a connection.
-    controller = start_gateway(settings.replace(smtp_timeout=0.5))
-    try:
-        client = smtplib.SMTP("127.0.0.1", controller.port, timeout=10)
-        client.ehlo("client.test")
+    with start_gateway(settings.replace(smtp_timeout=0.5)) as controller:
+        client = controller.connect()
         time.sleep(1.2)
         with pytest.raises(smtplib.SMTPServerDisconnected):
             client.noop()
-    finally:
-        controller.stop()
 
 
 def test_processing_time_limit_answers_451(settings, people: People):
     # A mail that cannot be processed within SMTP_PROCESSING_TIMEOUT is answered 451 (retried later).
-    controller = start_gateway(settings.replace(smtp_processing_timeout=0))
-    try:
+    with start_gateway(settings.replace(smtp_processing_timeout=0)) as controller:
         address = people.bob_address
         code, text = send(controller.port, eml("plain_reply.eml", to=address), address)
         assert reply_line(code, text) == outcome_line(errors.ProcessingTimeout())
         assert posts(people.thread) == []
         assert [(r.outcome, r.smtp_code) for r in inbound_rows()] == [(DEFERRED, 451)]
-    finally:
-        controller.stop()
 
 
 class _DatabaseLock:
@@ -421,8 +408,7 @@ class _DatabaseLock:
 def test_a_locked_database_answers_451_and_the_retry_is_posted_once(settings, people: People):
     # While another transaction holds the database, the gateway never answers 250 without storing:
     # it answers 451 in time; once the lock is gone, the sender's retry is posted exactly once.
-    controller = start_gateway(settings.replace(smtp_processing_timeout=1))
-    try:
+    with start_gateway(settings.replace(smtp_processing_timeout=1)) as controller:
         address = people.bob_address
         raw = eml("plain_reply.eml", to=address)
         with _DatabaseLock(settings):
@@ -438,8 +424,6 @@ def test_a_locked_database_answers_451_and_the_retry_is_posted_once(settings, pe
         assert posts(people.thread) == []
         assert reply_line(*send(controller.port, raw, address)) == outcome_line(errors.Accepted())
         assert len(posts(people.thread)) == 1
-    finally:
-        controller.stop()
 
 
 def _self_signed(tmp_path: Path) -> tuple[str, str]:
@@ -452,11 +436,9 @@ def _self_signed(tmp_path: Path) -> tuple[str, str]:
 def test_starttls_is_offered_with_a_certificate(settings, people: People, tmp_path):
     # With a certificate and key configured, EHLO offers STARTTLS and a reply can be delivered over it.
     cert, key = _self_signed(tmp_path)
-    controller = start_gateway(settings.replace(smtp_tls_cert=cert, smtp_tls_key=key))
-    try:
+    with start_gateway(settings.replace(smtp_tls_cert=cert, smtp_tls_key=key)) as controller:
         address = people.bob_address
-        with smtplib.SMTP("127.0.0.1", controller.port, timeout=10) as client:
-            client.ehlo("client.test")
+        with controller.connect() as client:
             assert "starttls" in client.esmtp_features
             context = ssl.create_default_context()
             context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
@@ -465,8 +447,6 @@ def test_starttls_is_offered_with_a_certificate(settings, people: People, tmp_pa
             assert "auth" not in client.esmtp_features
             client.sendmail("bob@acme.test", [address], eml("plain_reply.eml", to=address))
         assert len(posts(people.thread)) == 1
-    finally:
-        controller.stop()
 
 
 def test_handle_exception_answers_451_never_500(settings):

@@ -11,6 +11,7 @@ a CSP that runs nothing, and a long private cache (its URL changes with every ne
 from __future__ import annotations
 
 import io
+import threading
 from typing import IO, Any
 
 from flask import Blueprint, Response, abort, flash, g, redirect, request, url_for
@@ -29,7 +30,10 @@ bp = Blueprint("avatars", __name__)
 bp.add_app_template_global(initials, "initials")  # /me draws the initials a picture replaces
 
 AVATAR_UPLOAD_MAX = 10 * 1024 * 1024  # a phone's photo fits; the stored picture is far smaller
-AVATAR_MAX_PIXELS = 50_000_000  # beyond it decoding would take too much memory (a "decompression bomb")
+# Beyond these decoding takes too much memory (a "decompression bomb"). A JPEG decodes at a reduced scale
+# (draft), so a phone's full-size photo is fine; PNG and WebP decode whole.
+AVATAR_MAX_PIXELS = {"JPEG": 50_000_000, "PNG": 16_000_000, "WEBP": 16_000_000}
+_DECODES = threading.BoundedSemaphore(2)  # pictures decoded at once; an upload waits briefly for its turn
 _PIL_FORMATS = {"image/png": "PNG", "image/jpeg": "JPEG", "image/webp": "WEBP"}
 
 
@@ -46,17 +50,22 @@ def square_picture(stream: IO[bytes]) -> bytes:
     data = stream.read(AVATAR_UPLOAD_MAX + 1)
     if len(data) > AVATAR_UPLOAD_MAX:
         raise PictureError(f"The picture can be at most {human_size(AVATAR_UPLOAD_MAX)}.")
+    if not _DECODES.acquire(timeout=10):
+        raise PictureError("Pictures are being processed right now; please try again in a moment.")
     try:
         with Image.open(io.BytesIO(data), formats=[_PIL_FORMATS[kind]]) as image:
-            if image.width * image.height > AVATAR_MAX_PIXELS:
+            if image.width * image.height > AVATAR_MAX_PIXELS[_PIL_FORMATS[kind]]:
                 raise PictureError("The picture has too many pixels; please use a smaller one.")
             image.draft("RGB", (AVATAR_SIZE, AVATAR_SIZE))  # a JPEG decodes at a reduced scale: less memory
             upright = ImageOps.exif_transpose(image)  # a phone's "rotate on display" tag, applied
+            upright.thumbnail((AVATAR_SIZE * 4, AVATAR_SIZE * 4))  # small before the RGBA copy
             square = ImageOps.fit(upright.convert("RGBA"), (AVATAR_SIZE, AVATAR_SIZE), Image.Resampling.LANCZOS)
     except PictureError:
         raise
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
         raise PictureError("The picture could not be read as an image; please try another file.") from None
+    finally:
+        _DECODES.release()
     out = io.BytesIO()
     square.save(out, "WEBP", quality=85, method=4)
     return out.getvalue()

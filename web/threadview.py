@@ -11,13 +11,14 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from flask import abort, get_template_attribute, url_for
+from flask import abort, g, get_template_attribute, url_for
 from markupsafe import Markup
 from peewee import fn
 
 from storage.avatars import avatar_versions
 from storage.mail_log import CORRECTION, NOTIFICATION, SENT, OutboxEmail, ThreadEvent
 from storage.models import Attachment, Message, ReadMarker, Thread, User, Workspace
+from storage.notify_schedule import zone_of
 from storage.outbox import delivery_status
 from storage.rendering import sanitize_html
 from storage.search import search_terms
@@ -61,7 +62,7 @@ class MessageView:
     mine: bool = False
     trimmed_text: str | None = None  # team only
     has_email: bool = False  # team only: the original email can be opened
-    delivery: dict[str, Any] | None = None  # team only: {"sent": n, "pending": n, "failed": n, "errors": [...]}
+    delivery: dict[str, Any] | None = None  # team only: storage/outbox.py delivery_status
     highlight: Markup | None = None  # search results: the text with matching words in <mark>
     edited_at: dt.datetime | None = None
     deleted: bool = False
@@ -150,7 +151,10 @@ def load_page(viewer: Viewer, thread: Thread, before: int | None = None,
 
 
 def _delivery(message_ids: list[int]) -> dict[int, dict[str, Any]]:
-    return delivery_status(message_ids) if message_ids else {}
+    """Delivery lines with held emails' times in the signed-in person's own time zone."""
+    user = getattr(g, "user", None)
+    zone = zone_of(user.time_zone if user is not None else None)
+    return delivery_status(message_ids, zone=zone) if message_ids else {}
 
 
 def build_views(messages: list[Message], viewer: Viewer, *, terms: list[str] | None = None,

@@ -7,10 +7,12 @@ from typing import Any
 
 from flask import Blueprint, abort, flash, g, jsonify, redirect, render_template, request, url_for
 
+from gateway.inbound.own_mail import restorable_part
 from storage.learned_signatures import LearnedSignature, set_cut, signatures_of
 from storage.models import Message, Thread, User, Workspace
 from storage.posting import PostingError, restore_trimmed
 from web.auth import team_required
+from web.context import app_settings
 from web.threadview import MAX_ID, build_views, get_visible_message, render_views
 
 bp = Blueprint("trimmed", __name__)
@@ -41,7 +43,10 @@ def restore(message_id: int) -> Any:
     message = get_visible_message(g.viewer, message_id)
     json = request.accept_mimetypes.best == "application/json"  # the page's script: redrawn in place
     try:
-        restore_trimmed(message, g.user)
+        settings = app_settings()
+        part = restorable_part(message.trimmed_text or "", reply_domain=settings.reply_domain,
+                               base_url=settings.effective_base_url)
+        restore_trimmed(message, g.user, part)
     except PostingError as e:
         if json:
             return jsonify({"error": str(e)}), 400

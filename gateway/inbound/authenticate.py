@@ -241,8 +241,9 @@ def check_plain_rate(mail: InboundMail) -> None:
     limit = mail.settings.reply_plain_per_hour
     sender = (mail.mail_from or "<>").strip().lower()[:320]
     network = network_of(peer_address(mail.peer))
-    if not rate_hit(f"plain-sender:{hash_secret(sender)}", limit, PLAIN_WINDOW) \
-            or not rate_hit(f"plain-network:{network}", limit, PLAIN_WINDOW):
+    # The network first: once it is over, a stranger's new sender addresses add no rows of their own.
+    if not rate_hit(f"plain-network:{network}", limit, PLAIN_WINDOW) \
+            or not rate_hit(f"plain-sender:{hash_secret(sender)}", limit, PLAIN_WINDOW):
         raise SlowDown(detail=f"reply@ from {sender} ({network})")
 
 

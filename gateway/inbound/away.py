@@ -2,22 +2,45 @@
 
 Only a mail that would be posted as theirs notes it: the same authenticate_sender as a reply (their own
 reply address, From their own address, Messages access, the sender checks), so nobody else can set a
-contact away. Any other auto-reply is dropped as before, and never refused (an auto-responder answered
-with a refusal writes yet another mail). The note is written with the mail's row in the inbound log
-(store.py record_row calls write_away), and its return date is read off the text in a worker thread
-(read_return_date: dateparser's first use of a language takes a while) before that. Nobody is notified.
+contact away. Sieve-style vacation responders answer the envelope sender instead, our bounce+TOKEN@
+address: such a reply notes its writer only when the token is that of a notification sent to that very
+contact and From is their address (authenticate_bounce_reply: the same checks, the bounce token standing in
+for the reply token; both are secrets only that contact's mailbox received). Any other auto-reply is
+dropped as before, and never refused (an auto-responder answered with a refusal writes yet another mail).
+The note is written with the mail's row in the inbound log (store.py record_row calls write_away), and its
+return date is read off the text in a worker thread (read_return_date: dateparser's first use of a language
+takes a while) before that. Nobody is notified.
 """
 from __future__ import annotations
 
 import logging
 
-from gateway.errors import AutoReply, ClientAway, Outcome, Rejected, SlowDown
-from gateway.inbound.authenticate import authenticate_sender
+from gateway.errors import (
+    AutoReply,
+    ClientAway,
+    DmarcFailed,
+    NoSender,
+    Outcome,
+    Rejected,
+    SeveralSenders,
+    SlowDown,
+    WorkspaceArchived,
+    WrongSender,
+)
+from gateway.inbound.authenticate import (
+    authenticate_sender,
+    check_may_post,
+    check_sender_domain,
+    clip_header,
+    dmarc_failed,
+    names_several_senders,
+)
 from gateway.inbound.extract import reply_from_parts
-from gateway.inbound.mail import InboundMail
+from gateway.inbound.mail import BOUNCE, InboundMail, Recipient, Target
 from gateway.inbound.return_date import UNTIL, return_date
 from storage.away import record_away
-from storage.models import CLIENT
+from storage.mail_log import NOTIFICATION, OutboxEmail
+from storage.models import CLIENT, Thread, User, Workspace
 
 log = logging.getLogger(__name__)
 
@@ -28,14 +51,57 @@ def note_client_away(mail: InboundMail) -> None:
     if not mail.out_of_office:
         return
     try:
-        authenticate_sender(mail)
+        if any(r.kind != BOUNCE for r in mail.recipients):
+            authenticate_sender(mail)
+        else:
+            authenticate_bounce_reply(mail)
     except (Rejected, SlowDown) as e:
         raise AutoReply(detail=f"not noted as away: {e.reason} {e.detail}".strip()[:300]) from e
+    if mail.hold:  # a reply would be held for the sender to confirm: not proven theirs, so not noted
+        raise AutoReply(detail=f"not noted as away: unconfirmed sender ({mail.hold})"[:300])
     clients = sorted({t.author.id for t in mail.targets if t.author.role == CLIENT})
     if not clients:
         raise AutoReply(detail="not from a client contact")
     mail.away_user_ids = clients
     raise ClientAway(detail="no return date given")
+
+
+def authenticate_bounce_reply(mail: InboundMail) -> None:
+    """An auto-reply sent to our notifications' bounce addresses only: its targets are the client contacts
+    those notifications went to, when From is that contact's own address (the address the email went to as
+    well); otherwise the refusal authenticate_sender would give (here only logged: the mail is dropped)."""
+    parsed = mail.parsed
+    assert parsed is not None
+    if dmarc_failed(parsed, mail.settings.trusted_authserv_id):
+        raise DmarcFailed()
+    if names_several_senders(parsed):
+        raise SeveralSenders(detail=clip_header(parsed.header("from")))
+    if not mail.from_address:
+        raise NoSender()
+    tokens = {r.outbox_email_id: r for r in mail.recipients if r.kind == BOUNCE and r.outbox_email_id}
+    rows = (OutboxEmail.select(OutboxEmail, User, Thread).join(User).switch(OutboxEmail).join(Thread)
+            .where(OutboxEmail.id.in_(list(tokens)) & (OutboxEmail.kind == NOTIFICATION)
+                   & (OutboxEmail.internal == False)))  # noqa: E712
+    own = []
+    for row in rows:
+        user, thread = row.recipient, row.thread
+        if user is None or thread is None or user.role != CLIENT or user.email != mail.from_address \
+                or row.to_address.strip().lower() != mail.from_address:
+            continue
+        own.append(Recipient(tokens[row.id].address, BOUNCE, token=tokens[row.id].token, user_id=user.id,
+                             thread_id=thread.id, outbox_email_id=row.id, user=user, thread=thread))
+    if not own:
+        raise WrongSender(detail=f"From {mail.from_address} (bounce address)")
+    if mail.settings.sender_checks == "dns":
+        check_sender_domain(mail, own)
+    by_thread: dict[int, Target] = {}
+    for r in own:
+        check_may_post(r.user, r.thread)
+        archived = Workspace.select(Workspace.archived_at).where(Workspace.id == r.thread.workspace_id).scalar()
+        if archived is not None:
+            raise WorkspaceArchived()
+        by_thread.setdefault(r.thread.id, Target(thread=r.thread, author=r.user, internal=False, dedup_key=r.token))
+    mail.targets = list(by_thread.values())
 
 
 def read_return_date(mail: InboundMail, outcome: Outcome) -> None:

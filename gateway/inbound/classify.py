@@ -141,7 +141,7 @@ def is_our_loop(parsed: ParsedMail, from_address: str, reply_domain: str, mail_f
 
 def drop_automatic_mail(mail: InboundMail) -> None:
     """Step: drop bounces (noting hard ones on the notification), auto-replies and our own loop. An
-    out-of-office reply to a reply address is marked for note_client_away (gateway/inbound/away.py),
+    out-of-office reply (to a reply or a bounce address) is marked for note_client_away (gateway/inbound/away.py),
     which drops it too."""
     parsed = mail.parsed
     assert parsed is not None
@@ -157,8 +157,10 @@ def drop_automatic_mail(mail: InboundMail) -> None:
     if is_our_loop(parsed, mail.from_address, mail.settings.reply_domain, mail.settings.effective_mail_from):
         raise OwnLoop()
     kind = auto_reply_kind(parsed, mail.from_address)
-    if kind == OUT_OF_OFFICE and any(r.kind != BOUNCE for r in mail.recipients):
-        mail.out_of_office = True  # dropped by the next step, which may note its writer as away
+    if kind == OUT_OF_OFFICE:
+        # Dropped by the next step, which may note its writer as away (also when it answered a bounce
+        # address: vacation responders write to the envelope sender).
+        mail.out_of_office = True
         return
     if kind is not None:
         raise AutoReply()

@@ -34,7 +34,10 @@ _PHRASES: list[tuple[str, str, str]] = [
     ("en", UNTIL, r"\b(?:until|till|through|thru)(?:\s+and\s+including)?"),
     ("en", UNTIL, r"\bfrom(?:\s+[\w,.]+){1,4}?\s+(?:to|-|–)"),  # "from 20 December to 4 January"
     ("de", BACK, r"\b(?:zurück|wieder\s+(?:im\s+büro|erreichbar|da|verfügbar))(?:\s+(?:am|ab))?(?:\s+dem)?"),
-    ("de", BACK, r"\bab(?:\s+dem|\s+montag|\s+dienstag|\s+mittwoch|\s+donnerstag|\s+freitag)?(?=\s+\d)"),
+    # The date before the phrase: "am 14. Dezember zurück", "ab dem 5. Januar wieder im Büro" (only when the
+    # return word follows in the same sentence before another date phrase: "ab 20. Dezember im Urlaub" is not).
+    ("de", BACK, r"\b(?:am|ab)(?:\s+dem|\s+\w+,?\s+de[nm](?=\s+\d))?"
+                 r"(?=(?:(?!\b(?:am|ab|bis)\b)[^!?\n]){0,50}?\b(?:zurück|wieder)\b)"),
     ("de", UNTIL, r"\bbis(?:\s+(?:einschließlich|einschl\.|inkl\.|inklusive))?(?:\s+(?:zum|am|einschließlich))?"),
     ("fr", BACK, r"\b(?:de\s+retour|retour|je\s+reviendrai|rentrerai)(?:\s+(?:le|au\s+bureau\s+le|à\s+partir\s+du))?"),
     ("fr", UNTIL, r"\bjusqu['’]\s*(?:au|à|a)(?:\s+(?:inclus|le))?"),
@@ -45,6 +48,8 @@ _PHRASES: list[tuple[str, str, str]] = [
     ("es", UNTIL, r"\bdel(?:\s+[\w,.]+){1,4}?\s+al"),  # "del 20 de diciembre al 4 de enero"
     ("nl", BACK, r"\b(?:terug|weer\s+(?:aanwezig|bereikbaar|beschikbaar|op\s+kantoor))(?:\s+(?:op|vanaf))?"),
     ("nl", UNTIL, r"\b(?:tot\s+en\s+met|t/m|tot)"),
+    # "vanaf 5 januari weer aanwezig": only with the return word after it ("vanaf 20 december afwezig" is not)
+    ("nl", BACK, r"\b(?:vanaf|op)(?=(?:(?!\b(?:vanaf|op|tot)\b)[^!?\n]){0,50}?\b(?:weer|terug)\b)"),
     ("pt", BACK, r"\b(?:de\s+volta|regresso|retorno|volto|voltarei|retornarei)(?:\s+(?:em|a|no\s+dia|dia|na))?"),
     ("pt", UNTIL, r"\baté(?:\s+(?:o\s+dia|dia|ao\s+dia|a|o))?"),
     ("it", BACK, r"\b(?:di\s+ritorno|rientro|rientrerò|tornerò|torno|sarò\s+di\s+nuovo\s+in\s+ufficio)"

@@ -23,7 +23,6 @@ from email.policy import EmailPolicy
 from email.utils import format_datetime
 from html import escape
 from urllib.parse import quote
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import jinja2
 
@@ -38,6 +37,7 @@ from storage.episodes import EmailEpisode, current_episode, episode_for, episode
 from storage.mail_log import OutboxEmail
 from storage.models import VISIBILITY_INTERNAL, Attachment, Message, Thread, User, Workspace
 from storage.rendering import sanitize_html
+from storage.time_zones import zone_of
 from storage.tokens import EMAIL, create_login_token, reply_token_for
 from storage.units import human_size
 from storage.visibility import Viewer, visible_messages
@@ -223,19 +223,15 @@ def email_link_secret(settings: Settings, recipient: User, workspace: Workspace)
 
 def _when(created_at: dt.datetime, recipient: User | None = None) -> str:
     """The time in the recipient's own time zone (stored from their browser), UTC when unknown."""
-    zone = time_zone(recipient.time_zone if recipient is not None else None)
+    zone = zone_of(recipient.time_zone if recipient is not None else None)
     local = created_at.replace(tzinfo=dt.UTC).astimezone(zone)
     return local.strftime("%a %d %b %Y, %H:%M ") + (local.tzname() or "UTC")
 
 
-def time_zone(name: str | None) -> dt.tzinfo:
-    """The IANA zone of that name, UTC for none or an unknown one."""
-    if not name:
-        return dt.UTC
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        return dt.UTC
+def _digest_line(count: int, since: dt.datetime, recipient: User) -> str:
+    """"Your daily digest: 5 messages since Tuesday 08:00" (the recipient's own time)."""
+    local = since.replace(tzinfo=dt.UTC).astimezone(zone_of(recipient.time_zone))
+    return f"Your daily digest: {count} message{'' if count == 1 else 's'} since {local:%A %H:%M}"
 
 
 _MD_LINK = re.compile(r"(?<!!)\[([^\]\n]{1,500})\]\(\s*<?([^\s)>]{1,2000})>?(?:\s+\"[^\"]*\")?\s*\)")
@@ -310,9 +306,12 @@ def _base_headers(mail: EmailMessage, settings: Settings, *, display_name: str, 
     mail[LOOP_HEADER] = settings.reply_domain
 
 
-def render_notification(rows: Sequence[OutboxEmail], settings: Settings,
-                        now: dt.datetime | None = None) -> EmailMessage:
+def render_notification(rows: Sequence[OutboxEmail], settings: Settings, now: dt.datetime | None = None, *,
+                        digest_since: dt.datetime | None = None) -> EmailMessage:
     """One notification email for rows of one (recipient, thread, internal), oldest message first.
+
+    digest_since (naive UTC), for a daily digest: a line at the top of the new messages says it is one
+    ("Your daily digest: 5 messages since Tuesday 08:00"); the subject stays the episode's.
 
     Raises NothingVisible when the recipient may see none of the messages, and ValueError when the rows
     do not belong together (a programming error).
@@ -360,7 +359,8 @@ def render_notification(rows: Sequence[OutboxEmail], settings: Settings,
     subject = _one_line(episode.subject, 1000)
     last_author = authors[messages[-1].author_id]
     names = sorted({_one_line(authors[m.author_id].name) for m in messages})
-    earlier = context_messages(recipient, thread, before_id=opening.id, limit=settings.email_context_messages)
+    earlier = context_messages(recipient, thread, internal=internal, before_id=opening.id,
+                               limit=settings.email_context_messages)
     for m in earlier:
         authors.setdefault(m.author_id, User.get_by_id(m.author_id))
     for a in Attachment.select().where(Attachment.message.in_([m.id for m in earlier])).order_by(Attachment.id):
@@ -386,6 +386,7 @@ def render_notification(rows: Sequence[OutboxEmail], settings: Settings,
         "intro": (f"{len(messages)} new messages in {workspace_name} from {', '.join(names)}:" if len(messages) > 1
                   else f"New {'internal note' if internal else 'message'} in {workspace_name}:"),
         "messages": [drawn(m) for m in messages],
+        "digest_line": _digest_line(len(messages), digest_since, recipient) if digest_since else "",
         "earlier": [drawn(m, short=True) for m in earlier],
         "thread_url": signed_in_url(settings, secret,
                                     thread_url(settings, recipient, workspace) + f"#m-{messages[-1].id}"),
@@ -420,14 +421,17 @@ def initials(name: str) -> str:
 CONTEXT_TEXT_LENGTH = 400  # characters of an earlier message shown for context; the rest is a click away
 
 
-def context_messages(recipient: User, thread: Thread, *, before_id: int, limit: int) -> list[Message]:
+def context_messages(recipient: User, thread: Thread, *, internal: bool, before_id: int,
+                     limit: int) -> list[Message]:
     """The last `limit` messages before `before_id` that the recipient may see, oldest first, through the one
-    rule; for a client, never an internal note (asked of the query too, so the limit counts only theirs)."""
+    rule. An email of the client audience never holds an internal note, even a team member's: its reply
+    address posts client-visible, so a quoted note could be posted to the client (asked of the query too,
+    so the limit counts only client-visible ones)."""
     if limit <= 0:
         return []
     query = (visible_messages(Viewer.of(recipient), thread)
              .where((Message.id < before_id) & Message.deleted_at.is_null(True)))
-    if not recipient.is_team:
+    if not (internal and recipient.is_team):
         query = query.where(Message.visibility != VISIBILITY_INTERNAL)
     return list(reversed(list(query.order_by(Message.id.desc()).limit(limit))))
 
@@ -527,6 +531,6 @@ def _utcnow() -> dt.datetime:
 
 
 __all__ = ["render_notification", "render_correction", "render_login_link", "stored_mail", "visible_rows",
-           "mail_message_id", "thread_root_id", "plain_text", "time_zone",
+           "mail_message_id", "thread_root_id", "plain_text",
            "subject_for", "excerpt", "NothingVisible", "header_block", "MAIL_POLICY", "context_messages",
            "initials"]

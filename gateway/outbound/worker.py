@@ -215,8 +215,9 @@ class OutboxWorker:
                 outbox.mark_skipped(rows, reason)
                 log.info("outbox email #%d to %s skipped: %s", batch.lead_id, batch.to_address, reason)
                 return None
+            digest_since = None  # a daily digest says so at its top
             if self.settings.notify_delay is None:
-                rows = self._when_personal(batch, rows, recipient, now or utcnow())
+                rows, digest_since = self._when_personal(batch, rows, recipient, now or utcnow())
                 if not rows:
                     return None
             visible, hidden = visible_rows(rows)
@@ -227,7 +228,7 @@ class OutboxWorker:
             if not visible:
                 return None
             try:
-                mail = render_notification(visible, self.settings, now)
+                mail = render_notification(visible, self.settings, now, digest_since=digest_since)
             except NothingVisible as e:
                 outbox.mark_skipped(visible, str(e))
                 return None
@@ -262,24 +263,26 @@ class OutboxWorker:
                         eml_name=link_mail_name(batch.kind, lead.body_text))
 
     def _when_personal(self, batch: outbox.Batch, rows: list[OutboxEmail], recipient: User,
-                       now: dt.datetime) -> list[OutboxEmail]:
+                       now: dt.datetime) -> tuple[list[OutboxEmail], dt.datetime | None]:
         """The person's own timing decides (NOTIFY_DELAY unset): what they have read since is left out, and
-        the rest waits for their time (their N minutes, digest hour, quiet hours). Returns what may leave now."""
+        the rest waits for their time (their N minutes, digest hour, quiet hours). Returns what may leave now
+        and, for a digest, the digest time it covers messages since."""
         read = outbox.already_read(rows)
         if read:
             outbox.mark_skipped(read, "read before the email went out")
             log.info("outbox rows %s skipped: %s has read their messages", [r.id for r in read], batch.to_address)
             rows = [r for r in rows if r not in read]
         if not rows or batch.thread_id is None:
-            return rows
+            return rows, None
         timing = notify_schedule.timing_for(recipient, batch.thread_id, self.defaults)
-        at = notify_schedule.send_at(timing, min(r.created_at for r in rows), now)
+        first = min(r.created_at for r in rows)
+        at, held_for = notify_schedule.plan(timing, first, now)
         if at > now:
-            outbox.hold(batch, at, now)
+            outbox.hold(batch, at, now, held_for=held_for)
             log.debug("outbox email #%d to %s waits until %s UTC (%s)", batch.lead_id, batch.to_address,
                       at.isoformat(timespec="minutes"), timing.mode)
-            return []
-        return rows
+            return [], None
+        return rows, notify_schedule.digest_since(timing, first)
 
     # -- helpers --------------------------------------------------------------------------------------
 
