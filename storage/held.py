@@ -9,8 +9,14 @@ Two kinds:
   answering our notifications, two systems answering each other). Held quietly: not posted, nobody notified;
   the team sees it in the mail log. No email goes out for it, as any email could feed the loop.
 
-Held posts expire after HELD_POST_HOURS: the worker's housekeeping deletes them and the files only they
-used (purge_expired_held).
+Admins decide on held posts from the mail log (web/maillog.py): a loop-held post can be posted as its
+sender (release), and any waiting post discarded (discard): its files go at once, its link stops working, and
+its row stays, marked, until it expires. Who decided and when is kept on the mail's row in the mail log
+(InboundEmail.decided_by, decided_at), which outlives the held post.
+
+While held, a post's files count against its author's and its workspace's storage quota (`size`, summed by
+storage/quotas.py). Held posts expire after HELD_POST_HOURS: the worker's housekeeping deletes them and the
+files only they used (purge_expired_held).
 """
 from __future__ import annotations
 
@@ -20,12 +26,13 @@ import logging
 import secrets
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from peewee import AutoField, BigIntegerField, BooleanField, CharField, DateTimeField, ForeignKeyField, TextField
 
 from storage.db import write_transaction
 from storage.files import FileStore
-from storage.mail_log import ACCEPTED, InboundEmail
+from storage.mail_log import ACCEPTED, DROPPED, InboundEmail
 from storage.models import CLIENT, Attachment, BaseModel, Membership, Message, Thread, User, Workspace, utcnow
 from storage.posting import NewAttachment, PostingError, post_message
 from storage.tokens import hash_secret
@@ -57,6 +64,8 @@ class HeldPost(BaseModel):
     created_at = DateTimeField(default=utcnow)
     expires_at = DateTimeField(index=True)
     posted_at = DateTimeField(null=True)
+    discarded_at = DateTimeField(null=True)  # an admin discarded it: no files, no link, kept as a mark
+    size = BigIntegerField(default=0)  # bytes of its files, counted against quotas while it waits
     message = ForeignKeyField(Message, null=True, on_delete="SET NULL")
     message_id: int | None
 
@@ -67,11 +76,21 @@ class HeldPost(BaseModel):
     def files(self) -> list[NewAttachment]:
         return [NewAttachment(**item) for item in json.loads(self.attachments or "[]")]
 
+    def waiting(self, now: dt.datetime | None = None) -> bool:
+        """Neither posted nor discarded, and not expired."""
+        return self.posted_at is None and self.discarded_at is None and self.expires_at > (now or utcnow())
+
+
+def waiting_clause() -> Any:
+    """Held posts whose files are still kept for them: neither posted nor discarded (expired ones too, until
+    the worker's cleanup deletes them)."""
+    return HeldPost.posted_at.is_null() & HeldPost.discarded_at.is_null()
+
 
 def pending_for(user_id: int, now: dt.datetime | None = None) -> int:
     """How many unconfirmed CONFIRM posts of user_id are waiting."""
     return (HeldPost.select(HeldPost.id)
-            .where((HeldPost.author == user_id) & (HeldPost.kind == CONFIRM) & HeldPost.posted_at.is_null()
+            .where((HeldPost.author == user_id) & (HeldPost.kind == CONFIRM) & waiting_clause()
                    & (HeldPost.expires_at > (now or utcnow())))
             .count())
 
@@ -93,7 +112,8 @@ def hold(kind: str, *, thread_id: int, author_id: int, internal: bool, text: str
     row = HeldPost.create(
         kind=kind, token_hash=hash_secret(secret) if secret else None, thread=thread_id, author=author_id,
         internal=internal, text=text, trimmed_text=trimmed_text or "",
-        attachments=json.dumps([asdict(a) for a in attachments]), from_address=from_address[:320],
+        attachments=json.dumps([asdict(a) for a in attachments]), size=sum(a.size for a in attachments),
+        from_address=from_address[:320],
         subject=subject[:1000], message_id_hash=message_id_hash or "", inbound_email_id=inbound_email_id,
         created_at=now, expires_at=now + dt.timedelta(hours=hours))
     return row, secret
@@ -105,9 +125,15 @@ def held_by_secret(secret: str, now: dt.datetime | None = None) -> HeldPost | No
         return None
     row: HeldPost | None = (HeldPost.select().where((HeldPost.token_hash == hash_secret(secret))
                                                     & (HeldPost.kind == CONFIRM)).first())
-    if row is None or row.posted_at is not None or row.expires_at <= (now or utcnow()):
+    if row is None or not row.waiting(now):
         return None
     return row
+
+
+def live_confirm_hashes(hashes: list[str], now: dt.datetime | None = None) -> set[str]:
+    """Which of these link hashes still stand for a waiting CONFIRM post (storage/link_mail.py)."""
+    return {str(row.token_hash) for row in HeldPost.select(HeldPost.token_hash).where(
+        HeldPost.token_hash.in_(hashes) & waiting_clause() & (HeldPost.expires_at > (now or utcnow())))}
 
 
 class NotConfirmable(Exception):
@@ -122,27 +148,69 @@ def confirm(secret: str, *, notify_delay: float | None = 0, now: dt.datetime | N
         row = held_by_secret(secret, now)
         if row is None:
             raise NotConfirmable("This link has been used already or has expired.")
-        claimed = (HeldPost.update(posted_at=now)
-                   .where((HeldPost.id == row.id) & HeldPost.posted_at.is_null()).execute())
-        if claimed != 1:
-            raise NotConfirmable("This link has been used already or has expired.")
-        author = User.get_by_id(row.author_id)
-        thread = Thread.get_by_id(row.thread_id)
-        _check_may_post(author, thread)
-        try:
-            message = post_message(thread, author, row.text, internal=row.internal, source="email",
-                                   attachments=row.files, trimmed_text=row.trimmed_text or None,
-                                   inbound_email_id=row.inbound_email_id, notify_delay=notify_delay, now=now)
-        except PostingError as e:
-            raise NotConfirmable(str(e)) from e
-        HeldPost.update(message=message.id).where(HeldPost.id == row.id).execute()
-        if row.inbound_email_id is not None:
-            _mark_posted(row.inbound_email_id, message.id)
+        message = _post(row, notify_delay=notify_delay, now=now, by=None)
     log.info("held post #%d confirmed by its sender and posted as message #%d", row.id, message.id)
     return message
 
 
-def _mark_posted(inbound_email_id: int, message_id: int) -> None:
+def release(held_id: int, by: User, *, notify_delay: float | None = 0, now: dt.datetime | None = None) -> Message:
+    """An admin posts a loop-held post as its author, with its files and the audience of the address it came
+    through, once. A post held for confirmation is not released: only its sender can confirm it. Raises
+    NotConfirmable."""
+    now = now or utcnow()
+    with write_transaction():
+        row = HeldPost.get_or_none(HeldPost.id == held_id)
+        if row is None or not row.waiting(now):
+            raise NotConfirmable("This held reply was posted or discarded already, or has expired.")
+        if row.kind != LOOP:
+            raise NotConfirmable("Only its sender can post a reply held for confirmation; you can discard it.")
+        message = _post(row, notify_delay=notify_delay, now=now, by=by)
+    log.info("held post #%d released by %s and posted as message #%d", row.id, by.email, message.id)
+    return message
+
+
+def _post(row: HeldPost, *, notify_delay: float | None, now: dt.datetime, by: User | None) -> Message:
+    """Inside the caller's transaction: claims the held post (once) and posts it through the one write path."""
+    claimed = (HeldPost.update(posted_at=now)
+               .where((HeldPost.id == row.id) & waiting_clause()).execute())
+    if claimed != 1:
+        raise NotConfirmable("This link has been used already or has expired." if by is None
+                             else "This held reply was posted or discarded already.")
+    author = User.get_by_id(row.author_id)
+    thread = Thread.get_by_id(row.thread_id)
+    _check_may_post(author, thread, by)
+    try:
+        message = post_message(thread, author, row.text, internal=row.internal, source="email",
+                               attachments=row.files, trimmed_text=row.trimmed_text or None,
+                               inbound_email_id=row.inbound_email_id, notify_delay=notify_delay, now=now)
+    except PostingError as e:
+        raise NotConfirmable(str(e)) from e
+    HeldPost.update(message=message.id).where(HeldPost.id == row.id).execute()
+    if row.inbound_email_id is not None:
+        _mark_posted(row.inbound_email_id, message.id, by, now)
+    return message
+
+
+def discard(held_id: int, by: User, files_dir: Path, now: dt.datetime | None = None) -> HeldPost:
+    """An admin discards a waiting held post (either kind): its files go now (unless something else uses the
+    same bytes), its link stops working, and the row stays as a mark until it expires. Raises NotConfirmable."""
+    now = now or utcnow()
+    with write_transaction():
+        row = HeldPost.get_or_none(HeldPost.id == held_id)
+        if row is None or not row.waiting(now):
+            raise NotConfirmable("This held reply was posted or discarded already, or has expired.")
+        keys = {a.storage_key for a in row.files}
+        HeldPost.update(discarded_at=now, token_hash=None, attachments="[]", size=0, text="", trimmed_text="").where(
+            (HeldPost.id == row.id) & waiting_clause()).execute()
+        if row.inbound_email_id is not None:
+            InboundEmail.update(reason="discarded", decided_by=by.id, decided_at=now).where(
+                (InboundEmail.id == row.inbound_email_id) & (InboundEmail.outcome == DROPPED)).execute()
+    _remove_unused(files_dir, keys)
+    log.info("held post #%d (%s) discarded by %s", row.id, row.kind, by.email)
+    return row
+
+
+def _mark_posted(inbound_email_id: int, message_id: int, by: User | None, now: dt.datetime) -> None:
     """The held mail's row becomes an accepted one (it keeps its raw mail, as posted replies do), unless the
     same mail was meanwhile posted through the same address (the accepted-once index): then it only links."""
     inbound = InboundEmail.get_or_none(InboundEmail.id == inbound_email_id)
@@ -152,27 +220,58 @@ def _mark_posted(inbound_email_id: int, message_id: int) -> None:
         InboundEmail.id).where((InboundEmail.message_id_hash == inbound.message_id_hash)
                                & (InboundEmail.reply_token == inbound.reply_token)
                                & (InboundEmail.outcome == ACCEPTED)).exists()
-    changes = {InboundEmail.message: message_id, InboundEmail.reason: "confirmed"}
+    changes: dict[Any, Any] = {InboundEmail.message: message_id,
+                               InboundEmail.reason: "confirmed" if by is None else "released"}
+    if by is not None:
+        changes.update({InboundEmail.decided_by: by.id, InboundEmail.decided_at: now})
     if not twin:
         changes[InboundEmail.outcome] = ACCEPTED
     InboundEmail.update(changes).where(InboundEmail.id == inbound_email_id).execute()
 
 
-def _check_may_post(author: User, thread: Thread) -> None:
+def _check_may_post(author: User, thread: Thread, by: User | None) -> None:
+    """The sender may still post there (as the gateway would check now); sentences for whoever clicked."""
     if not author.active:
-        raise NotConfirmable("Your account is deactivated, so this reply cannot be posted.")
+        raise NotConfirmable("Your account is deactivated, so this reply cannot be posted." if by is None else
+                             f"{author.name}'s account is deactivated, so this reply cannot be posted.")
     workspace = Workspace.get_by_id(thread.workspace_id)
     if workspace.archived_at is not None:
         raise NotConfirmable("This conversation is archived, so replies to it are no longer posted.")
     if author.role == CLIENT and not Membership.select(Membership.id).where(
             (Membership.user == author.id) & (Membership.workspace == thread.workspace_id)
             & (Membership.messages_access == True)).exists():  # noqa: E712
-        raise NotConfirmable("You no longer have access to this conversation, so the reply cannot be posted.")
+        raise NotConfirmable("You no longer have access to this conversation, so the reply cannot be posted."
+                             if by is None else f"{author.name} no longer has access to this conversation, "
+                             "so the reply cannot be posted as them.")
 
 
 def held_file(key: str) -> bool:
     """Whether a held reply carries the stored file `key` (storage/retention.py keeps such files)."""
     return bool(HeldPost.select(HeldPost.id).where(HeldPost.attachments.contains(key)).exists())
+
+
+def _remove_unused(files_dir: Path, keys: set[str]) -> None:
+    """Deletes the stored files `keys` of held posts that are gone, unless something else has the same bytes."""
+    files = FileStore(files_dir)
+    for key in keys:
+        if held_file(key) or Attachment.select(Attachment.id).where(Attachment.storage_key == key).exists() \
+                or InboundEmail.select(InboundEmail.id).where(InboundEmail.raw_key == key).exists():
+            continue  # a post, a raw mail or another held reply has the same bytes
+        try:
+            files.remove(key)
+        except (OSError, ValueError):
+            log.warning("could not delete the file %s of a held post", key, exc_info=True)
+
+
+def held_of_mails(inbound_ids: list[int]) -> dict[int, list[HeldPost]]:
+    """The held posts (any state) of these mail log rows, by row id, each with its thread and workspace."""
+    found: dict[int, list[HeldPost]] = {}
+    if not inbound_ids:
+        return found
+    for row in (HeldPost.select(HeldPost, Thread, Workspace).join(Thread).join(Workspace)
+                .where(HeldPost.inbound_email_id.in_(inbound_ids)).order_by(HeldPost.id)):
+        found.setdefault(int(row.inbound_email_id or 0), []).append(row)
+    return found
 
 
 def purge_expired_held(files_dir: Path, now: dt.datetime | None = None, limit: int = PURGE_BATCH) -> int:
@@ -185,18 +284,11 @@ def purge_expired_held(files_dir: Path, now: dt.datetime | None = None, limit: i
     keys = {a.storage_key for row in rows if row.posted_at is None for a in row.files}
     with write_transaction():
         HeldPost.delete().where(HeldPost.id.in_([r.id for r in rows])).execute()
-    files = FileStore(files_dir)
-    for key in keys:
-        if held_file(key) or Attachment.select(Attachment.id).where(Attachment.storage_key == key).exists() \
-                or InboundEmail.select(InboundEmail.id).where(InboundEmail.raw_key == key).exists():
-            continue  # a post, a raw mail or another held reply has the same bytes
-        try:
-            files.remove(key)
-        except (OSError, ValueError):
-            log.warning("could not delete the file %s of an expired held post", key, exc_info=True)
+    _remove_unused(files_dir, keys)
     log.info("deleted %d expired held post%s", len(rows), "" if len(rows) == 1 else "s")
     return len(rows)
 
 
-__all__ = ["CONFIRM", "LOOP", "HeldPost", "hold", "held_by_secret", "confirm", "NotConfirmable",
-           "purge_expired_held", "pending_for", "already_held", "MAX_PENDING_PER_PERSON"]
+__all__ = ["CONFIRM", "LOOP", "HeldPost", "hold", "held_by_secret", "confirm", "release", "discard", "NotConfirmable",
+           "purge_expired_held", "pending_for", "already_held", "MAX_PENDING_PER_PERSON", "live_confirm_hashes",
+           "waiting_clause", "held_of_mails"]

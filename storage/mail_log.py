@@ -37,7 +37,8 @@ CORRECTION = "correction"  # a short email after an edit of a message whose noti
 # Someone asked /login/link for a sign-in link: only to_address is known; the worker looks the person up
 # and turns the row into a LOGIN_LINK (an active client) or deletes it (anyone else).
 LOGIN_REQUEST = "login_request"
-KINDS = (NOTIFICATION, LOGIN_LINK, CORRECTION, LOGIN_REQUEST)
+CONFIRM_POST = "confirm_post"  # "confirm it was you" for a held reply (gateway/outbound/confirm_mail.py)
+KINDS = (NOTIFICATION, LOGIN_LINK, CORRECTION, LOGIN_REQUEST, CONFIRM_POST)
 
 
 class InboundEmail(BaseModel):
@@ -69,6 +70,10 @@ class InboundEmail(BaseModel):
     message_id: int | None
     outbox_email_id = BigIntegerField(null=True)  # for bounces: which notification bounced
     auth = CharField(max_length=300, default="")  # SPF/DKIM/DMARC results and what was decided on them
+    # A held reply posted ("released") or discarded by an admin: who, and when (storage/held.py).
+    decided_by = ForeignKeyField(User, null=True, on_delete="SET NULL")
+    decided_by_id: int | None
+    decided_at = DateTimeField(null=True)
 
 
 # Raw mails up to this size are kept in the database (RawMail), larger ones in the file store. A row in the

@@ -281,6 +281,19 @@ def _v16_outbox_held_for() -> None:
     _add_missing_columns(OutboxEmail, ["held_for"])
 
 
+def _v17_held_sizes_and_decisions() -> None:
+    # Held posts: the bytes of their files (counted against quotas while held) and a mark when an admin
+    # discarded one; received mail: which admin posted or discarded its held reply, and when (storage/held.py).
+    import json
+
+    _add_missing_columns(HeldPost, ["discarded_at", "size"])
+    _add_missing_columns(InboundEmail, ["decided_by", "decided_at"])
+    for row in list(HeldPost.select(HeldPost.id, HeldPost.attachments)):
+        size = sum(int(item.get("size", 0)) for item in json.loads(row.attachments or "[]"))
+        if size:
+            HeldPost.update(size=size).where(HeldPost.id == row.id).execute()
+
+
 def _param() -> str:
     return "?" if is_sqlite() else "%s"
 
@@ -302,6 +315,7 @@ MIGRATIONS: list[tuple[int, Callable[[], None]]] = [
     (14, _v14_learned_signatures),
     (15, _v15_file_removals_avatars),
     (16, _v16_outbox_held_for),
+    (17, _v17_held_sizes_and_decisions),
 ]
 
 # Helpers' branches number their migrations ahead of merging, so the list may have gaps.

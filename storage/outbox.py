@@ -17,6 +17,7 @@ from peewee import ModelSelect, fn
 from storage import notify_schedule
 from storage.db import database, is_sqlite, tuples, write_transaction
 from storage.mail_log import (
+    CONFIRM_POST,
     FAILED,
     LOGIN_LINK,
     LOGIN_REQUEST,
@@ -39,6 +40,7 @@ MAX_MESSAGES_PER_EMAIL = 50  # a longer backlog is split into several emails, ol
 HARD_BOUNCES_TO_DISABLE = 3  # consecutive hard bounces after which an address is no longer emailed
 BOUNCED_PREFIX = "bounced: "
 LOGIN_LINK_SCRUBBED = "(The sign-in link was removed from the outbox after sending.)"
+CONFIRM_POST_SCRUBBED = "(The confirmation link was removed from the outbox after sending.)"
 
 
 @dataclass(frozen=True)
@@ -190,7 +192,7 @@ def save_rendered(rows: Batch | Iterable[int | OutboxEmail], *, mail_message_id:
 
 
 def mark_sent(rows: Batch | Iterable[int | OutboxEmail], now: dt.datetime | None = None) -> int:
-    """The relay took the email (250). A sent sign-in link loses its secret body."""
+    """The relay took the email (250). A sent sign-in link or confirmation link loses its secret body."""
     now = now or utcnow()
     ids = _ids(rows)
     with write_transaction():
@@ -199,6 +201,8 @@ def mark_sent(rows: Batch | Iterable[int | OutboxEmail], now: dt.datetime | None
              .where(OutboxEmail.id.in_(ids) & (OutboxEmail.status == PENDING)).execute())
         OutboxEmail.update(body_text=LOGIN_LINK_SCRUBBED, body_html="").where(
             OutboxEmail.id.in_(ids) & (OutboxEmail.kind == LOGIN_LINK)).execute()
+        OutboxEmail.update(body_text=CONFIRM_POST_SCRUBBED, body_html="").where(
+            OutboxEmail.id.in_(ids) & (OutboxEmail.kind == CONFIRM_POST)).execute()
     return n
 
 

@@ -20,7 +20,7 @@ from gateway.outbound import transport
 from gateway.outbound.worker import OutboxWorker
 from storage import db
 from storage.files import FileStore
-from storage.login_mail import EML_FOLDER, purge_spent_login_mail
+from storage.link_mail import EML_FOLDER, purge_spent_link_mail
 from storage.models import LoginToken
 from storage.redaction import install_log_redaction
 from storage.tokens import revoke_reply_tokens
@@ -90,7 +90,7 @@ def test_sign_in_link_files_go_once_used_or_expired(app: Any, world: World, sett
     assert post_form(app.test_client(), "/login/link", {"email": "bob@acme.test"}).status_code == 200
     asyncio.run(OutboxWorker(settings).run_once())
     assert len(_link_files(settings)) == 1
-    assert purge_spent_login_mail(settings.data_dir) == 0  # still live: kept
+    assert purge_spent_link_mail(settings.data_dir) == 0  # still live: kept
     LoginToken.update(expires_at=dt.datetime(2000, 1, 1)).execute()
     asyncio.run(OutboxWorker(settings).run_once())  # the worker's housekeeping
     assert _link_files(settings) == []

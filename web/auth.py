@@ -18,12 +18,13 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, abort, current_app, g, redirect, render_template, request, session, url_for
 
-from storage.login_mail import discard_login_link_mail
+from storage.link_mail import discard_link_mail
+from storage.mail_log import LOGIN_LINK
 from storage.models import User
 from storage.outbox import queue_login_request
 from storage.permissions import can_manage
 from storage.sessions import LINK, PASSWORD, Lifetimes, end_session, live_session, start_session
-from storage.tokens import INVITE, live_login_token, use_login_token
+from storage.tokens import INVITE, hash_secret, live_login_token, use_login_token
 from storage.visibility import Viewer
 from web.signin_limits import TOO_MANY, forget, link_request_allowed, link_use_allowed, password_sign_in
 
@@ -250,7 +251,7 @@ def magic_link(secret: str) -> Any:
     if used is None:
         return render_template("auth/link_invalid.html", minutes=settings.login_link_minutes), 410
     forget(attempt)
-    discard_login_link_mail(settings.data_dir, secret)  # a spent link's .eml file (no relay) goes at once
+    discard_link_mail(settings.data_dir, LOGIN_LINK, hash_secret(secret))  # its .eml file (no relay) goes now
     sign_in(used.user, LINK)
     return redirect(_safe_next(_local_path(request.args.get("next")) or used.target, used.user))
 

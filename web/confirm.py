@@ -11,7 +11,10 @@ from typing import Any
 from flask import Blueprint, render_template
 
 from storage.held import NotConfirmable, confirm, held_by_secret
+from storage.link_mail import discard_link_mail
+from storage.mail_log import CONFIRM_POST
 from storage.models import Thread, Workspace
+from storage.tokens import hash_secret
 from web.context import app_settings
 
 bp = Blueprint("confirm", __name__)
@@ -30,9 +33,11 @@ def page(secret: str) -> Any:
 
 @bp.route("/confirm/<secret>", methods=["POST"])
 def post(secret: str) -> Any:
+    settings = app_settings()
     try:
-        message = confirm(secret, notify_delay=app_settings().notify_delay)
+        message = confirm(secret, notify_delay=settings.notify_delay)
     except NotConfirmable as e:
         return render_template("confirm/invalid.html", sentence=str(e)), 410
+    discard_link_mail(settings.data_dir, CONFIRM_POST, hash_secret(secret))  # its .eml file (no relay) goes now
     workspace = Workspace.get_by_id(Thread.get_by_id(message.thread_id).workspace_id)
     return render_template("confirm/done.html", workspace=workspace)

@@ -15,6 +15,7 @@ import logging
 
 from gateway.errors import Held, HeldAsLoop, HeldForConfirmation, SlowDown
 from gateway.inbound.mail import InboundMail
+from gateway.inbound.quota import drop_attachments
 from gateway.outbound.confirm_mail import queue_confirm_email
 from storage.db import tuples
 from storage.held import CONFIRM, LOOP, MAX_PENDING_PER_PERSON, HeldPost, already_held, hold, pending_for
@@ -29,6 +30,7 @@ def hold_if_needed(mail: InboundMail) -> None:
     if mail.hold == CONFIRM:
         for target in mail.targets:
             if pending_for(target.author.id) >= MAX_PENDING_PER_PERSON:
+                drop_attachments(mail)  # answered 451: its files are not kept
                 raise SlowDown(detail=f"{MAX_PENDING_PER_PERSON} replies already wait for confirmation")
         raise HeldForConfirmation(detail=mail.auth or "not shown to come from its sender")
     looping = [t for t in mail.targets if _recent_by_email(t.author.id, t.thread.id, mail.settings.loop_minutes)

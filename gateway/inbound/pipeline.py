@@ -115,6 +115,8 @@ async def run(mail: InboundMail, committer: Committer, run_in_thread: Callable[.
         outcome = outcome_of(mail, e)
     if isinstance(outcome, Held):
         try:  # a held reply is answered 250 only once it is stored, as a posted one is
+            if keeps_too_much(mail, outcome):  # held for confirmation: its text and files are kept apart
+                await run_in_thread(keep_head_only, mail)
             await committer.hold(mail, outcome)
             _log(mail, outcome)
             return outcome

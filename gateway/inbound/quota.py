@@ -17,12 +17,17 @@ def check_storage_quota(mail: InboundMail) -> None:
         problem = quota_problem(target.author, target.thread.workspace_id, adding, settings.person_quota_mb,
                                 settings.workspace_quota_mb)
         if problem:
-            keys = {a.storage_key for a in mail.attachments}
-            # Not written yet (the group commit writes what mail.files holds): never written. Written: deleted.
-            written = [key for key in sorted(keys - {mail.raw_key or ""}) if not mail.files.forget(key)]
-            discard_files(settings.effective_files_dir, written)
-            mail.attachments = []
+            drop_attachments(mail)
             raise OverQuota(detail=problem)
 
 
-__all__ = ["check_storage_quota"]
+def drop_attachments(mail: InboundMail) -> None:
+    """The files of a mail that will not be posted nor held: not written yet (the group commit writes what
+    mail.files holds), never written; written, deleted (unless something else has the same bytes)."""
+    keys = {a.storage_key for a in mail.attachments}
+    written = [key for key in sorted(keys - {mail.raw_key or ""}) if not mail.files.forget(key)]
+    discard_files(mail.settings.effective_files_dir, written)
+    mail.attachments = []
+
+
+__all__ = ["check_storage_quota", "drop_attachments"]

@@ -14,6 +14,7 @@ import logging
 from gateway.errors import Deferred, Outcome, SlowDown
 from gateway.inbound.mail import InboundMail
 from storage.db import database
+from storage.held import CONFIRM
 from storage.retention import remove_if_unreferenced
 
 log = logging.getLogger(__name__)
@@ -23,10 +24,12 @@ STRANGER_RAW_MAX = 64 * 1024
 
 def keeps_too_much(mail: InboundMail, outcome: Outcome) -> bool:
     """Whether mail's raw copy must be cut before its outcome is recorded: it never reached an authenticated
-    sender's thread, is larger than STRANGER_RAW_MAX, and is not a 451 (kept whole to find out why)."""
+    sender's thread (or is held until its sender confirms it: unproven, its text and files are kept with the
+    held reply), is larger than STRANGER_RAW_MAX, and is not a 451 (kept whole to find out why)."""
     slowed = isinstance(outcome, SlowDown)
-    return (not mail.targets and (slowed or not isinstance(outcome, Deferred)) and mail.raw_key is not None
-            and max(mail.size, len(mail.raw)) > STRANGER_RAW_MAX)
+    unproven = mail.hold == CONFIRM
+    return ((not mail.targets or unproven) and (slowed or not isinstance(outcome, Deferred))
+            and mail.raw_key is not None and max(mail.size, len(mail.raw)) > STRANGER_RAW_MAX)
 
 
 def keep_head_only(mail: InboundMail) -> None:

@@ -6,10 +6,9 @@ from __future__ import annotations
 
 from config import Settings
 from gateway.outbound.render import _env, _one_line, brand_context
-from storage.mail_log import PENDING, OutboxEmail
+from storage.mail_log import CONFIRM_POST, PENDING, OutboxEmail
 from storage.models import User, utcnow
 
-CONFIRM_POST = "confirm_post"  # the outbox kind
 EXCERPT = 600  # characters of the reply shown in the email
 
 

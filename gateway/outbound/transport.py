@@ -28,7 +28,7 @@ import aiosmtplib
 from config import Settings
 from config.settings import make_private_dir
 from gateway.outbound.render import wire_bytes
-from storage.login_mail import EML_FOLDER
+from storage.link_mail import EML_FOLDER
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ async def send(mail: EmailMessage | bytes, envelope_from: str, recipients: list[
     """Sends the mail; returns a short description of where it went (the relay's reply or the file).
 
     Raises PermanentFailure or TemporaryFailure. `tls_context` lets a caller trust a private CA;
-    `eml_name` names the .eml file written when there is no relay (sign-in links, see storage/login_mail.py).
+    `eml_name` names the .eml file written when there is no relay (secret links, see storage/link_mail.py).
     """
     raw = to_bytes(mail)
     if not settings.relay_url:

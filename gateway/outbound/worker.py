@@ -44,7 +44,7 @@ from storage import notify_schedule, outbox
 from storage.db import connection
 from storage.file_removals import sweep_file_removals
 from storage.held import purge_expired_held
-from storage.login_mail import EML_FOLDER, login_mail_name, purge_spent_login_mail
+from storage.link_mail import EML_FOLDER, link_mail_name, purge_spent_link_mail
 from storage.mail_log import CORRECTION, LOGIN_LINK, LOGIN_REQUEST, NOTIFICATION, OutboxEmail
 from storage.models import User, utcnow
 from storage.rate_limits import purge_old_counts
@@ -57,7 +57,7 @@ T = TypeVar("T")
 POLL_INTERVAL = 0.5  # seconds between two looks at the outbox when nothing was due
 ERROR_PAUSE = 5.0  # seconds to wait after a round failed (database unreachable, …)
 BATCH_SIZE = 20  # emails claimed per round
-HOUSEKEEPING_INTERVAL = 60.0  # seconds between two cleanups (spent sign-in link files, expired raw mail,
+HOUSEKEEPING_INTERVAL = 60.0  # seconds between two cleanups (spent secret link files, expired raw mail,
 # files of deleted messages)
 
 
@@ -69,7 +69,7 @@ class Prepared:
     raw: bytes
     envelope_from: str
     to_address: str
-    eml_name: str | None = None  # for a sign-in link written as a file: named after the link
+    eml_name: str | None = None  # for a secret link's email written as a file: named after the link
 
 
 class OutboxWorker:
@@ -151,7 +151,7 @@ class OutboxWorker:
         self._next_housekeeping = clock + HOUSEKEEPING_INTERVAL
         try:
             if not self.settings.relay_url:
-                await self._db(purge_spent_login_mail, self.settings.data_dir, now)
+                await self._db(purge_spent_link_mail, self.settings.data_dir, now)  # storage/link_mail.py
             await self._db(purge_refused_raw_mail, self.settings.effective_files_dir, self.settings.refused_mail_days,
                            now)
             await self._db(sweep_file_removals, self.settings.effective_files_dir)  # files' own clock
@@ -260,7 +260,7 @@ class OutboxWorker:
         return Prepared(row_ids=tuple(r.id for r in visible), raw=raw,
                         envelope_from=format_bounce_address(bounce_token, self.settings.reply_domain),
                         to_address=lead.to_address,
-                        eml_name=login_mail_name(lead.body_text) if batch.kind == LOGIN_LINK else None)
+                        eml_name=link_mail_name(batch.kind, lead.body_text))
 
     def _when_personal(self, batch: outbox.Batch, rows: list[OutboxEmail], recipient: User,
                        now: dt.datetime) -> tuple[list[OutboxEmail], dt.datetime | None]:
