@@ -22,6 +22,7 @@ from peewee import AutoField, CharField, DateTimeField
 from storage.agency import Agency
 from storage.db import tuples, write_transaction
 from storage.files import FileStore
+from storage.held_posts import held_file
 from storage.mail_log import InboundEmail
 from storage.models import Attachment, BaseModel, utcnow
 
@@ -47,14 +48,15 @@ def queue_removals(keys: Iterable[str]) -> None:
 
 
 def keys_in_use(keys: Iterable[str]) -> set[str]:
-    """Those of keys that an attachment, a received mail or the agency's logo still names."""
+    """Those of keys that an attachment, a received mail, the agency's logo or a held reply still names: the
+    one rule for whether a stored file may go (the store keeps one file per content, shared by all)."""
     wanted = list(set(keys))
     if not wanted:
         return set()
     used: set[str] = set()
     for column in (Attachment.storage_key, InboundEmail.raw_key, Agency.logo_key):
         used |= {row[0] for row in tuples(column.model.select(column).where(column.in_(wanted)))}
-    return used
+    return used | {key for key in wanted if key not in used and held_file(key)}
 
 
 def _fresh(files: FileStore, key: str, now: float) -> bool:

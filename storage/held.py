@@ -28,12 +28,12 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from peewee import AutoField, BigIntegerField, BooleanField, CharField, DateTimeField, ForeignKeyField, TextField
-
 from storage.db import write_transaction
+from storage.file_removals import keys_in_use
 from storage.files import FileStore
+from storage.held_posts import HeldPost, held_file
 from storage.mail_log import ACCEPTED, DROPPED, InboundEmail
-from storage.models import CLIENT, Attachment, BaseModel, Membership, Message, Thread, User, Workspace, utcnow
+from storage.models import CLIENT, Membership, Message, Thread, User, Workspace, utcnow
 from storage.posting import NewAttachment, PostingError, post_message
 from storage.tokens import hash_secret
 
@@ -45,40 +45,9 @@ MAX_PENDING_PER_PERSON = 5  # unconfirmed posts one person may have waiting; bey
 PURGE_BATCH = 200
 
 
-class HeldPost(BaseModel):
-    id = AutoField()
-    kind = CharField(max_length=10)  # CONFIRM or LOOP
-    token_hash = CharField(max_length=64, null=True, unique=True)  # CONFIRM: SHA-256 of the link's secret
-    thread = ForeignKeyField(Thread, on_delete="CASCADE")
-    thread_id: int
-    author = ForeignKeyField(User, on_delete="CASCADE")
-    author_id: int
-    internal = BooleanField(default=False)
-    text = TextField(default="")
-    trimmed_text = TextField(default="")
-    attachments = TextField(default="[]")  # JSON: the NewAttachment fields of each file (already stored)
-    from_address = CharField(max_length=320, default="")
-    subject = CharField(max_length=1000, default="")
-    message_id_hash = CharField(max_length=64, default="")
-    inbound_email_id = BigIntegerField(null=True)
-    created_at = DateTimeField(default=utcnow)
-    expires_at = DateTimeField(index=True)
-    posted_at = DateTimeField(null=True)
-    discarded_at = DateTimeField(null=True)  # an admin discarded it: no files, no link, kept as a mark
-    size = BigIntegerField(default=0)  # bytes of its files, counted against quotas while it waits
-    message = ForeignKeyField(Message, null=True, on_delete="SET NULL")
-    message_id: int | None
-
-    class Meta:
-        indexes = ((("author", "posted_at"), False),)
-
-    @property
-    def files(self) -> list[NewAttachment]:
-        return [NewAttachment(**item) for item in json.loads(self.attachments or "[]")]
-
-    def waiting(self, now: dt.datetime | None = None) -> bool:
-        """Neither posted nor discarded, and not expired."""
-        return self.posted_at is None and self.discarded_at is None and self.expires_at > (now or utcnow())
+def files_of(row: HeldPost) -> list[NewAttachment]:
+    """The files a held reply carries (already stored), as post_message takes them."""
+    return [NewAttachment(**item) for item in json.loads(row.attachments or "[]")]
 
 
 def waiting_clause() -> Any:
@@ -181,7 +150,7 @@ def _post(row: HeldPost, *, notify_delay: float | None, now: dt.datetime, by: Us
     _check_may_post(author, thread, by)
     try:
         message = post_message(thread, author, row.text, internal=row.internal, source="email",
-                               attachments=row.files, trimmed_text=row.trimmed_text or None,
+                               attachments=files_of(row), trimmed_text=row.trimmed_text or None,
                                inbound_email_id=row.inbound_email_id, notify_delay=notify_delay, now=now)
     except PostingError as e:
         raise NotConfirmable(str(e)) from e
@@ -199,7 +168,7 @@ def discard(held_id: int, by: User, files_dir: Path, now: dt.datetime | None = N
         row = HeldPost.get_or_none(HeldPost.id == held_id)
         if row is None or not row.waiting(now):
             raise NotConfirmable("This held reply was posted or discarded already, or has expired.")
-        keys = {a.storage_key for a in row.files}
+        keys = set(row.file_keys())
         HeldPost.update(discarded_at=now, token_hash=None, attachments="[]", size=0, text="", trimmed_text="").where(
             (HeldPost.id == row.id) & waiting_clause()).execute()
         if row.inbound_email_id is not None:
@@ -245,18 +214,11 @@ def _check_may_post(author: User, thread: Thread, by: User | None) -> None:
                              "so the reply cannot be posted as them.")
 
 
-def held_file(key: str) -> bool:
-    """Whether a held reply carries the stored file `key` (storage/retention.py keeps such files)."""
-    return bool(HeldPost.select(HeldPost.id).where(HeldPost.attachments.contains(key)).exists())
-
-
 def _remove_unused(files_dir: Path, keys: set[str]) -> None:
-    """Deletes the stored files `keys` of held posts that are gone, unless something else has the same bytes."""
+    """Deletes the stored files `keys` of held posts that are gone, unless something still names the same
+    bytes (storage/file_removals.py keys_in_use: a post, a raw mail, the logo, another held reply)."""
     files = FileStore(files_dir)
-    for key in keys:
-        if held_file(key) or Attachment.select(Attachment.id).where(Attachment.storage_key == key).exists() \
-                or InboundEmail.select(InboundEmail.id).where(InboundEmail.raw_key == key).exists():
-            continue  # a post, a raw mail or another held reply has the same bytes
+    for key in set(keys) - keys_in_use(keys):
         try:
             files.remove(key)
         except (OSError, ValueError):
@@ -281,7 +243,7 @@ def purge_expired_held(files_dir: Path, now: dt.datetime | None = None, limit: i
     rows = list(HeldPost.select().where(HeldPost.expires_at <= now).order_by(HeldPost.id).limit(limit))
     if not rows:
         return 0
-    keys = {a.storage_key for row in rows if row.posted_at is None for a in row.files}
+    keys = {key for row in rows if row.posted_at is None for key in row.file_keys()}
     with write_transaction():
         HeldPost.delete().where(HeldPost.id.in_([r.id for r in rows])).execute()
     _remove_unused(files_dir, keys)
@@ -289,6 +251,7 @@ def purge_expired_held(files_dir: Path, now: dt.datetime | None = None, limit: i
     return len(rows)
 
 
-__all__ = ["CONFIRM", "LOOP", "HeldPost", "hold", "held_by_secret", "confirm", "release", "discard", "NotConfirmable",
+__all__ = ["CONFIRM", "LOOP", "HeldPost", "held_file", "files_of",
+           "hold", "held_by_secret", "confirm", "release", "discard", "NotConfirmable",
            "purge_expired_held", "pending_for", "already_held", "MAX_PENDING_PER_PERSON", "live_confirm_hashes",
            "waiting_clause", "held_of_mails"]

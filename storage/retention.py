@@ -8,10 +8,10 @@ import logging
 from pathlib import Path
 
 from storage.db import write_transaction
+from storage.file_removals import keys_in_use
 from storage.files import FileStore
-from storage.held import held_file
 from storage.mail_log import ACCEPTED, InboundEmail, RawMail
-from storage.models import Attachment, utcnow
+from storage.models import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +33,7 @@ def purge_refused_raw_mail(files_dir: Path, days: int, now: dt.datetime | None =
     with write_transaction():
         InboundEmail.update(raw_key=None).where(InboundEmail.id.in_([r.id for r in rows])).execute()
         # The same bytes delivered again (a retry that was accepted, a newer refusal) keep them.
-        kept = {str(r.raw_key) for r in InboundEmail.select(InboundEmail.raw_key).where(InboundEmail.raw_key.in_(keys))}
-        kept |= {a.storage_key for a in Attachment.select(Attachment.storage_key)
-                 .where(Attachment.storage_key.in_(keys))}
-        gone = keys - kept
+        gone = keys - keys_in_use(keys)
         if gone:
             RawMail.delete().where(RawMail.key.in_(list(gone))).execute()
     files = FileStore(files_dir)
@@ -51,9 +48,8 @@ def purge_refused_raw_mail(files_dir: Path, days: int, now: dt.datetime | None =
 
 
 def remove_if_unreferenced(files: FileStore, key: str) -> bool:
-    """Deletes the stored file `key` unless an inbound row, an attachment or a held reply still names it."""
-    if InboundEmail.select(InboundEmail.id).where(InboundEmail.raw_key == key).exists() \
-            or Attachment.select(Attachment.id).where(Attachment.storage_key == key).exists() or held_file(key):
+    """Deletes the stored file `key` unless something still names it (file_removals.py keys_in_use)."""
+    if keys_in_use([key]):
         return False
     return files.remove(key)
 

@@ -14,8 +14,10 @@ from web_support import World, attach, csrf_token, sign_in
 from config import Settings
 from gateway.outbound.worker import OutboxWorker
 from storage.agency import set_branding
+from storage.db import write_transaction
 from storage.file_removals import FRESH_SECONDS, FileRemoval, sweep_file_removals
 from storage.files import FileStore
+from storage.held import CONFIRM, confirm, hold
 from storage.posting import delete_message, post_message
 
 
@@ -93,3 +95,23 @@ def test_web_delete_then_the_worker_removes_the_file(app: Any, world: World, set
     assert path.exists()
     asyncio.run(OutboxWorker(settings).run_once())
     assert not path.exists() and FileRemoval.select().count() == 0
+
+
+def test_bytes_a_held_reply_carries_are_kept(world: World, settings: Settings) -> None:
+    # A reply held for confirmation carries the same bytes as a message that is then deleted: the sweep
+    # keeps them, and confirming posts an attachment whose file is there.
+    message = post_message(world.thread, world.team, "Contract v1",
+                           attachments=[attach(settings, "contract.pdf", b"%PDF the same contract")])
+    [stored] = message.attachments
+    key = stored.storage_key
+    with write_transaction():
+        _row, secret = hold(CONFIRM, thread_id=world.thread.id, author_id=world.client.id, internal=False,
+                            text="Signed.", trimmed_text="", attachments=[attach(settings, "contract.pdf",
+                                                                                 b"%PDF the same contract")],
+                            from_address=world.client.email, subject="Re: contract", message_id_hash="h",
+                            inbound_email_id=None, hours=48)
+    _age(_path(settings, key))
+    delete_message(message, world.team)
+    assert sweep_file_removals(settings.effective_files_dir, now=_later()) == 0 and _path(settings, key).exists()
+    posted = confirm(secret)
+    assert [a.storage_key for a in posted.attachments] == [key] and _path(settings, key).exists()

@@ -17,7 +17,7 @@ from gateway.errors import Accepted, HeldAsLoop, HeldForConfirmation
 from gateway.outbound.confirm_mail import CONFIRM_POST
 from gateway.outbound.worker import OutboxWorker
 from storage.files import FileStore
-from storage.held import CONFIRM, HeldPost, purge_expired_held
+from storage.held import CONFIRM, HeldPost, files_of, purge_expired_held
 from storage.mail_log import NOTIFICATION, OutboxEmail
 from storage.models import Attachment, utcnow
 from storage.posting import post_message
@@ -57,7 +57,7 @@ def test_reply_at_is_held_until_the_named_person_confirms_then_posted_once_with_
     assert inbound_rows()[-1].reason == "held_confirm"
     admin = sign_in(app.test_client(), people.kim)  # the team sees it in the mail log
     assert HeldForConfirmation.text in admin.get("/mail").get_data(as_text=True).replace("&#39;", "'")
-    files = held.files
+    files = files_of(held)
     assert files and FileStore(settings.effective_files_dir).exists(files[0].storage_key)
     secret = _confirm_secret("kim@agency.test")
     assert secret not in held.token_hash and len(held.token_hash) == 64  # only the hash is kept
@@ -106,7 +106,7 @@ def test_held_replies_expire_with_their_files(gateway: Any, people: People, app:
     assert code == 250
     secret = _confirm_secret("kim@agency.test")
     [held] = HeldPost.select()
-    key = held.files[0].storage_key
+    key = files_of(held)[0].storage_key
     store = FileStore(settings.effective_files_dir)
     # A refused upload of the same bytes deletes its files "unless something else uses them": the held one does.
     assert not remove_if_unreferenced(store, key) and store.exists(key)

@@ -19,7 +19,7 @@ from gateway.inbound.strangers import STRANGER_RAW_MAX
 from gateway.outbound.worker import OutboxWorker
 from storage.directory import create_workspace, thread_of
 from storage.files import FileStore
-from storage.held import CONFIRM, LOOP, HeldPost, pending_for
+from storage.held import CONFIRM, LOOP, HeldPost, files_of, pending_for
 from storage.link_mail import EML_FOLDER, purge_spent_link_mail
 from storage.mail_log import CONFIRM_POST, OutboxEmail, read_raw_mail
 from storage.models import Attachment, User, utcnow
@@ -149,7 +149,7 @@ def test_an_admin_discards_a_held_reply_its_files_and_link_go(
     assert send(gateway.port, raw, "reply@reply.test", sender="mallory@evil.test")[0] == 250
     _run_worker(settings)
     [held] = HeldPost.select()
-    key = held.files[0].storage_key
+    key = files_of(held)[0].storage_key
     store = FileStore(settings.effective_files_dir)
     secret = _LINK.search(_confirm_files(settings)[0].read_text()).group(1)
     assert held.kind == CONFIRM and store.exists(key) and pending_for(people.kim.id) == 1
@@ -185,7 +185,7 @@ def test_held_files_count_against_the_quota_so_a_stranger_cannot_park_more(
     assert answers[:2] == [outcome_line(HeldForConfirmation())] * 2
     assert answers[2].startswith("552 5.2.2")  # a third would take Kim over 1 MB
     held_bytes = sum(h.size for h in HeldPost.select())
-    assert held_bytes == sum(f.size for h in HeldPost.select() for f in h.files) and 2 * len(big) < held_bytes <= MB
+    assert held_bytes == sum(f.size for h in HeldPost.select() for f in files_of(h)) and 2 * len(big) < held_bytes <= MB
     assert bytes_of_person(people.kim.id) == held_bytes == bytes_of_workspace(people.workspace.id)
 
 
@@ -232,10 +232,10 @@ def test_a_strangers_held_and_slowed_mails_keep_only_the_head_of_their_raw_mail_
     rows = inbound_rows()
     assert len(rows) == 6 and all(len(read_raw_mail(r.raw_key, store) or b"") <= STRANGER_RAW_MAX for r in rows)
     stored = {p.name for p in Path(settings.effective_files_dir).rglob("*") if p.is_file()}
-    held_keys = {f.storage_key for h in HeldPost.select() for f in h.files}
+    held_keys = {f.storage_key for h in HeldPost.select() for f in files_of(h)}
     assert {k for k in stored if len(k) == 64} == held_keys  # the slowed mail's files were not kept
     first = HeldPost.select().order_by(HeldPost.id).first()
-    assert [f.size for f in first.files][0] == len(file) + 1  # the held reply's own files are whole
+    assert [f.size for f in files_of(first)][0] == len(file) + 1  # the held reply's own files are whole
     secret = _LINK.search(OutboxEmail.select().where(OutboxEmail.kind == CONFIRM_POST).order_by(OutboxEmail.id)
                           .first().body_text).group(1)
     client = app.test_client()

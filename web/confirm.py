@@ -10,7 +10,7 @@ from typing import Any
 
 from flask import Blueprint, render_template
 
-from storage.held import NotConfirmable, confirm, held_by_secret
+from storage.held import NotConfirmable, confirm, files_of, held_by_secret
 from storage.link_mail import discard_link_mail
 from storage.mail_log import CONFIRM_POST
 from storage.models import Thread, Workspace
@@ -27,7 +27,7 @@ def page(secret: str) -> Any:
         return render_template("confirm/invalid.html", sentence="This link has been used already or has expired."), 410
     thread = Thread.get_by_id(row.thread_id)
     workspace = Workspace.get_by_id(thread.workspace_id)
-    return render_template("confirm/post.html", secret=secret, row=row, workspace=workspace, files=row.files,
+    return render_template("confirm/post.html", secret=secret, row=row, workspace=workspace, files=files_of(row),
                            hours=app_settings().held_post_hours)
 
 
