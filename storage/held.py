@@ -56,6 +56,18 @@ def waiting_clause() -> Any:
     return HeldPost.posted_at.is_null() & HeldPost.discarded_at.is_null()
 
 
+def loop_held_in(thread_id: int, now: dt.datetime | None = None) -> dict[str, int]:
+    """Replies held by the loop breaker in a thread and still waiting for the team: count by sender address."""
+    now = now or utcnow()
+    rows = (HeldPost.select(HeldPost.from_address)
+            .where((HeldPost.thread == thread_id) & (HeldPost.kind == LOOP) & waiting_clause()
+                   & (HeldPost.expires_at > now)))
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row.from_address] = counts.get(row.from_address, 0) + 1
+    return counts
+
+
 def pending_for(user_id: int, now: dt.datetime | None = None) -> int:
     """How many unconfirmed CONFIRM posts of user_id are waiting."""
     return (HeldPost.select(HeldPost.id)
@@ -254,4 +266,4 @@ def purge_expired_held(files_dir: Path, now: dt.datetime | None = None, limit: i
 __all__ = ["CONFIRM", "LOOP", "HeldPost", "held_file", "files_of",
            "hold", "held_by_secret", "confirm", "release", "discard", "NotConfirmable",
            "purge_expired_held", "pending_for", "already_held", "MAX_PENDING_PER_PERSON", "live_confirm_hashes",
-           "waiting_clause", "held_of_mails"]
+           "waiting_clause", "held_of_mails", "loop_held_in"]

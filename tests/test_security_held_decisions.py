@@ -116,12 +116,21 @@ def test_an_admin_posts_a_loop_held_reply_as_its_sender_with_its_files_and_audie
     assert (bobs.kind, kims.kind) == (LOOP, LOOP) and len(posts(people.thread)) == 2
 
     admin = sign_in(app.test_client(), people.kim)
+    # The team is told beside the composer (a member too, who is pointed to an admin); the client never is.
+    slug = people.workspace.slug
+    thread_page = admin.get(f"/w/{slug}").get_data(as_text=True)
+    assert 'id="loop-note"' in thread_page and "1 reply by email from bob@acme.test was held" in thread_page
+    assert "1 reply by email from kim@agency.test was held" in thread_page
+    assert f'href="/w/{slug}/mail"' in thread_page
+    assert 'id="loop-note"' not in sign_in(app.test_client(), people.bob).get(f"/portal/w/{slug}").get_data(
+        as_text=True)
     page = admin.get("/mail").get_data(as_text=True)
     assert f'id="held-{bobs.id}"' in page and "Post it" in page and "Discard" in page
     assert admin.post(f"/mail/held/{bobs.id}/post").status_code == 400  # no CSRF token: refused
     assert len(posts(people.thread)) == 2
     staff = sign_in(app.test_client(), User.create(email="sam@agency.test", name="Sam", role="team",
                                                    team_role="member"))
+    assert "An admin can post or discard them" in staff.get(f"/w/{slug}").get_data(as_text=True)
     assert staff.post(f"/mail/held/{bobs.id}/post", data={"csrf_token": csrf_token(staff)}).status_code == 403
 
     done = _action(admin, "/mail", bobs.id, "post")
@@ -141,6 +150,7 @@ def test_an_admin_posts_a_loop_held_reply_as_its_sender_with_its_files_and_audie
     again = admin.post(f"/mail/held/{bobs.id}/post", data={"csrf_token": csrf_token(admin)},
                        follow_redirects=True)
     assert "posted or discarded already" in again.get_data(as_text=True) and len(posts(people.thread)) == 4
+    assert 'id="loop-note"' not in admin.get(f"/w/{slug}").get_data(as_text=True)  # nothing waits now
 
 
 def test_an_admin_discards_a_held_reply_its_files_and_link_go(

@@ -15,7 +15,7 @@ from typing import Any
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 
 from storage.files import FileStore
-from storage.held import HeldPost, NotConfirmable, discard, held_of_mails, release
+from storage.held import HeldPost, NotConfirmable, discard, held_of_mails, loop_held_in, release
 from storage.link_mail import discard_link_mail
 from storage.mail_log import CONFIRM_POST, InboundEmail, OutboxEmail, read_raw_mail
 from storage.models import Message, ReplyToken, Thread, User, Workspace, utcnow
@@ -101,6 +101,17 @@ def _held_context(rows: list[Any]) -> dict[str, Any]:
     held, now = held_of_mails([row.id for row in rows]), utcnow()
     waiting = {row_id for row_id, posts in held.items() if any(h.waiting(now) for h in posts)}
     return {"held": held, "deciders": names, "now": now, "waiting_ids": waiting}
+
+
+@bp.app_template_global()
+def loop_held_here(workspace: Workspace) -> dict[str, int]:
+    """Replies the loop breaker holds in the workspace's thread, by sender (team only): the team is told
+    beside the composer, so that a real client's replies do not wait unseen until they expire."""
+    user = getattr(g, "user", None)
+    if user is None or not user.is_team:
+        return {}
+    thread = Thread.get_or_none(Thread.workspace == workspace.id)
+    return loop_held_in(thread.id) if thread is not None else {}
 
 
 @bp.route("/mail")
