@@ -399,7 +399,7 @@ def test_search_across_workspaces_jumps_to_the_message(product: Product, browser
         expect(target).to_be_in_viewport()
 
         client.goto(f"{product.url}/portal/search?q={word}")
-        expect(client.locator("#search-summary")).to_contain_text("1 message in 1 workspace match")
+        expect(client.locator("#search-summary")).to_contain_text("1 message in 1 conversation match")
         assert "margins" not in client.content() and "Globex" not in client.content()
         axe.check(client, "client search")
         client.locator(".in-thread").click()

@@ -229,7 +229,7 @@ def test_search_covers_every_workspace_grouped(app: Any, world: World) -> None:
     assert "2 messages in 1 workspace match" in team.get("/search?q=quarterly&w=acme").get_data(as_text=True)
     bob = sign_in(app.test_client(), world.client)
     client_html = bob.get("/portal/search?q=quarterly").get_data(as_text=True)
-    assert "2 messages in 1 workspace match" in client_html and "Globex" not in client_html
+    assert "2 messages in 1 conversation match" in client_html and "Globex" not in client_html
     assert bob.get("/portal/search?q=quarterly&w=globex").status_code == 404
 
 

@@ -64,11 +64,51 @@ def _brand() -> dict[str, Any]:
     return {"brand": row}
 
 
+def _luminance(hex_colour: str) -> float:
+    """WCAG relative luminance of #rrggbb."""
+    def channel(c: int) -> float:
+        v = c / 255
+        return v / 12.92 if v <= 0.03928 else ((v + 0.055) / 1.055) ** 2.4
+    r, g, b = (channel(int(hex_colour[i:i + 2], 16)) for i in (1, 3, 5))
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def contrast(a: str, b: str) -> float:
+    """WCAG contrast ratio of two #rrggbb colours (1 to 21)."""
+    la, lb = sorted((_luminance(a), _luminance(b)), reverse=True)
+    return (la + 0.05) / (lb + 0.05)
+
+
+ON_DARK_TEXT = "#0b1020"  # app.css's --on-accent of the dark scheme
+DARK_SURFACE = "#171b23"  # app.css's --surface of the dark scheme (its --bg is darker still)
+
+
+def text_on(hex_colour: str) -> str:
+    """White or near-black, whichever reads better on this colour (button labels, unread counts)."""
+    return "#ffffff" if contrast("#ffffff", hex_colour) >= contrast(ON_DARK_TEXT, hex_colour) else ON_DARK_TEXT
+
+
+def lighter_for_dark(hex_colour: str) -> str:
+    """The colour mixed with white until it reads clearly as link text on the dark scheme's surfaces (6:1,
+    like the stylesheet's own dark accent)."""
+    r, g, b = (int(hex_colour[i:i + 2], 16) for i in (1, 3, 5))
+    for step in range(21):
+        t = step / 20
+        mixed = "#" + "".join(f"{round(c + (255 - c) * t):02x}" for c in (r, g, b))
+        if contrast(mixed, DARK_SURFACE) >= 6:
+            return mixed
+    return "#ffffff"
+
+
 @bp.route("/branding/theme.css")
 def theme() -> Response:
     row = current()
     accent = row.accent if row is not None else DEFAULT_ACCENT
-    css = f":root {{ --accent: {accent}; --accent-dark: {darker(accent)}; }}\n"
+    # The agency's colour replaces the stylesheet's in both schemes, so it brings its own text colour, and the
+    # dark scheme gets a lighter shade of it: links and buttons stay readable on dark surfaces.
+    night = lighter_for_dark(accent)
+    css = (f":root {{ --accent: {accent}; --accent-dark: {darker(accent)}; --on-accent: {text_on(accent)}; }}\n"
+           f"@media (prefers-color-scheme: dark) {{ :root {{ --accent: {night}; --on-accent: {text_on(night)}; }} }}\n")
     response = Response(css, mimetype="text/css")
     response.headers["Cache-Control"] = "no-cache"
     return response

@@ -10,7 +10,7 @@ from typing import Any
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 
 from config import Settings
-from storage.agency import agency
+from storage.agency import DEFAULT_NAME, agency
 from storage.db import write_transaction
 from storage.directory import (
     EMAIL_RE,
@@ -55,8 +55,11 @@ def send_team_invitation(settings: Settings, user: User) -> None:
         (LoginToken.user == user) & (LoginToken.purpose == INVITE) & (LoginToken.expires_at > utcnow())).execute()
     secret = create_login_token(user, settings.invitation_days * 24 * 60, purpose=INVITE)
     days = settings.invitation_days
+    # An agency that never named itself would read "WorkRate Messages invites you to WorkRate": say "Your agency".
+    name = agency().name
     queue_login_link(settings, user, f"{settings.effective_base_url}/welcome/{secret}", invitation=True,
-                     valid_for=f"once, within {days} day{'s' if days != 1 else ''}", agency_name=agency().name)
+                     valid_for=f"once, within {days} day{'s' if days != 1 else ''}",
+                     agency_name="" if name == DEFAULT_NAME else name)
 
 
 def _page(form: dict[str, str] | None = None, errors: dict[str, str] | None = None, status: int = 200) -> Any:

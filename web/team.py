@@ -360,8 +360,10 @@ def render_search(thread_endpoint: str, search_endpoint: str) -> Any:
         return url_for(thread_endpoint, slug=workspace.slug)
 
     groups, total, more = search_groups(g.viewer, query, url, thread=scope) if query else ([], 0, False)
+    # Clients know their threads as conversations (their menu says so); "workspace" is the agency's word.
+    place = "workspace" if search_endpoint == "team.search" else "conversation"
     summary = (f"{count_label(total, 'message')}{' or more' if more else ''} "
-               f"in {count_label(len(groups), 'workspace')}" if total else "")
+               f"in {count_label(len(groups), place)}" if total else "")
     return render_template("search.html", query=query, groups=groups, total=total, more=more, summary=summary,
                            scope=scope.workspace if scope else None, action=url_for(search_endpoint))
 

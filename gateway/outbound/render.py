@@ -470,7 +470,7 @@ def render_correction(row: OutboxEmail, settings: Settings, now: dt.datetime | N
         "author": _one_line(author.name), "workspace": workspace_name, "internal": internal,
         "when": _when(message.created_at, recipient), "text": plain_text(message.text),
         "html": sanitize_html(message.html), "thread_url": thread_url(settings, recipient, workspace),
-        "reply_above_line": REPLY_ABOVE_LINE,
+        "reply_above_line": REPLY_ABOVE_LINE, **brand_context(settings),
     }
     mail = EmailMessage(policy=MAIL_POLICY)
     _base_headers(mail, settings, display_name=_one_line(author.name), to_name=recipient.name,
