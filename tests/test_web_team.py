@@ -544,3 +544,8 @@ def test_sidebar_lists_workspaces_with_preview_unread_and_awaiting_reply(app: An
     assert 'aria-current="page"' in acme
     assert html.index('data-slug="acme"') < html.index('data-slug="globex"')
     assert sign_in(app.test_client(), world.client).get("/workspaces/sidebar").status_code in (302, 403, 404)
+    assert "preview-internal" not in acme
+    post_message(world.thread, world.team, "Margin is thin.", internal=True)
+    html = team.get("/workspaces/sidebar?current=acme").get_json()["html"]
+    acme = html[html.index('data-slug="acme"'):html.index('data-slug="globex"')]
+    assert '<span class="preview-internal">Internal</span> Kim Lee: Margin is thin.' in acme  # marked as such

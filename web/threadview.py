@@ -17,7 +17,7 @@ from peewee import fn
 
 from storage.avatars import avatar_versions
 from storage.mail_log import CORRECTION, NOTIFICATION, SENT, OutboxEmail, ThreadEvent
-from storage.models import Attachment, Message, ReadMarker, Thread, User, Workspace
+from storage.models import VISIBILITY_INTERNAL, Attachment, Message, ReadMarker, Thread, User, Workspace
 from storage.notify_schedule import zone_of
 from storage.outbox import delivery_status
 from storage.rendering import sanitize_html
@@ -334,6 +334,7 @@ class WorkspaceRow:
     last_activity_at: dt.datetime  # of what this viewer may see: a client's list never dates an internal note
     preview: str = ""  # the start of the newest message this viewer may see
     preview_author: str = ""
+    preview_internal: bool = False  # team: the newest message is an internal note (a client's list has none)
     awaiting_reply: bool = False  # team: the client spoke last
 
     @property
@@ -370,13 +371,15 @@ def workspace_rows(viewer: Viewer, threads: list[Thread]) -> list[WorkspaceRow]:
                     .select(Message.id).limit(UNREAD_CAP + 1))
         # The newest message through the rule, like storage.visibility.last_activity (one index lookup).
         newest = (visible_messages(viewer, t)
-                  .select(Message.text, Message.created_at, Message.deleted_at, User.name, User.role)
+                  .select(Message.text, Message.created_at, Message.deleted_at, Message.visibility, User.name,
+                          User.role)
                   .join(User, on=(Message.author == User.id)).order_by(Message.id.desc()).limit(1).first())
         row = WorkspaceRow(workspace=t.workspace, thread=t, unread=unread_q.count(),
                            last_activity_at=newest.created_at if newest else t.created_at)
         if newest is not None:
             row.preview = "Message deleted" if newest.deleted_at else preview_text(newest.text)
             row.preview_author = newest.author.name
+            row.preview_internal = newest.visibility == VISIBILITY_INTERNAL
             row.awaiting_reply = viewer.is_team and newest.author.role == "client"
         rows.append(row)
     rows.sort(key=lambda r: r.last_activity_at, reverse=True)
