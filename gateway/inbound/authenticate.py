@@ -125,8 +125,8 @@ def check_may_post(user: User, thread: Thread) -> None:
 
 # --- DATA time -----------------------------------------------------------------------------------------
 
-def authenticate_sender(mail: InboundMail) -> None:
-    """Step: decide the threads the reply goes to, as whom, for which audience; refuse other senders."""
+def check_sender_headers(mail: InboundMail) -> None:
+    """What every way in asks of From first: no DMARC fail said by a trusted MTA, one sender, and one at all."""
     parsed = mail.parsed
     assert parsed is not None
     if dmarc_failed(parsed, mail.settings.trusted_authserv_id):
@@ -135,6 +135,13 @@ def authenticate_sender(mail: InboundMail) -> None:
         raise SeveralSenders(detail=clip_header(parsed.header("from")))
     if not mail.from_address:
         raise NoSender()
+
+
+def authenticate_sender(mail: InboundMail) -> None:
+    """Step: decide the threads the reply goes to, as whom, for which audience; refuse other senders."""
+    parsed = mail.parsed
+    assert parsed is not None
+    check_sender_headers(mail)
     candidates = [r for r in mail.recipients if r.kind == REPLY]
     if not candidates and any(r.kind == PLAIN for r in mail.recipients):
         check_plain_rate(mail)

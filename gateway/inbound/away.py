@@ -18,11 +18,8 @@ import logging
 from gateway.errors import (
     AutoReply,
     ClientAway,
-    DmarcFailed,
-    NoSender,
     Outcome,
     Rejected,
-    SeveralSenders,
     SlowDown,
     WorkspaceArchived,
     WrongSender,
@@ -31,9 +28,7 @@ from gateway.inbound.authenticate import (
     authenticate_sender,
     check_may_post,
     check_sender_domain,
-    clip_header,
-    dmarc_failed,
-    names_several_senders,
+    check_sender_headers,
 )
 from gateway.inbound.extract import reply_from_parts
 from gateway.inbound.mail import BOUNCE, InboundMail, Recipient, Target
@@ -70,14 +65,7 @@ def authenticate_bounce_reply(mail: InboundMail) -> None:
     """An auto-reply sent to our notifications' bounce addresses only: its targets are the client contacts
     those notifications went to, when From is that contact's own address (the address the email went to as
     well); otherwise the refusal authenticate_sender would give (here only logged: the mail is dropped)."""
-    parsed = mail.parsed
-    assert parsed is not None
-    if dmarc_failed(parsed, mail.settings.trusted_authserv_id):
-        raise DmarcFailed()
-    if names_several_senders(parsed):
-        raise SeveralSenders(detail=clip_header(parsed.header("from")))
-    if not mail.from_address:
-        raise NoSender()
+    check_sender_headers(mail)
     tokens = {r.outbox_email_id: r for r in mail.recipients if r.kind == BOUNCE and r.outbox_email_id}
     rows = (OutboxEmail.select(OutboxEmail, User, Thread).join(User).switch(OutboxEmail).join(Thread)
             .where(OutboxEmail.id.in_(list(tokens)) & (OutboxEmail.kind == NOTIFICATION)
