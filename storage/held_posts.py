@@ -38,6 +38,10 @@ class HeldPost(BaseModel):
     class Meta:
         indexes = ((("author", "posted_at"), False),)
 
+    def file_names(self) -> list[str]:
+        """The names of its files, as the sender gave them."""
+        return [item["name"] for item in json.loads(self.attachments or "[]")]
+
     def file_keys(self) -> list[str]:
         """The storage keys of its files."""
         return [item["storage_key"] for item in json.loads(self.attachments or "[]")]

@@ -8,6 +8,7 @@ import base64
 import datetime as dt
 import os
 import re
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -61,8 +62,12 @@ def _action(client: Any, page_url: str, held_id: int, action: str, **extra: str)
     """Presses the held reply's button on the page, as a browser would: the form's nonce, CSRF token and back."""
     page = client.get(page_url).get_data(as_text=True)
     form = page[page.index(f'action="/mail/held/{held_id}/{action}"'):]
+    encoded = extra.pop("encoded", "")
     data = {"csrf_token": csrf_token(client), "form_nonce": _NONCE.search(form).group(1),
             "back": re.search(r'name="back" value="([^"]*)"', form).group(1).replace("&amp;", "&"), **extra}
+    if encoded:  # as an urlencoded body, which keeps a bare line break as it is
+        return client.post(f"/mail/held/{held_id}/{action}", data=urllib.parse.urlencode(data),
+                           content_type="application/x-www-form-urlencoded")
     return client.post(f"/mail/held/{held_id}/{action}", data=data)
 
 
@@ -126,6 +131,9 @@ def test_an_admin_posts_a_loop_held_reply_as_its_sender_with_its_files_and_audie
         as_text=True)
     page = admin.get("/mail").get_data(as_text=True)
     assert f'id="held-{bobs.id}"' in page and "Post it" in page and "Discard" in page
+    detail = admin.get(f"/mail/in/{bobs.inbound_email_id}").get_data(as_text=True)
+    files = detail[detail.index('class="held-files"'):]
+    assert "<li>logo.png</li><li>brief.pdf</li>" in files  # what "Post it" would post
     assert admin.post(f"/mail/held/{bobs.id}/post").status_code == 400  # no CSRF token: refused
     assert len(posts(people.thread)) == 2
     staff = sign_in(app.test_client(), User.create(email="sam@agency.test", name="Sam", role="team",
@@ -220,7 +228,10 @@ def test_the_back_address_of_an_action_stays_on_the_mail_log(gateway: Any, peopl
     assert send(gateway.port, _reply_at(people), "reply@reply.test", sender="mallory@evil.test")[0] == 250
     [held] = HeldPost.select()
     admin = sign_in(app.test_client(), people.kim)
-    done = _action(admin, "/mail", held.id, "discard", back="https://evil.test/mail")
+    done = _action(admin, "/mail", held.id, "discard", back="/mail\n", encoded="1")  # a line break: not taken
+    assert done.status_code == 302 and done.headers["Location"] in ("/mail", "http://localhost/mail")
+    done = admin.post(f"/mail/held/{held.id}/discard",  # discarded already, and a back to elsewhere
+                      data={"csrf_token": csrf_token(admin), "back": "https://evil.test/mail"})
     assert done.status_code == 302 and done.headers["Location"] in ("/mail", "http://localhost/mail")
     assert admin.post("/mail/held/99999999999999999999/discard",
                       data={"csrf_token": csrf_token(admin)}).status_code == 404

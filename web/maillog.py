@@ -148,7 +148,7 @@ _BACK = re.compile(r"^/(?:w/[A-Za-z0-9_-]{1,100}/)?mail(?:/in/\d{1,18})?(?:\?[A-
 
 def _back() -> str:
     back = request.form.get("back", "")
-    return back if _BACK.match(back) else url_for("maillog.agency_log")
+    return back if _BACK.fullmatch(back) else url_for("maillog.agency_log")
 
 
 def _held_or_404(held_id: int) -> int:
