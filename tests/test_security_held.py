@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import re
-import time
 from typing import Any
 
 from gateway_support import People, eml, inbound_rows, outcome_line, posts, reply_line, send, start_gateway
@@ -48,7 +47,6 @@ def test_reply_at_is_held_until_the_named_person_confirms_then_posted_once_with_
     # Before: refused (or, with SENDER_CHECKS off, posted on the Message-ID alone). Now held, and the one
     # who would be named as author decides.
     raw = _forged_reply_at(people, name="with_attachment.eml")
-    start = time.monotonic()
     code, text = send(gateway.port, raw, "reply@reply.test", sender="mallory@evil.test")
     assert reply_line(code, text) == outcome_line(HeldForConfirmation())
     [held] = HeldPost.select()  # stored before the 250
@@ -81,7 +79,6 @@ def test_reply_at_is_held_until_the_named_person_confirms_then_posted_once_with_
     assert again.status_code == 410 and len(posts(people.thread)) == 2
     assert client.get(f"/confirm/{secret}").status_code == 410
     assert client.get("/confirm/" + "x" * 43).status_code == 410  # a guessed secret
-    assert time.monotonic() - start < 30
 
 
 def test_a_team_members_address_from_another_envelope_is_held_and_the_retry_sends_no_second_email(
@@ -125,12 +122,10 @@ def test_the_loop_breaker_holds_a_sender_posting_into_one_thread_again_and_again
     try:
         address = people.bob_address
         answers = []
-        start = time.monotonic()
         for n in range(6):
             raw = eml("plain_reply.eml", to=address).replace(b"Looks great, approved!", f"Loop {n}".encode())
             code, text = send(controller.port, raw, address)
             answers.append(reply_line(code, text))
-        assert time.monotonic() - start < 30
         assert answers[:3] == [outcome_line(Accepted())] * 3
         assert answers[3:] == [outcome_line(HeldAsLoop())] * 3
         assert [m.text for m in posts(people.thread)] == ["Loop 0", "Loop 1", "Loop 2"]
