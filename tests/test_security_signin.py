@@ -102,6 +102,10 @@ def test_a_stranger_cannot_lock_out_a_chosen_person(app: Any, world: World, sett
     assert [_attempt(stranger, token, "nope", "203.0.113.7") for _ in range(4)] == [401, 401, 401, 429]
     assert _attempt(stranger, token, TEAM_PASSWORD, "203.0.113.99") == 429  # the same /24
     assert _attempt(kim, csrf_token(kim), TEAM_PASSWORD, "198.51.100.20") == 302
+    # A flood of refused attempts stores nothing more: the rows that refused them still count.
+    stored = LoginAttempt.select().count()
+    assert [_attempt(stranger, token, "nope", "203.0.113.7") for _ in range(20)] == [429] * 20
+    assert LoginAttempt.select().count() == stored
 
 
 def test_many_networks_together_hit_the_backstop(app: Any, world: World, settings: Any) -> None:

@@ -39,16 +39,18 @@ def password_keys(email: str, remote: str, limit: int) -> dict[str, int]:
 
 def record_then_count(keys: dict[str, int]) -> list[int] | None:
     """Records one attempt under every key, then counts: the ids of the new rows when every key is still
-    within its limit (pass them to forget() if the attempt succeeded), else None (the rows stay)."""
+    within its limit (pass them to forget() if the attempt succeeded), else None. A refused attempt's rows
+    go again: the rows that refused it still count, and a flood of refusals then stores nothing."""
     now = utcnow()
+    # Old rows are of no use; forgetting them keeps the table small.
+    LoginAttempt.delete().where(LoginAttempt.created_at < now - dt.timedelta(days=1)).execute()
     ids = [LoginAttempt.insert(key=k, created_at=now).execute() for k in keys]
     since = now - RATE_WINDOW
     for key, limit in keys.items():
         used = LoginAttempt.select().where((LoginAttempt.key == key) & (LoginAttempt.created_at > since)).count()
         if used > limit:
+            forget(ids)
             return None
-    # Old rows are of no use; forgetting them keeps the table small.
-    LoginAttempt.delete().where(LoginAttempt.created_at < now - dt.timedelta(days=1)).execute()
     return ids
 
 
