@@ -22,7 +22,7 @@ from peewee import AutoField, CharField, DateTimeField
 from storage.agency import Agency
 from storage.db import tuples, write_transaction
 from storage.files import FileStore
-from storage.held_posts import held_file
+from storage.held_posts import held_keys
 from storage.mail_log import InboundEmail
 from storage.models import Attachment, BaseModel, utcnow
 
@@ -56,7 +56,7 @@ def keys_in_use(keys: Iterable[str]) -> set[str]:
     used: set[str] = set()
     for column in (Attachment.storage_key, InboundEmail.raw_key, Agency.logo_key):
         used |= {row[0] for row in tuples(column.model.select(column).where(column.in_(wanted)))}
-    return used | {key for key in wanted if key not in used and held_file(key)}
+    return used | held_keys(set(wanted) - used)
 
 
 def _fresh(files: FileStore, key: str, now: float) -> bool:

@@ -31,7 +31,7 @@ from typing import Any
 from storage.db import write_transaction
 from storage.file_removals import keys_in_use
 from storage.files import FileStore
-from storage.held_posts import HeldPost, held_file
+from storage.held_posts import HeldPost, held_file, waiting_clause
 from storage.mail_log import ACCEPTED, DROPPED, InboundEmail
 from storage.models import CLIENT, Membership, Message, Thread, User, Workspace, utcnow
 from storage.posting import NewAttachment, PostingError, post_message
@@ -48,12 +48,6 @@ PURGE_BATCH = 200
 def files_of(row: HeldPost) -> list[NewAttachment]:
     """The files a held reply carries (already stored), as post_message takes them."""
     return [NewAttachment(**item) for item in json.loads(row.attachments or "[]")]
-
-
-def waiting_clause() -> Any:
-    """Held posts whose files are still kept for them: neither posted nor discarded (expired ones too, until
-    the worker's cleanup deletes them)."""
-    return HeldPost.posted_at.is_null() & HeldPost.discarded_at.is_null()
 
 
 def loop_held_in(thread_id: int, now: dt.datetime | None = None) -> dict[str, int]:

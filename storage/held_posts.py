@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Iterable
+from typing import Any
 
 from peewee import AutoField, BigIntegerField, BooleanField, CharField, DateTimeField, ForeignKeyField, TextField
 
@@ -51,9 +53,26 @@ class HeldPost(BaseModel):
         return self.posted_at is None and self.discarded_at is None and self.expires_at > (now or utcnow())
 
 
+def waiting_clause() -> Any:
+    """Held posts whose files are still kept for them: neither posted nor discarded (expired ones too, until
+    the worker's cleanup deletes them)."""
+    return HeldPost.posted_at.is_null() & HeldPost.discarded_at.is_null()
+
+
+def held_keys(keys: Iterable[str]) -> set[str]:
+    """Those of keys that a waiting held reply carries, in one query (few replies wait: a handful a person)."""
+    wanted = set(keys)
+    if not wanted:
+        return set()
+    carried: set[str] = set()
+    for row in HeldPost.select(HeldPost.attachments).where(waiting_clause()):
+        carried.update(row.file_keys())
+    return carried & wanted
+
+
 def held_file(key: str) -> bool:
-    """Whether a held reply carries the stored file `key`."""
-    return bool(HeldPost.select(HeldPost.id).where(HeldPost.attachments.contains(key)).exists())
+    """Whether a waiting held reply carries the stored file `key`."""
+    return bool(held_keys([key]))
 
 
-__all__ = ["HeldPost", "held_file"]
+__all__ = ["HeldPost", "held_file", "held_keys", "waiting_clause"]

@@ -34,6 +34,8 @@ skip_module_without_browser()
 from playwright.sync_api import expect, sync_playwright  # noqa: E402
 from procs import wait_until  # noqa: E402
 
+from storage.models import utcnow  # noqa: E402
+
 SHOTS = Path(os.environ.get("WORKRATE_SHOTS", str(SCREENSHOTS / "away")))
 TEAM, TEAM_PASSWORD = "kim@agency.test", "kim's long password"
 CLIENT = "dana@northwind.test"
@@ -54,7 +56,7 @@ def test_team_sees_the_away_note_and_mark_and_the_client_does_not(product: Produ
                 "--as", TEAM)
     product.cli("post", "globex", "Kick-off is on Monday.", "--as", TEAM)
     address = product.cli("reply-address", "northwind", "--as", CLIENT).strip().splitlines()[-1]
-    back = dt.date.today() + dt.timedelta(days=12)
+    back = utcnow().date() + dt.timedelta(days=12)
     mail = EmailMessage()
     mail["From"], mail["To"] = f"Dana Whitfield <{CLIENT}>", address
     mail["Subject"], mail["Auto-Submitted"] = "Out of office: Northwind Traders", "auto-replied"
@@ -88,7 +90,7 @@ def test_team_sees_the_away_note_and_mark_and_the_client_does_not(product: Produ
             shoot(team, SHOTS, "away-workspace-list")
             # The workspace's People page: beside the contact's name.
             team.goto(f"{product.url}/w/northwind/members")
-            year = f" {back.year}" if back.year != dt.date.today().year else ""
+            year = f" {back.year}" if back.year != utcnow().date().year else ""
             expect(team.locator("#clients .client-row .away")).to_have_text(
                 f"away until {back:%a} {back.day} {back:%b}{year}")
             shoot(team, SHOTS, "away-people")

@@ -115,3 +115,6 @@ def test_bytes_a_held_reply_carries_are_kept(world: World, settings: Settings) -
     assert sweep_file_removals(settings.effective_files_dir, now=_later()) == 0 and _path(settings, key).exists()
     posted = confirm(secret)
     assert [a.storage_key for a in posted.attachments] == [key] and _path(settings, key).exists()
+    # Posted, the held reply no longer keeps them: deleting the post lets the sweep remove the file.
+    delete_message(posted, world.team)
+    assert sweep_file_removals(settings.effective_files_dir, now=_later()) == 1 and not _path(settings, key).exists()

@@ -183,7 +183,7 @@ def test_changing_the_choice_decides_again_at_once(world: World, personal: Setti
     send_due(personal, T0)
     assert rows_of(world.client)[0].next_attempt_at > T0 + dt.timedelta(hours=12)
     set_modes(world.client, {world.acme.id: ns.NOW})
-    send_due(personal, dt.datetime.now(dt.UTC).replace(tzinfo=None))
+    send_due(personal, utcnow())
     assert len(to(relay, "bob@acme.test")) == 1
 
 

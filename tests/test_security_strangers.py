@@ -15,6 +15,7 @@ from gateway import errors
 from gateway.inbound.strangers import STRANGER_RAW_MAX
 from storage.files import FileStore
 from storage.mail_log import ACCEPTED, REJECTED, InboundEmail, RawMail, read_raw_mail
+from storage.models import utcnow
 from storage.retention import purge_refused_raw_mail
 
 
@@ -70,7 +71,7 @@ def test_raw_mail_of_refused_mail_expires_and_accepted_mail_keeps_its_own(gatewa
     FileStore(settings.effective_files_dir).put_bytes(big)
     InboundEmail.update(raw_key=FileStore.pending(big).key).where(InboundEmail.id == refused.id).execute()
     assert purge_refused_raw_mail(settings.effective_files_dir, settings.refused_mail_days) == 0
-    later = dt.datetime.now() + dt.timedelta(days=settings.refused_mail_days + 1)
+    later = utcnow() + dt.timedelta(days=settings.refused_mail_days + 1)
     assert purge_refused_raw_mail(settings.effective_files_dir, settings.refused_mail_days, later) == 1
     assert InboundEmail.get_by_id(refused.id).raw_key is None
     assert not FileStore(settings.effective_files_dir).exists(FileStore.pending(big).key)
