@@ -139,7 +139,7 @@ class OutboxEmail(BaseModel):
     sent_at = DateTimeField(null=True)
     batch = ForeignKeyField("self", null=True, backref="batched", on_delete="SET NULL")
     batch_id: int | None
-    mail_message_id = CharField(max_length=300, null=True)
+    mail_message_id = CharField(max_length=300, null=True, index=True)  # reply@ finds a notification by it
     bounce_token = CharField(max_length=64, null=True, unique=True)
     subject = CharField(max_length=1000, default="")
     headers = TextField(default="")  # rendered headers, one per line

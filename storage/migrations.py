@@ -294,6 +294,13 @@ def _v17_held_sizes_and_decisions() -> None:
             HeldPost.update(size=size).where(HeldPost.id == row.id).execute()
 
 
+def _v18_outbox_message_id_index() -> None:
+    # reply@ finds the notification a mail answers by its Message-ID: without an index, every such mail from
+    # anyone scanned the whole outbox.
+    database.execute_sql('CREATE INDEX IF NOT EXISTS "outbox_email_mail_message_id" '
+                         'ON "outbox_email" ("mail_message_id")')
+
+
 def _param() -> str:
     return "?" if is_sqlite() else "%s"
 
@@ -316,6 +323,7 @@ MIGRATIONS: list[tuple[int, Callable[[], None]]] = [
     (15, _v15_file_removals_avatars),
     (16, _v16_outbox_held_for),
     (17, _v17_held_sizes_and_decisions),
+    (18, _v18_outbox_message_id_index),
 ]
 
 # Helpers' branches number their migrations ahead of merging, so the list may have gaps.

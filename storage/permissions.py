@@ -7,7 +7,7 @@
 """
 from __future__ import annotations
 
-from storage.models import User, Workspace
+from storage.models import User
 
 
 def can_manage(user: User | None) -> bool:
@@ -16,10 +16,4 @@ def can_manage(user: User | None) -> bool:
     return user is not None and bool(user.active) and user.is_admin
 
 
-def can_post(user: User | None, workspace: Workspace) -> bool:
-    """Whether user may post in the workspace at all (the visibility rule still decides what they see):
-    an archived workspace is read-only for everyone."""
-    return user is not None and bool(user.active) and not workspace.archived
-
-
-__all__ = ["can_manage", "can_post"]
+__all__ = ["can_manage"]

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from peewee import AutoField, CharField, DateTimeField, IntegerField, TextField
 
+from storage import networks
 from storage.db import write_transaction
 from storage.models import BaseModel, utcnow
 from storage.redaction import redact
@@ -49,31 +50,31 @@ class Refusal:
     token_hash: str = ""
 
 
-def network_of(peer: str) -> str:
-    """The /24 of an IPv4 address or the /64 of an IPv6 one, so one sender's neighbours count together."""
-    host = (peer or "").strip()
-    if ":" in host and "." not in host:
-        return ":".join(host.split(":")[:4]) + "::/64"
-    parts = host.split(".")
-    return ".".join(parts[:3]) + ".0/24" if len(parts) == 4 else host[:64] or "unknown"
+def network_of(host: str) -> str:
+    """The /24 or /64 of the peer's address (storage/networks.py), so one sender's neighbours count together."""
+    return networks.network_of(host or "")[:64]
 
 
 def record_refusals(tally: Iterable[tuple[Refusal, int, dt.datetime, dt.datetime]]) -> None:
     """Adds counted refusals (refusal, how many, first, last) to their rows, in one transaction."""
     with write_transaction():
-        full = None
+        rows: int | None = None
         for refusal, count, first, last in tally:
             rcpt = redact(refusal.rcpt_to)[:320]
             for attempt in (rcpt, OTHER):
-                key = ((RcptRefusal.network == refusal.network[:64]) & (RcptRefusal.rcpt_to == attempt)
+                # Once full, one overflow row per reason, whatever the network: a stranger with many networks
+                # adds nothing more.
+                network = refusal.network[:64] if attempt != OTHER else OTHER
+                key = ((RcptRefusal.network == network) & (RcptRefusal.rcpt_to == attempt)
                        & (RcptRefusal.reason == refusal.reason[:40]))
                 if RcptRefusal.update(count=RcptRefusal.count + count, last_at=last).where(key).execute():
                     break
-                if full is None:
-                    full = RcptRefusal.select().count() >= MAX_ROWS
-                if full and attempt != OTHER:
+                if rows is None:
+                    rows = RcptRefusal.select().count()
+                if rows >= MAX_ROWS and attempt != OTHER:
                     continue
-                RcptRefusal.create(network=refusal.network[:64], rcpt_to=attempt, reason=refusal.reason[:40],
+                rows += 1
+                RcptRefusal.create(network=network, rcpt_to=attempt, reason=refusal.reason[:40],
                                    smtp_code=refusal.smtp_code, smtp_text=refusal.smtp_text[:1000],
                                    first_at=first, last_at=last, count=count,
                                    token_hash=(refusal.token_hash or None) if attempt != OTHER else None)

@@ -258,13 +258,15 @@ def original_email(message_id: int) -> Any:
 
 # -- editing and deleting: one set of routes for both sides; storage/posting.py decides who may ----------
 
-def _thread_url(message: Message) -> str:
+def thread_url(message: Message) -> str:
+    """Where a message stands in its thread, on the signed-in person's side."""
     workspace = Workspace.select().join(Thread).where(Thread.id == message.thread_id).get()
     endpoint = "team.thread" if g.user.is_team else "portal.thread"
     return url_for(endpoint, slug=workspace.slug) + f"#m-{message.id}"
 
 
-def _message_json(message: Message, status: int = 200) -> Any:
+def message_json(message: Message, status: int = 200) -> Any:
+    """The message redrawn for the signed-in person's side, for the page's script to put in place."""
     fresh = Message.get_by_id(message.id)
     views = build_views([fresh], g.viewer, user=g.user)
     return jsonify({"id": message.id, "html": render_views(views, "team" if g.user.is_team else "portal")}), status
@@ -281,7 +283,7 @@ def edit(message_id: int) -> Any:
         if wants_json():
             return jsonify({"id": message.id, "text": message.text})
         return render_template("edit_message.html", message=message, text=message.text, error=None,
-                               back=_thread_url(message))
+                               back=thread_url(message))
     text = request.form.get("text", "")
     try:
         edit_message(message, g.user, text)
@@ -289,10 +291,10 @@ def edit(message_id: int) -> Any:
         if wants_json():
             return jsonify({"error": str(e)}), 400
         return render_template("edit_message.html", message=message, text=text, error=str(e),
-                               back=_thread_url(message)), 400
+                               back=thread_url(message)), 400
     if wants_json():
-        return _message_json(message)
-    return redirect(_thread_url(message))
+        return message_json(message)
+    return redirect(thread_url(message))
 
 
 @bp.route("/messages/<int:message_id>/delete", methods=["POST"])
@@ -308,8 +310,8 @@ def delete(message_id: int) -> Any:
             return jsonify({"error": str(e)}), 400
         flash(str(e))
     if wants_json():
-        return _message_json(message)
-    return redirect(_thread_url(message))
+        return message_json(message)
+    return redirect(thread_url(message))
 
 
 @bp.route("/messages/<int:message_id>/correction", methods=["POST"])
@@ -323,12 +325,12 @@ def correction(message_id: int) -> Any:
         if wants_json():
             return jsonify({"error": str(e)}), 400
         flash(str(e))
-        return redirect(_thread_url(message))
+        return redirect(thread_url(message))
     sentence = f"A correction email is on its way to {count} {'person' if count == 1 else 'people'}."
     if wants_json():
         return jsonify({"id": message.id, "sentence": sentence})
     flash(sentence)
-    return redirect(_thread_url(message))
+    return redirect(thread_url(message))
 
 
 @bp.route("/preview", methods=["POST"])

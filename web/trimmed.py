@@ -9,18 +9,14 @@ from flask import Blueprint, abort, flash, g, jsonify, redirect, render_template
 
 from gateway.inbound.own_mail import restorable_part
 from storage.learned_signatures import LearnedSignature, set_cut, signatures_of
-from storage.models import Message, Thread, User, Workspace
+from storage.models import User
 from storage.posting import PostingError, restore_trimmed
 from web.auth import team_required
 from web.context import app_settings
-from web.threadview import MAX_ID, build_views, get_visible_message, render_views
+from web.team import message_json, thread_url
+from web.threadview import MAX_ID, get_visible_message
 
 bp = Blueprint("trimmed", __name__)
-
-
-def _thread_url(message: Message) -> str:
-    workspace = Workspace.select().join(Thread).where(Thread.id == message.thread_id).get()
-    return url_for("team.thread", slug=workspace.slug) + f"#m-{message.id}"
 
 
 @bp.route("/messages/<int:message_id>/trimmed")
@@ -33,7 +29,7 @@ def show(message_id: int) -> Any:
     trimmed = message.trimmed_text or ""
     cut_here = next((s.id for s in signatures if s.cut and trimmed.startswith(s.text)), None)
     return render_template("team/trimmed.html", message=message, sender=sender, signatures=signatures,
-                           cut_here=cut_here, back=_thread_url(message))
+                           cut_here=cut_here, back=thread_url(message))
 
 
 @bp.route("/messages/<int:message_id>/restore", methods=["POST"])
@@ -53,10 +49,9 @@ def restore(message_id: int) -> Any:
         flash(str(e))
         return redirect(url_for("trimmed.show", message_id=message.id))
     if json:
-        views = build_views([Message.get_by_id(message.id)], g.viewer, user=g.user)
-        return jsonify({"id": message.id, "html": render_views(views, "team")})
+        return message_json(message)
     flash("The trimmed part is back in the message; the earlier version is kept behind “edited”.")
-    return redirect(_thread_url(message))
+    return redirect(thread_url(message))
 
 
 @bp.route("/signatures/<int:signature_id>", methods=["POST"])

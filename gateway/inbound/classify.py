@@ -68,11 +68,6 @@ READ_RECEIPT = "read_receipt"  # a message disposition notification: the person 
 _NOT_AWAY_PRECEDENCE = re.compile(r"\b(?:bulk|junk|list)\b", re.IGNORECASE)
 
 
-def is_auto_reply(parsed: ParsedMail, from_address: str = "") -> bool:
-    """Whether the mail was written by a program: auto-responders, vacation notices, robots."""
-    return auto_reply_kind(parsed, from_address) is not None
-
-
 def auto_reply_kind(parsed: ParsedMail, from_address: str = "") -> str | None:
     """Which kind of program wrote the mail (OUT_OF_OFFICE, MASS_MAIL, ROBOT, READ_RECEIPT), or None: a person."""
     headers = parsed.headers

@@ -27,7 +27,6 @@ _LABEL = re.compile(
     r"skype|kvk|btw|iban|bic|vat|tva|ust-?id|reg|address|adres|adresse|office|direct|m|t|f|p|e|w)\.?\s*[:|]")
 _BULLET = re.compile(r"\s*(?:[-*+•>]|\d{1,3}[.)])\s")
 _IMAGE = re.compile(r"^\[(?:image|cid|logo)[^\]]{0,200}\]$", re.IGNORECASE)
-_POSTCODE = re.compile(r"\b\d{4}\s?[A-Z]{2}\b|\b[A-Z]{1,2}\d[A-Z\d]? \d[A-Z]{2}\b|\b\d{5}\b")
 _LIST_WORDS = ("mailing list", "listinfo", "mailman", "unsubscribe", "abmelden", "désinscri", "desuscrib",
                "you received this message because you are subscribed", "to unsubscribe from this group",
                "list-unsubscribe", "manage your subscription", "email preferences")

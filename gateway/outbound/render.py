@@ -361,8 +361,8 @@ def render_notification(rows: Sequence[OutboxEmail], settings: Settings, now: dt
     names = sorted({_one_line(authors[m.author_id].name) for m in messages})
     earlier = context_messages(recipient, thread, internal=internal, before_id=opening.id,
                                limit=settings.email_context_messages)
-    for m in earlier:
-        authors.setdefault(m.author_id, User.get_by_id(m.author_id))
+    missing = {m.author_id for m in earlier} - authors.keys()
+    authors.update({u.id: u for u in User.select().where(User.id.in_(missing))} if missing else {})
     for a in Attachment.select().where(Attachment.message.in_([m.id for m in earlier])).order_by(Attachment.id):
         attachments.setdefault(a.message_id, []).append(a)
 

@@ -234,8 +234,10 @@ class OutboxWorker:
                 return None
         elif batch.kind == CORRECTION:
             visible = rows[:1]
-            if recipient is None or not recipient.active or recipient.email_disabled:
-                outbox.mark_skipped(visible, "recipient deactivated or address disabled")
+            reason = "recipient no longer exists" if recipient is None else \
+                outbox.recipient_block_reason(recipient, batch.thread_id)
+            if reason:  # the same rule as notifications: muted and unsubscribed people get no correction
+                outbox.mark_skipped(visible, reason)
                 return None
             try:
                 mail = render_correction(visible[0], self.settings, now)
@@ -244,8 +246,10 @@ class OutboxWorker:
                 return None
         else:
             visible = rows[:1]
-            if recipient is None or not recipient.active or recipient.email_disabled:
-                outbox.mark_skipped(visible, "recipient deactivated or address disabled")
+            reason = "recipient no longer exists" if recipient is None else \
+                outbox.recipient_block_reason(recipient, batch.thread_id)
+            if reason:  # the same rule as notifications: muted and unsubscribed people get no correction
+                outbox.mark_skipped(visible, reason)
                 return None
             mail = stored_mail(visible[0], self.settings, now)
         lead = visible[0]
